@@ -1,0 +1,29 @@
+"""streamserver: stream LLM tokens to clients over Server-Sent Events and WebSocket.
+
+Embedding::
+
+    from aiohttp import web
+    import streamserver
+
+    app = web.Application()
+    app.add_subapp("/llm", streamserver.create_app("config.toml"))   # or: streamserver.setup(app, cfg)
+"""
+
+from .app import create_app, setup
+from .config import Config, load_config
+from .errors import ConfigError, ProviderError, StreamRejected
+from .hookspecs import hookimpl
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Config",
+    "ConfigError",
+    "ProviderError",
+    "StreamRejected",
+    "__version__",
+    "create_app",
+    "hookimpl",
+    "load_config",
+    "setup",
+]

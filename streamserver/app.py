@@ -1,0 +1,172 @@
+"""Build the aiohttp application: ``create_app`` for a standalone or mounted app, ``setup`` to add
+streamserver's routes to an app you already have.
+
+App state lives under typed ``web.AppKey``s; the runtime opens and closes in ``cleanup_ctx``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import Any
+
+from aiohttp import web
+
+from .config import Config, RouteSettings, load_config
+from .errors import StreamRejected
+from .service import StreamService
+from .stream_request import parse_stream_params, read_fields
+from .transports import sse
+
+log = logging.getLogger("streamserver")
+
+CONFIG = web.AppKey("streamserver.config", Config)
+SERVICE = web.AppKey("streamserver.service", StreamService)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+ConfigSource = str | os.PathLike[str] | Mapping[str, Any] | Config
+
+
+def create_app(config: ConfigSource) -> web.Application:
+    """A new application serving ``config``: run it, or mount it with ``app.add_subapp``."""
+    loaded = load_config(config)
+    app = web.Application(
+        client_max_size=loaded.limits.max_body_bytes,
+        middlewares=[json_http_errors],
+    )
+    setup(app, loaded)
+    return app
+
+
+def setup(app: web.Application, config: ConfigSource) -> Config:
+    """Add streamserver's routes and lifecycle to an existing application; returns the config.
+
+    For prompt disconnect detection run the app with ``handler_cancellation=True`` (``web.run_app``
+    or ``AppRunner``); otherwise a vanished client is noticed at the next write or ping.
+    """
+    loaded = load_config(config)
+    app[CONFIG] = loaded
+    app.cleanup_ctx.append(_service_lifetime)
+    app.on_shutdown.append(_drain)
+    for path, route in loaded.routes.items():
+        handler = _stream_handler(path, route)
+        for method in route.methods:
+            app.router.add_route(method, path, handler)
+    app.router.add_get("/health", health)
+    app.router.add_get("/v1/stream/metrics", stream_metrics)
+    loaded.registry.call_app_hook("register_routes", app=app)
+    return loaded
+
+
+def error_response(error: StreamRejected) -> web.Response:
+    """The contract's JSON error: ``{"error": {"code", "message"}}`` with the status and headers."""
+    return web.json_response(
+        {"error": {"code": error.code, "message": error.message}},
+        status=error.status,
+        headers=error.headers,
+    )
+
+
+@web.middleware
+async def json_http_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Give aiohttp's own 4xx (404, 405, 413) the contract's JSON error shape."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400 or exc.status >= 500 or exc.content_type == "application/json":
+            raise
+        code = exc.reason.lower().replace(" ", "_")
+        headers = {k: v for k, v in exc.headers.items() if k in ("Allow", "Retry-After")}
+        return error_response(StreamRejected(exc.status, code, exc.reason, headers=headers))
+
+
+def _stream_handler(path: str, route: RouteSettings) -> Handler:
+    async def handle(request: web.Request) -> web.StreamResponse:
+        service = request.app[SERVICE]
+        try:
+            stream, start = await _resume_or_start(request, service, path, route)
+        except StreamRejected as exc:
+            service.reject(path, exc)
+            return error_response(exc)
+        server = service.config.server
+        return await sse.send_stream(
+            request,
+            stream,
+            start,
+            ping_interval_s=server.ping_interval_s,
+            send_timeout_s=server.send_timeout_s,
+        )
+
+    handle.__name__ = f"stream {path}"
+    return handle
+
+
+async def _resume_or_start(
+    request: web.Request, service: StreamService, path: str, route: RouteSettings
+) -> tuple[Any, int]:
+    last_event_id = request.headers.get("Last-Event-ID") or request.query.get("last_event_id")
+    if last_event_id:
+        parsed = sse.parse_event_id(last_event_id)
+        if parsed is None:
+            raise StreamRejected(
+                400, "invalid_last_event_id", "Last-Event-ID must look like '<stream_id>:<seq>'"
+            )
+        stream = service.streams.get(parsed[0])
+        if stream is None:
+            raise StreamRejected(404, "stream_not_found", "no live or retained stream has that id")
+        start = parsed[1] + 1
+        if not stream.log.available(start):
+            raise StreamRejected(
+                410, "events_expired", "the events after that id are no longer kept"
+            )
+        return stream, start
+    fields = await read_fields(request, service.config.limits.max_body_bytes)
+    params = parse_stream_params(fields, route, service.config)
+    return service.start(path, route, params, route.transport), 0
+
+
+async def health(request: web.Request) -> web.Response:
+    """``GET /health``: liveness, and how many streams are generating."""
+    service = request.app[SERVICE]
+    status = "draining" if service.draining else "healthy"
+    return web.json_response(
+        {"status": status, "active_streams": service.streams.active},
+        status=503 if service.draining else 200,
+    )
+
+
+async def stream_metrics(request: web.Request) -> web.Response:
+    """``GET /v1/stream/metrics``: the registry's counts plus every sink's snapshot."""
+    service = request.app[SERVICE]
+    figures: dict[str, object] = {
+        "active_streams": service.streams.active,
+        "total_streams": service.streams.total,
+        "retained_streams": len(service.streams.streams),
+    }
+    for sink in service.sink_list:
+        figures.update(sink.snapshot())
+    return web.json_response(figures)
+
+
+async def _service_lifetime(app: web.Application) -> AsyncIterator[None]:
+    service = await StreamService.open(app[CONFIG])
+    app[SERVICE] = service
+    await _call_hooks(app, "startup")
+    try:
+        yield
+    finally:
+        await _call_hooks(app, "shutdown")
+        await service.close()
+
+
+async def _drain(app: web.Application) -> None:
+    if SERVICE in app:
+        await app[SERVICE].drain(app[CONFIG].server.shutdown_grace_s)
+
+
+async def _call_hooks(app: web.Application, hook: str) -> None:
+    for result in app[CONFIG].registry.call_app_hook(hook, app=app):
+        if inspect.isawaitable(result):
+            await result

@@ -1,0 +1,205 @@
+"""Built-in formatters: the wire shapes of the contract's routes (DESIGN.md section 4).
+
+Each has an SSE form (event name + JSON data) and a WebSocket form (one JSON message with a
+``type``). Token events are built with the C string escaper rather than ``json.dumps`` on a dict:
+that is the per-segment hot path. Every stream ends with the formatter's end event, after an
+``error`` event if it failed, so EventSource clients know to stop reconnecting.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from json.encoder import encode_basestring
+
+from ..hookspecs import Register, hookimpl
+from ..types import Event, StreamEnd, StreamFailure, StreamStart, Transport
+
+_quote: Callable[[str], str] = encode_basestring
+"""JSON string literal of a str, non-ASCII kept as is (the C implementation)."""
+
+
+def _json(payload: dict[str, object]) -> str:
+    return json.dumps(payload, ensure_ascii=False)
+
+
+class JSONFormatter(ABC):
+    """Shared shape: SSE ``event: <name>`` + JSON, or WebSocket ``{"type": <name>, ...}``."""
+
+    token_event: str | None = "token"
+
+    def __init__(self, transport: Transport) -> None:
+        self.ws = transport == "ws"
+
+    def event(self, name: str, payload: dict[str, object]) -> Event:
+        """One lifecycle event in this transport's form."""
+        if self.ws:
+            return Event(None, _json({"type": name, **payload}))
+        return Event(name, _json(payload))
+
+    def start(self, info: StreamStart) -> Sequence[Event]:
+        """No start event unless the shape has one."""
+        return ()
+
+    def error(self, failure: StreamFailure, summary: StreamEnd) -> Sequence[Event]:
+        """``error`` with the message and code, then the normal end event."""
+        return (
+            self.event("error", {"error": failure.message, "code": failure.code}),
+            *self.end(summary),
+        )
+
+    @abstractmethod
+    def end(self, summary: StreamEnd) -> Sequence[Event]:
+        """The events that close the stream in this shape."""
+
+
+class SimpleFormatter(JSONFormatter):
+    """``/stream``: ``data: {"token": t}`` per segment, then ``data: {"done": true}``.
+
+    WebSocket form (``/ws/stream``): ``start``, ``token`` with ``content``, ``done`` with
+    ``full_response``.
+    """
+
+    def __init__(self, options: object, transport: Transport) -> None:
+        super().__init__(transport)
+        self.token_event = None
+        self.text: list[str] = []
+
+    def start(self, info: StreamStart) -> Sequence[Event]:
+        """WebSocket form only: ``{"type": "start"}``."""
+        return (Event(None, '{"type": "start"}'),) if self.ws else ()
+
+    def segment(self, text: str, tokens: int) -> str:
+        """``{"token": t}`` (SSE) or ``{"type": "token", "content": t}`` (WebSocket)."""
+        if self.ws:
+            self.text.append(text)
+            return '{"type": "token", "content": ' + _quote(text) + "}"
+        return '{"token": ' + _quote(text) + "}"
+
+    def end(self, summary: StreamEnd) -> Sequence[Event]:
+        """``{"done": true}``; the WebSocket form adds the whole text and whether it was cut short."""
+        if not self.ws:
+            return (Event(None, '{"done": true}'),)
+        payload: dict[str, object] = {"type": "done", "full_response": "".join(self.text)}
+        if summary.finish_reason == "cancelled":
+            payload["cancelled"] = True
+        return (Event(None, _json(payload)),)
+
+    def error(self, failure: StreamFailure, summary: StreamEnd) -> Sequence[Event]:
+        """``{"error": message, "code": code}``, then the end event."""
+        if self.ws:
+            return super().error(failure, summary)
+        return (
+            Event(None, _json({"error": failure.message, "code": failure.code})),
+            *self.end(summary),
+        )
+
+
+class EventsFormatter(JSONFormatter):
+    """``/stream/v2`` and ``/stream/safe``: ``event: token`` ``{"content": t}``, then
+    ``event: done`` ``{"finished": true}``."""
+
+    def __init__(self, options: object, transport: Transport) -> None:
+        super().__init__(transport)
+
+    def segment(self, text: str, tokens: int) -> str:
+        """``{"content": t}``."""
+        if self.ws:
+            return '{"type": "token", "content": ' + _quote(text) + "}"
+        return '{"content": ' + _quote(text) + "}"
+
+    def end(self, summary: StreamEnd) -> Sequence[Event]:
+        """``done`` ``{"finished": true}`` (``"cancelled": true`` added when it was)."""
+        payload: dict[str, object] = {"finished": True}
+        if summary.finish_reason == "cancelled":
+            payload["cancelled"] = True
+        return (self.event("done", payload),)
+
+
+class ProgressFormatter(JSONFormatter):
+    """``/stream/progress``: ``start``, then ``token`` with a running ``total_tokens``, then
+    ``complete`` with the whole response."""
+
+    def __init__(self, options: object, transport: Transport) -> None:
+        super().__init__(transport)
+        self.text: list[str] = []
+
+    def start(self, info: StreamStart) -> Sequence[Event]:
+        """``start`` ``{"status": "generating"}``."""
+        return (self.event("start", {"status": "generating"}),)
+
+    def segment(self, text: str, tokens: int) -> str:
+        """``{"content": t, "total_tokens": n}``."""
+        self.text.append(text)
+        head = '{"type": "token", "content": ' if self.ws else '{"content": '
+        return f'{head}{_quote(text)}, "total_tokens": {tokens}}}'
+
+    def end(self, summary: StreamEnd) -> Sequence[Event]:
+        """``complete`` with ``status`` (``done``, ``cancelled`` or ``error``), totals, full text."""
+        status = {"cancelled": "cancelled", "error": "error"}.get(summary.finish_reason, "done")
+        return (
+            self.event(
+                "complete",
+                {
+                    "status": status,
+                    "total_tokens": summary.tokens,
+                    "full_response": "".join(self.text),
+                },
+            ),
+        )
+
+
+class ProductionFormatter(JSONFormatter):
+    """``/v1/stream``: ``stream_start``, ``token`` with its ``index``, ``stream_end`` with timings;
+    ``error`` carries the ``stream_id``."""
+
+    def __init__(self, options: object, transport: Transport) -> None:
+        super().__init__(transport)
+        self.index = 0
+        self.stream_id = ""
+
+    def start(self, info: StreamStart) -> Sequence[Event]:
+        """``stream_start`` ``{"stream_id", "model"}``."""
+        self.stream_id = info.stream_id
+        return (self.event("stream_start", {"stream_id": info.stream_id, "model": info.model}),)
+
+    def segment(self, text: str, tokens: int) -> str:
+        """``{"content": t, "index": i}``, ``i`` counting token events from 0."""
+        index = self.index
+        self.index = index + 1
+        head = '{"type": "token", "content": ' if self.ws else '{"content": '
+        return f'{head}{_quote(text)}, "index": {index}}}'
+
+    def end(self, summary: StreamEnd) -> Sequence[Event]:
+        """``stream_end`` with tokens, duration, rate and finish reason."""
+        return (
+            self.event(
+                "stream_end",
+                {
+                    "stream_id": summary.stream_id,
+                    "tokens_generated": summary.tokens,
+                    "duration_ms": round(summary.duration_s * 1000, 3),
+                    "tokens_per_second": round(summary.tokens_per_second, 3),
+                    "finish_reason": summary.finish_reason,
+                },
+            ),
+        )
+
+    def error(self, failure: StreamFailure, summary: StreamEnd) -> Sequence[Event]:
+        """``error`` ``{"error", "code", "stream_id"}``, then ``stream_end``."""
+        error = self.event(
+            "error", {"error": failure.message, "code": failure.code, "stream_id": self.stream_id}
+        )
+        return (error, *self.end(summary))
+
+
+@hookimpl
+def register_formatters(register: Register) -> None:
+    """The contract's four wire shapes."""
+    register("simple", SimpleFormatter, description='data: {"token": t} ... data: {"done": true}')
+    register("events", EventsFormatter, description="event: token {content} ... event: done")
+    register("progress", ProgressFormatter, description="start, token with total_tokens, complete")
+    register(
+        "production", ProductionFormatter, description="stream_start, token with index, stream_end"
+    )

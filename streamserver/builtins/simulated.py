@@ -1,0 +1,189 @@
+"""The offline default provider: plausible English at a realistic pace, with no network at all.
+
+Models:
+- ``simulated``: generates text (a word-level Markov chain over a small built-in corpus), split into
+  pieces the size of a BPE tokenizer's, after ``ttft_ms`` and at ``tokens_per_second``.
+- ``echo``: streams back the last user message in token-sized pieces, so any text can be sent
+  through the whole pipeline and compared on the other side.
+
+``fail_after_tokens`` makes either model fail mid-stream (error paths, demos), ``seed`` makes the
+output repeatable, and ``tokens_per_second = 0`` means as fast as possible (benchmarks).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import re
+from collections.abc import AsyncIterator, Iterator, Sequence
+from dataclasses import dataclass
+
+from ..errors import ProviderError
+from ..hookspecs import Register, hookimpl
+from ..types import Delta, Finish, GenerationRequest, Usage
+
+_PIECES = re.compile(
+    r"'(?:s|t|re|ve|m|ll|d)\b| ?[^\W\d_]+| ?\d{1,3}| ?[^\s\w]+|\s+(?!\S)|\s+|.", re.DOTALL
+)
+"""A GPT-2 style pre-tokenizer; the final ``.`` makes every character belong to some piece."""
+
+_CORPUS = """\
+Streaming changes how people experience a model. The first words arrive while the rest is still \
+being written, so the answer feels alive instead of slow. A good server keeps that rhythm steady \
+under load and never drops a single character on the way. Every token travels from the provider \
+through a buffer and a formatter before it reaches the client. The buffer decides when text is \
+ready to show, and the formatter decides what it looks like on the wire. Some clients want every \
+token as it comes, while others prefer whole words or whole sentences. When the connection drops, \
+the client can resume from the last event it saw, and nothing is repeated or lost. Backpressure \
+keeps memory flat when a reader falls behind, because the producer simply waits. Metrics show how \
+long the first token took and how fast the rest followed. In practice the hardest part is not \
+the happy path but the edges: slow readers, vanished clients, and upstreams that stall. A careful \
+design treats each of those as an ordinary event with a clear outcome. That is why the pipeline \
+is small, and why each part can be replaced by a plugin. Operators choose the parts in a single \
+configuration file and can see at a glance what each route will do. Developers can write a new \
+buffer in a few lines and test it against the same guarantees as the built-in ones. The result \
+is a server that is pleasant to run and easy to trust.\
+"""
+
+
+def tokenize(text: str) -> list[str]:
+    """Split ``text`` into token-sized pieces; ``"".join(tokenize(t)) == t`` for every ``t``."""
+    pieces: list[str] = []
+    for piece in _PIECES.findall(text):
+        # Long words become several sub-word tokens, as a BPE vocabulary would split them.
+        while len(piece) > 7:
+            cut = 5 if piece[0] == " " else 4
+            pieces.append(piece[:cut])
+            piece = piece[cut:]
+        pieces.append(piece)
+    return pieces
+
+
+class _MarkovText:
+    """Order-2 word chain over the corpus: English-looking sentences of any length."""
+
+    def __init__(self, corpus: str) -> None:
+        words = corpus.split()
+        self.starts = [
+            (a, b)
+            for a, b, prev in zip(words[1:], words[2:], words, strict=False)
+            if prev.endswith(".")
+        ]
+        self.starts.append((words[0], words[1]))
+        self.chain: dict[tuple[str, str], list[str]] = {}
+        for a, b, c in zip(words, words[1:], words[2:], strict=False):
+            self.chain.setdefault((a, b), []).append(c)
+
+    def sentences(self, rng: random.Random) -> Iterator[str]:
+        """An endless supply of sentences, each ending with a full stop."""
+        while True:
+            a, b = rng.choice(self.starts)
+            words = [a, b]
+            while not words[-1].endswith(".") and len(words) < 40:
+                followers = self.chain.get((words[-2], words[-1]))
+                if not followers:
+                    break
+                words.append(rng.choice(followers))
+            sentence = " ".join(words)
+            yield sentence if sentence.endswith(".") else sentence + "."
+
+
+_TEXT = _MarkovText(_CORPUS)
+
+
+@dataclass(frozen=True, slots=True)
+class SimulatedOptions:
+    """``[providers.simulated]`` options."""
+
+    ttft_ms: float = 300.0
+    """Delay before the first token."""
+    tokens_per_second: float = 40.0
+    """Pace after the first token; 0 = as fast as possible."""
+    jitter: float = 0.25
+    """Random variation of each gap, as a fraction of the mean gap (0 = metronome)."""
+    answer_tokens: int = 160
+    """About how long a generated answer is (ends at the sentence that passes it)."""
+    seed: int | None = None
+    """Fix the randomness: the same request then gives the same text and pacing."""
+    fail_after_tokens: int | None = None
+    """Raise a provider error after this many tokens."""
+    models: tuple[str, ...] = ("simulated", "echo")
+    """Model names offered; any name other than ``echo`` generates text."""
+
+
+class SimulatedProvider:
+    """See the module docstring."""
+
+    def __init__(self, options: SimulatedOptions) -> None:
+        self.options = options
+
+    @property
+    def models(self) -> Sequence[str]:
+        """``simulated`` and ``echo`` unless configured otherwise."""
+        return self.options.models
+
+    async def aclose(self) -> None:
+        """Nothing to release."""
+
+    def stream(self, request: GenerationRequest) -> AsyncIterator[Delta]:
+        """Generated or echoed text, paced."""
+        return self._stream(request)
+
+    async def _stream(self, request: GenerationRequest) -> AsyncIterator[Delta]:
+        options = self.options
+        rng = random.Random(options.seed)
+        limit = request.max_tokens
+        pieces = self._pieces(request, rng)
+        prompt_tokens = sum(len(tokenize(m.content)) for m in request.messages)
+        loop = asyncio.get_running_loop()
+        gap = 1.0 / options.tokens_per_second if options.tokens_per_second > 0 else 0.0
+        due = loop.time() + options.ttft_ms / 1000
+        count = 0
+        reason = "stop"
+        for piece in pieces:
+            if limit is not None and count >= limit:
+                reason = "length"
+                break
+            if options.fail_after_tokens is not None and count >= options.fail_after_tokens:
+                raise ProviderError(
+                    "provider_error",
+                    f"the simulated model failed after {count} tokens (fail_after_tokens)",
+                )
+            delay = due - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            elif not gap and count % 64 == 0:
+                await asyncio.sleep(0)  # flat out, but let the rest of the server breathe
+            yield piece
+            count += 1
+            due += gap * (1 + options.jitter * (2 * rng.random() - 1)) if gap else 0
+        if options.fail_after_tokens is not None and count >= options.fail_after_tokens:
+            raise ProviderError(
+                "provider_error",
+                f"the simulated model failed after {count} tokens (fail_after_tokens)",
+            )
+        yield Finish(reason, request.model, Usage(prompt_tokens, count))
+
+    def _pieces(self, request: GenerationRequest, rng: random.Random) -> Iterator[str]:
+        if request.model == "echo":
+            users = [m.content for m in request.messages if m.role == "user"]
+            yield from tokenize(users[-1] if users else "")
+            return
+        produced = 0
+        for i, sentence in enumerate(_TEXT.sentences(rng)):
+            pieces = tokenize(sentence if i == 0 else " " + sentence)
+            yield from pieces
+            produced += len(pieces)
+            if produced >= self.options.answer_tokens:
+                return
+
+
+@hookimpl
+def register_providers(register: Register) -> None:
+    """The offline simulated model."""
+    register(
+        "simulated",
+        SimulatedProvider,
+        options=SimulatedOptions,
+        description="offline text generator with realistic pacing; model 'echo' repeats the prompt",
+    )

@@ -1,0 +1,83 @@
+"""Built-in metrics sinks: ``memory`` keeps counters for ``GET /v1/stream/metrics``."""
+
+from __future__ import annotations
+
+from collections import Counter, deque
+from dataclasses import dataclass
+
+from ..hookspecs import Register, hookimpl
+from ..types import StreamEnd, StreamStart
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryOptions:
+    """``[metrics.memory]`` options."""
+
+    window: int = 1000
+    """How many recent streams the latency percentiles are computed over."""
+
+
+class MemorySink:
+    """Counts in process memory: tokens, outcomes, rejections, and recent latencies."""
+
+    def __init__(self, options: MemoryOptions) -> None:
+        self.total_tokens = 0
+        self.total_segments = 0
+        self.total_characters = 0
+        self.outcomes: Counter[str] = Counter()
+        self.rejected: Counter[str] = Counter()
+        self.ttft_s: deque[float] = deque(maxlen=options.window)
+        self.duration_s: deque[float] = deque(maxlen=options.window)
+
+    def stream_started(self, info: StreamStart) -> None:
+        """Nothing to count until it finishes (the registry counts live streams)."""
+
+    def first_token(self, info: StreamStart, ttft_s: float) -> None:
+        """Remember the time to first token."""
+        self.ttft_s.append(ttft_s)
+
+    def stream_finished(self, info: StreamStart, summary: StreamEnd) -> None:
+        """Add the stream's totals and outcome."""
+        self.total_tokens += summary.tokens
+        self.total_segments += summary.segments
+        self.total_characters += summary.characters
+        self.outcomes[summary.outcome] += 1
+        self.duration_s.append(summary.duration_s)
+
+    def request_rejected(self, route: str, status: int, code: str) -> None:
+        """Count the refusal by its code."""
+        self.rejected[code] += 1
+
+    def snapshot(self) -> dict[str, object]:
+        """Totals, outcomes, rejections, and TTFT / duration percentiles in milliseconds."""
+        return {
+            "total_tokens": self.total_tokens,
+            "total_segments": self.total_segments,
+            "total_characters": self.total_characters,
+            "outcomes": dict(self.outcomes),
+            "rejected": dict(self.rejected),
+            "ttft_ms": _percentiles(self.ttft_s),
+            "duration_ms": _percentiles(self.duration_s),
+        }
+
+
+def _percentiles(values: deque[float]) -> dict[str, float]:
+    if not values:
+        return {}
+    ordered = sorted(values)
+
+    def at(q: float) -> float:
+        return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000, 3)
+
+    return {"p50": at(0.5), "p95": at(0.95), "p99": at(0.99), "max": round(ordered[-1] * 1000, 3)}
+
+
+@hookimpl
+def register_metrics_sinks(register: Register) -> None:
+    """The in-memory sink."""
+    register(
+        "memory",
+        MemorySink,
+        options=MemoryOptions,
+        description="counters behind /v1/stream/metrics",
+    )

@@ -1,0 +1,141 @@
+"""The ``streamserver`` command: ``serve``, ``check-config``, ``--version``.
+
+A configuration mistake prints one line (file, dotted key, what was expected) and exits with 2;
+Ctrl-C and SIGTERM stop the server cleanly: streams are drained, then it exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ipaddress
+import logging
+import socket
+import sys
+from collections.abc import Sequence
+
+from aiohttp import web
+
+from . import __version__
+from .app import create_app
+from .config import Config, load_config
+from .errors import ConfigError
+from .service import StreamService
+
+DEFAULT_CONFIG = "config.toml"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit status."""
+    parser = argparse.ArgumentParser(
+        prog="streamserver", description="Stream LLM tokens over SSE and WebSocket."
+    )
+    parser.add_argument("--version", action="version", version=f"streamserver {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    serve = commands.add_parser("serve", help="serve the configured routes")
+    serve.add_argument(
+        "--config", default=DEFAULT_CONFIG, help=f"config file (default: {DEFAULT_CONFIG})"
+    )
+    serve.add_argument("--host", help="override server.host")
+    serve.add_argument("--port", type=int, help="override server.port")
+    check = commands.add_parser("check-config", help="validate a config file without serving")
+    check.add_argument("file", nargs="?", default=DEFAULT_CONFIG)
+    args = parser.parse_args(argv)
+
+    try:
+        if args.command == "serve":
+            return _serve(args.config, args.host, args.port)
+        if args.command == "check-config":
+            return _check(args.file)
+    except ConfigError as exc:
+        print(f"streamserver: config error: {exc}", file=sys.stderr)
+        return 2
+    parser.print_help()
+    return 2
+
+
+def _serve(path: str, host: str | None, port: int | None) -> int:
+    config = load_config(path)
+    host = host or config.server.host
+    port = port if port is not None else config.server.port
+    _refuse_open_host(host)
+    logging.basicConfig(
+        level=config.server.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    app = create_app(config)
+    web.run_app(
+        app,
+        host=host,
+        port=port,
+        handler_cancellation=True,  # a client that goes away cancels its handler at once
+        shutdown_timeout=config.server.shutdown_grace_s + 5,
+        print=lambda _: print(
+            f"streamserver {__version__} listening on http://{_url_host(host)}:{port}", flush=True
+        ),
+    )
+    return 0
+
+
+def _check(path: str) -> int:
+    config = load_config(path)
+    asyncio.run(_check_models(config))
+    print(f"{path}: OK")
+    print("plugins:")
+    for source in config.registry.sources.values():
+        print(f"  {source.name}  ({source.origin})")
+    for kind, parts in (
+        ("providers", config.providers),
+        ("buffers", config.buffers),
+        ("formatters", config.formatters),
+    ):
+        print(
+            f"{kind}: "
+            + ", ".join(
+                f"{name} ({part.registration.name})" if name != part.registration.name else name
+                for name, part in parts.items()
+            )
+        )
+    print("metrics sinks: " + ", ".join(part.name for part in config.sinks))
+    print("routes:")
+    for route_path, route in config.routes.items():
+        print(
+            f"  {' '.join(route.methods):8} {route_path:20} {route.transport}  formatter={route.formatter} "
+            f"buffer={route.buffer} provider={route.provider or '(default)'} model={route.model or '(default)'}"
+            f" allow={','.join(route.allow) or '-'}"
+        )
+    return 0
+
+
+async def _check_models(config: Config) -> None:
+    service = await StreamService.open(config)
+    await service.close()
+
+
+def _refuse_open_host(host: str) -> None:
+    """Streamserver has no auth yet, so it binds only to loopback addresses."""
+    if _is_loopback(host):
+        return
+    raise ConfigError(
+        "server.host",
+        "a loopback address (127.0.0.1, ::1 or localhost): authentication is not available in this "
+        "version, so streamserver will not listen on a public interface; put it behind a proxy that "
+        "authenticates",
+        got=host,
+    )
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        try:
+            infos = socket.getaddrinfo(host, None)
+        except OSError:
+            return False
+        return all(ipaddress.ip_address(info[4][0]).is_loopback for info in infos)
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host

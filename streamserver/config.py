@@ -1,0 +1,327 @@
+"""``config.toml``: read once, validated into typed objects, or refused with a precise message.
+
+Every section is a frozen dataclass; plugins declare theirs when they register. A mistake names
+the file, the dotted key, what was expected and, for names, the choices (``ConfigError``).
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from . import options
+from .errors import ConfigError
+from .plugins import Kind, PluginRegistry
+from .types import Registration
+
+Override = Literal["model", "provider", "max_tokens", "buffer", "format"]
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSettings:
+    """``[server]``: where to listen and how SSE connections behave."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    plugins_dir: str = "plugins"
+    ping_interval_s: float = 15.0
+    """Keep-alive comment every this many seconds, from the moment headers are sent."""
+    retry_ms: int = 2000
+    """The SSE ``retry:`` hint sent with the first event."""
+    send_timeout_s: float = 30.0
+    """A reader whose writes make no progress this long is treated as gone."""
+    shutdown_grace_s: float = 10.0
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+@dataclass(frozen=True, slots=True)
+class PluginsSettings:
+    """``[plugins]``: extra plugin modules, and plugins to switch off by name."""
+
+    modules: tuple[str, ...] = ()
+    disabled: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class RouteSettings:
+    """``[routes."<path>"]``: one streaming endpoint and the pipeline parts it uses."""
+
+    transport: Literal["sse", "ws"] = "sse"
+    formatter: str = "events"
+    buffer: str = "raw"
+    provider: str | None = None
+    """Provider instance for requests that name no model; default: the first configured."""
+    model: str | None = None
+    """Default model; default: the provider's first model."""
+    methods: tuple[Literal["GET", "POST"], ...] = ("GET",)
+    allow: tuple[Override, ...] = ()
+    """Request fields that may override the route's choices."""
+    max_tokens: int | None = None
+    """Default ``max_tokens`` for requests that give none."""
+
+
+@dataclass(frozen=True, slots=True)
+class LimitsSettings:
+    """``[limits]``: what one request may ask for, and how far a reader may fall behind."""
+
+    max_body_bytes: int = 1_048_576
+    max_prompt_chars: int = 100_000
+    max_tokens: int = 8192
+    """Cap on ``max_tokens``; larger requests are refused with 400."""
+    high_water_events: int = 512
+    """Unread events at which the producer waits for its slowest reader (backpressure)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ResumeSettings:
+    """``[resume]``: how long a stream outlives its readers, and how long its log is kept."""
+
+    grace_s: float = 0.0
+    retain_s: float = 60.0
+    max_streams: int = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsSettings:
+    """``[metrics]``: which metrics sinks are on."""
+
+    sinks: tuple[str, ...] = ("memory",)
+
+
+@dataclass(frozen=True, slots=True)
+class BufferTiming:
+    """Options the core applies to every buffer: the flush timer and the size cap."""
+
+    max_delay_ms: float = 250.0
+    """Flush held text once its oldest character has waited this long (0 = never)."""
+    max_chars: int = 4096
+    """Flush held text once it grows past this many characters (0 = never)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    """A named, configured instance of a registered part (``[buffers.word]``)."""
+
+    name: str
+    registration: Registration
+    options: Any
+    timing: BufferTiming = field(default_factory=BufferTiming)
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """The whole validated configuration, with the plugins it was validated against."""
+
+    file: str | None
+    server: ServerSettings
+    plugins: PluginsSettings
+    limits: LimitsSettings
+    resume: ResumeSettings
+    metrics: MetricsSettings
+    routes: Mapping[str, RouteSettings]
+    providers: Mapping[str, Part]
+    buffers: Mapping[str, Part]
+    formatters: Mapping[str, Part]
+    sinks: tuple[Part, ...]
+    registry: PluginRegistry
+
+
+DEFAULT_ROUTES: dict[str, dict[str, Any]] = {
+    "/stream": {"formatter": "simple", "allow": ["model"]},
+    "/stream/v2": {"formatter": "events", "allow": ["model"]},
+    "/stream/safe": {"formatter": "events", "allow": ["model"]},
+    "/stream/progress": {"formatter": "progress", "allow": ["model"]},
+    "/v1/stream": {
+        "formatter": "production",
+        "methods": ["GET", "POST"],
+        "allow": ["model", "provider", "max_tokens", "buffer", "format"],
+    },
+}
+"""The contract's stream routes, used when the file has no ``[routes]`` table."""
+
+_SECTIONS = {
+    "server": ServerSettings,
+    "plugins": PluginsSettings,
+    "limits": LimitsSettings,
+    "resume": ResumeSettings,
+    "metrics": MetricsSettings,
+}
+_PART_SECTIONS: dict[str, Kind] = {
+    "providers": "providers",
+    "buffers": "buffers",
+    "formatters": "formatters",
+}
+_ALL_SECTIONS = {*_SECTIONS, *_PART_SECTIONS, "routes"}
+
+
+def load_config(
+    source: str | os.PathLike[str] | Mapping[str, Any] | Config,
+    *,
+    registry: PluginRegistry | None = None,
+) -> Config:
+    """Read and validate a configuration: a TOML file's path, an already-parsed dict, or a Config.
+
+    Relative paths inside a file (``server.plugins_dir``) are relative to that file. Pass a
+    ``registry`` to validate against plugins loaded by hand (tests, embedding).
+    """
+    if isinstance(source, Config):
+        return source
+    if isinstance(source, Mapping):
+        file, base, raw = None, Path.cwd(), source
+    else:
+        path = Path(source)
+        file, base = str(path), path.resolve().parent
+        try:
+            raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError("", "an existing config file", file=file) from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError("", f"valid TOML ({exc})", file=file) from None
+    try:
+        return _validate(raw, file, base, registry)
+    except ConfigError as exc:
+        raise exc.in_file(file) from None
+
+
+def _validate(
+    raw: Mapping[str, Any], file: str | None, base: Path, registry: PluginRegistry | None
+) -> Config:
+    for name in raw:
+        if name not in _ALL_SECTIONS:
+            raise ConfigError(name, "a known section", choices=_ALL_SECTIONS)
+    sections: dict[str, Any] = {
+        name: options.build(cls, raw.get(name, {}), name) for name, cls in _SECTIONS.items()
+    }
+    server: ServerSettings = sections["server"]
+    plugin_settings: PluginsSettings = sections["plugins"]
+    metrics: MetricsSettings = sections["metrics"]
+
+    if registry is None:
+        registry = PluginRegistry()
+        registry.load(
+            plugins_dir=base / server.plugins_dir,
+            modules=plugin_settings.modules,
+            disabled=plugin_settings.disabled,
+        )
+
+    raw_providers = raw.get("providers", {"simulated": {}})
+    parts = {
+        section: _parts(
+            registry,
+            kind,
+            raw.get(section, {}) if section != "providers" else raw_providers,
+            section,
+        )
+        for section, kind in _PART_SECTIONS.items()
+    }
+    if not parts["providers"]:
+        raise ConfigError(
+            "providers", "at least one provider section", choices=registry.names("providers")
+        )
+
+    sinks = []
+    for i, name in enumerate(metrics.sinks):
+        if name not in registry.parts["metrics_sinks"]:
+            raise ConfigError(
+                f"metrics.sinks[{i}]",
+                "a metrics sink name",
+                got=name,
+                choices=registry.names("metrics_sinks"),
+            )
+        section = raw.get("metrics", {}).get(name, {})
+        registration = registry.get("metrics_sinks", name)
+        sinks.append(
+            Part(
+                name, registration, options.build(registration.options, section, f"metrics.{name}")
+            )
+        )
+
+    routes = _routes(raw.get("routes", DEFAULT_ROUTES), parts)
+    return Config(
+        file=file,
+        server=server,
+        plugins=plugin_settings,
+        limits=sections["limits"],
+        resume=sections["resume"],
+        metrics=metrics,
+        routes=routes,
+        providers=parts["providers"],
+        buffers=parts["buffers"],
+        formatters=parts["formatters"],
+        sinks=tuple(sinks),
+        registry=registry,
+    )
+
+
+def _parts(registry: PluginRegistry, kind: Kind, table: object, section: str) -> dict[str, Part]:
+    """Instances of one kind: every configured section, plus (except providers) every registered
+    name with its default options."""
+    if not isinstance(table, Mapping):
+        raise ConfigError(section, "a table of named sections", got=table)
+    parts: dict[str, Part] = {}
+    if kind != "providers":
+        for name, registration in registry.parts[kind].items():
+            parts[name] = Part(name, registration, registration.options())
+    for name, body in table.items():
+        key = f"{section}.{name}"
+        if not isinstance(body, Mapping):
+            raise ConfigError(key, "a table", got=body)
+        body = dict(body)
+        type_name = body.pop("type", name)
+        if type_name not in registry.parts[kind]:
+            expected = (
+                f"a registered {kind[:-1]} type"
+                if "type" in table[name]
+                else f"the name of a registered {kind[:-1]} (or a `type` key)"
+            )
+            raise ConfigError(
+                f"{key}.type" if "type" in table[name] else key,
+                expected,
+                got=type_name,
+                choices=registry.names(kind),
+            )
+        registration = registry.get(kind, type_name)
+        timing = BufferTiming()
+        if kind == "buffers":
+            timing_keys = {k: body.pop(k) for k in ("max_delay_ms", "max_chars") if k in body}
+            timing = options.build(BufferTiming, timing_keys, key)
+        parts[name] = Part(
+            name, registration, options.build(registration.options, body, key), timing
+        )
+    return parts
+
+
+def _routes(table: object, parts: Mapping[str, Mapping[str, Part]]) -> dict[str, RouteSettings]:
+    if not isinstance(table, Mapping):
+        raise ConfigError(
+            "routes", 'a table of routes keyed by path, like [routes."/stream"]', got=table
+        )
+    routes: dict[str, RouteSettings] = {}
+    for path, body in table.items():
+        key = options.join_key("routes", path)
+        if not path.startswith("/"):
+            raise ConfigError(key, "a path starting with /", got=path)
+        route = options.build(RouteSettings, body, key)
+        for field_name, section in (
+            ("formatter", "formatters"),
+            ("buffer", "buffers"),
+            ("provider", "providers"),
+        ):
+            value = getattr(route, field_name)
+            if value is not None and value not in parts[section]:
+                raise ConfigError(
+                    f"{key}.{field_name}",
+                    f"a configured {section[:-1]}",
+                    got=value,
+                    choices=parts[section],
+                )
+        if route.transport == "ws" and route.methods != ("GET",):
+            raise ConfigError(
+                f"{key}.methods", 'only ["GET"] for a WebSocket route', got=list(route.methods)
+            )
+        routes[path] = route
+    return routes

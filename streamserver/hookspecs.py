@@ -1,0 +1,89 @@
+"""The hooks a streamserver plugin implements.
+
+A plugin is a module (or object) with functions decorated by ``streamserver.hookimpl`` whose names
+match the specifications below. The ``register_*`` hooks receive a ``register`` callable and call it
+once for every part they offer::
+
+    @hookimpl
+    def register_buffers(register):
+        register("markdown", MarkdownBuffer, options=MarkdownOptions)
+
+``register(name, factory, *, options=NoOptions, description="")``: ``options`` is a frozen
+dataclass whose fields are the keys allowed in that part's config section; the core validates the
+section into an instance of it and passes that instance to the factory. Names are global per kind:
+two plugins registering one name is a start-up error that names both.
+
+None of these hooks runs per token or per stream: the ``register_*`` hooks run once when the
+plugins load, the app hooks once per application.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    from aiohttp import web
+
+hookspec = pluggy.HookspecMarker("streamserver")
+hookimpl = pluggy.HookimplMarker("streamserver")
+
+Register = Callable[..., None]
+
+
+@hookspec
+def register_providers(register: Register) -> None:
+    """Called once when plugins load. Register provider types.
+
+    The factory is called once per ``[providers.<name>]`` instance at app start-up with the
+    validated options and returns an object that satisfies ``streamserver.types.Provider``.
+    """
+
+
+@hookspec
+def register_buffers(register: Register) -> None:
+    """Called once when plugins load. Register buffer strategies.
+
+    The factory is called once per stream with the validated options and returns a fresh
+    ``streamserver.types.Buffer``. ``max_delay_ms`` and ``max_chars`` are handled by the core for
+    every buffer: do not declare them.
+    """
+
+
+@hookspec
+def register_formatters(register: Register) -> None:
+    """Called once when plugins load. Register formatters (wire shapes).
+
+    The factory is called once per stream as ``factory(options, transport)`` where transport is
+    ``"sse"`` or ``"ws"``, and returns a fresh ``streamserver.types.Formatter``.
+    """
+
+
+@hookspec
+def register_metrics_sinks(register: Register) -> None:
+    """Called once when plugins load. Register metrics sinks.
+
+    The factory is called once per app for every sink named in ``[metrics] sinks`` and returns a
+    ``streamserver.types.MetricsSink``.
+    """
+
+
+@hookspec
+def startup(app: web.Application) -> Any:
+    """Called once when the app starts, after providers and sinks exist. May return an awaitable.
+
+    Use it to open what the plugin needs for the app's lifetime; keep it on the app under a
+    ``web.AppKey`` of your own.
+    """
+
+
+@hookspec
+def shutdown(app: web.Application) -> Any:
+    """Called once when the app stops, before providers close. May return an awaitable."""
+
+
+@hookspec
+def register_routes(app: web.Application) -> None:
+    """Called once while the app is built: add extra routes with ``app.router.add_get(...)``."""

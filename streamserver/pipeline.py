@@ -1,0 +1,278 @@
+"""One pipeline for every stream: provider -> buffer -> formatter -> event log.
+
+``StreamRun.run`` is the generation task a ``Stream`` owns. Everything per stream is resolved
+before the first token; the per-token loop is a type check, a buffer push, and for each ready
+segment one formatter call, one encode and one append. Metrics sinks see lifecycle calls only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from .errors import ProviderError
+from .streams import Stream
+from .types import (
+    Buffer,
+    Event,
+    Finish,
+    Formatter,
+    GenerationRequest,
+    MetricsSink,
+    Outcome,
+    Provider,
+    StreamEnd,
+    StreamFailure,
+    StreamStart,
+    Usage,
+)
+
+log = logging.getLogger("streamserver.pipeline")
+
+
+class Encoder(Protocol):
+    """A transport's encoding of events into log items (bytes for SSE, text frames for WS)."""
+
+    def segment(self, seq: int, data: str) -> bytes | str:
+        """Encode the data of one token event."""
+        ...
+
+    def event(self, seq: int, event: Event) -> bytes | str:
+        """Encode any other event."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class StreamPlan:
+    """Everything a stream needs, resolved once before generation starts."""
+
+    info: StreamStart
+    provider: Provider
+    request: GenerationRequest
+    buffer: Buffer
+    max_delay_s: float
+    max_chars: int
+    formatter: Formatter
+    encoder: Encoder
+    max_tokens: int
+
+
+class SinkFanout:
+    """Calls every metrics sink; a sink that raises is logged and never breaks a stream."""
+
+    def __init__(self, sinks: Sequence[MetricsSink]) -> None:
+        self.sinks = tuple(sinks)
+
+    def _each(self, method: str, *args: object) -> None:
+        for sink in self.sinks:
+            try:
+                getattr(sink, method)(*args)
+            except Exception:
+                log.exception("metrics sink %s failed in %s", type(sink).__name__, method)
+
+    def stream_started(self, info: StreamStart) -> None:
+        """See ``MetricsSink.stream_started``."""
+        self._each("stream_started", info)
+
+    def first_token(self, info: StreamStart, ttft_s: float) -> None:
+        """See ``MetricsSink.first_token``."""
+        self._each("first_token", info, ttft_s)
+
+    def stream_finished(self, info: StreamStart, summary: StreamEnd) -> None:
+        """See ``MetricsSink.stream_finished``."""
+        self._each("stream_finished", info, summary)
+
+    def request_rejected(self, route: str, status: int, code: str) -> None:
+        """See ``MetricsSink.request_rejected``."""
+        self._each("request_rejected", route, status, code)
+
+
+_OUTCOME_OF_CANCEL: dict[str, Outcome] = {
+    "cancelled": "cancelled",
+    "client_gone": "client_gone",
+    "shutdown": "shutdown",
+    "limit": "limit",
+}
+
+
+class StreamRun:
+    """Runs one stream's generation into its log; ``run()`` is the stream's task."""
+
+    __slots__ = (
+        "_characters",
+        "_ended_with",
+        "_segments",
+        "_started",
+        "_timer",
+        "_tokens",
+        "_ttft",
+        "plan",
+        "sinks",
+        "stream",
+    )
+
+    def __init__(self, stream: Stream, plan: StreamPlan, sinks: SinkFanout) -> None:
+        self.stream = stream
+        self.plan = plan
+        self.sinks = sinks
+        self._tokens = 0
+        self._segments = 0
+        self._characters = 0
+        self._timer: asyncio.TimerHandle | None = None
+        self._ended_with: Finish | None = None
+        self._started = 0.0
+        self._ttft: float | None = None
+
+    async def run(self) -> None:
+        """Generate, then close the log with the formatter's end or error events."""
+        plan, stream = self.plan, self.stream
+        self._started = time.monotonic()
+        self._emit_events(plan.formatter.start(plan.info))
+        self.sinks.stream_started(plan.info)
+        failure: StreamFailure | None = None
+        outcome: Outcome = "completed"
+        try:
+            await self._generate()
+        except asyncio.CancelledError:
+            reason = stream.cancel_reason
+            if reason is None:  # not ours (event loop shutting down): let it propagate
+                self._finish("cancelled", None)
+                raise
+            current = asyncio.current_task()
+            if current is not None:
+                current.uncancel()
+            outcome = _OUTCOME_OF_CANCEL[reason]
+            if reason == "shutdown":
+                failure = StreamFailure(
+                    "server_shutdown",
+                    "the server is shutting down; retry or resume the stream",
+                    stream.id,
+                    retryable=True,
+                )
+            elif reason == "limit":
+                failure = StreamFailure(
+                    "limit_exceeded", "the stream hit a server limit", stream.id
+                )
+        except ProviderError as exc:
+            outcome = "error"
+            failure = StreamFailure(exc.code, exc.message, stream.id, exc.retryable)
+        except Exception:
+            log.exception("stream %s failed", stream.id)
+            outcome = "error"
+            failure = StreamFailure("internal_error", "the stream failed unexpectedly", stream.id)
+        self._finish(outcome, failure)
+
+    async def _generate(self) -> None:
+        plan = self.plan
+        log_ = self.stream.log
+        buffer = plan.buffer
+        push = buffer.push
+        emit = self._emit
+        max_tokens = plan.max_tokens
+        max_chars = plan.max_chars
+        iterator = plan.provider.stream(plan.request)
+        tokens = 0
+        try:
+            # Hot loop. Shaped for speed: locals only, no per-token hook, no allocation beyond
+            # what the buffer, formatter and encoder need.
+            async for delta in iterator:
+                if type(delta) is not str:
+                    if isinstance(delta, Finish):
+                        self._ended_with = delta
+                    continue
+                if not delta:
+                    continue
+                if not tokens:
+                    self._ttft = time.monotonic() - self._started
+                    self.sinks.first_token(plan.info, self._ttft)
+                tokens += 1
+                self._tokens = tokens
+                for text in push(delta):
+                    emit(text)
+                held = buffer.held
+                if held:
+                    if max_chars and held >= max_chars:
+                        self._flush()
+                    elif self._timer is None and plan.max_delay_s:
+                        self._timer = asyncio.get_running_loop().call_later(
+                            plan.max_delay_s, self._flush
+                        )
+                elif self._timer is not None:
+                    self._timer.cancel()
+                    self._timer = None
+                if tokens >= max_tokens:
+                    self._ended_with = Finish("length", plan.request.model)
+                    break
+                if log_.full:
+                    await log_.writable()
+        finally:
+            await _aclose(iterator)
+
+    def _emit(self, text: str) -> None:
+        data = self.plan.formatter.segment(text, self._tokens)
+        self._characters += len(text)
+        if data is not None:
+            log_ = self.stream.log
+            log_.append(self.plan.encoder.segment(log_.end, data))
+            self._segments += 1
+
+    def _flush(self) -> None:
+        """Emit whatever the buffer holds (timer, size cap, end of stream)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        text = self.plan.buffer.flush()
+        if text:
+            self._emit(text)
+
+    def _emit_events(self, events: Iterable[Event]) -> None:
+        log_ = self.stream.log
+        encode = self.plan.encoder.event
+        for event in events:
+            log_.append(encode(log_.end, event))
+
+    def _finish(self, outcome: Outcome, failure: StreamFailure | None) -> None:
+        # The final flush happens on every outcome: text the provider produced is never dropped.
+        self._flush()
+        plan = self.plan
+        ended = self._ended_with or Finish("stop", plan.request.model)
+        if outcome == "cancelled" or outcome == "client_gone":
+            reason = "cancelled"
+        elif failure is not None:
+            reason = "error"
+        else:
+            reason = ended.reason
+        summary = StreamEnd(
+            stream_id=self.stream.id,
+            model=ended.model or plan.request.model,
+            outcome=outcome,
+            finish_reason=reason,
+            tokens=self._tokens,
+            segments=self._segments,
+            characters=self._characters,
+            duration_s=time.monotonic() - self._started,
+            ttft_s=self._ttft,
+            usage=ended.usage or Usage(0, self._tokens),
+            error=failure,
+        )
+        if failure is None:
+            self._emit_events(plan.formatter.end(summary))
+        else:
+            self._emit_events(plan.formatter.error(failure, summary))
+        self.stream.summary = summary
+        self.stream.log.close()
+        self.sinks.stream_finished(plan.info, summary)
+
+
+async def _aclose(iterator: AsyncIterator[object]) -> None:
+    """Close a provider's iterator (and with it the upstream request), whatever it is."""
+    aclose = getattr(iterator, "aclose", None)
+    if aclose is not None:
+        try:
+            await aclose()
+        except Exception:
+            log.exception("closing a provider iterator failed")

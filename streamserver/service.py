@@ -1,0 +1,170 @@
+"""The per-app runtime: provider instances, metrics sinks, the stream registry, and ``start``.
+
+One ``StreamService`` per application, created when the app starts and closed when it stops
+(``app.cleanup_ctx``). Nothing here is module-level, so two apps in one process are independent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from .config import Config, Part, RouteSettings
+from .errors import ConfigError, StreamRejected
+from .pipeline import Encoder, SinkFanout, StreamPlan, StreamRun
+from .stream_request import StreamParams
+from .streams import Stream, StreamLog, StreamRegistry
+from .transports.sse import SSEEncoder
+from .types import GenerationRequest, MetricsSink, Provider, StreamStart, Transport
+
+log = logging.getLogger("streamserver")
+
+
+class StreamService:
+    """Starts streams for requests and keeps what they share for the app's lifetime."""
+
+    def __init__(
+        self, config: Config, providers: Mapping[str, Provider], sinks: list[MetricsSink]
+    ) -> None:
+        self.config = config
+        self.providers = dict(providers)
+        self.sink_list = sinks
+        self.sinks = SinkFanout(sinks)
+        self.streams = StreamRegistry(
+            retain_s=config.resume.retain_s, max_streams=config.resume.max_streams
+        )
+        self.draining = False
+
+    @classmethod
+    async def open(cls, config: Config) -> StreamService:
+        """Create provider instances and sinks; check every route's model against its provider."""
+        providers = {name: _make(part) for name, part in config.providers.items()}
+        sinks: list[MetricsSink] = [_make(part) for part in config.sinks]
+        service = cls(config, providers, sinks)
+        try:
+            service.check_routes()
+        except BaseException:
+            await service.close()
+            raise
+        return service
+
+    def check_routes(self) -> None:
+        """Every route's default provider and model must exist (a config error otherwise)."""
+        for path, route in self.config.routes.items():
+            provider_name = route.provider or next(iter(self.providers))
+            models = self.providers[provider_name].models
+            if route.model is not None and route.model not in models:
+                raise ConfigError(
+                    f'routes."{path}".model',
+                    f"a model that provider {provider_name!r} offers",
+                    got=route.model,
+                    choices=models,
+                    file=self.config.file,
+                )
+
+    async def close(self) -> None:
+        """Close every provider (their upstream clients)."""
+        for provider in self.providers.values():
+            try:
+                await provider.aclose()
+            except Exception:
+                log.exception("closing provider %s failed", type(provider).__name__)
+
+    def models(self) -> dict[str, list[str]]:
+        """Model names by provider instance."""
+        return {name: list(p.models) for name, p in self.providers.items()}
+
+    def resolve(self, route: RouteSettings, params: StreamParams) -> tuple[str, Provider, str]:
+        """Which provider instance and model serve this request (route defaults, then overrides)."""
+        provider_name = params.provider or route.provider or next(iter(self.providers))
+        if provider_name not in self.providers:
+            raise StreamRejected(
+                400,
+                "unknown_provider",
+                f"unknown provider {provider_name!r}; choices: {', '.join(self.providers)}",
+            )
+        model = params.model or (route.model if params.provider is None else None)
+        if model is None:
+            return (
+                provider_name,
+                self.providers[provider_name],
+                self.providers[provider_name].models[0],
+            )
+        if model in self.providers[provider_name].models:
+            return provider_name, self.providers[provider_name], model
+        if params.provider is None:
+            for name, provider in self.providers.items():
+                if model in provider.models:
+                    return name, provider, model
+        offered = sorted({m for p in self.providers.values() for m in p.models})
+        raise StreamRejected(
+            400, "unknown_model", f"unknown model {model!r}; choices: {', '.join(offered)}"
+        )
+
+    def start(
+        self, path: str, route: RouteSettings, params: StreamParams, transport: Transport
+    ) -> Stream:
+        """Accept a checked request: build its pipeline and start generating."""
+        if self.draining:
+            raise StreamRejected(
+                503,
+                "server_shutting_down",
+                "the server is shutting down; retry shortly",
+                headers={"Retry-After": "5"},
+            )
+        provider_name, provider, model = self.resolve(route, params)
+        config = self.config
+        stream_id = self.streams.new_id()
+        info = StreamStart(stream_id, path, provider_name, model, time.time())
+        buffer_part = config.buffers[params.buffer or route.buffer]
+        formatter_part = config.formatters[params.format or route.formatter]
+        formatter = formatter_part.registration.factory(formatter_part.options, transport)  # type: ignore[operator]
+        encoder: Encoder = SSEEncoder(stream_id, formatter.token_event, config.server.retry_ms)
+        max_tokens = params.max_tokens or route.max_tokens or config.limits.max_tokens
+        plan = StreamPlan(
+            info=info,
+            provider=provider,
+            request=GenerationRequest(params.messages, model, max_tokens),
+            buffer=buffer_part.registration.factory(buffer_part.options),  # type: ignore[operator]
+            max_delay_s=buffer_part.timing.max_delay_ms / 1000,
+            max_chars=buffer_part.timing.max_chars,
+            formatter=formatter,
+            encoder=encoder,
+            max_tokens=max_tokens,
+        )
+        resume = config.resume
+        stream_log = StreamLog(
+            config.limits.high_water_events, retain=resume.retain_s > 0 or resume.grace_s > 0
+        )
+        stream = Stream(stream_id, path, stream_log, grace_s=resume.grace_s)
+        run = StreamRun(stream, plan, self.sinks)
+        self.streams.add(
+            stream,
+            lambda: asyncio.get_running_loop().create_task(run.run(), name=f"stream {stream_id}"),
+        )
+        return stream
+
+    def reject(self, route: str, error: StreamRejected) -> None:
+        """Tell the sinks a request was refused."""
+        self.sinks.request_rejected(route, error.status, error.code)
+
+    async def drain(self, grace_s: float) -> None:
+        """Refuse new streams, give live ones ``grace_s`` to finish, then cancel the rest."""
+        self.draining = True
+        live = [s.task for s in self.streams.live() if s.task is not None]
+        if live:
+            await asyncio.wait(live, timeout=grace_s)
+        for stream in self.streams.live():
+            stream.cancel("shutdown")
+        remaining = [s.task for s in self.streams.live() if s.task is not None]
+        if remaining:
+            await asyncio.wait(remaining, timeout=5)
+
+
+def _make(part: Part) -> Any:
+    """Call a registered factory with its validated options."""
+    factory: Any = part.registration.factory
+    return factory(part.options)

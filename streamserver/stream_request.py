@@ -1,0 +1,147 @@
+"""Read a stream request (query string or JSON body) into checked parameters, or refuse it.
+
+Every refusal is a ``StreamRejected`` with a 4xx status and a message that says what to change;
+it happens before any stream starts, so the client gets a plain JSON error, not a broken stream.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from .config import Config, RouteSettings
+from .errors import StreamRejected
+from .types import Message
+
+_OVERRIDES = ("model", "provider", "max_tokens", "buffer", "format")
+_FIELDS = frozenset({"prompt", "messages", *_OVERRIDES})
+_TRANSPORT_FIELDS = frozenset({"last_event_id"})
+"""Query parameters read by the transport, not by the stream request."""
+_ROLES = ("system", "user", "assistant")
+
+
+@dataclass(frozen=True, slots=True)
+class StreamParams:
+    """A checked stream request: the conversation and the overrides the route allowed."""
+
+    messages: tuple[Message, ...]
+    model: str | None = None
+    provider: str | None = None
+    max_tokens: int | None = None
+    buffer: str | None = None
+    format: str | None = None
+
+
+async def read_fields(request: web.Request, max_body_bytes: int) -> Mapping[str, Any]:
+    """The request's fields: the JSON object of a POST, or the query string of a GET."""
+    if request.method != "POST":
+        return {k: v for k, v in request.query.items() if k not in _TRANSPORT_FIELDS}
+    if request.content_length is not None and request.content_length > max_body_bytes:
+        raise StreamRejected(
+            413, "body_too_large", f"the body is larger than {max_body_bytes} bytes"
+        )
+    body = await request.content.read(max_body_bytes + 1)
+    if len(body) > max_body_bytes:
+        raise StreamRejected(
+            413, "body_too_large", f"the body is larger than {max_body_bytes} bytes"
+        )
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise StreamRejected(400, "invalid_json", f"the body is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise StreamRejected(400, "invalid_json", "the body must be a JSON object")
+    return data
+
+
+def parse_stream_params(
+    fields: Mapping[str, Any], route: RouteSettings, config: Config
+) -> StreamParams:
+    """Check the fields against the route and the limits."""
+    unknown = sorted(set(fields) - _FIELDS)
+    if unknown:
+        raise StreamRejected(
+            400,
+            "unknown_field",
+            f"unknown field {unknown[0]!r}; known fields: {', '.join(sorted(_FIELDS))}",
+        )
+    messages = _messages(fields)
+    size = sum(len(m.content) for m in messages)
+    if size > config.limits.max_prompt_chars:
+        raise StreamRejected(
+            413,
+            "prompt_too_large",
+            f"the prompt has {size} characters; the limit is {config.limits.max_prompt_chars}",
+        )
+    values: dict[str, Any] = {}
+    for name in _OVERRIDES:
+        if fields.get(name) in (None, ""):
+            continue
+        if name not in route.allow:
+            raise StreamRejected(
+                400, "override_not_allowed", f"this route does not accept {name!r}"
+            )
+        values[name] = fields[name]
+    max_tokens = _max_tokens(values.get("max_tokens"), config.limits.max_tokens)
+    for name, choices in (("buffer", config.buffers), ("format", config.formatters)):
+        value = values.get(name)
+        if value is not None and value not in choices:
+            raise StreamRejected(
+                400,
+                f"unknown_{name}",
+                f"unknown {name} {value!r}; choices: {', '.join(sorted(choices))}",
+            )
+    for name in ("model", "provider"):
+        if name in values and not isinstance(values[name], str):
+            raise StreamRejected(400, "invalid_field", f"{name!r} must be a string")
+    return StreamParams(
+        messages=messages,
+        model=values.get("model"),
+        provider=values.get("provider"),
+        max_tokens=max_tokens,
+        buffer=values.get("buffer"),
+        format=values.get("format"),
+    )
+
+
+def _messages(fields: Mapping[str, Any]) -> tuple[Message, ...]:
+    prompt, messages = fields.get("prompt"), fields.get("messages")
+    if prompt is not None and messages is not None:
+        raise StreamRejected(400, "invalid_field", "send either 'prompt' or 'messages', not both")
+    if messages is None:
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise StreamRejected(400, "missing_prompt", "a non-empty 'prompt' is required")
+        return (Message("user", prompt),)
+    if not isinstance(messages, list) or not messages:
+        raise StreamRejected(400, "invalid_messages", "'messages' must be a non-empty list")
+    checked = []
+    for i, item in enumerate(messages):
+        if (
+            not isinstance(item, dict)
+            or item.get("role") not in _ROLES
+            or not isinstance(item.get("content"), str)
+            or set(item) - {"role", "content"}
+        ):
+            raise StreamRejected(
+                400,
+                "invalid_messages",
+                f'messages[{i}] must be {{"role": one of {", ".join(_ROLES)}, "content": a string}}',
+            )
+        checked.append(Message(item["role"], item["content"]))
+    return tuple(checked)
+
+
+def _max_tokens(value: object, cap: int) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, str) and value.isdigit():
+        value = int(value)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise StreamRejected(400, "invalid_max_tokens", "'max_tokens' must be a positive integer")
+    if value > cap:
+        raise StreamRejected(400, "max_tokens_too_large", f"'max_tokens' may be at most {cap}")
+    return value

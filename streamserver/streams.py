@@ -1,0 +1,268 @@
+"""Live streams: each owns its generation task and a bounded log of encoded events.
+
+Transports never talk to the pipeline; they read the log from their own position. That one idea
+gives resume (start reading at ``seq + 1``), several readers per stream, and batching (a reader
+that is behind takes everything available and writes it at once). Backpressure: when the slowest
+reader is ``high_water`` events behind, the producer waits, so an unread stream holds still instead
+of growing memory, and the wait reaches the upstream socket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections.abc import Callable
+from typing import Literal, TypeAlias
+
+from .types import StreamEnd, StreamStart
+
+CancelReason: TypeAlias = Literal["cancelled", "client_gone", "shutdown", "limit"]
+
+
+class StreamLog:
+    """Append-only log of one stream's wire events (bytes for SSE, str for WebSocket).
+
+    Sequence numbers are positions in the log; ``end`` is the next one. The producer appends
+    synchronously and awaits ``writable()`` when ``full``; readers ``wait(pos)`` then ``read(pos)``.
+    """
+
+    __slots__ = (
+        "_base",
+        "_changed",
+        "_items",
+        "_readers",
+        "_retain",
+        "_writable",
+        "closed",
+        "floor",
+        "high_water",
+        "nbytes",
+    )
+
+    def __init__(self, high_water: int, *, retain: bool = True) -> None:
+        self._items: list[bytes | str] = []
+        self._base = 0
+        """Sequence number of ``_items[0]`` (above 0 once read events are dropped)."""
+        self._retain = retain
+        self._readers: list[Reader] = []
+        self._changed: asyncio.Future[None] | None = None
+        self._writable: asyncio.Future[None] | None = None
+        self.high_water = high_water
+        self.floor = 0
+        """Position of the slowest reader: the producer may run ``high_water`` events ahead."""
+        self.closed = False
+        self.nbytes = 0
+
+    @property
+    def end(self) -> int:
+        """Sequence number the next appended event gets."""
+        return self._base + len(self._items)
+
+    @property
+    def full(self) -> bool:
+        """True when the slowest reader is ``high_water`` or more events behind."""
+        return self._base + len(self._items) - self.floor >= self.high_water
+
+    def append(self, item: bytes | str) -> None:
+        """Add one encoded event and wake waiting readers. Hot path: keep it short."""
+        self._items.append(item)
+        self.nbytes += len(item)
+        changed = self._changed
+        if changed is not None:
+            self._changed = None
+            if not changed.done():
+                changed.set_result(None)
+
+    def read(self, pos: int) -> list[bytes | str]:
+        """Every event from ``pos`` to the end (empty if none). ``pos`` must not be trimmed."""
+        return self._items[pos - self._base :]
+
+    def available(self, pos: int) -> bool:
+        """Whether ``pos`` is still in the log (not dropped, not past the end)."""
+        return self._base <= pos <= self.end
+
+    async def wait(self, pos: int) -> None:
+        """Return once an event at ``pos`` exists or the log is closed."""
+        while pos >= self.end and not self.closed:
+            if self._changed is None:
+                self._changed = asyncio.get_running_loop().create_future()
+            await asyncio.shield(self._changed)
+
+    async def writable(self) -> None:
+        """Wait until the slowest reader has caught up below the high-water mark."""
+        while self.full and not self.closed:
+            if self._writable is None:
+                self._writable = asyncio.get_running_loop().create_future()
+            await asyncio.shield(self._writable)
+
+    def close(self) -> None:
+        """No more events: wake every reader so it can finish."""
+        self.closed = True
+        self._wake_all()
+
+    def _wake_all(self) -> None:
+        for attr in ("_changed", "_writable"):
+            fut = getattr(self, attr)
+            setattr(self, attr, None)
+            if fut is not None and not fut.done():
+                fut.set_result(None)
+
+    def attach(self, pos: int) -> Reader:
+        """Register a reader starting at ``pos``; it holds back the producer via ``floor``."""
+        reader = Reader(pos)
+        self._readers.append(reader)
+        self._update_floor()
+        return reader
+
+    def detach(self, reader: Reader) -> None:
+        """Forget a reader; the producer no longer waits for it."""
+        if reader in self._readers:
+            self._readers.remove(reader)
+        self._update_floor()
+
+    def advance(self, reader: Reader, pos: int) -> None:
+        """A reader has written everything before ``pos``."""
+        reader.pos = pos
+        self._update_floor()
+
+    @property
+    def readers(self) -> int:
+        """How many readers are attached."""
+        return len(self._readers)
+
+    def _update_floor(self) -> None:
+        # With no reader the floor stays where the last one left it: the producer runs on up to
+        # high_water events for a reader that may come back (resume), then waits.
+        if self._readers:
+            self.floor = min(r.pos for r in self._readers)
+        if not self._retain and self.floor > self._base:
+            dropped = self._items[: self.floor - self._base]
+            self.nbytes -= sum(len(i) for i in dropped)
+            del self._items[: self.floor - self._base]
+            self._base = self.floor
+        if not self.full and self._writable is not None:
+            fut, self._writable = self._writable, None
+            if not fut.done():
+                fut.set_result(None)
+
+
+class Reader:
+    """One transport's position in a log."""
+
+    __slots__ = ("pos",)
+
+    def __init__(self, pos: int) -> None:
+        self.pos = pos
+
+
+class Stream:
+    """One generation and its event log, addressable by id while live and for ``retain_s`` after."""
+
+    def __init__(
+        self,
+        stream_id: str,
+        route: str,
+        log: StreamLog,
+        *,
+        grace_s: float,
+        key_id: str | None = None,
+    ) -> None:
+        self.id = stream_id
+        self.route = route
+        self.log = log
+        self.key_id = key_id
+        self.grace_s = grace_s
+        self.created = time.time()
+        self.task: asyncio.Task[None] | None = None
+        self.info: StreamStart | None = None
+        self.summary: StreamEnd | None = None
+        self.cancel_reason: CancelReason | None = None
+        self._grace_timer: asyncio.TimerHandle | None = None
+
+    @property
+    def finished(self) -> bool:
+        """True once the generation has ended and its last event is in the log."""
+        return self.log.closed
+
+    def attach(self, pos: int) -> Reader:
+        """A transport starts reading at ``pos``; a pending grace-period cancel is called off."""
+        if self._grace_timer is not None:
+            self._grace_timer.cancel()
+            self._grace_timer = None
+        return self.log.attach(pos)
+
+    def detach(self, reader: Reader) -> None:
+        """A transport stopped reading. With no reader left, the generation is cancelled now
+        (``grace_s == 0``) or after ``grace_s`` unless a reader resumes it first."""
+        self.log.detach(reader)
+        if self.log.readers or self.finished:
+            return
+        if self.grace_s <= 0:
+            self.cancel("client_gone")
+        elif self._grace_timer is None:
+            loop = asyncio.get_running_loop()
+            self._grace_timer = loop.call_later(self.grace_s, self.cancel, "client_gone")
+
+    def cancel(self, reason: CancelReason) -> None:
+        """Stop the generation (closing the upstream); the log gets the route's end events."""
+        self._grace_timer = None
+        if self.task is not None and not self.task.done() and self.cancel_reason is None:
+            self.cancel_reason = reason
+            self.task.cancel()
+
+
+class StreamRegistry:
+    """Every live or recently finished stream of one app, by id."""
+
+    def __init__(self, *, retain_s: float, max_streams: int) -> None:
+        self.retain_s = retain_s
+        self.max_streams = max_streams
+        self.streams: dict[str, Stream] = {}
+        self.active = 0
+        self.total = 0
+        self.evicted = 0
+
+    def new_id(self) -> str:
+        """A fresh, unguessable stream id (URL- and SSE-id-safe)."""
+        return "st_" + secrets.token_urlsafe(12)
+
+    def add(self, stream: Stream, run: Callable[[], asyncio.Task[None]]) -> None:
+        """Track ``stream`` and start its generation task (made by ``run``)."""
+        self._make_room()
+        self.streams[stream.id] = stream
+        self.active += 1
+        self.total += 1
+        stream.task = run()
+        stream.task.add_done_callback(lambda _task: self._finished(stream))
+
+    def get(self, stream_id: str) -> Stream | None:
+        """The live or retained stream with this id, if any."""
+        return self.streams.get(stream_id)
+
+    def live(self) -> list[Stream]:
+        """Streams whose generation is still running."""
+        return [s for s in self.streams.values() if not s.finished]
+
+    def _finished(self, stream: Stream) -> None:
+        self.active -= 1
+        if self.retain_s > 0:
+            asyncio.get_running_loop().call_later(self.retain_s, self._forget, stream.id)
+        else:
+            self._forget(stream.id)
+
+    def _forget(self, stream_id: str) -> None:
+        stream = self.streams.get(stream_id)
+        if stream is not None and stream.finished:
+            del self.streams[stream_id]
+
+    def _make_room(self) -> None:
+        # Oldest finished streams go first; live ones are never evicted (limits bound those).
+        if len(self.streams) < self.max_streams:
+            return
+        for stream_id, stream in list(self.streams.items()):
+            if stream.finished:
+                del self.streams[stream_id]
+                self.evicted += 1
+                if len(self.streams) < self.max_streams:
+                    return

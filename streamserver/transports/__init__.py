@@ -1,0 +1,1 @@
+"""Transports write a stream's event log to a client: SSE (``sse``) and WebSocket (``ws``)."""

@@ -1,0 +1,106 @@
+"""Server-Sent Events: encode events once into the log, and write a stream's log to one client.
+
+Headers go out (and keep-alive pings start) the moment a request is accepted, so a long time to
+first token never trips a proxy's idle timeout. A reader that is behind writes everything
+available in one ``write``: batching comes for free from the log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+
+from aiohttp import web
+from aiohttp_sse import EventSourceResponse
+
+from ..streams import Stream
+from ..types import Event
+
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+
+
+class SSEEncoder:
+    """Encodes one stream's events as SSE bytes with ``id: <stream_id>:<seq>``."""
+
+    __slots__ = ("_id_prefix", "_retry", "_token_event", "_token_head")
+
+    def __init__(self, stream_id: str, token_event: str | None, retry_ms: int) -> None:
+        self._id_prefix = f"id: {stream_id}:"
+        self._token_event = token_event
+        self._token_head = f"\nevent: {token_event}\ndata: " if token_event else "\ndata: "
+        self._retry = retry_ms
+
+    def segment(self, seq: int, data: str) -> bytes:
+        """One token event. Hot path: a single f-string and encode when ``data`` is one line."""
+        if seq == 0 or "\n" in data or "\r" in data:
+            return self.event(seq, Event(self._token_event, data))
+        # backslashreplace: a lone surrogate (half an emoji from a broken upstream) becomes the
+        # JSON escape it came from instead of an exception; valid text is untouched.
+        return f"{self._id_prefix}{seq}{self._token_head}{data}\n\n".encode(
+            "utf-8", "backslashreplace"
+        )
+
+    def event(self, seq: int, event: Event) -> bytes:
+        """Any event; multi-line data becomes several ``data:`` lines, as the spec rebuilds it."""
+        lines = [f"{self._id_prefix}{seq}"]
+        if event.name:
+            lines.append(f"event: {event.name}")
+        lines.extend(f"data: {line}" for line in _LINE_BREAK.split(event.data))
+        if seq == 0 and self._retry:
+            lines.append(f"retry: {self._retry}")
+        lines.append("\n")
+        return "\n".join(lines).encode("utf-8", "backslashreplace")
+
+
+def parse_event_id(value: str) -> tuple[str, int] | None:
+    """``"<stream_id>:<seq>"`` to its parts, or ``None`` if it is not one of ours."""
+    stream_id, sep, seq = value.rpartition(":")
+    if not sep or not stream_id or not seq.isdigit():
+        return None
+    return stream_id, int(seq)
+
+
+async def send_stream(
+    request: web.Request,
+    stream: Stream,
+    start: int,
+    *,
+    ping_interval_s: float,
+    send_timeout_s: float,
+) -> EventSourceResponse:
+    """Send ``stream``'s events from ``start`` to this client until the stream ends.
+
+    If the client goes away, the reader detaches and the stream decides (cancel now, or wait
+    ``grace_s`` for a resume).
+    """
+    response = EventSourceResponse(
+        headers={"X-Stream-ID": stream.id},
+        sep="\n",
+        allow_all_methods=True,
+        ping_interval=ping_interval_s,
+        send_timeout=send_timeout_s,
+    )
+    await response.prepare(request)
+    log = stream.log
+    reader = stream.attach(start)
+    pos = start
+    try:
+        async with response:
+            while True:
+                if pos >= log.end:
+                    if log.closed:
+                        break
+                    await log.wait(pos)
+                    continue
+                items = log.read(pos)
+                pos += len(items)
+                data = items[0] if len(items) == 1 else b"".join(items)  # type: ignore[arg-type]
+                async with asyncio.timeout(send_timeout_s):
+                    await response.write(data)  # type: ignore[arg-type]
+                log.advance(reader, pos)
+    except (ConnectionError, TimeoutError, RuntimeError):
+        # The client went away (reset, stalled past send_timeout, or closed under us).
+        pass
+    finally:
+        stream.detach(reader)
+    return response
