@@ -1,0 +1,1 @@
+"""Fakes that run for real: a scripted provider plugin, and (later) a fake OpenAI upstream."""

@@ -1,0 +1,127 @@
+"""The pipeline as a client sees it: cancellation reaches the provider, tasks never leak, limits hold."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import streamserver
+from conftest import SCRIPTED, base_config, script, wait_until
+from streamserver.app import SERVICE
+
+
+def stream_tasks() -> list[asyncio.Task[object]]:
+    return [t for t in asyncio.all_tasks() if t.get_name().startswith("stream ")]
+
+
+async def open_and_read_first_event(client, prompt: str) -> None:
+    """Open /v1/stream, read until the first token event, then drop the connection."""
+    async with client.http.stream("GET", "/v1/stream", params={"prompt": prompt, "model": "scripted"}) as response:
+        async for line in response.aiter_lines():
+            if line.startswith("event: token"):
+                break
+
+
+async def test_client_disconnect_closes_the_provider_within_100ms(serve):
+    app = streamserver.create_app(base_config(**SCRIPTED))
+    client = await serve(app=app)
+    provider = app[SERVICE].providers["scripted"]
+
+    await open_and_read_first_event(client, script(["first"], then="hang"))
+    dropped = asyncio.get_running_loop().time()
+    await wait_until(lambda: bool(provider.closed), timeout=1.0)
+
+    assert provider.closed[0] - dropped < 0.1
+
+
+async def test_no_stream_task_outlives_a_disconnect(serve):
+    app = streamserver.create_app(base_config(**SCRIPTED))
+    client = await serve(app=app)
+
+    for _ in range(5):
+        await open_and_read_first_event(client, script(["x"], then="hang"))
+    await wait_until(lambda: not stream_tasks(), timeout=1.0)
+
+    assert app[SERVICE].streams.active == 0
+
+
+async def test_a_finished_stream_leaves_no_task(client):
+    got = await client.sse("/v1/stream", params={"prompt": "hello there", "model": "echo"})
+
+    assert got.names()[-1] == "stream_end"
+    await wait_until(lambda: not stream_tasks(), timeout=1.0)
+
+
+async def test_disconnect_is_counted_as_client_gone(serve):
+    app = streamserver.create_app(base_config(**SCRIPTED))
+    client = await serve(app=app)
+
+    await open_and_read_first_event(client, script(["x"], then="hang"))
+    await wait_until(lambda: app[SERVICE].streams.active == 0)
+    metrics = (await client.http.get("/v1/stream/metrics")).json()
+
+    assert metrics["outcomes"] == {"client_gone": 1}
+
+
+async def test_grace_period_keeps_generating_after_the_reader_leaves(serve):
+    app = streamserver.create_app(base_config(resume={"grace_s": 0.3}, **SCRIPTED))
+    client = await serve(app=app)
+    provider = app[SERVICE].providers["scripted"]
+
+    await open_and_read_first_event(client, script(["a", "b"], then="hang"))
+    await asyncio.sleep(0.15)
+    assert not provider.closed  # still within grace_s: waiting for a reader to resume
+    await wait_until(lambda: bool(provider.closed), timeout=1.0)
+
+    assert provider.closed[0] - provider.started[0] >= 0.3
+
+
+async def test_max_tokens_stops_the_provider(serve):
+    app = streamserver.create_app(base_config(**SCRIPTED))
+    client = await serve(app=app)
+    provider = app[SERVICE].providers["scripted"]
+
+    got = await client.sse(
+        "/v1/stream", params={"prompt": script(["a", "b", "c", "d"], then="hang"), "model": "scripted",
+                              "max_tokens": "2"}
+    )
+
+    end = got.json()[-1]
+    assert [e["content"] for e in got.json() if "content" in e] == ["a", "b"]
+    assert end["finish_reason"] == "length"
+    assert provider.closed
+
+
+async def test_route_max_tokens_is_the_default_for_requests(serve):
+    config = base_config(routes={"/s": {"formatter": "events", "max_tokens": 3, "allow": ["model"]}})
+    client = await serve(config)
+
+    got = await client.sse("/s", params={"prompt": "one two three four five six", "model": "echo"})
+
+    assert [e.data for e in got.events if e.event == "token"] == [
+        '{"content": "one"}', '{"content": " two"}', '{"content": " three"}'
+    ]
+
+
+async def test_slow_reader_holds_the_producer_at_the_high_water_mark(serve):
+    endless = {"ttft_ms": 0, "tokens_per_second": 0, "answer_tokens": 1_000_000}
+    config = base_config(
+        limits={"high_water_events": 64, "max_tokens": 1_000_000}, resume={"grace_s": 0, "retain_s": 0},
+        providers={"simulated": endless},
+    )
+    app = streamserver.create_app(config)
+    client = await serve(app=app)
+    params = {"prompt": "go", "max_tokens": "300000"}
+
+    async with client.http.stream("GET", "/v1/stream", params=params) as response:
+        lines = response.aiter_lines()
+        await anext(lines)
+        await asyncio.sleep(0.3)  # read nothing: the socket buffers fill, then the log does
+        (stream,) = app[SERVICE].streams.live()
+        produced_while_stalled = stream.log.end
+        held_in_memory = len(stream.log.read(stream.log.floor))
+        tokens = sum(1 for line in [line async for line in lines] if line == "event: token")
+
+    assert produced_while_stalled < 300_000
+    assert held_in_memory <= 64 + 1
+    assert tokens == 300_000
