@@ -18,7 +18,7 @@ from .config import Config, RouteSettings, load_config
 from .errors import StreamRejected
 from .service import StreamService
 from .stream_request import parse_stream_params, read_fields
-from .transports import sse
+from .transports import sse, ws
 
 log = logging.getLogger("streamserver")
 
@@ -51,6 +51,9 @@ def setup(app: web.Application, config: ConfigSource) -> Config:
     app.cleanup_ctx.append(_service_lifetime)
     app.on_shutdown.append(_drain)
     for path, route in loaded.routes.items():
+        if route.transport == "ws":
+            app.router.add_get(path, _socket_handler(path, route))
+            continue
         handler = _stream_handler(path, route)
         for method in route.methods:
             app.router.add_route(method, path, handler)
@@ -100,6 +103,31 @@ def _stream_handler(path: str, route: RouteSettings) -> Handler:
         )
 
     handle.__name__ = f"stream {path}"
+    return handle
+
+
+def _socket_handler(path: str, route: RouteSettings) -> Handler:
+    async def handle(request: web.Request) -> web.StreamResponse:
+        service = request.app[SERVICE]
+        server = service.config.server
+
+        def start(fields: dict[str, Any]) -> Any:
+            try:
+                params = parse_stream_params(fields, route, service.config)
+                return service.start(path, route, params, "ws")
+            except StreamRejected as exc:
+                service.reject(path, exc)
+                raise
+
+        return await ws.serve_socket(
+            request,
+            start,
+            heartbeat_s=server.ws_heartbeat_s,
+            max_message_bytes=server.ws_max_message_bytes,
+            send_timeout_s=server.send_timeout_s,
+        )
+
+    handle.__name__ = f"socket {path}"
     return handle
 
 

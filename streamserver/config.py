@@ -35,6 +35,9 @@ class ServerSettings:
     send_timeout_s: float = 30.0
     """A reader whose writes make no progress this long is treated as gone."""
     shutdown_grace_s: float = 10.0
+    ws_heartbeat_s: float = 20.0
+    """WebSocket ping interval; a peer that does not answer is closed (0 = off)."""
+    ws_max_message_bytes: int = 65_536
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
 
@@ -138,6 +141,11 @@ DEFAULT_ROUTES: dict[str, dict[str, Any]] = {
     "/v1/stream": {
         "formatter": "production",
         "methods": ["GET", "POST"],
+        "allow": ["model", "provider", "max_tokens", "buffer", "format"],
+    },
+    "/ws/stream": {
+        "transport": "ws",
+        "formatter": "simple",
         "allow": ["model", "provider", "max_tokens", "buffer", "format"],
     },
 }

@@ -28,6 +28,7 @@ DEFAULT_PLUGINS = (
     "streamserver.builtins.simulated",
     "streamserver.builtins.buffers",
     "streamserver.builtins.formatters",
+    "streamserver.builtins.compat_formatters",
     "streamserver.builtins.sinks",
 )
 ENTRY_POINT_GROUP = "streamserver"

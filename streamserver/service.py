@@ -18,6 +18,7 @@ from .pipeline import Encoder, SinkFanout, StreamPlan, StreamRun
 from .stream_request import StreamParams
 from .streams import Stream, StreamLog, StreamRegistry
 from .transports.sse import SSEEncoder
+from .transports.ws import WSEncoder
 from .types import GenerationRequest, MetricsSink, Provider, StreamStart, Transport
 
 log = logging.getLogger("streamserver")
@@ -122,7 +123,11 @@ class StreamService:
         buffer_part = config.buffers[params.buffer or route.buffer]
         formatter_part = config.formatters[params.format or route.formatter]
         formatter = formatter_part.registration.factory(formatter_part.options, transport)  # type: ignore[operator]
-        encoder: Encoder = SSEEncoder(stream_id, formatter.token_event, config.server.retry_ms)
+        encoder: Encoder = (
+            WSEncoder()
+            if transport == "ws"
+            else SSEEncoder(stream_id, formatter.token_event, config.server.retry_ms)
+        )
         max_tokens = params.max_tokens or route.max_tokens or config.limits.max_tokens
         plan = StreamPlan(
             info=info,
@@ -140,6 +145,7 @@ class StreamService:
             config.limits.high_water_events, retain=resume.retain_s > 0 or resume.grace_s > 0
         )
         stream = Stream(stream_id, path, stream_log, grace_s=resume.grace_s)
+        stream.headers.update(getattr(formatter, "headers", {}))
         run = StreamRun(stream, plan, self.sinks)
         self.streams.add(
             stream,

@@ -178,6 +178,8 @@ class Stream:
         self.info: StreamStart | None = None
         self.summary: StreamEnd | None = None
         self.cancel_reason: CancelReason | None = None
+        self.headers: dict[str, str] = {}
+        """Extra response headers the formatter asks for (e.g. the AI SDK's protocol header)."""
         self._grace_timer: asyncio.TimerHandle | None = None
 
     @property

@@ -174,7 +174,10 @@ class Formatter(Protocol):
     """
 
     token_event: str | None
-    """SSE event name of segment events (``None`` = the default ``message``)."""
+    """SSE event name of segment events (``None`` = the default ``message``).
+
+    A formatter may also have a ``headers`` mapping: extra response headers its clients expect.
+    """
 
     def start(self, info: StreamStart) -> Sequence[Event]:
         """Events sent before the first segment (may be empty)."""

@@ -71,8 +71,13 @@ class Client:
         self.http = httpx.AsyncClient(base_url=base_url, timeout=10)
 
     async def sse(
-        self, path: str, *, method: str = "GET", params: dict[str, Any] | None = None,
-        json_body: Any = None, headers: dict[str, str] | None = None,
+        self,
+        path: str,
+        *,
+        method: str = "GET",
+        params: dict[str, Any] | None = None,
+        json_body: Any = None,
+        headers: dict[str, str] | None = None,
     ) -> Received:
         """Read a whole SSE response (or the error body of a refused one)."""
         async with aconnect_sse(
@@ -124,7 +129,7 @@ async def client(serve: ServeFactory) -> Client:
     return await serve()
 
 
-async def wait_until(predicate: Callable[[], bool], timeout: float = 2.0) -> None:
+async def wait_until(predicate: Callable[[], bool], timeout: float = 2.0) -> None:  # noqa: ASYNC109
     """Poll ``predicate`` until true (bounded), for effects that land a moment later."""
     deadline = asyncio.get_running_loop().time() + timeout
     while not predicate():
@@ -133,8 +138,10 @@ async def wait_until(predicate: Callable[[], bool], timeout: float = 2.0) -> Non
         await asyncio.sleep(0.005)
 
 
-SCRIPTED = {"plugins": {"modules": ["fakes.scripted_provider"]},
-            "providers": {"simulated": dict(FAST_SIMULATED), "scripted": {}}}
+SCRIPTED = {
+    "plugins": {"modules": ["fakes.scripted_provider"]},
+    "providers": {"simulated": dict(FAST_SIMULATED), "scripted": {}},
+}
 """Config sections that add the scripted test provider (see ``tests/fakes/scripted_provider.py``)."""
 
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import json
+
+from conftest import SCRIPTED, base_config, script, wait_until
 
 import streamserver
-from conftest import SCRIPTED, base_config, script, wait_until
 from streamserver.app import SERVICE
 
 
@@ -16,7 +16,9 @@ def stream_tasks() -> list[asyncio.Task[object]]:
 
 async def open_and_read_first_event(client, prompt: str) -> None:
     """Open /v1/stream, read until the first token event, then drop the connection."""
-    async with client.http.stream("GET", "/v1/stream", params={"prompt": prompt, "model": "scripted"}) as response:
+    async with client.http.stream(
+        "GET", "/v1/stream", params={"prompt": prompt, "model": "scripted"}
+    ) as response:
         async for line in response.aiter_lines():
             if line.startswith("event: token"):
                 break
@@ -82,8 +84,12 @@ async def test_max_tokens_stops_the_provider(serve):
     provider = app[SERVICE].providers["scripted"]
 
     got = await client.sse(
-        "/v1/stream", params={"prompt": script(["a", "b", "c", "d"], then="hang"), "model": "scripted",
-                              "max_tokens": "2"}
+        "/v1/stream",
+        params={
+            "prompt": script(["a", "b", "c", "d"], then="hang"),
+            "model": "scripted",
+            "max_tokens": "2",
+        },
     )
 
     end = got.json()[-1]
@@ -93,20 +99,25 @@ async def test_max_tokens_stops_the_provider(serve):
 
 
 async def test_route_max_tokens_is_the_default_for_requests(serve):
-    config = base_config(routes={"/s": {"formatter": "events", "max_tokens": 3, "allow": ["model"]}})
+    config = base_config(
+        routes={"/s": {"formatter": "events", "max_tokens": 3, "allow": ["model"]}}
+    )
     client = await serve(config)
 
     got = await client.sse("/s", params={"prompt": "one two three four five six", "model": "echo"})
 
     assert [e.data for e in got.events if e.event == "token"] == [
-        '{"content": "one"}', '{"content": " two"}', '{"content": " three"}'
+        '{"content": "one"}',
+        '{"content": " two"}',
+        '{"content": " three"}',
     ]
 
 
 async def test_slow_reader_holds_the_producer_at_the_high_water_mark(serve):
     endless = {"ttft_ms": 0, "tokens_per_second": 0, "answer_tokens": 1_000_000}
     config = base_config(
-        limits={"high_water_events": 64, "max_tokens": 1_000_000}, resume={"grace_s": 0, "retain_s": 0},
+        limits={"high_water_events": 64, "max_tokens": 1_000_000},
+        resume={"grace_s": 0, "retain_s": 0},
         providers={"simulated": endless},
     )
     app = streamserver.create_app(config)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from json.encoder import encode_basestring
 
 from ..hookspecs import Register, hookimpl
@@ -20,7 +20,7 @@ _quote: Callable[[str], str] = encode_basestring
 """JSON string literal of a str, non-ASCII kept as is (the C implementation)."""
 
 
-def _json(payload: dict[str, object]) -> str:
+def _json(payload: Mapping[str, object]) -> str:
     return json.dumps(payload, ensure_ascii=False)
 
 

@@ -74,7 +74,7 @@ async def send_stream(
     ``grace_s`` for a resume).
     """
     response = EventSourceResponse(
-        headers={"X-Stream-ID": stream.id},
+        headers={"X-Stream-ID": stream.id, **stream.headers},
         sep="\n",
         allow_all_methods=True,
         ping_interval=ping_interval_s,

@@ -61,7 +61,9 @@ class ScriptedProvider:
                 raise ProviderError("upstream_error", "the scripted upstream failed")
             if then == "hang":
                 await asyncio.Event().wait()
-            yield Finish(script.get("finish", "stop"), model, Usage(1, len(script.get("deltas", []))))
+            yield Finish(
+                script.get("finish", "stop"), model, Usage(1, len(script.get("deltas", [])))
+            )
         finally:
             self.closed.append(loop.time())
 

@@ -1,0 +1,199 @@
+"""Built-in formatters for other ecosystems' clients: ``openai``, ``ai-sdk`` and ``text``.
+
+- ``openai``: ``chat.completion.chunk`` objects exactly as the OpenAI API streams them, ending with
+  ``data: [DONE]``, so the ``openai`` SDKs (and everything built on them) read streamserver as-is.
+- ``ai-sdk``: the Vercel AI SDK UI message stream (v1), so a ``useChat`` front end points at
+  streamserver unchanged.
+- ``text``: plain text in ``data:`` lines for ``curl`` and shell users. A segment with line breaks
+  becomes several ``data:`` lines, which an SSE parser joins with ``\\n``: ``\\r\\n`` and a bare ``\\r``
+  therefore arrive as ``\\n`` (the one shape that normalises line ends; every other is exact).
+
+Each has a WebSocket form: the same JSON objects as messages, then ``{"type": "done"}``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from json.encoder import encode_basestring
+from types import MappingProxyType
+
+from ..hookspecs import Register, hookimpl
+from ..types import Event, StreamEnd, StreamFailure, StreamStart, Transport
+
+_quote: Callable[[str], str] = encode_basestring
+_DONE_WS = Event(None, '{"type": "done"}')
+_DONE_SSE = Event(None, "[DONE]")
+
+
+def _json(payload: Mapping[str, object]) -> str:
+    return json.dumps(payload, ensure_ascii=False)
+
+
+@dataclass(frozen=True, slots=True)
+class OpenAIOptions:
+    """``[formatters.openai]`` options."""
+
+    include_usage: bool = False
+    """Send the usage chunk (as ``stream_options.include_usage`` asks) on every stream."""
+
+
+class OpenAIFormatter:
+    """``chat.completion.chunk`` objects: a role chunk, content chunks, a finish chunk, optionally
+    a usage chunk, then ``[DONE]``."""
+
+    token_event: str | None = None
+
+    def __init__(self, options: OpenAIOptions, transport: Transport) -> None:
+        self.include_usage = options.include_usage
+        self.ws = transport == "ws"
+        self.head = ""
+        self.tail = ""
+
+    def chunk(self, delta: dict[str, object], finish_reason: str | None) -> str:
+        """One whole chunk object with a given delta (not the hot path)."""
+        return (
+            self.head
+            + _json(delta)
+            + f', "logprobs": null, "finish_reason": {json.dumps(finish_reason)}}}]'
+            + (', "usage": null}' if self.include_usage else "}")
+        )
+
+    def start(self, info: StreamStart) -> Sequence[Event]:
+        """The role chunk; fixes the id, ``created`` and model every later chunk repeats."""
+        self.head = (
+            f'{{"id": {_quote("chatcmpl-" + info.stream_id)}, "object": "chat.completion.chunk", '
+            f'"created": {int(info.created)}, "model": {_quote(info.model)}, "system_fingerprint": null, '
+            '"choices": [{"index": 0, "delta": '
+        )
+        self.tail = '}, "logprobs": null, "finish_reason": null}]' + (
+            ', "usage": null}' if self.include_usage else "}"
+        )
+        return (Event(None, self.chunk({"role": "assistant", "content": ""}, None)),)
+
+    def segment(self, text: str, tokens: int) -> str:
+        """A content chunk."""
+        return self.head + '{"content": ' + _quote(text) + self.tail
+
+    def end(self, summary: StreamEnd) -> Sequence[Event]:
+        """The finish chunk, the usage chunk if asked, then ``[DONE]``."""
+        reason = (
+            summary.finish_reason
+            if summary.finish_reason in ("stop", "length", "content_filter")
+            else "stop"
+        )
+        events = [Event(None, self.chunk({}, reason))]
+        if self.include_usage and summary.usage is not None:
+            usage = summary.usage
+            head = self.head.removesuffix('"choices": [{"index": 0, "delta": ')
+            events.append(Event(None, head + '"choices": [], "usage": ' + _json({
+                "prompt_tokens": usage.prompt_tokens,
+                "completion_tokens": usage.completion_tokens,
+                "total_tokens": usage.prompt_tokens + usage.completion_tokens,
+            }) + "}"))  # fmt: skip
+        events.append(_DONE_WS if self.ws else _DONE_SSE)
+        return events
+
+    def error(self, failure: StreamFailure, summary: StreamEnd) -> Sequence[Event]:
+        """OpenAI's error object (the SDKs raise ``APIError`` from it), then ``[DONE]``."""
+        error = {
+            "error": {
+                "message": failure.message,
+                "type": "server_error",
+                "code": failure.code,
+                "param": None,
+            }
+        }
+        return (Event(None, _json(error)), _DONE_WS if self.ws else _DONE_SSE)
+
+
+class AISDKFormatter:
+    """Vercel AI SDK UI message stream: ``start``, ``start-step``, ``text-start``, ``text-delta``…,
+    ``text-end``, ``finish-step``, ``finish``, then ``[DONE]``; header
+    ``x-vercel-ai-ui-message-stream: v1``."""
+
+    token_event: str | None = None
+    headers: Mapping[str, str] = MappingProxyType({"x-vercel-ai-ui-message-stream": "v1"})
+
+    def __init__(self, options: object, transport: Transport) -> None:
+        self.ws = transport == "ws"
+
+    def start(self, info: StreamStart) -> Sequence[Event]:
+        """Opens the message, the step and the text part."""
+        return (
+            Event(None, _json({"type": "start", "messageId": "msg_" + info.stream_id})),
+            Event(None, '{"type": "start-step"}'),
+            Event(None, '{"type": "text-start", "id": "text-1"}'),
+        )
+
+    def segment(self, text: str, tokens: int) -> str:
+        """A ``text-delta`` part."""
+        return '{"type": "text-delta", "id": "text-1", "delta": ' + _quote(text) + "}"
+
+    def end(self, summary: StreamEnd) -> Sequence[Event]:
+        """Closes the text part and the step; ``finish`` (or ``abort`` when cancelled); ``[DONE]``."""
+        last = '{"type": "abort"}' if summary.finish_reason == "cancelled" else '{"type": "finish"}'
+        return (
+            Event(None, '{"type": "text-end", "id": "text-1"}'),
+            Event(None, '{"type": "finish-step"}'),
+            Event(None, last),
+            _DONE_WS if self.ws else _DONE_SSE,
+        )
+
+    def error(self, failure: StreamFailure, summary: StreamEnd) -> Sequence[Event]:
+        """Closes the text part, then an ``error`` part with ``errorText``, then ``[DONE]``."""
+        return (
+            Event(None, '{"type": "text-end", "id": "text-1"}'),
+            Event(
+                None, _json({"type": "error", "errorText": f"{failure.message} ({failure.code})"})
+            ),
+            _DONE_WS if self.ws else _DONE_SSE,
+        )
+
+
+class TextFormatter:
+    """Plain text: each segment is the data of a ``message`` event; ``event: done`` ends it and
+    ``event: error`` carries a failure's message. WebSocket form: ``token`` / ``done`` JSON."""
+
+    def __init__(self, options: object, transport: Transport) -> None:
+        self.ws = transport == "ws"
+        self.token_event: str | None = None
+
+    def start(self, info: StreamStart) -> Sequence[Event]:
+        """Nothing before the text."""
+        return ()
+
+    def segment(self, text: str, tokens: int) -> str:
+        """The text itself (the SSE encoder splits it into ``data:`` lines)."""
+        if self.ws:
+            return '{"type": "token", "content": ' + _quote(text) + "}"
+        return text
+
+    def end(self, summary: StreamEnd) -> Sequence[Event]:
+        """``event: done`` with the finish reason as its data."""
+        if self.ws:
+            return (Event(None, _json({"type": "done", "finish_reason": summary.finish_reason})),)
+        return (Event("done", summary.finish_reason),)
+
+    def error(self, failure: StreamFailure, summary: StreamEnd) -> Sequence[Event]:
+        """``event: error`` with the message, then ``done``."""
+        if self.ws:
+            return (Event(None, _json({"type": "error", "error": failure.message, "code": failure.code})),
+                    *self.end(summary))  # fmt: skip
+        return (Event("error", f"{failure.code}: {failure.message}"), *self.end(summary))
+
+
+@hookimpl
+def register_formatters(register: Register) -> None:
+    """Shapes for OpenAI SDK, Vercel AI SDK and plain-text clients."""
+    register(
+        "openai",
+        OpenAIFormatter,
+        options=OpenAIOptions,
+        description="OpenAI chat.completion.chunk + [DONE]",
+    )
+    register("ai-sdk", AISDKFormatter, description="Vercel AI SDK UI message stream (v1)")
+    register(
+        "text", TextFormatter, description="plain text data lines; line ends normalised to \\n"
+    )

@@ -1,0 +1,194 @@
+"""Each built-in buffer's boundaries, and the flush timer and size cap the core gives every buffer."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+from conftest import SCRIPTED, base_config, script
+from hypothesis import given
+from hypothesis import strategies as st
+
+from streamserver.builtins.buffers import (
+    DelimiterBuffer,
+    DelimiterOptions,
+    RawBuffer,
+    SentenceBuffer,
+    SentenceOptions,
+    WordBuffer,
+    WordOptions,
+)
+
+
+def segments(buffer, deltas: list[str]) -> list[str]:
+    out: list[str] = []
+    for delta in deltas:
+        out.extend(buffer.push(delta))
+    rest = buffer.flush()
+    return [*out, rest] if rest else out
+
+
+def all_buffers():
+    return [
+        RawBuffer(None),
+        DelimiterBuffer(DelimiterOptions()),
+        WordBuffer(WordOptions()),
+        WordBuffer(WordOptions(min_words=3)),
+        SentenceBuffer(SentenceOptions()),
+    ]
+
+
+@given(st.lists(st.text()))
+def test_every_buffer_gives_back_exactly_its_input(deltas):
+    for buffer in all_buffers():
+        assert "".join(segments(buffer, deltas)) == "".join(deltas)
+
+
+@given(st.lists(st.text()))
+def test_held_counts_exactly_the_waiting_characters(deltas):
+    for buffer in all_buffers():
+        pushed = emitted = 0
+        for delta in deltas:
+            pushed += len(delta)
+            emitted += sum(len(s) for s in buffer.push(delta))
+            assert buffer.held == pushed - emitted
+
+
+def test_raw_emits_every_delta_as_it_comes():
+    assert segments(RawBuffer(None), ["Hel", "lo", " wor", "ld"]) == ["Hel", "lo", " wor", "ld"]
+
+
+def test_delimiter_flushes_through_the_last_delimiter():
+    buffer = DelimiterBuffer(DelimiterOptions())
+    assert list(buffer.push("One. Two")) == ["One. "]
+    assert list(buffer.push("! Three? Fo")) == ["Two! Three? "]
+    assert buffer.flush() == "Fo"
+
+
+def test_delimiter_found_across_deltas():
+    buffer = DelimiterBuffer(DelimiterOptions())
+    assert list(buffer.push("Hi.")) == []
+    assert list(buffer.push(" there")) == ["Hi. "]
+
+
+def test_delimiter_uses_configured_strings():
+    buffer = DelimiterBuffer(DelimiterOptions(flush_on=(";", "||")))
+    assert segments(buffer, ["a; b|", "|c. d"]) == ["a;", " b||", "c. d"]
+
+
+def test_word_holds_the_trailing_partial_word():
+    buffer = WordBuffer(WordOptions())
+    assert list(buffer.push("Hel")) == []
+    assert list(buffer.push("lo wor")) == ["Hello "]
+    assert buffer.held == 3
+    assert list(buffer.push("ld\n")) == ["world\n"]
+
+
+def test_word_waits_for_min_words():
+    buffer = WordBuffer(WordOptions(min_words=3))
+    assert list(buffer.push("one two ")) == []
+    assert list(buffer.push("three four")) == ["one two three "]
+
+
+def test_word_keeps_leading_and_repeated_whitespace():
+    assert (
+        "".join(segments(WordBuffer(WordOptions()), ["  a  ", "\t b\r\n", "c"])) == "  a  \t b\r\nc"
+    )
+
+
+@pytest.mark.parametrize(
+    ("deltas", "expected"),
+    [
+        (["Hello world. How are", " you? Fine"], ["Hello world. ", "How are you? ", "Fine"]),
+        (["Pi is 3.14 today. Next"], ["Pi is 3.14 today. ", "Next"]),
+        (["Ask Mr. Smith, e.g. him. Then"], ["Ask Mr. Smith, e.g. him. ", "Then"]),
+        (["Wait… what?! Yes"], ["Wait… ", "what?! ", "Yes"]),
+        (['He said "stop." Then'], ['He said "stop." ', "Then"]),
+        (["你好。再见！好"], ["你好。", "再见！", "好"]),
+        (["1. First item\n2. Second"], ["1. First item\n", "2. Second"]),
+        (["J. R. R. Tolkien wrote. Yes"], ["J. R. R. Tolkien wrote. ", "Yes"]),
+        (["The end."], ["The end."]),
+    ],
+)
+def test_sentence_boundaries(deltas, expected):
+    assert segments(SentenceBuffer(SentenceOptions()), deltas) == expected
+
+
+def test_sentence_end_needs_the_whitespace_that_follows():
+    buffer = SentenceBuffer(SentenceOptions())
+    assert list(buffer.push("Done.")) == []
+    assert list(buffer.push(" Next")) == ["Done. "]
+
+
+def test_sentence_abbreviations_are_configurable():
+    buffer = SentenceBuffer(SentenceOptions(abbreviations=("approx",)))
+    assert segments(buffer, ["It is approx. ten. Ok"]) == ["It is approx. ten. ", "Ok"]
+
+
+def test_sentence_newline_ending_can_be_switched_off():
+    buffer = SentenceBuffer(SentenceOptions(newline_ends=False))
+    assert segments(buffer, ["one\ntwo. three"]) == ["one\ntwo. ", "three"]
+
+
+async def read_until_text(client, params, want: str, within: float) -> tuple[str, float]:
+    """Stream /v1/stream and return the text seen once it contains ``want``, and when."""
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    text = ""
+    async with asyncio.timeout(within):
+        async with client.http.stream("GET", "/v1/stream", params=params) as response:
+            async for line in response.aiter_lines():
+                if line.startswith("data: ") and '"content"' in line:
+                    text += json.loads(line[6:])["content"]
+                    if want in text:
+                        return text, loop.time() - started
+    return text, loop.time() - started
+
+
+async def test_flush_timer_releases_a_held_partial_word(serve):
+    client = await serve(base_config(buffers={"word": {"max_delay_ms": 50}}, **SCRIPTED))
+    params = {"prompt": script(["hello wor"], then="hang"), "model": "scripted", "buffer": "word"}
+
+    text, elapsed = await read_until_text(client, params, "wor", within=2)
+
+    assert text == "hello wor"
+    assert 0.04 <= elapsed < 1.0
+
+
+async def test_flush_timer_off_holds_the_partial_word(serve):
+    client = await serve(base_config(buffers={"word": {"max_delay_ms": 0}}, **SCRIPTED))
+    params = {"prompt": script(["hello wor"], then="hang"), "model": "scripted", "buffer": "word"}
+
+    with pytest.raises(TimeoutError):
+        await read_until_text(client, params, "wor", within=0.3)
+
+
+async def test_max_chars_flushes_a_long_held_run(serve):
+    client = await serve(
+        base_config(buffers={"sentence": {"max_chars": 10, "max_delay_ms": 0}}, **SCRIPTED)
+    )
+    params = {
+        "prompt": script(["abcdefghijkl", "mn"], then="hang"),
+        "model": "scripted",
+        "buffer": "sentence",
+    }
+
+    text, _ = await read_until_text(client, params, "abcdefghijkl", within=2)
+
+    assert text == "abcdefghijkl"
+
+
+async def test_buffer_is_flushed_when_the_provider_fails(serve):
+    client = await serve(base_config(**SCRIPTED))
+    got = await client.sse(
+        "/v1/stream",
+        params={
+            "prompt": script(["Half a sen", "tence"], then="fail"),
+            "model": "scripted",
+            "buffer": "sentence",
+        },
+    )
+
+    assert [e.event for e in got.events] == ["stream_start", "token", "error", "stream_end"]
+    assert json.loads(got.events[1].data)["content"] == "Half a sentence"
