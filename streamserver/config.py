@@ -201,8 +201,14 @@ def _validate(
     for name in raw:
         if name not in _ALL_SECTIONS:
             raise ConfigError(name, "a known section", choices=_ALL_SECTIONS)
+    metrics_table = raw.get("metrics", {})
+    if not isinstance(metrics_table, Mapping):
+        raise ConfigError("metrics", "a table", got=metrics_table)
+    # [metrics] holds its own keys plus one sub-table of options per sink ([metrics.<sink>]).
+    sink_sections = {k: v for k, v in metrics_table.items() if isinstance(v, Mapping)}
+    tables = {**raw, "metrics": {k: v for k, v in metrics_table.items() if k not in sink_sections}}
     sections: dict[str, Any] = {
-        name: options.build(cls, raw.get(name, {}), name) for name, cls in _SECTIONS.items()
+        name: options.build(cls, tables.get(name, {}), name) for name, cls in _SECTIONS.items()
     }
     server: ServerSettings = sections["server"]
     plugin_settings: PluginsSettings = sections["plugins"]
@@ -231,6 +237,13 @@ def _validate(
             "providers", "at least one provider section", choices=registry.names("providers")
         )
 
+    for name in sink_sections:
+        if name not in metrics.sinks:
+            raise ConfigError(
+                f"metrics.{name}",
+                "options for a sink listed in metrics.sinks",
+                choices=metrics.sinks,
+            )
     sinks = []
     for i, name in enumerate(metrics.sinks):
         if name not in registry.parts["metrics_sinks"]:
@@ -240,7 +253,7 @@ def _validate(
                 got=name,
                 choices=registry.names("metrics_sinks"),
             )
-        section = raw.get("metrics", {}).get(name, {})
+        section = sink_sections.get(name, {})
         registration = registry.get("metrics_sinks", name)
         sinks.append(
             Part(

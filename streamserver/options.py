@@ -31,7 +31,7 @@ def build(cls: type[T], table: object, key: str) -> T:
     hints = typing.get_type_hints(cls)
     for name in table:
         if name not in fields:
-            raise ConfigError(join_key(key, name), "no such key", choices=fields)
+            raise ConfigError(join_key(key, name), "a known key", choices=fields)
     values: dict[str, Any] = {}
     for name, f in fields.items():
         if name in table:

@@ -1,0 +1,104 @@
+"""The example plugins in plugins/ work as a user would use them: loaded from the plugins directory."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+from conftest import REPO, base_config
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import streamserver
+
+PLUGINS_DIR = str(REPO / "plugins")
+
+
+@pytest.fixture(scope="module")
+def config():
+    return streamserver.load_config(base_config(server={"plugins_dir": PLUGINS_DIR}))
+
+
+@pytest.fixture
+def markdown(config):
+    part = config.buffers["markdown"]
+    return lambda: part.registration.factory(part.options)
+
+
+def segments(buffer, deltas):
+    out = [s for d in deltas for s in buffer.push(d)]
+    rest = buffer.flush()
+    return [*out, rest] if rest else out
+
+
+def test_the_plugins_directory_registers_both_examples(config):
+    assert config.registry.sources["markdown_buffer"].origin.endswith("markdown_buffer.py")
+    assert "markdown" in config.buffers
+    assert "slow_first_token" in config.registry.parts["metrics_sinks"]
+
+
+def test_markdown_never_ends_a_segment_inside_a_code_span(markdown):
+    got = segments(markdown(), ["Use `pip", " install", " x` now ", "please"])
+    assert got == ["Use ", "`pip install x` now ", "please"]
+
+
+def test_markdown_never_ends_a_segment_inside_a_link(markdown):
+    got = segments(markdown(), ["See [the", " docs](https://", "example.org/a b) and", " more"])
+    assert got == ["See ", "[the docs](https://example.org/a b) ", "and ", "more"]
+
+
+def test_markdown_holds_a_fenced_block_until_it_closes(markdown):
+    buffer = markdown()
+    assert list(buffer.push("Code:\n```py\nx = 1\n")) == ["Code:\n"]
+    assert list(buffer.push("y = 2\n")) == []
+    assert list(buffer.push("```\nDone ")) == ["```py\nx = 1\ny = 2\n```\nDone "]
+
+
+def test_markdown_brackets_that_are_not_links_do_not_hold_text(markdown):
+    assert segments(markdown(), ["a[0] = 1 ", "ok"]) == ["a[0] = 1 ", "ok"]
+
+
+def test_markdown_keeps_its_place_across_a_timer_flush(markdown):
+    buffer = markdown()
+    buffer.push("`code ")
+    assert buffer.flush() == "`code "  # the core's timer released it mid-span
+    assert list(buffer.push("span` after ")) == ["span` after "]
+
+
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    st.lists(
+        st.sampled_from(["`", "``", "```", "[", "]", "(", ")", " ", "\n", "a", "b c", "](x)", "🙂"])
+    )
+)
+def test_markdown_is_lossless(markdown, deltas):
+    assert "".join(segments(markdown(), deltas)) == "".join(deltas)
+
+
+async def test_markdown_buffer_per_request_over_http(serve):
+    client = await serve(base_config(server={"plugins_dir": PLUGINS_DIR}))
+    prompt = "Run `make test` and read [the guide](http://x/y z). Done."
+    got = await client.sse(
+        "/v1/stream", params={"prompt": prompt, "model": "echo", "buffer": "markdown"}
+    )
+    contents = [json.loads(e.data)["content"] for e in got.events if e.event == "token"]
+
+    assert "".join(contents) == prompt
+    assert all(c.count("`") % 2 == 0 for c in contents)
+    assert "[the guide](http://x/y z). " in contents
+
+
+async def test_slow_first_token_sink_counts_and_logs(serve, caplog):
+    config = base_config(
+        server={"plugins_dir": PLUGINS_DIR},
+        metrics={"sinks": ["memory", "slow_first_token"], "slow_first_token": {"threshold_ms": 20}},
+        providers={"simulated": {"ttft_ms": 50, "tokens_per_second": 0}},
+    )
+    client = await serve(config)
+    with caplog.at_level(logging.WARNING, logger="streamserver.slow_first_token"):
+        await client.sse("/stream", params={"prompt": "hi", "model": "echo"})
+    metrics = (await client.http.get("/v1/stream/metrics")).json()
+
+    assert metrics["slow_first_tokens"] == 1
+    assert "slow first token" in caplog.text
