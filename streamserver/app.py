@@ -93,6 +93,9 @@ def _stream_handler(path: str, route: RouteSettings) -> Handler:
         except StreamRejected as exc:
             service.reject(path, exc)
             return error_response(exc)
+        if stream.finished and start >= stream.log.end:
+            # Nothing left to send: 204 tells EventSource to stop reconnecting.
+            return web.Response(status=204)
         server = service.config.server
         return await sse.send_stream(
             request,
