@@ -14,6 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
+from . import openai_api
 from .config import Config, RouteSettings, load_config
 from .errors import StreamRejected
 from .service import StreamService
@@ -54,11 +55,15 @@ def setup(app: web.Application, config: ConfigSource) -> Config:
         if route.transport == "ws":
             app.router.add_get(path, _socket_handler(path, route))
             continue
+        if route.transport == "openai":
+            app.router.add_post(path, openai_api.chat_completions_handler(path, route, SERVICE))
+            continue
         handler = _stream_handler(path, route)
         for method in route.methods:
             app.router.add_route(method, path, handler)
     app.router.add_get("/health", health)
     app.router.add_get("/v1/stream/metrics", stream_metrics)
+    app.router.add_get("/v1/models", openai_api.models_handler(SERVICE))
     loaded.registry.call_app_hook("register_routes", app=app)
     return loaded
 
@@ -155,7 +160,7 @@ async def _resume_or_start(
         return stream, start
     fields = await read_fields(request, service.config.limits.max_body_bytes)
     params = parse_stream_params(fields, route, service.config)
-    return service.start(path, route, params, route.transport), 0
+    return service.start(path, route, params, "sse"), 0
 
 
 async def health(request: web.Request) -> web.Response:

@@ -63,7 +63,8 @@ def _serve(path: str, host: str | None, port: int | None) -> int:
         level=config.server.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    for noisy in ("aiohttp.access", "httpx", "httpx2"):  # one line per request is too much by default
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     app = create_app(config)
     web.run_app(
         app,

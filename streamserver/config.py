@@ -53,7 +53,8 @@ class PluginsSettings:
 class RouteSettings:
     """``[routes."<path>"]``: one streaming endpoint and the pipeline parts it uses."""
 
-    transport: Literal["sse", "ws"] = "sse"
+    transport: Literal["sse", "ws", "openai"] = "sse"
+    """``openai`` serves the OpenAI chat completions API (its formatter is always ``openai``)."""
     formatter: str = "events"
     buffer: str = "raw"
     provider: str | None = None
@@ -143,6 +144,7 @@ DEFAULT_ROUTES: dict[str, dict[str, Any]] = {
         "methods": ["GET", "POST"],
         "allow": ["model", "provider", "max_tokens", "buffer", "format"],
     },
+    "/v1/chat/completions": {"transport": "openai"},
     "/ws/stream": {
         "transport": "ws",
         "formatter": "simple",
@@ -326,7 +328,16 @@ def _routes(table: object, parts: Mapping[str, Mapping[str, Part]]) -> dict[str,
         key = options.join_key("routes", path)
         if not path.startswith("/"):
             raise ConfigError(key, "a path starting with /", got=path)
+        if isinstance(body, Mapping) and body.get("transport") == "openai":
+            body = {"formatter": "openai", "methods": ["POST"], **body}
         route = options.build(RouteSettings, body, key)
+        if route.transport == "openai" and (
+            route.formatter != "openai" or route.methods != ("POST",)
+        ):
+            raise ConfigError(
+                key,
+                'formatter = "openai" and methods = ["POST"] for an openai route (the defaults)',
+            )
         for field_name, section in (
             ("formatter", "formatters"),
             ("buffer", "buffers"),

@@ -7,6 +7,7 @@ One ``StreamService`` per application, created when the app starts and closed wh
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Mapping
@@ -38,12 +39,18 @@ class StreamService:
             retain_s=config.resume.retain_s, max_streams=config.resume.max_streams
         )
         self.draining = False
+        self.started_at = time.time()
 
     @classmethod
     async def open(cls, config: Config) -> StreamService:
         """Create provider instances and sinks; check every route's model against its provider."""
-        providers = {name: _make(part) for name, part in config.providers.items()}
-        sinks: list[MetricsSink] = [_make(part) for part in config.sinks]
+        providers = {
+            name: _make(part, f"providers.{name}", config.file)
+            for name, part in config.providers.items()
+        }
+        sinks: list[MetricsSink] = [
+            _make(part, f"metrics.{part.name}", config.file) for part in config.sinks
+        ]
         service = cls(config, providers, sinks)
         try:
             service.check_routes()
@@ -106,9 +113,19 @@ class StreamService:
         )
 
     def start(
-        self, path: str, route: RouteSettings, params: StreamParams, transport: Transport
+        self,
+        path: str,
+        route: RouteSettings,
+        params: StreamParams,
+        transport: Transport,
+        *,
+        formatter_options: Mapping[str, Any] | None = None,
     ) -> Stream:
-        """Accept a checked request: build its pipeline and start generating."""
+        """Accept a checked request: build its pipeline and start generating.
+
+        ``formatter_options`` overrides the formatter's configured options for this stream (those
+        its options class has), e.g. ``include_usage`` from an OpenAI request.
+        """
         if self.draining:
             raise StreamRejected(
                 503,
@@ -122,7 +139,12 @@ class StreamService:
         info = StreamStart(stream_id, path, provider_name, model, time.time())
         buffer_part = config.buffers[params.buffer or route.buffer]
         formatter_part = config.formatters[params.format or route.formatter]
-        formatter = formatter_part.registration.factory(formatter_part.options, transport)  # type: ignore[operator]
+        formatter_settings = formatter_part.options
+        if formatter_options:
+            known = {f.name for f in dataclasses.fields(formatter_settings)}
+            overrides = {k: v for k, v in formatter_options.items() if k in known}
+            formatter_settings = dataclasses.replace(formatter_settings, **overrides)
+        formatter = formatter_part.registration.factory(formatter_settings, transport)  # type: ignore[operator]
         encoder: Encoder = (
             WSEncoder()
             if transport == "ws"
@@ -170,7 +192,17 @@ class StreamService:
             await asyncio.wait(remaining, timeout=5)
 
 
-def _make(part: Part) -> Any:
-    """Call a registered factory with its validated options."""
+def _make(part: Part, section: str, file: str | None) -> Any:
+    """Call a registered factory with its validated options. A factory's ``ConfigError`` names keys
+    relative to its own section; this puts the section and file in front."""
     factory: Any = part.registration.factory
-    return factory(part.options)
+    try:
+        return factory(part.options)
+    except ConfigError as exc:
+        raise ConfigError(
+            f"{section}.{exc.key}" if exc.key else section,
+            exc.expected,
+            got=exc.got,
+            choices=exc.choices,
+            file=file,
+        ) from None

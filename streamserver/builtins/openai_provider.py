@@ -1,0 +1,195 @@
+"""The ``openai`` provider: OpenAI, or any OpenAI-compatible server (vLLM, llama.cpp, Ollama, LiteLLM).
+
+The official SDK's ``AsyncOpenAI`` does what it is good at: auth, ``base_url``, timeouts, and retries
+with exponential backoff and jitter that honour ``Retry-After`` (429, 5xx and connection errors,
+before the first byte of the stream). The stream's bytes are read raw and decoded by our SSE decoder
+into plain strings: no SDK model object per chunk on the hot path. Closing the iterator closes the
+upstream HTTP response at once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import openai
+
+try:  # openai 3.x runs on httpx2, earlier versions on httpx: catch whichever the SDK uses.
+    import httpx2 as _http
+except ImportError:  # pragma: no cover - depends on the installed SDK
+    import httpx as _http  # type: ignore[no-redef]
+
+from ..errors import ConfigError, ProviderError
+from ..hookspecs import Register, hookimpl
+from ..sse_decoder import SSEDecoder
+from ..types import Delta, Finish, GenerationRequest, Usage
+
+
+@dataclass(frozen=True, slots=True)
+class OpenAIProviderOptions:
+    """``[providers.<name>]`` options for ``type = "openai"``."""
+
+    model: str = "gpt-4o-mini"
+    """The default model (also offered)."""
+    models: tuple[str, ...] = ()
+    """Other model names this instance serves; requests naming them are routed here."""
+    base_url: str | None = None
+    """The server's ``/v1`` URL; unset = the SDK's default (OpenAI, or ``OPENAI_BASE_URL``)."""
+    api_key_env: str = "OPENAI_API_KEY"
+    """Environment variable holding the API key; "" for servers that need none."""
+    timeout_s: float = 60.0
+    """Longest wait for any read from the upstream (a stall longer than this ends the stream)."""
+    connect_timeout_s: float = 10.0
+    max_retries: int = 2
+    """Retries before the first token (429, 5xx, connection errors), with backoff and jitter."""
+    headers: dict[str, str] = field(default_factory=dict)
+    """Extra request headers (e.g. an organisation or a proxy's routing header)."""
+    temperature: float | None = None
+    top_p: float | None = None
+    extra_body: dict[str, Any] = field(default_factory=dict)
+    """Other body parameters sent with every request (server-specific sampling options)."""
+
+
+class OpenAIProvider:
+    """Streams chat completions from one OpenAI-compatible upstream."""
+
+    def __init__(self, options: OpenAIProviderOptions) -> None:
+        self.options = options
+        api_key = "not-needed"
+        if options.api_key_env:
+            api_key = os.environ.get(options.api_key_env, "")
+            if not api_key:
+                raise ConfigError(
+                    "api_key_env",
+                    f"the environment variable {options.api_key_env} to hold the API key "
+                    '(or api_key_env = "" for a server that needs none)',
+                )
+        self.client = openai.AsyncOpenAI(
+            api_key=api_key,
+            base_url=options.base_url,
+            timeout=openai.Timeout(options.timeout_s, connect=options.connect_timeout_s),
+            max_retries=options.max_retries,
+            default_headers=options.headers or None,
+        )
+        self._models = (options.model, *(m for m in options.models if m != options.model))
+        self._defaults: dict[str, Any] = {
+            k: v
+            for k, v in (("temperature", options.temperature), ("top_p", options.top_p))
+            if v is not None
+        }
+
+    @property
+    def models(self) -> Sequence[str]:
+        """The default model first, then ``models``."""
+        return self._models
+
+    async def aclose(self) -> None:
+        """Close the SDK's connection pool."""
+        await self.client.close()
+
+    def stream(self, request: GenerationRequest) -> AsyncIterator[Delta]:
+        """Text deltas from the upstream, then one ``Finish`` with reason, model and usage."""
+        return self._stream(request)
+
+    async def _stream(self, request: GenerationRequest) -> AsyncIterator[Delta]:
+        body: dict[str, Any] = {
+            "model": request.model,
+            "messages": [{"role": m.role, "content": m.content} for m in request.messages],
+            "stream": True,
+            "stream_options": {"include_usage": True},
+            **self._defaults,
+        }
+        if request.max_tokens is not None:
+            body["max_tokens"] = request.max_tokens
+        try:
+            async with self.client.chat.completions.with_streaming_response.create(
+                **body, extra_body=self.options.extra_body or None
+            ) as response:
+                reason, model, usage = "stop", request.model, None
+                decoder = SSEDecoder()
+                async for raw in response.http_response.aiter_bytes():
+                    for event in decoder.feed(raw):
+                        if event.data == "[DONE]":
+                            yield Finish(reason, model, usage)
+                            return
+                        chunk = _parse(event.data)
+                        for choice in chunk.get("choices") or ():
+                            content = (choice.get("delta") or {}).get("content")
+                            if content:
+                                yield content
+                            if choice.get("finish_reason"):
+                                reason = choice["finish_reason"]
+                        if chunk.get("usage"):
+                            usage = Usage(chunk["usage"].get("prompt_tokens", 0),
+                                          chunk["usage"].get("completion_tokens", 0))  # fmt: skip
+                        model = chunk.get("model") or model
+                raise ProviderError("upstream_incomplete", "the upstream closed the stream before it finished",
+                                    retryable=True)  # fmt: skip
+        except openai.APIStatusError as exc:
+            raise _status_error(exc) from None
+        except openai.APITimeoutError:
+            raise ProviderError(
+                "upstream_timeout", "the upstream did not answer in time", retryable=True
+            ) from None
+        except openai.APIConnectionError:
+            raise ProviderError(
+                "upstream_unavailable", "could not connect to the upstream", retryable=True
+            ) from None
+        except (TimeoutError, _http.TimeoutException):
+            raise ProviderError(
+                "upstream_timeout", "the upstream stalled mid-stream", retryable=True
+            ) from None
+        except _http.TransportError:
+            raise ProviderError("upstream_disconnected", "the upstream connection broke mid-stream",
+                                retryable=True) from None  # fmt: skip
+
+
+def _parse(data: str) -> Mapping[str, Any]:
+    try:
+        chunk = json.loads(data)
+    except ValueError:
+        raise ProviderError(
+            "upstream_malformed", "the upstream sent a chunk that is not JSON"
+        ) from None
+    if not isinstance(chunk, dict):
+        raise ProviderError(
+            "upstream_malformed", "the upstream sent a chunk that is not a JSON object"
+        )
+    if "error" in chunk:
+        error = (
+            chunk["error"] if isinstance(chunk["error"], dict) else {"message": str(chunk["error"])}
+        )
+        raise ProviderError(
+            "upstream_error", f"the upstream failed: {error.get('message', 'unknown error')}"
+        )
+    return chunk
+
+
+def _status_error(exc: openai.APIStatusError) -> ProviderError:
+    """Map an upstream HTTP error to a code and a message that are safe to show (no key, no URL)."""
+    status = exc.status_code
+    if status == 429:
+        return ProviderError(
+            "upstream_rate_limited", "the upstream is rate limiting requests", retryable=True
+        )
+    if status in (401, 403):
+        return ProviderError("upstream_auth", "the upstream refused the configured API key")
+    if status == 404:
+        return ProviderError(
+            "upstream_not_found", "the upstream does not know this model or endpoint"
+        )
+    if status >= 500:
+        return ProviderError(
+            "upstream_error", f"the upstream failed with HTTP {status}", retryable=True
+        )
+    return ProviderError("upstream_rejected", f"the upstream rejected the request (HTTP {status})")
+
+
+@hookimpl
+def register_providers(register: Register) -> None:
+    """OpenAI and OpenAI-compatible upstreams."""
+    register("openai", OpenAIProvider, options=OpenAIProviderOptions,
+             description="OpenAI or any OpenAI-compatible server, through the openai SDK")  # fmt: skip

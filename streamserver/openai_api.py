@@ -1,0 +1,186 @@
+"""streamserver as an OpenAI-compatible server: ``POST /v1/chat/completions`` and ``GET /v1/models``.
+
+A route with ``transport = "openai"`` speaks the chat completions API: ``stream: true`` is an SSE
+stream of ``chat.completion.chunk`` objects (the route's buffer applied, the usage chunk when
+``stream_options.include_usage``, then ``data: [DONE]``); ``stream: false`` is one
+``chat.completion``. Errors use OpenAI's error shape, so the SDKs raise their usual exceptions.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from aiohttp import web
+
+from .config import RouteSettings
+from .errors import StreamRejected
+from .service import StreamService
+from .stream_request import StreamParams, parse_stream_params
+from .streams import Stream
+from .transports import sse
+
+_IGNORED = frozenset(
+    {"temperature", "top_p", "frequency_penalty", "presence_penalty", "stop", "seed", "user", "logit_bias",
+     "parallel_tool_calls", "metadata", "store", "service_tier", "n"}
+)  # fmt: skip
+"""Parameters accepted for compatibility; the provider's own configuration decides sampling."""
+_USED = frozenset(
+    {"model", "messages", "stream", "stream_options", "max_tokens", "max_completion_tokens"}
+)
+
+
+def openai_error(error: StreamRejected) -> web.Response:
+    """OpenAI's error body: ``{"error": {"message", "type", "param", "code"}}``."""
+    kind = "invalid_request_error" if error.status < 500 else "server_error"
+    if error.status == 429:
+        kind = "rate_limit_error"
+    body = {"error": {"message": error.message, "type": kind, "param": None, "code": error.code}}
+    return web.json_response(body, status=error.status, headers=error.headers)
+
+
+def chat_completions_handler(
+    path: str, route: RouteSettings, service_key: web.AppKey[StreamService]
+) -> Any:
+    """The handler of one ``transport = "openai"`` route."""
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        service = request.app[service_key]
+        try:
+            body = await _read_body(request, service.config.limits.max_body_bytes)
+            params, stream_mode, include_usage = _params(body, route, service)
+            stream = service.start(
+                path,
+                route,
+                params,
+                "sse" if stream_mode else "ws",
+                formatter_options={"include_usage": include_usage},
+            )
+        except StreamRejected as exc:
+            service.reject(path, exc)
+            return openai_error(exc)
+        if stream_mode:
+            server = service.config.server
+            return await sse.send_stream(
+                request,
+                stream,
+                0,
+                ping_interval_s=server.ping_interval_s,
+                send_timeout_s=server.send_timeout_s,
+            )
+        return await _complete(stream)
+
+    handle.__name__ = f"chat completions {path}"
+    return handle
+
+
+def models_handler(service_key: web.AppKey[StreamService]) -> Any:
+    """``GET /v1/models``: every model every provider offers, in OpenAI's list shape."""
+
+    async def handle(request: web.Request) -> web.Response:
+        service = request.app[service_key]
+        created = int(service.started_at)
+        data = [
+            {"id": model, "object": "model", "created": created, "owned_by": provider}
+            for provider, models in service.models().items()
+            for model in models
+        ]
+        return web.json_response({"object": "list", "data": data})
+
+    return handle
+
+
+async def _read_body(request: web.Request, limit: int) -> Mapping[str, Any]:
+    raw = await request.content.read(limit + 1)
+    if len(raw) > limit:
+        raise StreamRejected(413, "body_too_large", f"the body is larger than {limit} bytes")
+    try:
+        body = json.loads(raw)
+    except ValueError as exc:
+        raise StreamRejected(400, "invalid_json", f"the body is not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise StreamRejected(400, "invalid_json", "the body must be a JSON object")
+    return body
+
+
+def _params(
+    body: Mapping[str, Any], route: RouteSettings, service: StreamService
+) -> tuple[StreamParams, bool, bool]:
+    unknown = sorted(set(body) - _USED - _IGNORED)
+    if unknown:
+        raise StreamRejected(
+            400, "unknown_parameter", f"unrecognized request argument supplied: {unknown[0]}"
+        )
+    if body.get("n", 1) != 1:
+        raise StreamRejected(400, "invalid_value", "only n = 1 is supported")
+    if not isinstance(body.get("model"), str):
+        raise StreamRejected(400, "missing_model", "you must provide a model parameter")
+    if body["model"] not in {m for models in service.models().values() for m in models}:
+        raise StreamRejected(404, "model_not_found", f"the model {body['model']!r} does not exist")
+    options = body.get("stream_options") or {}
+    if not isinstance(options, dict):
+        raise StreamRejected(400, "invalid_value", "stream_options must be an object")
+    fields = {"messages": body.get("messages"), "model": body["model"]}
+    max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
+    if max_tokens is not None:
+        fields["max_tokens"] = max_tokens
+    # The chat completions API always allows choosing the model and max_tokens.
+    open_route = RouteSettings(**{**_route_fields(route), "allow": ("model", "max_tokens")})
+    params = parse_stream_params(fields, open_route, service.config)
+    return params, bool(body.get("stream")), bool(options.get("include_usage"))
+
+
+def _route_fields(route: RouteSettings) -> dict[str, Any]:
+    return {f.name: getattr(route, f.name) for f in dataclasses.fields(route)}
+
+
+async def _complete(stream: Stream) -> web.Response:
+    """Wait for the stream and assemble one ``chat.completion`` from its chunk messages."""
+    log = stream.log
+    pos = 0
+    text: list[str] = []
+    head: dict[str, Any] = {}
+    finish, usage, failure = "stop", None, None
+    reader = stream.attach(0)
+    try:
+        while True:
+            await log.wait(pos)
+            items = log.read(pos)
+            pos += len(items)
+            log.advance(reader, pos)
+            for item in items:
+                message = json.loads(item)
+                if "error" in message:
+                    failure = message["error"]
+                elif message.get("object") == "chat.completion.chunk":
+                    head = head or message
+                    for choice in message["choices"]:
+                        text.append(choice["delta"].get("content") or "")
+                        finish = choice["finish_reason"] or finish
+                    usage = message.get("usage") or usage
+            if log.closed and pos >= log.end:
+                break
+    finally:
+        stream.detach(reader)
+    if failure is not None:
+        status = 503 if failure.get("code") == "server_shutdown" else 502
+        return web.json_response({"error": failure}, status=status)
+    summary = stream.summary
+    if usage is None and summary is not None and summary.usage is not None:
+        usage = {
+            "prompt_tokens": summary.usage.prompt_tokens,
+            "completion_tokens": summary.usage.completion_tokens,
+            "total_tokens": summary.usage.prompt_tokens + summary.usage.completion_tokens,
+        }
+    return web.json_response({
+        "id": head.get("id"),
+        "object": "chat.completion",
+        "created": head.get("created"),
+        "model": head.get("model"),
+        "system_fingerprint": None,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "".join(text), "refusal": None},
+                     "logprobs": None, "finish_reason": finish}],
+        "usage": usage,
+    })  # fmt: skip
