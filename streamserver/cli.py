@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 from aiohttp import web
 
-from . import __version__
+from . import __version__, fake_upstream
 from .app import create_app
 from .config import Config, load_config
 from .errors import ConfigError
@@ -40,6 +40,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("--port", type=int, help="override server.port")
     check = commands.add_parser("check-config", help="validate a config file without serving")
     check.add_argument("file", nargs="?", default=DEFAULT_CONFIG)
+    fake = commands.add_parser(
+        "fake-upstream",
+        help="serve a fake OpenAI-compatible upstream (try the openai provider without a key)",
+    )
+    fake.add_argument("--host", default="127.0.0.1")
+    fake.add_argument("--port", type=int, default=8099)
+    fake.add_argument(
+        "--tokens-per-second", type=float, default=30.0, help="pace of its answers (0 = no pause)"
+    )
     args = parser.parse_args(argv)
 
     try:
@@ -47,6 +56,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _serve(args.config, args.host, args.port)
         if args.command == "check-config":
             return _check(args.file)
+        if args.command == "fake-upstream":
+            _refuse_open_host(args.host)
+            fake_upstream.run(args.host, args.port, args.tokens_per_second)
+            return 0
     except ConfigError as exc:
         print(f"streamserver: config error: {exc}", file=sys.stderr)
         return 2
@@ -63,7 +76,11 @@ def _serve(path: str, host: str | None, port: int | None) -> int:
         level=config.server.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    for noisy in ("aiohttp.access", "httpx", "httpx2"):  # one line per request is too much by default
+    for noisy in (
+        "aiohttp.access",
+        "httpx",
+        "httpx2",
+    ):  # one line per request is too much by default
         logging.getLogger(noisy).setLevel(logging.WARNING)
     app = create_app(config)
     web.run_app(

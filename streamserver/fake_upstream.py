@@ -1,6 +1,7 @@
 """A fake OpenAI-compatible upstream that tells the truth: a real aiohttp server, scriptable per request.
 
-It speaks the OpenAI chat completions wire format (streaming and not) and ``GET /v1/models``, echoes
+It speaks the OpenAI chat completions wire format (streaming and not), Anthropic's streaming Messages
+API (``POST /v1/messages``) and ``GET /v1/models``, echoes
 the last user message back unless told otherwise, and can misbehave on cue: 429 with ``Retry-After``,
 500, a dropped connection, a stall, a malformed chunk, an error event mid-stream. It records every
 request it received and when each streaming connection closed, so tests can prove that cancelling a
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from aiohttp import web
+from multidict import CIMultiDict
 
 from .builtins.simulated import tokenize
 
@@ -45,7 +47,8 @@ class Received:
     """One request the upstream received."""
 
     path: str
-    headers: dict[str, str]
+    headers: CIMultiDict[str]
+    """Case-insensitive, as HTTP header names are."""
     body: dict[str, Any]
     at: float
 
@@ -81,6 +84,7 @@ class FakeUpstream:
         """The aiohttp application (run it with ``handler_cancellation=True``)."""
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self._chat)
+        app.router.add_post("/v1/messages", self._messages)
         app.router.add_get("/v1/models", self._models)
         return app
 
@@ -97,7 +101,9 @@ class FakeUpstream:
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
-        self.requests.append(Received(request.path, dict(request.headers), body, time.monotonic()))
+        self.requests.append(
+            Received(request.path, CIMultiDict(request.headers), body, time.monotonic())
+        )
         if (
             self.api_key is not None
             and request.headers.get("Authorization") != f"Bearer {self.api_key}"
@@ -199,6 +205,99 @@ class FakeUpstream:
             record.closed_at = time.monotonic()
         return response
 
+    async def _messages(self, request: web.Request) -> web.StreamResponse:
+        """Anthropic's Messages API, streaming only (what the ``anthropic`` provider uses)."""
+        body = await request.json()
+        self.requests.append(
+            Received(request.path, CIMultiDict(request.headers), body, time.monotonic())
+        )
+        sent = request.headers.get("x-api-key") or request.headers.get(
+            "Authorization", ""
+        ).removeprefix("Bearer ")
+        if self.api_key is not None and sent != self.api_key:
+            return _anthropic_error(401, "authentication_error", "invalid x-api-key")
+        plan = self.plans.popleft() if self.plans else self.default
+        if plan.fault == "rate_limit":
+            return _anthropic_error(429, "rate_limit_error", "Rate limit reached",
+                                    headers={"retry-after": f"{plan.retry_after_s:g}"})  # fmt: skip
+        if plan.fault == "server_error":
+            return _anthropic_error(500, "api_error", "Internal server error")
+        if plan.tokens is not None:
+            tokens = plan.tokens
+        else:
+            users = [
+                m.get("content", "") for m in body.get("messages", []) if m.get("role") == "user"
+            ]
+            last = users[-1] if users else ""
+            tokens = tokenize(
+                last if isinstance(last, str) else "".join(b.get("text", "") for b in last)
+            )
+        stop = "end_turn"
+        if len(tokens) > body.get("max_tokens", 1 << 30):
+            tokens, stop = tokens[: body["max_tokens"]], "max_tokens"
+        record = StreamRecord(time.monotonic())
+        self.streams.append(record)
+        response = web.StreamResponse(
+            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+        )
+
+        def event(name: str, payload: dict[str, Any]) -> bytes:
+            return f"event: {name}\ndata: {json.dumps(payload)}\n\n".encode()
+
+        message = {"id": f"msg_fake{len(self.requests)}", "type": "message", "role": "assistant", "content": [],
+                   "model": body.get("model"), "stop_reason": None, "stop_sequence": None,
+                   "usage": {"input_tokens": 5, "output_tokens": 1}}  # fmt: skip
+        try:
+            await response.prepare(request)
+            await response.write(
+                event("message_start", {"type": "message_start", "message": message})
+            )
+            block = {
+                "type": "content_block_start",
+                "index": 0,
+                "content_block": {"type": "text", "text": ""},
+            }
+            await response.write(event("content_block_start", block))
+            await response.write(event("ping", {"type": "ping"}))
+            if plan.ttft_s:
+                await asyncio.sleep(plan.ttft_s)
+            for i, token in enumerate(tokens):
+                if plan.fault == "error_event" and i == plan.after_tokens:
+                    error = {
+                        "type": "error",
+                        "error": {"type": "overloaded_error", "message": "Overloaded"},
+                    }
+                    await response.write(event("error", error))
+                    await response.write_eof()
+                    return response
+                if plan.fault == "drop" and i == plan.after_tokens:
+                    assert request.transport is not None
+                    request.transport.abort()
+                    return response
+                if plan.gap_s and i:
+                    await asyncio.sleep(plan.gap_s)
+                delta = {
+                    "type": "content_block_delta",
+                    "index": 0,
+                    "delta": {"type": "text_delta", "text": token},
+                }
+                await response.write(event("content_block_delta", delta))
+                record.tokens_sent += 1
+            await response.write(
+                event("content_block_stop", {"type": "content_block_stop", "index": 0})
+            )
+            await response.write(event("message_delta", {"type": "message_delta",
+                                                         "delta": {"stop_reason": stop, "stop_sequence": None},
+                                                         "usage": {"output_tokens": len(tokens)}}))  # fmt: skip
+            await response.write(event("message_stop", {"type": "message_stop"}))
+            await response.write_eof()
+        except (asyncio.CancelledError, ConnectionError):
+            record.client_closed = True
+            raise
+        finally:
+            record.closed_at = time.monotonic()
+        return response
+
     async def _fault(self, plan: Plan, response: web.StreamResponse, request: web.Request) -> bool:
         """Misbehave mid-stream; True when the response must end here."""
         if plan.fault == "drop":
@@ -229,6 +328,13 @@ def _error(
     status: int, message: str, kind: str, code: str | None, headers: dict[str, str] | None = None
 ) -> web.Response:
     body = {"error": {"message": message, "type": kind, "param": None, "code": code}}
+    return web.json_response(body, status=status, headers=headers)
+
+
+def _anthropic_error(
+    status: int, kind: str, message: str, headers: dict[str, str] | None = None
+) -> web.Response:
+    body = {"type": "error", "error": {"type": kind, "message": message}}
     return web.json_response(body, status=status, headers=headers)
 
 

@@ -27,6 +27,7 @@ from .types import NoOptions, Registration
 DEFAULT_PLUGINS = (
     "streamserver.builtins.simulated",
     "streamserver.builtins.openai_provider",
+    "streamserver.builtins.anthropic_provider",
     "streamserver.builtins.buffers",
     "streamserver.builtins.formatters",
     "streamserver.builtins.compat_formatters",

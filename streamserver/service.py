@@ -150,7 +150,8 @@ class StreamService:
             if transport == "ws"
             else SSEEncoder(stream_id, formatter.token_event, config.server.retry_ms)
         )
-        max_tokens = params.max_tokens or route.max_tokens or config.limits.max_tokens
+        # What the client (or route) asked for goes upstream; the cap is enforced by the core only.
+        max_tokens = params.max_tokens or route.max_tokens
         plan = StreamPlan(
             info=info,
             provider=provider,
@@ -160,7 +161,7 @@ class StreamService:
             max_chars=buffer_part.timing.max_chars,
             formatter=formatter,
             encoder=encoder,
-            max_tokens=max_tokens,
+            max_tokens=max_tokens or config.limits.max_tokens,
         )
         resume = config.resume
         stream_log = StreamLog(

@@ -22,6 +22,7 @@ from aiohttp.test_utils import TestServer
 from httpx_sse import ServerSentEvent, aconnect_sse
 
 import streamserver
+from streamserver.fake_upstream import FakeUpstream
 
 # tests/ is importable so that plugins.modules can name "fakes.scripted_provider".
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -148,3 +149,20 @@ SCRIPTED = {
 def script(deltas: list[str], **options: Any) -> str:
     """The prompt that makes the scripted provider yield ``deltas``."""
     return json.dumps({"deltas": deltas, **options})
+
+
+@pytest.fixture
+async def upstream() -> AsyncIterator[tuple[FakeUpstream, str]]:
+    """A fake OpenAI/Anthropic upstream on 127.0.0.1; yields it and its ``/v1`` base URL."""
+    fake = FakeUpstream()
+    server = TestServer(fake.app(), host="127.0.0.1")
+    await server.start_server()
+    yield fake, str(server.make_url("/v1"))
+    await server.close()
+
+
+def upstream_config(base_url: str, **provider: Any) -> dict[str, Any]:
+    """A test config whose ``fake`` provider is the openai provider pointed at the fake upstream."""
+    fake = {"type": "openai", "base_url": base_url, "api_key_env": "", "model": "fake-model",
+            "max_retries": 2, "timeout_s": 5, **provider}  # fmt: skip
+    return base_config(providers={"simulated": dict(FAST_SIMULATED), "fake": fake})

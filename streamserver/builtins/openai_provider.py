@@ -17,15 +17,11 @@ from typing import Any
 
 import openai
 
-try:  # openai 3.x runs on httpx2, earlier versions on httpx: catch whichever the SDK uses.
-    import httpx2 as _http
-except ImportError:  # pragma: no cover - depends on the installed SDK
-    import httpx as _http  # type: ignore[no-redef]
-
 from ..errors import ConfigError, ProviderError
 from ..hookspecs import Register, hookimpl
 from ..sse_decoder import SSEDecoder
 from ..types import Delta, Finish, GenerationRequest, Usage
+from .upstream_errors import incomplete, translate
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,25 +122,14 @@ class OpenAIProvider:
                             usage = Usage(chunk["usage"].get("prompt_tokens", 0),
                                           chunk["usage"].get("completion_tokens", 0))  # fmt: skip
                         model = chunk.get("model") or model
-                raise ProviderError("upstream_incomplete", "the upstream closed the stream before it finished",
-                                    retryable=True)  # fmt: skip
-        except openai.APIStatusError as exc:
-            raise _status_error(exc) from None
-        except openai.APITimeoutError:
-            raise ProviderError(
-                "upstream_timeout", "the upstream did not answer in time", retryable=True
-            ) from None
-        except openai.APIConnectionError:
-            raise ProviderError(
-                "upstream_unavailable", "could not connect to the upstream", retryable=True
-            ) from None
-        except (TimeoutError, _http.TimeoutException):
-            raise ProviderError(
-                "upstream_timeout", "the upstream stalled mid-stream", retryable=True
-            ) from None
-        except _http.TransportError:
-            raise ProviderError("upstream_disconnected", "the upstream connection broke mid-stream",
-                                retryable=True) from None  # fmt: skip
+                raise incomplete()
+        except ProviderError:
+            raise
+        except Exception as exc:
+            error = translate(exc, openai)
+            if error is None:
+                raise
+            raise error from None
 
 
 def _parse(data: str) -> Mapping[str, Any]:
@@ -166,26 +151,6 @@ def _parse(data: str) -> Mapping[str, Any]:
             "upstream_error", f"the upstream failed: {error.get('message', 'unknown error')}"
         )
     return chunk
-
-
-def _status_error(exc: openai.APIStatusError) -> ProviderError:
-    """Map an upstream HTTP error to a code and a message that are safe to show (no key, no URL)."""
-    status = exc.status_code
-    if status == 429:
-        return ProviderError(
-            "upstream_rate_limited", "the upstream is rate limiting requests", retryable=True
-        )
-    if status in (401, 403):
-        return ProviderError("upstream_auth", "the upstream refused the configured API key")
-    if status == 404:
-        return ProviderError(
-            "upstream_not_found", "the upstream does not know this model or endpoint"
-        )
-    if status >= 500:
-        return ProviderError(
-            "upstream_error", f"the upstream failed with HTTP {status}", retryable=True
-        )
-    return ProviderError("upstream_rejected", f"the upstream rejected the request (HTTP {status})")
 
 
 @hookimpl

@@ -1,0 +1,161 @@
+"""streamserver as an OpenAI-compatible server, read by the real openai SDK (sync and async)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import openai
+import pytest
+from conftest import SCRIPTED, base_config, script
+
+
+@pytest.fixture
+async def base_url(serve) -> str:
+    client = await serve(base_config(**SCRIPTED))
+    return client.base_url + "/v1"
+
+
+async def test_async_sdk_streams_the_exact_text(base_url):
+    sdk = openai.AsyncOpenAI(base_url=base_url, api_key="unused")
+    stream = await sdk.chat.completions.create(
+        model="echo", messages=[{"role": "user", "content": "Hello,\r\nSDK 🙂 [DONE]"}], stream=True
+    )
+    chunks = [chunk async for chunk in stream]
+    await sdk.close()
+
+    assert chunks[0].choices[0].delta.role == "assistant"
+    assert "".join(c.choices[0].delta.content or "" for c in chunks) == "Hello,\r\nSDK 🙂 [DONE]"
+    assert chunks[-1].choices[0].finish_reason == "stop"
+    assert {c.id for c in chunks} == {chunks[0].id}
+    assert all(c.object == "chat.completion.chunk" and c.model == "echo" for c in chunks)
+
+
+async def test_async_sdk_gets_the_usage_chunk_when_asked(base_url):
+    sdk = openai.AsyncOpenAI(base_url=base_url, api_key="unused")
+    stream = await sdk.chat.completions.create(
+        model="echo", messages=[{"role": "user", "content": "three tokens here"}], stream=True,
+        stream_options={"include_usage": True},
+    )  # fmt: skip
+    chunks = [chunk async for chunk in stream]
+    await sdk.close()
+
+    assert chunks[-1].choices == []
+    assert chunks[-1].usage.completion_tokens == 3
+    assert all(c.usage is None for c in chunks[:-1])
+
+
+async def test_sync_sdk_non_streaming_gives_one_completion(base_url):
+    # The sync client runs in a thread: the server shares this test's event loop.
+    sdk = openai.OpenAI(base_url=base_url, api_key="unused")
+    completion = await asyncio.to_thread(
+        sdk.chat.completions.create,
+        model="echo", messages=[{"role": "system", "content": "be brief"}, {"role": "user", "content": "Echo me"}],
+    )  # fmt: skip
+
+    assert completion.object == "chat.completion"
+    assert completion.choices[0].message.content == "Echo me"
+    assert completion.choices[0].finish_reason == "stop"
+    assert completion.usage.completion_tokens == 2
+
+
+async def test_sync_sdk_streaming(base_url):
+    def read() -> str:
+        sdk = openai.OpenAI(base_url=base_url, api_key="unused")
+        stream = sdk.chat.completions.create(
+            model="echo", messages=[{"role": "user", "content": "sync works"}], stream=True
+        )
+        return "".join(c.choices[0].delta.content or "" for c in stream)
+
+    assert await asyncio.to_thread(read) == "sync works"
+
+
+async def test_max_tokens_gives_finish_reason_length(base_url):
+    sdk = openai.AsyncOpenAI(base_url=base_url, api_key="unused")
+    completion = await sdk.chat.completions.create(
+        model="echo", messages=[{"role": "user", "content": "one two three four"}], max_tokens=2
+    )
+    await sdk.close()
+
+    assert completion.choices[0].message.content == "one two"
+    assert completion.choices[0].finish_reason == "length"
+
+
+async def test_an_unknown_model_raises_not_found(base_url):
+    sdk = openai.AsyncOpenAI(base_url=base_url, api_key="unused", max_retries=0)
+    with pytest.raises(openai.NotFoundError) as caught:
+        await sdk.chat.completions.create(
+            model="gpt-nope", messages=[{"role": "user", "content": "x"}]
+        )
+    await sdk.close()
+
+    assert caught.value.code == "model_not_found"
+
+
+async def test_bad_messages_raise_bad_request(base_url):
+    sdk = openai.AsyncOpenAI(base_url=base_url, api_key="unused", max_retries=0)
+    with pytest.raises(openai.BadRequestError):
+        await sdk.chat.completions.create(model="echo", messages=[])
+    await sdk.close()
+
+
+async def test_an_unknown_parameter_raises_bad_request(base_url):
+    sdk = openai.AsyncOpenAI(base_url=base_url, api_key="unused", max_retries=0)
+    with pytest.raises(openai.BadRequestError, match="frobnicate"):
+        await sdk.chat.completions.create(
+            model="echo",
+            messages=[{"role": "user", "content": "x"}],
+            extra_body={"frobnicate": True},
+        )
+    await sdk.close()
+
+
+async def test_a_failure_mid_stream_raises_an_api_error_after_the_text_so_far(base_url):
+    sdk = openai.AsyncOpenAI(base_url=base_url, api_key="unused", max_retries=0)
+    stream = await sdk.chat.completions.create(
+        model="scripted", messages=[{"role": "user", "content": script(["partial ", "text"], then="fail")}],
+        stream=True,
+    )  # fmt: skip
+    text = []
+    with pytest.raises(openai.APIError, match="scripted upstream failed"):
+        async for chunk in stream:
+            text.append(chunk.choices[0].delta.content or "")
+    await sdk.close()
+
+    assert "".join(text) == "partial text"
+
+
+async def test_a_non_streaming_failure_is_an_error_response(base_url):
+    sdk = openai.AsyncOpenAI(base_url=base_url, api_key="unused", max_retries=0)
+    with pytest.raises(openai.APIStatusError) as caught:
+        await sdk.chat.completions.create(
+            model="scripted", messages=[{"role": "user", "content": script(["x"], then="fail")}]
+        )
+    await sdk.close()
+
+    assert caught.value.status_code == 502
+
+
+async def test_cancelling_the_sdk_stream_closes_the_server_stream(serve):
+    import streamserver
+    from streamserver.app import SERVICE
+
+    app = streamserver.create_app(base_config(**SCRIPTED))
+    client = await serve(app=app)
+    provider = app[SERVICE].providers["scripted"]
+    sdk = openai.AsyncOpenAI(base_url=client.base_url + "/v1", api_key="unused")
+    stream = await sdk.chat.completions.create(
+        model="scripted",
+        messages=[{"role": "user", "content": script(["a"], then="hang")}],
+        stream=True,
+    )
+    async for chunk in stream:
+        if chunk.choices and chunk.choices[0].delta.content:
+            break
+    await stream.close()
+    await sdk.close()
+
+    for _ in range(100):
+        if provider.closed:
+            break
+        await asyncio.sleep(0.01)
+    assert provider.closed
