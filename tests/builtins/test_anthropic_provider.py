@@ -59,7 +59,7 @@ async def test_system_messages_go_to_the_system_parameter(serve, upstream):
 
 
 async def test_max_tokens_maps_to_length(serve, upstream):
-    fake, url = upstream
+    _fake, url = upstream
     client = await serve(anthropic_config(url))
     got = await client.sse(
         "/v1/stream", params={"prompt": "one two three", "model": "claude-test", "max_tokens": "2"}
@@ -107,7 +107,7 @@ async def test_a_dropped_connection_ends_with_an_error_event(serve, upstream):
 async def test_without_the_extra_the_config_error_says_what_to_install(
     serve, upstream, monkeypatch
 ):
-    fake, url = upstream
+    _fake, url = upstream
     monkeypatch.setitem(sys.modules, "anthropic", None)  # as if the extra were not installed
     app = streamserver.create_app(anthropic_config(url))
 

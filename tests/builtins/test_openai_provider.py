@@ -23,7 +23,7 @@ async def stream(serve, base_url, prompt="Hello there upstream", **provider):
 
 
 async def test_relays_the_upstream_text_exactly(serve, upstream):
-    fake, url = upstream
+    _fake, url = upstream
     got = await stream(serve, url, prompt="Line one\nline two 🙂 data: x")
 
     assert contents(got) == "Line one\nline two 🙂 data: x"
@@ -138,7 +138,7 @@ async def test_a_refused_api_key_is_an_auth_error_without_the_key(serve, upstrea
 
 
 async def test_a_missing_api_key_variable_is_a_config_error(serve, upstream, monkeypatch):
-    fake, url = upstream
+    _fake, url = upstream
     monkeypatch.delenv("TEST_ABSENT_KEY", raising=False)
     app = streamserver.create_app(upstream_config(url, api_key_env="TEST_ABSENT_KEY"))
 
@@ -193,7 +193,7 @@ async def test_a_request_model_is_routed_to_the_instance_that_offers_it(serve, u
 
 
 async def test_models_endpoint_lists_every_provider_model(serve, upstream):
-    fake, url = upstream
+    _fake, url = upstream
     client = await serve(upstream_config(url, models=["fake-model-mini"]))
     body = (await client.http.get("/v1/models")).json()
 
