@@ -14,9 +14,10 @@ from typing import Any
 
 from aiohttp import web
 
-from . import openai_api
+from . import chat, openai_api
 from .config import Config, RouteSettings, load_config
 from .errors import StreamRejected
+from .http_errors import error_response
 from .service import StreamService
 from .stream_request import parse_stream_params, read_fields
 from .transports import sse, ws
@@ -52,6 +53,9 @@ def setup(app: web.Application, config: ConfigSource) -> Config:
     app.cleanup_ctx.append(_service_lifetime)
     app.on_shutdown.append(_drain)
     for path, route in loaded.routes.items():
+        if route.conversation:
+            app.router.add_get(path, chat.socket_handler(path, route, SERVICE))
+            continue
         if route.transport == "ws":
             app.router.add_get(path, _socket_handler(path, route))
             continue
@@ -64,17 +68,11 @@ def setup(app: web.Application, config: ConfigSource) -> Config:
     app.router.add_get("/health", health)
     app.router.add_get("/v1/stream/metrics", stream_metrics)
     app.router.add_get("/v1/models", openai_api.models_handler(SERVICE))
+    get_conversation, delete_conversation = chat.history_handlers(SERVICE)
+    app.router.add_get("/v1/conversations/{conversation_id}", get_conversation)
+    app.router.add_delete("/v1/conversations/{conversation_id}", delete_conversation)
     loaded.registry.call_app_hook("register_routes", app=app)
     return loaded
-
-
-def error_response(error: StreamRejected) -> web.Response:
-    """The contract's JSON error: ``{"error": {"code", "message"}}`` with the status and headers."""
-    return web.json_response(
-        {"error": {"code": error.code, "message": error.message}},
-        status=error.status,
-        headers=error.headers,
-    )
 
 
 @web.middleware
@@ -119,10 +117,10 @@ def _socket_handler(path: str, route: RouteSettings) -> Handler:
         service = request.app[SERVICE]
         server = service.config.server
 
-        def start(fields: dict[str, Any]) -> Any:
+        async def start(fields: dict[str, Any]) -> ws.Started:
             try:
                 params = parse_stream_params(fields, route, service.config)
-                return service.start(path, route, params, "ws")
+                return ws.Started(service.start(path, route, params, "ws"))
             except StreamRejected as exc:
                 service.reject(path, exc)
                 raise
@@ -133,6 +131,7 @@ def _socket_handler(path: str, route: RouteSettings) -> Handler:
             heartbeat_s=server.ws_heartbeat_s,
             max_message_bytes=server.ws_max_message_bytes,
             send_timeout_s=server.send_timeout_s,
+            busy=route.busy,
         )
 
     handle.__name__ = f"socket {path}"

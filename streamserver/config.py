@@ -66,6 +66,10 @@ class RouteSettings:
     """Request fields that may override the route's choices."""
     max_tokens: int | None = None
     """Default ``max_tokens`` for requests that give none."""
+    conversation: bool = False
+    """A WebSocket chat route: the path has ``{conversation_id}`` and history is kept in the store."""
+    busy: Literal["reject", "replace"] = "reject"
+    """WebSocket: a new prompt while a stream runs is refused, or cancels and replaces it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +98,17 @@ class MetricsSettings:
     """``[metrics]``: which metrics sinks are on."""
 
     sinks: tuple[str, ...] = ("memory",)
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationsSettings:
+    """``[conversations]``: the store, and how much history a provider is sent."""
+
+    store: str = "sqlite"
+    max_messages: int = 50
+    """Most recent messages sent to the provider (older ones stay stored)."""
+    max_chars: int = 48_000
+    """Most characters of history sent to the provider."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +146,8 @@ class Config:
     buffers: Mapping[str, Part]
     formatters: Mapping[str, Part]
     sinks: tuple[Part, ...]
+    conversations: ConversationsSettings
+    conversation_store: Part
     registry: PluginRegistry
 
 
@@ -150,6 +167,7 @@ DEFAULT_ROUTES: dict[str, dict[str, Any]] = {
         "formatter": "simple",
         "allow": ["model", "provider", "max_tokens", "buffer", "format"],
     },
+    "/ws/chat/{conversation_id}": {"transport": "ws", "conversation": True, "allow": ["model"]},
 }
 """The contract's stream routes, used when the file has no ``[routes]`` table."""
 
@@ -159,6 +177,7 @@ _SECTIONS = {
     "limits": LimitsSettings,
     "resume": ResumeSettings,
     "metrics": MetricsSettings,
+    "conversations": ConversationsSettings,
 }
 _PART_SECTIONS: dict[str, Kind] = {
     "providers": "providers",
@@ -203,12 +222,17 @@ def _validate(
     for name in raw:
         if name not in _ALL_SECTIONS:
             raise ConfigError(name, "a known section", choices=_ALL_SECTIONS)
-    metrics_table = raw.get("metrics", {})
-    if not isinstance(metrics_table, Mapping):
-        raise ConfigError("metrics", "a table", got=metrics_table)
-    # [metrics] holds its own keys plus one sub-table of options per sink ([metrics.<sink>]).
-    sink_sections = {k: v for k, v in metrics_table.items() if isinstance(v, Mapping)}
-    tables = {**raw, "metrics": {k: v for k, v in metrics_table.items() if k not in sink_sections}}
+    # [metrics] and [conversations] hold their own keys plus one sub-table of options per part
+    # ([metrics.<sink>], [conversations.<store>]).
+    tables = dict(raw)
+    subtables: dict[str, dict[str, Any]] = {}
+    for name in ("metrics", "conversations"):
+        table = raw.get(name, {})
+        if not isinstance(table, Mapping):
+            raise ConfigError(name, "a table", got=table)
+        subtables[name] = {k: v for k, v in table.items() if isinstance(v, Mapping)}
+        tables[name] = {k: v for k, v in table.items() if k not in subtables[name]}
+    sink_sections = subtables["metrics"]
     sections: dict[str, Any] = {
         name: options.build(cls, tables.get(name, {}), name) for name, cls in _SECTIONS.items()
     }
@@ -263,6 +287,22 @@ def _validate(
             )
         )
 
+    conversations: ConversationsSettings = sections["conversations"]
+    if conversations.store not in registry.parts["conversation_stores"]:
+        raise ConfigError("conversations.store", "a conversation store name", got=conversations.store,
+                          choices=registry.names("conversation_stores"))  # fmt: skip
+    for name in subtables["conversations"]:
+        if name != conversations.store:
+            raise ConfigError(f"conversations.{name}", "options for the store named in conversations.store",
+                              choices=[conversations.store])  # fmt: skip
+    store_registration = registry.get("conversation_stores", conversations.store)
+    store = Part(
+        conversations.store,
+        store_registration,
+        options.build(store_registration.options, subtables["conversations"].get(conversations.store, {}),
+                      f"conversations.{conversations.store}"),
+    )  # fmt: skip
+
     routes = _routes(raw.get("routes", DEFAULT_ROUTES), parts)
     return Config(
         file=file,
@@ -276,6 +316,8 @@ def _validate(
         buffers=parts["buffers"],
         formatters=parts["formatters"],
         sinks=tuple(sinks),
+        conversations=conversations,
+        conversation_store=store,
         registry=registry,
     )
 
@@ -330,6 +372,8 @@ def _routes(table: object, parts: Mapping[str, Mapping[str, Part]]) -> dict[str,
             raise ConfigError(key, "a path starting with /", got=path)
         if isinstance(body, Mapping) and body.get("transport") == "openai":
             body = {"formatter": "openai", "methods": ["POST"], **body}
+        if isinstance(body, Mapping) and body.get("conversation"):
+            body = {"formatter": "chat", **body}
         route = options.build(RouteSettings, body, key)
         if route.transport == "openai" and (
             route.formatter != "openai" or route.methods != ("POST",)
@@ -351,6 +395,16 @@ def _routes(table: object, parts: Mapping[str, Mapping[str, Part]]) -> dict[str,
                     got=value,
                     choices=parts[section],
                 )
+        if route.conversation and (route.transport != "ws" or "{conversation_id}" not in path):
+            raise ConfigError(
+                key, 'transport = "ws" and a path with {conversation_id} for a conversation route'
+            )
+        if route.conversation and route.formatter != "chat":
+            raise ConfigError(
+                f"{key}.formatter",
+                '"chat" on a conversation route (the default)',
+                got=route.formatter,
+            )
         if route.transport == "ws" and route.methods != ("GET",):
             raise ConfigError(
                 f"{key}.methods", 'only ["GET"] for a WebSocket route', got=list(route.methods)

@@ -71,6 +71,15 @@ def register_metrics_sinks(register: Register) -> None:
 
 
 @hookspec
+def register_conversation_stores(register: Register) -> None:
+    """Called once when plugins load. Register conversation stores.
+
+    The factory is called once per app for the store named in ``[conversations] store`` and returns
+    a ``streamserver.conversations.ConversationStore``.
+    """
+
+
+@hookspec
 def startup(app: web.Application) -> Any:
     """Called once when the app starts, after providers and sinks exist. May return an awaitable.
 

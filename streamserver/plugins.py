@@ -32,11 +32,20 @@ DEFAULT_PLUGINS = (
     "streamserver.builtins.formatters",
     "streamserver.builtins.compat_formatters",
     "streamserver.builtins.sinks",
+    "streamserver.builtins.sqlite_conversations",
 )
 ENTRY_POINT_GROUP = "streamserver"
 
-Kind: TypeAlias = Literal["providers", "buffers", "formatters", "metrics_sinks"]
-KINDS: tuple[Kind, ...] = ("providers", "buffers", "formatters", "metrics_sinks")
+Kind: TypeAlias = Literal[
+    "providers", "buffers", "formatters", "metrics_sinks", "conversation_stores"
+]
+KINDS: tuple[Kind, ...] = (
+    "providers",
+    "buffers",
+    "formatters",
+    "metrics_sinks",
+    "conversation_stores",
+)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

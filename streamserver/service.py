@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .config import Config, Part, RouteSettings
+from .conversations import ConversationStore
 from .errors import ConfigError, StreamRejected
 from .pipeline import Encoder, SinkFanout, StreamPlan, StreamRun
 from .stream_request import StreamParams
@@ -29,12 +30,17 @@ class StreamService:
     """Starts streams for requests and keeps what they share for the app's lifetime."""
 
     def __init__(
-        self, config: Config, providers: Mapping[str, Provider], sinks: list[MetricsSink]
+        self,
+        config: Config,
+        providers: Mapping[str, Provider],
+        sinks: list[MetricsSink],
+        conversations: ConversationStore,
     ) -> None:
         self.config = config
         self.providers = dict(providers)
         self.sink_list = sinks
         self.sinks = SinkFanout(sinks)
+        self.conversations = conversations
         self.streams = StreamRegistry(
             retain_s=config.resume.retain_s, max_streams=config.resume.max_streams
         )
@@ -51,7 +57,10 @@ class StreamService:
         sinks: list[MetricsSink] = [
             _make(part, f"metrics.{part.name}", config.file) for part in config.sinks
         ]
-        service = cls(config, providers, sinks)
+        store: ConversationStore = _make(
+            config.conversation_store, f"conversations.{config.conversations.store}", config.file
+        )
+        service = cls(config, providers, sinks, store)
         try:
             service.check_routes()
         except BaseException:
@@ -74,7 +83,11 @@ class StreamService:
                 )
 
     async def close(self) -> None:
-        """Close every provider (their upstream clients)."""
+        """Close every provider (their upstream clients) and the conversation store."""
+        try:
+            await self.conversations.aclose()
+        except Exception:
+            log.exception("closing the conversation store failed")
         for provider in self.providers.values():
             try:
                 await provider.aclose()

@@ -194,6 +194,24 @@ class ProductionFormatter(JSONFormatter):
         return (error, *self.end(summary))
 
 
+class ChatFormatter(JSONFormatter):
+    """``/ws/chat/{id}``: ``token`` messages only; the chat route itself sends ``done`` with the
+    conversation's ``message_count`` once the reply is stored. SSE form: like ``events``."""
+
+    def __init__(self, options: object, transport: Transport) -> None:
+        super().__init__(transport)
+
+    def segment(self, text: str, tokens: int) -> str:
+        """``{"type": "token", "content": t}`` (``{"content": t}`` over SSE)."""
+        if self.ws:
+            return '{"type": "token", "content": ' + _quote(text) + "}"
+        return '{"content": ' + _quote(text) + "}"
+
+    def end(self, summary: StreamEnd) -> Sequence[Event]:
+        """Nothing over WebSocket (the route adds ``done``); ``done`` over SSE."""
+        return () if self.ws else (self.event("done", {"finished": True}),)
+
+
 @hookimpl
 def register_formatters(register: Register) -> None:
     """The contract's four wire shapes."""
@@ -202,4 +220,9 @@ def register_formatters(register: Register) -> None:
     register("progress", ProgressFormatter, description="start, token with total_tokens, complete")
     register(
         "production", ProductionFormatter, description="stream_start, token with index, stream_end"
+    )
+    register(
+        "chat",
+        ChatFormatter,
+        description="token messages; the chat route adds done with message_count",
     )

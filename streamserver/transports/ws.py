@@ -1,8 +1,10 @@
 """WebSocket: one socket, one stream at a time, read from the same event log as SSE.
 
-The client sends ``{"prompt": ...}`` (plus the overrides its route allows) or ``{"type": "cancel"}``;
-the server sends the formatter's WebSocket form. Bad input gets ``{"type": "error", ...}`` and the
-socket stays open; a closed socket cancels its stream.
+The client sends a JSON object per message: a prompt (the route decides its fields) or
+``{"type": "cancel"}``. The server sends the formatter's WebSocket form. Bad input (bad JSON, a
+binary frame, an unknown field, a message over ``max_message_bytes``) gets ``{"type": "error", ...}``
+and the socket stays usable; only abuse closes it: repeated violations or a flood (close code 1008),
+or a message so large it cannot be read (1009). A closed socket cancels its stream.
 """
 
 from __future__ import annotations
@@ -10,17 +12,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import Callable
-from typing import Any
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 
 from ..errors import StreamRejected
 from ..streams import Stream
 from ..types import Event
 
-_ERROR_CLOSE_AFTER = 20
-"""Consecutive bad messages after which the socket is closed as abuse (1008, policy violation)."""
+STRIKES_TO_CLOSE = 20
+"""Consecutive refused messages after which the socket is closed as abuse."""
+_HARD_LIMIT_FACTOR = 4
+"""Messages up to this multiple of ``max_message_bytes`` are read and refused; larger ones close."""
 
 
 class WSEncoder:
@@ -37,49 +43,91 @@ class WSEncoder:
         return event.data
 
 
+After = Callable[[list[str], bool], Awaitable[Sequence[dict[str, Any]]]]
+"""Called once a stream has ended with the messages delivered and whether the socket is still open;
+returns messages to send after them (e.g. the chat route's ``done`` with ``message_count``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Started:
+    """A stream started for a prompt message, and what to do when it ends."""
+
+    stream: Stream
+    after: After | None = None
+
+
+StartStream = Callable[[dict[str, Any]], Awaitable[Started]]
+
+
 def error_message(code: str, message: str) -> dict[str, str]:
     """The WebSocket error shape: ``{"type": "error", "error": message, "code": code}``."""
     return {"type": "error", "error": message, "code": code}
 
 
+class _Flood:
+    """Token bucket on incoming messages: ``rate`` per second, bursts of twice that."""
+
+    def __init__(self, rate: float) -> None:
+        self.rate = rate
+        self.tokens = 2 * rate
+        self.at = time.monotonic()
+
+    def allow(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(2 * self.rate, self.tokens + (now - self.at) * self.rate)
+        self.at = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return True
+        return False
+
+
 async def serve_socket(
     request: web.Request,
-    start: Callable[[dict[str, Any]], Stream],
+    start: StartStream,
     *,
     heartbeat_s: float,
     max_message_bytes: int,
     send_timeout_s: float,
+    busy: Literal["reject", "replace"] = "reject",
+    messages_per_s: float = 20.0,
 ) -> web.WebSocketResponse:
     """Run one WebSocket connection: each prompt message starts a stream via ``start``."""
-    ws = web.WebSocketResponse(heartbeat=heartbeat_s or None, max_msg_size=max_message_bytes)
+    ws = web.WebSocketResponse(
+        heartbeat=heartbeat_s or None, max_msg_size=max_message_bytes * _HARD_LIMIT_FACTOR
+    )
     await ws.prepare(request)
-    current: Stream | None = None
+    current: Started | None = None
     pump: asyncio.Task[None] | None = None
     strikes = 0
+    flood = _Flood(messages_per_s)
     try:
         async for message in ws:
-            if message.type == WSMsgType.TEXT:
-                fields, problem = _decode(message.data)
-            elif message.type == WSMsgType.BINARY:
-                fields, problem = (
-                    None,
-                    error_message("binary_not_supported", "send JSON text messages"),
+            if message.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
+                continue
+            fields, problem = _decode(message, max_message_bytes)
+            if not flood.allow():
+                problem = error_message(
+                    "too_many_messages", f"send at most {messages_per_s:g} messages a second"
                 )
-            else:
+            elif fields is not None and fields.get("type") == "cancel":
+                if current is not None and not current.stream.finished:
+                    current.stream.cancel("cancelled")
                 continue
-            if fields is not None and fields.get("type") == "cancel":
-                if current is not None and not current.finished:
-                    current.cancel("cancelled")
-                continue
-            if problem is None and fields is not None:
-                if current is not None and not current.finished:
-                    problem = error_message(
-                        "stream_in_progress",
-                        "a stream is already running on this socket; cancel it first",
-                    )
-                else:
+            elif fields is not None:
+                if current is not None and not current.stream.finished:
+                    if busy == "reject":
+                        problem = error_message(
+                            "stream_in_progress",
+                            "a stream is already running on this socket; cancel it first",
+                        )
+                    else:
+                        current.stream.cancel("cancelled")
+                        assert pump is not None
+                        await pump
+                if problem is None:
                     try:
-                        current = start(fields)
+                        current = await start(fields)
                     except StreamRejected as exc:
                         problem = error_message(exc.code, exc.message)
                         if exc.code == "missing_prompt":
@@ -92,18 +140,30 @@ async def serve_socket(
                         continue
             strikes += 1
             await ws.send_json(problem)
-            if strikes >= _ERROR_CLOSE_AFTER:
-                await ws.close(code=1008, message=b"too many invalid messages")
+            if strikes >= STRIKES_TO_CLOSE:
+                await ws.close(
+                    code=WSCloseCode.POLICY_VIOLATION, message=b"too many invalid messages"
+                )
                 break
     finally:
+        # The socket is gone: stop the generation (no reader is left), and let the pump finish so
+        # whatever the route does after a stream (storing the reply) still happens.
+        if current is not None and not current.stream.finished:
+            current.stream.cancel("client_gone")
         if pump is not None:
-            pump.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await pump
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(asyncio.shield(pump), timeout=5)
     return ws
 
 
-def _decode(data: str) -> tuple[dict[str, Any] | None, dict[str, str] | None]:
+def _decode(message: Any, max_bytes: int) -> tuple[dict[str, Any] | None, dict[str, str] | None]:
+    if message.type == WSMsgType.BINARY:
+        return None, error_message("binary_not_supported", "send JSON text messages")
+    data: str = message.data
+    if len(data) > max_bytes and len(data.encode()) > max_bytes:
+        return None, error_message(
+            "message_too_large", f"messages may be at most {max_bytes} bytes"
+        )
     try:
         fields = json.loads(data)
     except ValueError as exc:
@@ -120,11 +180,14 @@ def _decode(data: str) -> tuple[dict[str, Any] | None, dict[str, str] | None]:
     return fields, None
 
 
-async def _pump(ws: web.WebSocketResponse, stream: Stream, send_timeout_s: float) -> None:
-    """Send the stream's messages in order until it ends; detaching lets the stream decide."""
+async def _pump(ws: web.WebSocketResponse, started: Started, send_timeout_s: float) -> None:
+    """Send the stream's messages in order until it ends, then whatever ``after`` returns."""
+    stream = started.stream
     log = stream.log
     reader = stream.attach(0)
+    delivered: list[str] = []
     pos = 0
+    open_ = True
     try:
         while True:
             if pos >= log.end:
@@ -137,8 +200,18 @@ async def _pump(ws: web.WebSocketResponse, stream: Stream, send_timeout_s: float
             async with asyncio.timeout(send_timeout_s):
                 for item in items:
                     await ws.send_str(item)  # type: ignore[arg-type]
+                    if started.after is not None:
+                        delivered.append(item)  # type: ignore[arg-type]
             log.advance(reader, pos)
     except (ConnectionError, TimeoutError, RuntimeError):
-        pass
+        open_ = False
     finally:
         stream.detach(reader)
+    if started.after is not None:
+        await stream.log.wait(log.end)  # the stream's summary is set once its log closes
+        open_ = open_ and not ws.closed
+        extra = await started.after(delivered, open_)
+        if open_:
+            with contextlib.suppress(ConnectionError, RuntimeError):
+                for message in extra:
+                    await ws.send_json(message)
