@@ -36,6 +36,7 @@ class ScriptedProvider:
         self.started: list[float] = []
         self.closed: list[float] = []
         self.yielded = 0
+        self.requests: list[GenerationRequest] = []
 
     @property
     def models(self) -> Sequence[str]:
@@ -45,6 +46,7 @@ class ScriptedProvider:
         pass
 
     def stream(self, request: GenerationRequest) -> AsyncIterator[Delta]:
+        self.requests.append(request)
         return self._run(json.loads(request.messages[-1].content), request.model)
 
     async def _run(self, script: dict, model: str) -> AsyncIterator[Delta]:

@@ -1,0 +1,200 @@
+"""/ws/chat/{conversation_id} and /v1/conversations/{id}: history that survives reloads and restarts."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import websockets
+from conftest import SCRIPTED, base_config, script, wait_until
+
+import streamserver
+from streamserver.app import SERVICE
+
+
+@pytest.fixture
+def chat_config(tmp_path):
+    def make(**conversations):
+        return base_config(
+            conversations={"sqlite": {"path": str(tmp_path / "chat.sqlite3")}, **conversations},
+            **SCRIPTED,
+        )
+
+    return make
+
+
+def chat_url(client, conversation_id="c1") -> str:
+    return client.base_url.replace("http://", "ws://") + f"/ws/chat/{conversation_id}"
+
+
+async def turn(socket, message, **fields) -> list[dict]:
+    await socket.send(json.dumps({"message": message, **fields}))
+    replies = []
+    while True:
+        reply = json.loads(await socket.recv())
+        replies.append(reply)
+        if reply["type"] in ("done", "error"):
+            return replies
+
+
+async def test_a_turn_streams_tokens_then_done_with_the_message_count(serve, chat_config):
+    client = await serve(chat_config())
+    async with websockets.connect(chat_url(client)) as socket:
+        first = await turn(socket, "hello there", model="echo")
+        second = await turn(socket, "and again", model="echo")
+
+    assert [m["type"] for m in first] == ["token", "token", "done"]
+    assert "".join(m.get("content", "") for m in first) == "hello there"
+    assert first[-1] == {"type": "done", "message_count": 2}
+    assert second[-1] == {"type": "done", "message_count": 4}
+
+
+async def test_the_provider_gets_the_whole_history_plus_the_new_message(serve, chat_config):
+    app = streamserver.create_app(chat_config())
+    client = await serve(app=app)
+    provider = app[SERVICE].providers["scripted"]
+    async with websockets.connect(chat_url(client)) as socket:
+        await turn(socket, script(["Hi."]), model="scripted")
+        await turn(socket, script(["Fine."]), model="scripted")
+
+    sent = [(m.role, m.content) for m in provider.requests[-1].messages]
+    assert sent == [
+        ("user", script(["Hi."])), ("assistant", "Hi."), ("user", script(["Fine."])),
+    ]  # fmt: skip
+
+
+async def test_the_history_window_limits_what_the_provider_gets_not_what_is_stored(
+    serve, chat_config
+):
+    app = streamserver.create_app(chat_config(max_messages=3))
+    client = await serve(app=app)
+    provider = app[SERVICE].providers["scripted"]
+    async with websockets.connect(chat_url(client)) as socket:
+        for word in ("one", "two", "three"):
+            await turn(socket, script([word]), model="scripted")
+    stored = (await client.http.get("/v1/conversations/c1")).json()
+
+    assert len(provider.requests[-1].messages) == 3
+    assert provider.requests[-1].messages[-1].content == script(["three"])
+    assert stored["message_count"] == 6
+
+
+async def test_history_survives_a_server_restart(serve, chat_config):
+    config = chat_config()
+    first = await serve(config)
+    async with websockets.connect(chat_url(first)) as socket:
+        await turn(socket, "remember me", model="echo")
+
+    second = await serve(config)  # a new app on the same database file
+    async with websockets.connect(chat_url(second)) as socket:
+        done = (await turn(socket, "still there?", model="echo"))[-1]
+    history = (await second.http.get("/v1/conversations/c1")).json()
+
+    assert done == {"type": "done", "message_count": 4}
+    assert [m["content"] for m in history["messages"]] == [
+        "remember me",
+        "remember me",
+        "still there?",
+        "still there?",
+    ]
+
+
+async def test_a_cancelled_reply_is_stored_as_delivered_and_marked(serve, chat_config):
+    client = await serve(chat_config())
+    async with websockets.connect(chat_url(client)) as socket:
+        await socket.send(
+            json.dumps({"message": script(["half ", "a reply"], then="hang"), "model": "scripted"})
+        )
+        tokens = [json.loads(await socket.recv()) for _ in range(2)]
+        await socket.send(json.dumps({"type": "cancel"}))
+        done = json.loads(await socket.recv())
+    history = (await client.http.get("/v1/conversations/c1")).json()
+
+    assert [t["content"] for t in tokens] == ["half ", "a reply"]
+    assert done == {"type": "done", "message_count": 2, "status": "cancelled"}
+    assert history["messages"][1] == {
+        **history["messages"][1],
+        "content": "half a reply",
+        "status": "cancelled",
+    }
+
+
+async def test_a_failed_reply_is_stored_as_delivered_and_marked(serve, chat_config):
+    client = await serve(chat_config())
+    async with websockets.connect(chat_url(client)) as socket:
+        replies = await turn_until_done(socket, script(["before the fault"], then="fail"))
+    history = (await client.http.get("/v1/conversations/c1")).json()
+
+    assert [r["type"] for r in replies] == ["token", "error", "done"]
+    assert replies[-1]["status"] == "failed"
+    assert history["messages"][1]["content"] == "before the fault"
+    assert history["messages"][1]["status"] == "failed"
+
+
+async def turn_until_done(socket, message):
+    await socket.send(json.dumps({"message": message, "model": "scripted"}))
+    replies = []
+    while not replies or replies[-1]["type"] != "done":
+        replies.append(json.loads(await socket.recv()))
+    return replies
+
+
+async def test_a_socket_closed_mid_reply_stores_what_was_delivered(serve, chat_config):
+    app = streamserver.create_app(chat_config())
+    client = await serve(app=app)
+    async with websockets.connect(chat_url(client)) as socket:
+        await socket.send(
+            json.dumps({"message": script(["seen "], then="hang"), "model": "scripted"})
+        )
+        await socket.recv()
+
+    async def stored():
+        return (await client.http.get("/v1/conversations/c1")).json()
+
+    await wait_until(lambda: app[SERVICE].streams.active == 0, timeout=2)
+    for _ in range(50):
+        history = await stored()
+        if history["message_count"] == 2:
+            break
+    assert history["messages"][1]["content"] == "seen "
+    assert history["messages"][1]["status"] == "cancelled"
+
+
+async def test_an_empty_message_is_refused_and_nothing_is_stored(serve, chat_config):
+    client = await serve(chat_config())
+    async with websockets.connect(chat_url(client)) as socket:
+        await socket.send(json.dumps({"message": "  "}))
+        error = json.loads(await socket.recv())
+    missing = await client.http.get("/v1/conversations/c1")
+
+    assert error["error"] == "No prompt provided"
+    assert missing.status_code == 404
+
+
+@pytest.mark.parametrize(
+    "bad_id", ["x" * 65, "has%20space", "semi;colon", "dot.dot", "%C3%A9t%C3%A9"]
+)
+async def test_invalid_conversation_ids_are_refused(serve, chat_config, bad_id):
+    client = await serve(chat_config())
+    response = await client.http.get(f"/v1/conversations/{bad_id}")
+
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "invalid_conversation_id"
+    with pytest.raises(websockets.InvalidStatus) as refused:
+        async with websockets.connect(chat_url(client, bad_id)):
+            pass
+    assert refused.value.response.status_code == 400
+
+
+async def test_delete_removes_a_conversation(serve, chat_config):
+    client = await serve(chat_config())
+    async with websockets.connect(chat_url(client, "gone")) as socket:
+        await turn(socket, "bye", model="echo")
+
+    deleted = await client.http.delete("/v1/conversations/gone")
+    again = await client.http.delete("/v1/conversations/gone")
+    fetched = await client.http.get("/v1/conversations/gone")
+
+    assert deleted.json() == {"id": "gone", "deleted": True}
+    assert again.status_code == 404
+    assert fetched.status_code == 404
