@@ -203,18 +203,20 @@ async def test_aiohttp_client_sees_the_same_protocol(client):
 
 async def test_heartbeat_closes_a_peer_that_stops_answering_pings(serve):
     client = await serve(base_config(server={"ws_heartbeat_s": 0.1}))
-    async with aiohttp.ClientSession() as session:
-        # autoping=False: this client never answers the server's pings, like a vanished peer.
-        async with session.ws_connect(ws_url(client), autoping=False) as socket:
-            started = asyncio.get_running_loop().time()
-            while True:
-                message = await asyncio.wait_for(socket.receive(), timeout=3)
-                if message.type in (
-                    aiohttp.WSMsgType.CLOSE,
-                    aiohttp.WSMsgType.CLOSED,
-                    aiohttp.WSMsgType.CLOSING,
-                ):
-                    break
-            elapsed = asyncio.get_running_loop().time() - started
+    # autoping=False: this client never answers the server's pings, like a vanished peer.
+    async with (
+        aiohttp.ClientSession() as session,
+        session.ws_connect(ws_url(client), autoping=False) as socket,
+    ):
+        started = asyncio.get_running_loop().time()
+        while True:
+            message = await asyncio.wait_for(socket.receive(), timeout=3)
+            if message.type in (
+                aiohttp.WSMsgType.CLOSE,
+                aiohttp.WSMsgType.CLOSED,
+                aiohttp.WSMsgType.CLOSING,
+            ):
+                break
+        elapsed = asyncio.get_running_loop().time() - started
 
     assert elapsed < 2
