@@ -17,9 +17,10 @@ from aiohttp import web
 from . import chat, openai_api
 from .config import Config, RouteSettings, load_config
 from .errors import StreamRejected
-from .http_errors import error_response
+from .http_errors import error_response, json_errors
 from .service import StreamService
 from .stream_request import parse_stream_params, read_fields
+from .streams import Stream
 from .transports import sse, ws
 
 log = logging.getLogger("streamserver")
@@ -68,6 +69,9 @@ def setup(app: web.Application, config: ConfigSource) -> Config:
     app.router.add_get("/health", health)
     app.router.add_get("/v1/stream/metrics", stream_metrics)
     app.router.add_get("/v1/models", openai_api.models_handler(SERVICE))
+    app.router.add_get("/v1/stream/options", stream_options)
+    app.router.add_get("/v1/streams/{stream_id}", resume_stream)
+    app.router.add_delete("/v1/streams/{stream_id}", cancel_stream)
     get_conversation, delete_conversation = chat.history_handlers(SERVICE)
     app.router.add_get("/v1/conversations/{conversation_id}", get_conversation)
     app.router.add_delete("/v1/conversations/{conversation_id}", delete_conversation)
@@ -96,17 +100,10 @@ def _stream_handler(path: str, route: RouteSettings) -> Handler:
         except StreamRejected as exc:
             service.reject(path, exc)
             return error_response(exc)
-        if stream.finished and start >= stream.log.end:
-            # Nothing left to send: 204 tells EventSource to stop reconnecting.
-            return web.Response(status=204)
-        server = service.config.server
-        return await sse.send_stream(
-            request,
-            stream,
-            start,
-            ping_interval_s=server.ping_interval_s,
-            send_timeout_s=server.send_timeout_s,
-        )
+        try:
+            return await _send_from(request, service, stream, start)
+        except StreamRejected as exc:
+            return error_response(exc)
 
     handle.__name__ = f"stream {path}"
     return handle
@@ -138,9 +135,81 @@ def _socket_handler(path: str, route: RouteSettings) -> Handler:
     return handle
 
 
+@json_errors
+async def resume_stream(request: web.Request) -> web.StreamResponse:
+    """``GET /v1/streams/{id}``: replay a live or retained stream after ``Last-Event-ID`` (or from the
+    start), then follow it live. Never starts a generation."""
+    service = request.app[SERVICE]
+    stream = service.streams.get(request.match_info["stream_id"])
+    if stream is None:
+        raise StreamRejected(404, "stream_not_found", "no live or retained stream has that id")
+    start = 0
+    last_event_id = request.headers.get("Last-Event-ID") or request.query.get("last_event_id")
+    if last_event_id:
+        parsed = sse.parse_event_id(last_event_id)
+        if parsed is None or parsed[0] != stream.id:
+            raise StreamRejected(
+                400, "invalid_last_event_id", "Last-Event-ID must be '<this stream id>:<seq>'"
+            )
+        start = parsed[1] + 1
+    return await _send_from(request, service, stream, start)
+
+
+@json_errors
+async def cancel_stream(request: web.Request) -> web.Response:
+    """``DELETE /v1/streams/{id}``: stop a stream; its readers get the route's end events."""
+    service = request.app[SERVICE]
+    stream = service.streams.get(request.match_info["stream_id"])
+    if stream is None:
+        raise StreamRejected(404, "stream_not_found", "no live or retained stream has that id")
+    if stream.finished:
+        raise StreamRejected(409, "stream_finished", "the stream has already finished")
+    stream.cancel("cancelled")
+    return web.json_response({"id": stream.id, "cancelled": True})
+
+
+async def stream_options(request: web.Request) -> web.Response:
+    """``GET /v1/stream/options``: the names a client may choose from (for selectors in a UI)."""
+    config = request.app[SERVICE].config
+    return web.json_response(
+        {
+            "buffers": sorted(config.buffers),
+            "formats": sorted(config.formatters),
+            "models": request.app[SERVICE].models(),
+            "routes": {
+                path: {
+                    "transport": r.transport,
+                    "formatter": r.formatter,
+                    "buffer": r.buffer,
+                    "allow": list(r.allow),
+                }
+                for path, r in config.routes.items()
+            },
+        }
+    )
+
+
+async def _send_from(
+    request: web.Request, service: StreamService, stream: Stream, start: int
+) -> web.StreamResponse:
+    if not stream.log.available(start):
+        raise StreamRejected(410, "events_expired", "the events after that id are no longer kept")
+    if stream.finished and start >= stream.log.end:
+        # Nothing left to send: 204 tells EventSource to stop reconnecting.
+        return web.Response(status=204)
+    server = service.config.server
+    return await sse.send_stream(
+        request,
+        stream,
+        start,
+        ping_interval_s=server.ping_interval_s,
+        send_timeout_s=server.send_timeout_s,
+    )
+
+
 async def _resume_or_start(
     request: web.Request, service: StreamService, path: str, route: RouteSettings
-) -> tuple[Any, int]:
+) -> tuple[Stream, int]:
     last_event_id = request.headers.get("Last-Event-ID") or request.query.get("last_event_id")
     if last_event_id:
         parsed = sse.parse_event_id(last_event_id)
