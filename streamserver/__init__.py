@@ -13,6 +13,7 @@ from .app import create_app, setup
 from .config import Config, load_config
 from .errors import ConfigError, ProviderError, StreamRejected
 from .hookspecs import hookimpl
+from .inprocess import Segment, generate, generate_sync
 
 __version__ = "0.1.0"
 
@@ -20,9 +21,12 @@ __all__ = [
     "Config",
     "ConfigError",
     "ProviderError",
+    "Segment",
     "StreamRejected",
     "__version__",
     "create_app",
+    "generate",
+    "generate_sync",
     "hookimpl",
     "load_config",
     "setup",

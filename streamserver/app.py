@@ -248,6 +248,8 @@ async def stream_metrics(request: web.Request) -> web.Response:
         "active_streams": service.streams.active,
         "total_streams": service.streams.total,
         "retained_streams": len(service.streams.streams),
+        "evicted_streams": service.streams.evicted,
+        "trimmed_events": service.streams.trimmed_events,
     }
     for sink in service.sink_list:
         figures.update(sink.snapshot())

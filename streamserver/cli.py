@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import ipaddress
 import logging
+import os
 import socket
 import sys
 from collections.abc import Sequence
@@ -18,6 +19,7 @@ from aiohttp import web
 
 from . import __version__, fake_upstream
 from .app import create_app
+from .ask import ask
 from .config import Config, load_config
 from .errors import ConfigError
 from .service import StreamService
@@ -40,6 +42,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("--port", type=int, help="override server.port")
     check = commands.add_parser("check-config", help="validate a config file without serving")
     check.add_argument("file", nargs="?", default=DEFAULT_CONFIG)
+    ask_parser = commands.add_parser(
+        "ask", help="print an answer as it streams from a running server"
+    )
+    ask_parser.add_argument("prompt")
+    ask_parser.add_argument("--url", default="http://127.0.0.1:8000", help="server base URL")
+    ask_parser.add_argument(
+        "--ws", action="store_true", help="use the WebSocket route instead of SSE"
+    )
+    ask_parser.add_argument("--raw", action="store_true", help="print every event as a JSON line")
+    ask_parser.add_argument("--model")
+    ask_parser.add_argument("--buffer")
+    ask_parser.add_argument("--max-tokens", type=int)
     fake = commands.add_parser(
         "fake-upstream",
         help="serve a fake OpenAI-compatible upstream (try the openai provider without a key)",
@@ -56,6 +70,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _serve(args.config, args.host, args.port)
         if args.command == "check-config":
             return _check(args.file)
+        if args.command == "ask":
+            return _ask(args)
         if args.command == "fake-upstream":
             _refuse_open_host(args.host)
             fake_upstream.run(args.host, args.port, args.tokens_per_second)
@@ -63,6 +79,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"streamserver: config error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # The reader went away (e.g. piped into head): stop quietly, as Unix tools do.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     parser.print_help()
     return 2
 
@@ -94,6 +114,14 @@ def _serve(path: str, host: str | None, port: int | None) -> int:
         ),
     )
     return 0
+
+
+def _ask(args: argparse.Namespace) -> int:
+    options = {"model": args.model, "buffer": args.buffer, "max_tokens": args.max_tokens}
+    try:
+        return asyncio.run(ask(args.prompt, args.url, ws=args.ws, raw=args.raw, options=options))
+    except KeyboardInterrupt:
+        return 130
 
 
 def _check(path: str) -> int:

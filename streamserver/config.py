@@ -91,6 +91,9 @@ class ResumeSettings:
     grace_s: float = 0.0
     retain_s: float = 60.0
     max_streams: int = 10_000
+    """Live and retained streams kept at most; the oldest finished ones are evicted first."""
+    max_bytes_per_stream: int = 4_194_304
+    """A stream's retained events beyond this are dropped, oldest first (resume before them: 410)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,6 +211,10 @@ def load_config(
             raw = tomllib.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise ConfigError("", "an existing config file", file=file) from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(
+                "", f"a readable UTF-8 config file ({exc.__class__.__name__}: {exc})", file=file
+            ) from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError("", f"valid TOML ({exc})", file=file) from None
     try:
@@ -237,6 +244,8 @@ def _validate(
         name: options.build(cls, tables.get(name, {}), name) for name, cls in _SECTIONS.items()
     }
     server: ServerSettings = sections["server"]
+    if not 0 <= server.port <= 65535:
+        raise ConfigError("server.port", "a TCP port from 0 to 65535", got=server.port)
     plugin_settings: PluginsSettings = sections["plugins"]
     metrics: MetricsSettings = sections["metrics"]
 
@@ -332,11 +341,14 @@ def _parts(registry: PluginRegistry, kind: Kind, table: object, section: str) ->
         for name, registration in registry.parts[kind].items():
             parts[name] = Part(name, registration, registration.options())
     for name, body in table.items():
-        key = f"{section}.{name}"
+        key = options.join_key(section, name)
         if not isinstance(body, Mapping):
             raise ConfigError(key, "a table", got=body)
         body = dict(body)
         type_name = body.pop("type", name)
+        if not isinstance(type_name, str):
+            raise ConfigError(f"{key}.type", f"a registered {kind[:-1]} type (a string)", got=type_name,
+                              choices=registry.names(kind))  # fmt: skip
         if type_name not in registry.parts[kind]:
             expected = (
                 f"a registered {kind[:-1]} type"

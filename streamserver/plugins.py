@@ -84,7 +84,7 @@ class PluginRegistry:
         if plugins_dir is not None and plugins_dir.is_dir():
             for path in sorted(plugins_dir.glob("*.py")):
                 if not path.name.startswith("_"):
-                    candidates.append((path.stem, str(path), _file_loader(path)))
+                    candidates.append((path.stem, str(path), _file_loader(path, f"r{id(self):x}")))
         for i, name in enumerate(modules):
             candidates.append((name, "plugins.modules", _importer(name, f"plugins.modules[{i}]")))
 
@@ -190,11 +190,12 @@ def _entry_point_loader(ep: importlib.metadata.EntryPoint) -> Callable[[], objec
     return load
 
 
-def _file_loader(path: Path) -> Callable[[], ModuleType]:
+def _file_loader(path: Path, registry: str) -> Callable[[], ModuleType]:
     def load() -> ModuleType:
-        # A unique module name per file keeps dataclasses and pickling working, and does not
-        # collide with an installed package of the same name.
-        name = f"streamserver_plugins_dir.{path.stem}"
+        # A module name unique to this registry and file: dataclasses resolve their annotations
+        # through sys.modules, two apps loading same-named files stay apart, and nothing collides
+        # with an installed package.
+        name = f"streamserver_plugins_dir.{registry}.{path.stem}"
         spec = importlib.util.spec_from_file_location(name, path)
         if spec is None or spec.loader is None:
             raise ConfigError("server.plugins_dir", f"a Python file that can be loaded: {path}")

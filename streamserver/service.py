@@ -70,6 +70,11 @@ class StreamService:
 
     def check_routes(self) -> None:
         """Every route's default provider and model must exist (a config error otherwise)."""
+        for name, provider in self.providers.items():
+            if not provider.models:
+                raise ConfigError(
+                    f"providers.{name}.models", "at least one model name", file=self.config.file
+                )
         for path, route in self.config.routes.items():
             provider_name = route.provider or next(iter(self.providers))
             models = self.providers[provider_name].models
@@ -178,7 +183,9 @@ class StreamService:
         )
         resume = config.resume
         stream_log = StreamLog(
-            config.limits.high_water_events, retain=resume.retain_s > 0 or resume.grace_s > 0
+            config.limits.high_water_events,
+            retain=resume.retain_s > 0 or resume.grace_s > 0,
+            max_bytes=resume.max_bytes_per_stream,
         )
         stream = Stream(stream_id, path, stream_log, grace_s=resume.grace_s)
         stream.headers.update(getattr(formatter, "headers", {}))

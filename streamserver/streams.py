@@ -31,6 +31,7 @@ class StreamLog:
         "_base",
         "_changed",
         "_items",
+        "_max_bytes",
         "_readers",
         "_retain",
         "_writable",
@@ -38,9 +39,10 @@ class StreamLog:
         "floor",
         "high_water",
         "nbytes",
+        "trimmed",
     )
 
-    def __init__(self, high_water: int, *, retain: bool = True) -> None:
+    def __init__(self, high_water: int, *, retain: bool = True, max_bytes: int = 0) -> None:
         self._items: list[bytes | str] = []
         self._base = 0
         """Sequence number of ``_items[0]`` (above 0 once read events are dropped)."""
@@ -53,6 +55,9 @@ class StreamLog:
         """Position of the slowest reader: the producer may run ``high_water`` events ahead."""
         self.closed = False
         self.nbytes = 0
+        self._max_bytes = max_bytes
+        self.trimmed = 0
+        """Events dropped (already read by every reader) to keep the log under ``max_bytes``."""
 
     @property
     def end(self) -> int:
@@ -137,14 +142,26 @@ class StreamLog:
         if self._readers:
             self.floor = min(r.pos for r in self._readers)
         if not self._retain and self.floor > self._base:
-            dropped = self._items[: self.floor - self._base]
-            self.nbytes -= sum(len(i) for i in dropped)
-            del self._items[: self.floor - self._base]
-            self._base = self.floor
+            self._drop(self.floor - self._base)
+        elif self._max_bytes and self.nbytes > self._max_bytes:
+            # Keep what resume needs within the budget: the oldest events every reader has had go.
+            count = 0
+            excess = self.nbytes - self._max_bytes
+            while count < self.floor - self._base and excess > 0:
+                excess -= len(self._items[count])
+                count += 1
+            self._drop(count)
+            self.trimmed += count
         if not self.full and self._writable is not None:
             fut, self._writable = self._writable, None
             if not fut.done():
                 fut.set_result(None)
+
+    def _drop(self, count: int) -> None:
+        if count:
+            self.nbytes -= sum(len(i) for i in self._items[:count])
+            del self._items[:count]
+            self._base += count
 
 
 class Reader:
@@ -224,6 +241,7 @@ class StreamRegistry:
         self.active = 0
         self.total = 0
         self.evicted = 0
+        self.trimmed_events = 0
 
     def new_id(self) -> str:
         """A fresh, unguessable stream id (URL- and SSE-id-safe)."""
@@ -248,6 +266,7 @@ class StreamRegistry:
 
     def _finished(self, stream: Stream) -> None:
         self.active -= 1
+        self.trimmed_events += stream.log.trimmed
         if self.retain_s > 0:
             asyncio.get_running_loop().call_later(self.retain_s, self._forget, stream.id)
         else:

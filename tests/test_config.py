@@ -1,0 +1,277 @@
+"""``load_config``: a valid file becomes typed settings; every mistake is refused with a message that
+names the file, the dotted key, what was expected and, for names, the choices."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import REPO, base_config
+
+import streamserver
+from streamserver import ConfigError
+
+CONTRACT_ROUTES = ("/stream", "/stream/v2", "/stream/safe", "/stream/progress", "/v1/stream")
+
+
+def write_config(tmp_path: Path, text: str, name: str = "config.toml") -> Path:
+    """A TOML config file in ``tmp_path`` whose plugins directory is an empty folder."""
+    empty = tmp_path / "empty-plugins"
+    empty.mkdir(exist_ok=True)
+    path = tmp_path / name
+    path.write_text(f'[server]\nplugins_dir = "{empty}"\n' + text, encoding="utf-8")
+    return path
+
+
+def config_error(source: object) -> str:
+    """The message of the ConfigError that loading ``source`` raises."""
+    with pytest.raises(ConfigError) as caught:
+        streamserver.load_config(source)  # type: ignore[arg-type]
+    return str(caught.value)
+
+
+# --- mistakes in the core's own sections -------------------------------------------------------
+
+
+def test_unknown_top_level_section_names_file_section_and_choices(tmp_path):
+    path = write_config(tmp_path, "[serve]\nport = 1\n")
+    message = config_error(path)
+    assert str(path) in message
+    assert "serve:" in message
+    assert "a known section" in message
+    for section in ("server", "plugins", "providers", "buffers", "formatters", "metrics", "routes"):
+        assert section in message.split("choices:")[1]
+
+
+def test_unknown_key_in_server_names_dotted_key_and_known_keys(tmp_path):
+    path = write_config(tmp_path, "prot = 8000\n")
+    message = config_error(path)
+    assert str(path) in message
+    assert "server.prot" in message
+    assert "a known key" in message
+    assert "port" in message.split("choices:")[1]
+
+
+def test_string_where_integer_expected_is_refused(tmp_path):
+    path = write_config(tmp_path, 'port = "80"\n')
+    message = config_error(path)
+    assert str(path) in message
+    assert "server.port" in message
+    assert "an integer" in message
+    assert "'80'" in message
+
+
+def test_boolean_where_integer_expected_is_refused(tmp_path):
+    path = write_config(tmp_path, "port = true\n")
+    message = config_error(path)
+    assert str(path) in message
+    assert "server.port: expected an integer, got True" in message
+
+
+def test_invalid_toml_names_the_file(tmp_path):
+    path = write_config(tmp_path, "port = = 8000\n")
+    message = config_error(path)
+    assert message.startswith(f"{path}: ")
+    assert "valid TOML" in message
+
+
+def test_missing_file_is_a_config_error_naming_it(tmp_path):
+    path = tmp_path / "nowhere.toml"
+    message = config_error(path)
+    assert str(path) in message
+    assert "an existing config file" in message
+
+
+def test_config_path_that_is_a_directory_is_a_config_error_naming_it(tmp_path):
+    folder = tmp_path / "config.toml"
+    folder.mkdir()
+    message = config_error(folder)
+    assert str(folder) in message
+
+
+def test_config_file_that_is_not_utf8_is_a_config_error_naming_it(tmp_path):
+    path = tmp_path / "latin1.toml"
+    path.write_bytes('[server]\nhost = "caf\xe9"\n'.encode("latin-1"))
+    message = config_error(path)
+    assert str(path) in message
+
+
+def test_literal_value_out_of_range_lists_the_choices(tmp_path):
+    path = write_config(tmp_path, '[routes."/stream"]\ntransport = "carrier-pigeon"\n')
+    message = config_error(path)
+    assert str(path) in message
+    assert 'routes."/stream".transport' in message
+    assert "'carrier-pigeon'" in message
+    assert "(choices: openai, sse, ws)" in message
+
+
+def test_route_path_without_leading_slash_is_refused(tmp_path):
+    path = write_config(tmp_path, '[routes."stream"]\nformatter = "simple"\n')
+    message = config_error(path)
+    assert str(path) in message
+    assert "routes.stream" in message
+    assert "a path starting with /" in message
+
+
+# --- names of parts ------------------------------------------------------------------------------
+
+
+def test_unknown_formatter_in_route_lists_the_formatters(tmp_path):
+    path = write_config(tmp_path, '[routes."/stream"]\nformatter = "fancy"\n')
+    message = config_error(path)
+    assert str(path) in message
+    assert 'routes."/stream".formatter' in message
+    assert "a configured formatter" in message
+    assert "'fancy'" in message
+    choices = message.split("choices:")[1]
+    for name in ("simple", "events", "progress", "production"):
+        assert name in choices
+
+
+def test_unknown_buffer_in_route_lists_the_buffers(tmp_path):
+    path = write_config(tmp_path, '[routes."/stream"]\nbuffer = "paragraph"\n')
+    message = config_error(path)
+    assert str(path) in message
+    assert 'routes."/stream".buffer' in message
+    assert "'paragraph'" in message
+    assert "(choices: delimiter, raw, sentence, word)" in message
+
+
+def test_unknown_provider_in_route_lists_the_configured_providers(tmp_path):
+    path = write_config(tmp_path, '[providers.simulated]\n[routes."/stream"]\nprovider = "gpt"\n')
+    message = config_error(path)
+    assert str(path) in message
+    assert 'routes."/stream".provider' in message
+    assert "'gpt'" in message
+    assert "(choices: simulated)" in message
+
+
+def test_unknown_provider_type_lists_the_registered_types(tmp_path):
+    path = write_config(tmp_path, '[providers.x]\ntype = "nope"\n')
+    message = config_error(path)
+    assert str(path) in message
+    assert "providers.x.type" in message
+    assert "'nope'" in message
+    choices = message.split("choices:")[1]
+    assert "simulated" in choices
+    assert "openai" in choices
+
+
+def test_non_string_provider_type_is_a_config_error(tmp_path):
+    path = write_config(tmp_path, '[providers.x]\ntype = ["simulated"]\n')
+    message = config_error(path)
+    assert str(path) in message
+    assert "providers.x.type" in message
+
+
+def test_unknown_option_in_plugin_section_lists_its_options(tmp_path):
+    path = write_config(tmp_path, "[providers.simulated]\nbogus = 1\n")
+    message = config_error(path)
+    assert str(path) in message
+    assert "providers.simulated.bogus" in message
+    assert "a known key" in message
+    choices = message.split("choices:")[1]
+    assert "ttft_ms" in choices
+    assert "tokens_per_second" in choices
+
+
+def test_wrong_type_in_plugin_option_is_refused(tmp_path):
+    path = write_config(tmp_path, '[providers.simulated]\nttft_ms = "fast"\n')
+    message = config_error(path)
+    assert str(path) in message
+    assert "providers.simulated.ttft_ms: expected a number, got 'fast'" in message
+
+
+def test_unknown_metrics_sink_lists_the_sinks(tmp_path):
+    path = write_config(tmp_path, '[metrics]\nsinks = ["memory", "statsd"]\n')
+    message = config_error(path)
+    assert str(path) in message
+    assert "metrics.sinks[1]" in message
+    assert "'statsd'" in message
+    assert "memory" in message.split("choices:")[1]
+
+
+def test_dict_config_error_has_no_file_but_names_the_key():
+    message = config_error(base_config(limits={"max_tokens": 1.5}))
+    assert message == "limits.max_tokens: expected an integer, got 1.5"
+
+
+# --- what a valid configuration becomes ----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    return streamserver.load_config(REPO / "config.toml")
+
+
+def test_shipped_config_has_the_contract_routes(shipped):
+    for path in CONTRACT_ROUTES:
+        assert path in shipped.routes
+        assert shipped.routes[path].transport == "sse"
+
+
+def test_shipped_config_serves_v1_stream_on_get_and_post(shipped):
+    assert set(shipped.routes["/v1/stream"].methods) == {"GET", "POST"}
+
+
+def test_every_shipped_route_allows_model(shipped):
+    without_model = [path for path, route in shipped.routes.items() if "model" not in route.allow]
+    # the openai route takes its model from the OpenAI request body, not from an override
+    assert [p for p in without_model if shipped.routes[p].transport != "openai"] == []
+
+
+def test_shipped_config_remembers_its_file(shipped):
+    assert shipped.file == str(REPO / "config.toml")
+
+
+def test_provider_instance_can_have_its_own_name_and_an_explicit_type(tmp_path):
+    path = write_config(
+        tmp_path,
+        '[providers.fast]\ntype = "simulated"\nttft_ms = 0\n'
+        '[routes."/stream"]\nformatter = "simple"\nprovider = "fast"\n',
+    )
+    config = streamserver.load_config(path)
+    assert list(config.providers) == ["fast"]
+    assert config.providers["fast"].registration.name == "simulated"
+    assert config.providers["fast"].options.ttft_ms == 0.0
+    assert config.routes["/stream"].provider == "fast"
+
+
+def test_buffer_timing_keys_land_in_part_timing(tmp_path):
+    path = write_config(
+        tmp_path, "[buffers.word]\nmax_delay_ms = 40\nmax_chars = 12\nmin_words = 3\n"
+    )
+    word = streamserver.load_config(path).buffers["word"]
+    assert word.timing.max_delay_ms == 40.0
+    assert word.timing.max_chars == 12
+    assert word.options.min_words == 3
+
+
+def test_unconfigured_buffer_gets_default_timing(tmp_path):
+    config = streamserver.load_config(write_config(tmp_path, ""))
+    assert config.buffers["sentence"].timing == streamserver.config.BufferTiming()
+
+
+def test_relative_plugins_dir_is_resolved_against_the_config_files_folder(tmp_path, monkeypatch):
+    project = tmp_path / "project"
+    (project / "my-plugins").mkdir(parents=True)
+    (project / "my-plugins" / "shout_buffer.py").write_text(
+        "from streamserver import hookimpl\n"
+        "from streamserver.builtins.buffers import RawBuffer\n"
+        "@hookimpl\n"
+        "def register_buffers(register):\n"
+        '    register("relative-dir-buffer", RawBuffer)\n',
+        encoding="utf-8",
+    )
+    path = project / "config.toml"
+    path.write_text('[server]\nplugins_dir = "my-plugins"\n', encoding="utf-8")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+
+    config = streamserver.load_config(path)
+
+    assert "relative-dir-buffer" in config.buffers
+    assert config.registry.sources["shout_buffer"].origin == str(
+        project.resolve() / "my-plugins" / "shout_buffer.py"
+    )
