@@ -1,0 +1,227 @@
+"""streamserver.client against a real server, with connections cut mid-stream by a real TCP proxy."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from urllib.parse import urlsplit
+
+import pytest
+from conftest import SCRIPTED, base_config, script
+from fakes.tcp_proxy import TCPProxy
+
+import streamserver
+from streamserver.app import SERVICE
+from streamserver.client import (
+    End,
+    Error,
+    Start,
+    StreamClient,
+    StreamFailed,
+    Token,
+    WebSocketStream,
+    stream_sync,
+)
+
+DELTAS = [f"word{i} " for i in range(60)]
+
+
+@pytest.fixture
+async def resumable(serve):
+    app = streamserver.create_app(base_config(resume={"grace_s": 5}, **SCRIPTED))
+    client = await serve(app=app)
+    return app, client
+
+
+async def test_stream_yields_typed_events_and_the_text(resumable):
+    _, server = resumable
+    async with StreamClient(server.base_url) as client:
+        events = [event async for event in client.stream("typed events here", model="echo")]
+
+    assert isinstance(events[0], Start)
+    assert all(isinstance(e, Token) for e in events[1:-1])
+    assert isinstance(events[-1], End) and events[-1].finish_reason == "stop"
+    assert client.last.text == "typed events here"
+    assert [e.index for e in events[1:-1]] == list(range(len(events) - 2))
+
+
+async def test_connections_cut_mid_stream_are_resumed_with_no_gap_no_duplicate(resumable):
+    app, server = resumable
+    port = urlsplit(server.base_url).port
+    proxy = TCPProxy("127.0.0.1", port)
+    proxy_port = await proxy.start()
+    provider = app[SERVICE].providers["scripted"]
+    cuts_at = {10, 25, 40}
+    received: list[str] = []
+
+    async with StreamClient(f"http://127.0.0.1:{proxy_port}", backoff_s=0.01) as client:
+        async for event in client.stream(script(DELTAS, gap_ms=5), model="scripted"):
+            if isinstance(event, Token):
+                received.append(event.content)
+                if len(received) in cuts_at:
+                    proxy.cut()
+    await proxy.close()
+
+    assert "".join(received) == "".join(DELTAS)
+    assert received == DELTAS
+    assert client.last.reconnects == 3
+    assert proxy.connections == 4
+    assert len(provider.started) == 1  # the answer was generated once
+
+
+async def test_without_grace_a_dropped_stream_cannot_be_resumed(serve):
+    server = await serve(base_config(resume={"grace_s": 0, "retain_s": 0}, **SCRIPTED))
+    proxy = TCPProxy("127.0.0.1", urlsplit(server.base_url).port)
+    proxy_port = await proxy.start()
+
+    with pytest.raises(StreamFailed) as failed:
+        async with StreamClient(
+            f"http://127.0.0.1:{proxy_port}", backoff_s=0.01, max_reconnects=2
+        ) as client:
+            async for event in client.stream(script(DELTAS, gap_ms=5), model="scripted"):
+                if isinstance(event, Token) and event.index == 3:
+                    proxy.cut()
+    await proxy.close()
+
+    assert failed.value.code == "stream_not_found"
+
+
+async def test_a_refused_request_raises_with_the_server_error(resumable):
+    _, server = resumable
+    async with StreamClient(server.base_url) as client:
+        with pytest.raises(StreamFailed) as failed:
+            async for _ in client.stream("x", model="no-such-model"):
+                pass
+
+    assert failed.value.status == 400
+    assert failed.value.code == "unknown_model"
+
+
+async def test_a_provider_failure_arrives_as_an_error_event_then_end(resumable):
+    _, server = resumable
+    async with StreamClient(server.base_url) as client:
+        events = [e async for e in client.stream(script(["a"], then="fail"), model="scripted")]
+
+    assert isinstance(events[-2], Error) and events[-2].code == "upstream_error"
+    assert isinstance(events[-1], End) and events[-1].finish_reason == "error"
+
+
+async def test_cancel_stops_the_stream_on_the_server(resumable):
+    app, server = resumable
+    provider = app[SERVICE].providers["scripted"]
+    async with StreamClient(server.base_url) as client:
+        events = []
+        async for event in client.stream(script(["a"], then="hang"), model="scripted"):
+            events.append(event)
+            if isinstance(event, Token):
+                assert await client.cancel(client.last.stream_id)
+
+    assert isinstance(events[-1], End) and events[-1].finish_reason == "cancelled"
+    assert provider.closed
+
+
+async def test_sync_wrapper_for_scripts(resumable):
+    _, server = resumable
+
+    def run() -> str:
+        return "".join(e.content for e in stream_sync(server.base_url, "sync client", model="echo")
+                       if isinstance(e, Token))  # fmt: skip
+
+    assert await asyncio.to_thread(run) == "sync client"
+
+
+async def test_websocket_client_cancel(resumable):
+    _, server = resumable
+    url = server.base_url.replace("http://", "ws://") + "/ws/stream"
+    async with WebSocketStream(url) as socket:
+        messages = []
+        async for message in socket.stream(script(["part"], then="hang"), model="scripted"):
+            messages.append(message)
+            if message["type"] == "token":
+                await socket.cancel()
+
+    assert messages[-1] == {"type": "done", "full_response": "part", "cancelled": True}
+
+
+async def test_in_process_generate_yields_segments_with_metadata():
+    config = base_config()
+    stream = streamserver.generate(
+        "One. Two. Three.", config=config, model="echo", buffer="sentence"
+    )
+    segments = [segment async for segment in stream]
+
+    assert [s.text for s in segments] == ["One. ", "Two. ", "Three."]
+    assert [s.index for s in segments] == [0, 1, 2]
+    assert {s.model for s in segments} == {"echo"}
+    assert [s.finish_reason for s in segments] == [None, None, "stop"]
+    assert stream.text == "One. Two. Three."
+
+
+async def test_in_process_generate_collects():
+    text = await streamserver.generate(
+        "collect all of it", config=base_config(), model="echo"
+    ).collect()
+
+    assert text == "collect all of it"
+
+
+async def test_in_process_generate_raises_provider_errors():
+    config = base_config(**SCRIPTED)
+    with pytest.raises(streamserver.ProviderError, match="scripted upstream failed"):
+        async for _ in streamserver.generate(
+            script(["x"], then="fail"), config=config, model="scripted"
+        ):
+            pass
+
+
+async def test_in_process_generate_sync():
+    def run() -> list[str]:
+        return [
+            s.text
+            for s in streamserver.generate_sync("sync gen", config=base_config(), model="echo")
+        ]
+
+    assert await asyncio.to_thread(run) == ["sync", " gen"]
+
+
+async def run_ask(server, *args: str) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "streamserver", "ask", "--url", server.base_url, *args,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+
+
+async def test_ask_prints_the_answer_as_it_streams(resumable):
+    _, server = resumable
+    process = await run_ask(server, "--model", "echo", "printed by ask")
+    stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=30)
+
+    assert process.returncode == 0, stderr
+    assert stdout.decode() == "printed by ask\n"
+
+
+async def test_ask_over_websocket(resumable):
+    _, server = resumable
+    process = await run_ask(server, "--ws", "--model", "echo", "socket ask")
+    stdout, _ = await asyncio.wait_for(process.communicate(), timeout=30)
+
+    assert stdout.decode() == "socket ask\n"
+
+
+async def test_ask_ctrl_c_stops_the_stream_on_the_server(resumable):
+    app, server = resumable
+    provider = app[SERVICE].providers["scripted"]
+    process = await run_ask(server, "--model", "scripted", script(["first "], then="hang"))
+    assert process.stdout is not None
+    assert await asyncio.wait_for(process.stdout.read(6), timeout=30) == b"first "
+    process.send_signal(signal.SIGINT)
+    _, stderr = await asyncio.wait_for(process.communicate(), timeout=30)
+
+    assert process.returncode == 130
+    assert b"Traceback" not in stderr
+    for _ in range(100):
+        if provider.closed:
+            break
+        await asyncio.sleep(0.01)
+    assert provider.closed
