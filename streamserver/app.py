@@ -197,14 +197,7 @@ async def _send_from(
     if stream.finished and start >= stream.log.end:
         # Nothing left to send: 204 tells EventSource to stop reconnecting.
         return web.Response(status=204)
-    server = service.config.server
-    return await sse.send_stream(
-        request,
-        stream,
-        start,
-        ping_interval_s=server.ping_interval_s,
-        send_timeout_s=server.send_timeout_s,
-    )
+    return await sse.send_stream(request, stream, start, service.config.server)
 
 
 async def _resume_or_start(
@@ -249,7 +242,7 @@ async def stream_metrics(request: web.Request) -> web.Response:
         "total_streams": service.streams.total,
         "retained_streams": len(service.streams.streams),
         "evicted_streams": service.streams.evicted,
-        "trimmed_events": service.streams.trimmed_events,
+        "trimmed_events": service.streams.trimmed,
     }
     for sink in service.sink_list:
         figures.update(sink.snapshot())

@@ -34,6 +34,9 @@ class ServerSettings:
     """The SSE ``retry:`` hint sent with the first event."""
     send_timeout_s: float = 30.0
     """A reader whose writes make no progress this long is treated as gone."""
+    dead_peer_timeout_s: float = 30.0
+    """A client that vanished without closing (no FIN, no RST) is dropped once a ping has gone
+    unacknowledged this long (TCP_USER_TIMEOUT and keepalive; 0 = the kernel's defaults)."""
     shutdown_grace_s: float = 10.0
     ws_heartbeat_s: float = 20.0
     """WebSocket ping interval; a peer that does not answer is closed (0 = off)."""

@@ -62,14 +62,7 @@ def chat_completions_handler(
             service.reject(path, exc)
             return openai_error(exc)
         if stream_mode:
-            server = service.config.server
-            return await sse.send_stream(
-                request,
-                stream,
-                0,
-                ping_interval_s=server.ping_interval_s,
-                send_timeout_s=server.send_timeout_s,
-            )
+            return await sse.send_stream(request, stream, 0, service.config.server)
         return await _complete(stream)
 
     handle.__name__ = f"chat completions {path}"

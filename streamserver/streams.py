@@ -84,8 +84,9 @@ class StreamLog:
         return self._items[pos - self._base :]
 
     def available(self, pos: int) -> bool:
-        """Whether ``pos`` is still in the log (not dropped, not past the end)."""
-        return self._base <= pos <= self.end
+        """Whether the events from ``pos`` on are still kept (a position past the end of a live
+        stream is kept too: its reader waits for it)."""
+        return pos >= self._base
 
     async def wait(self, pos: int) -> None:
         """Return once an event at ``pos`` exists or the log is closed."""
@@ -266,16 +267,21 @@ class StreamRegistry:
 
     def _finished(self, stream: Stream) -> None:
         self.active -= 1
-        self.trimmed_events += stream.log.trimmed
         if self.retain_s > 0:
             asyncio.get_running_loop().call_later(self.retain_s, self._forget, stream.id)
         else:
             self._forget(stream.id)
 
+    @property
+    def trimmed(self) -> int:
+        """Events dropped from retained logs to honour their byte budget, since start."""
+        return self.trimmed_events + sum(s.log.trimmed for s in self.streams.values())
+
     def _forget(self, stream_id: str) -> None:
         stream = self.streams.get(stream_id)
         if stream is not None and stream.finished:
             del self.streams[stream_id]
+            self.trimmed_events += stream.log.trimmed
 
     def _make_room(self) -> None:
         # Oldest finished streams go first; live ones are never evicted (limits bound those).
@@ -285,5 +291,6 @@ class StreamRegistry:
             if stream.finished:
                 del self.streams[stream_id]
                 self.evicted += 1
+                self.trimmed_events += stream.log.trimmed
                 if len(self.streams) < self.max_streams:
                     return

@@ -8,11 +8,14 @@ available in one ``write``: batching comes for free from the log.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
+import socket
 
 from aiohttp import web
 from aiohttp_sse import EventSourceResponse
 
+from ..config import ServerSettings
 from ..streams import Stream
 from ..types import Event
 
@@ -52,6 +55,23 @@ class SSEEncoder:
         return "\n".join(lines).encode("utf-8", "backslashreplace")
 
 
+def _detect_dead_peer(request: web.Request, timeout_s: float) -> None:
+    """Make the kernel drop a connection whose peer vanished without FIN or RST (Wi-Fi off).
+
+    ``TCP_USER_TIMEOUT``: data (our pings) unacknowledged this long aborts the connection;
+    keepalive probes cover a connection with nothing to send. Linux only; elsewhere a no-op.
+    """
+    sock = request.transport.get_extra_info("socket") if request.transport else None
+    if sock is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, int(timeout_s * 1000))
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, max(1, int(timeout_s / 2)))
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, max(1, int(timeout_s / 6)))
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 3)
+
+
 def parse_event_id(value: str) -> tuple[str, int] | None:
     """``"<stream_id>:<seq>"`` to its parts, or ``None`` if it is not one of ours."""
     stream_id, sep, seq = value.rpartition(":")
@@ -64,9 +84,7 @@ async def send_stream(
     request: web.Request,
     stream: Stream,
     start: int,
-    *,
-    ping_interval_s: float,
-    send_timeout_s: float,
+    settings: ServerSettings,
 ) -> EventSourceResponse:
     """Send ``stream``'s events from ``start`` to this client until the stream ends.
 
@@ -77,10 +95,12 @@ async def send_stream(
         headers={"X-Stream-ID": stream.id, **stream.headers},
         sep="\n",
         allow_all_methods=True,
-        ping_interval=ping_interval_s,
-        send_timeout=send_timeout_s,
+        ping_interval=settings.ping_interval_s,
+        send_timeout=settings.send_timeout_s,
     )
     await response.prepare(request)
+    if settings.dead_peer_timeout_s > 0:
+        _detect_dead_peer(request, settings.dead_peer_timeout_s)
     log = stream.log
     reader = stream.attach(start)
     pos = start
@@ -95,7 +115,7 @@ async def send_stream(
                 items = log.read(pos)
                 pos += len(items)
                 data = items[0] if len(items) == 1 else b"".join(items)  # type: ignore[arg-type]
-                async with asyncio.timeout(send_timeout_s):
+                async with asyncio.timeout(settings.send_timeout_s):
                     await response.write(data)  # type: ignore[arg-type]
                 log.advance(reader, pos)
     except (ConnectionError, TimeoutError, RuntimeError):
