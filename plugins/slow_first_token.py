@@ -26,7 +26,11 @@ class SlowFirstTokenOptions:
 
 
 class SlowFirstTokenSink:
-    """Logs a warning, and counts, when a stream's time to first token passes the threshold."""
+    """Logs a warning, and counts, when a stream's time to first token passes the threshold.
+
+    It runs on the sinks' worker thread (no ``inline = True``), so even a slow log handler could
+    never delay a stream.
+    """
 
     def __init__(self, options: SlowFirstTokenOptions) -> None:
         self.threshold_s = options.threshold_ms / 1000

@@ -194,6 +194,8 @@ async def _send_from(
 ) -> web.StreamResponse:
     if not stream.log.available(start):
         raise StreamRejected(410, "events_expired", "the events after that id are no longer kept")
+    if start and stream.info is not None:
+        service.sinks.stream_resumed(stream.info)
     if stream.finished and start >= stream.log.end:
         # Nothing left to send: 204 tells EventSource to stop reconnecting.
         return web.Response(status=204)

@@ -10,11 +10,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
 from .errors import ProviderError
+from .sinks import SinkFanout
 from .streams import Stream
 from .types import (
     Buffer,
@@ -22,7 +23,6 @@ from .types import (
     Finish,
     Formatter,
     GenerationRequest,
-    MetricsSink,
     Outcome,
     Provider,
     StreamEnd,
@@ -59,36 +59,6 @@ class StreamPlan:
     formatter: Formatter
     encoder: Encoder
     max_tokens: int
-
-
-class SinkFanout:
-    """Calls every metrics sink; a sink that raises is logged and never breaks a stream."""
-
-    def __init__(self, sinks: Sequence[MetricsSink]) -> None:
-        self.sinks = tuple(sinks)
-
-    def _each(self, method: str, *args: object) -> None:
-        for sink in self.sinks:
-            try:
-                getattr(sink, method)(*args)
-            except Exception:
-                log.exception("metrics sink %s failed in %s", type(sink).__name__, method)
-
-    def stream_started(self, info: StreamStart) -> None:
-        """See ``MetricsSink.stream_started``."""
-        self._each("stream_started", info)
-
-    def first_token(self, info: StreamStart, ttft_s: float) -> None:
-        """See ``MetricsSink.first_token``."""
-        self._each("first_token", info, ttft_s)
-
-    def stream_finished(self, info: StreamStart, summary: StreamEnd) -> None:
-        """See ``MetricsSink.stream_finished``."""
-        self._each("stream_finished", info, summary)
-
-    def request_rejected(self, route: str, status: int, code: str) -> None:
-        """See ``MetricsSink.request_rejected``."""
-        self._each("request_rejected", route, status, code)
 
 
 _OUTCOME_OF_CANCEL: dict[str, Outcome] = {

@@ -32,6 +32,7 @@ DEFAULT_PLUGINS = (
     "streamserver.builtins.formatters",
     "streamserver.builtins.compat_formatters",
     "streamserver.builtins.sinks",
+    "streamserver.builtins.prometheus_sink",
     "streamserver.builtins.sqlite_conversations",
 )
 ENTRY_POINT_GROUP = "streamserver"

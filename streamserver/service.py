@@ -16,7 +16,8 @@ from typing import Any
 from .config import Config, Part, RouteSettings
 from .conversations import ConversationStore
 from .errors import ConfigError, StreamRejected
-from .pipeline import Encoder, SinkFanout, StreamPlan, StreamRun
+from .pipeline import Encoder, StreamPlan, StreamRun
+from .sinks import SinkFanout
 from .stream_request import StreamParams
 from .streams import Stream, StreamLog, StreamRegistry
 from .transports.sse import SSEEncoder
@@ -88,7 +89,8 @@ class StreamService:
                 )
 
     async def close(self) -> None:
-        """Close every provider (their upstream clients) and the conversation store."""
+        """Close every provider (their upstream clients), the conversation store, the sinks."""
+        await asyncio.to_thread(self.sinks.close)
         try:
             await self.conversations.aclose()
         except Exception:
@@ -188,6 +190,7 @@ class StreamService:
             max_bytes=resume.max_bytes_per_stream,
         )
         stream = Stream(stream_id, path, stream_log, grace_s=resume.grace_s)
+        stream.info = info
         stream.headers.update(getattr(formatter, "headers", {}))
         run = StreamRun(stream, plan, self.sinks)
         self.streams.add(

@@ -197,7 +197,12 @@ class Formatter(Protocol):
 
 
 class MetricsSink(Protocol):
-    """Observes stream lifecycles; never called per token. Calls must not block or raise."""
+    """Observes stream lifecycles; never called per token.
+
+    Calls run on a worker thread of their own, so a slow sink never slows a stream, unless the sink
+    has ``inline = True`` (then it must not block: it runs on the event loop). Optional methods:
+    ``stream_resumed(info)``.
+    """
 
     def stream_started(self, info: StreamStart) -> None:
         """A stream was accepted and its generation started."""

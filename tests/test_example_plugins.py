@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 
@@ -98,7 +99,11 @@ async def test_slow_first_token_sink_counts_and_logs(serve, caplog):
     client = await serve(config)
     with caplog.at_level(logging.WARNING, logger="streamserver.slow_first_token"):
         await client.sse("/stream", params={"prompt": "hi", "model": "echo"})
-    metrics = (await client.http.get("/v1/stream/metrics")).json()
+        for _ in range(100):  # the sink runs on the sinks' worker thread: its count lands shortly
+            metrics = (await client.http.get("/v1/stream/metrics")).json()
+            if metrics["slow_first_tokens"]:
+                break
+            await asyncio.sleep(0.01)
 
     assert metrics["slow_first_tokens"] == 1
     assert "slow first token" in caplog.text

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections import Counter
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -63,14 +64,23 @@ class AnthropicProvider:
                 "api_key_env", f"the environment variable {options.api_key_env} to hold the API key"
             )
         self.options = options
+        self.error_responses: Counter[int] = Counter()
         self.client = anthropic.AsyncAnthropic(
             api_key=api_key,
             base_url=options.base_url,
             timeout=anthropic.Timeout(options.timeout_s, connect=options.connect_timeout_s),
             max_retries=options.max_retries,
             default_headers=options.headers or None,
+            http_client=anthropic.DefaultAsyncHttpxClient(
+                event_hooks={"response": [self._count_errors]}
+            ),
         )
         self._models = (options.model, *(m for m in options.models if m != options.model))
+
+    async def _count_errors(self, response: Any) -> None:
+        # Every upstream error response, including those the SDK retries, for /metrics.
+        if response.status_code >= 400:
+            self.error_responses[response.status_code] += 1
 
     @property
     def models(self) -> Sequence[str]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections import Counter
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -54,6 +55,7 @@ class OpenAIProvider:
 
     def __init__(self, options: OpenAIProviderOptions) -> None:
         self.options = options
+        self.error_responses: Counter[int] = Counter()
         api_key = "not-needed"
         if options.api_key_env:
             api_key = os.environ.get(options.api_key_env, "")
@@ -69,6 +71,9 @@ class OpenAIProvider:
             timeout=openai.Timeout(options.timeout_s, connect=options.connect_timeout_s),
             max_retries=options.max_retries,
             default_headers=options.headers or None,
+            http_client=openai.DefaultAsyncHttpxClient(
+                event_hooks={"response": [self._count_errors]}
+            ),
         )
         self._models = (options.model, *(m for m in options.models if m != options.model))
         self._defaults: dict[str, Any] = {
@@ -76,6 +81,11 @@ class OpenAIProvider:
             for k, v in (("temperature", options.temperature), ("top_p", options.top_p))
             if v is not None
         }
+
+    async def _count_errors(self, response: Any) -> None:
+        # Every upstream error response, including those the SDK retries, for /metrics.
+        if response.status_code >= 400:
+            self.error_responses[response.status_code] += 1
 
     @property
     def models(self) -> Sequence[str]:

@@ -1,7 +1,10 @@
-"""Built-in metrics sinks: ``memory`` keeps counters for ``GET /v1/stream/metrics``."""
+"""Built-in metrics sinks: ``memory`` keeps counters for ``GET /v1/stream/metrics``; ``log`` writes
+one JSON line per finished stream. (``prometheus`` lives in ``prometheus_sink.py``.)"""
 
 from __future__ import annotations
 
+import json
+import logging
 from collections import Counter, deque
 from dataclasses import dataclass
 
@@ -19,6 +22,8 @@ class MemoryOptions:
 
 class MemorySink:
     """Counts in process memory: tokens, outcomes, rejections, and recent latencies."""
+
+    inline = True  # plain counter updates: safe on the event loop, and exact when read
 
     def __init__(self, options: MemoryOptions) -> None:
         self.total_tokens = 0
@@ -72,12 +77,55 @@ def _percentiles(values: deque[float]) -> dict[str, float]:
     return {"p50": at(0.5), "p95": at(0.95), "p99": at(0.99), "max": round(ordered[-1] * 1000, 3)}
 
 
+@dataclass(frozen=True, slots=True)
+class LogOptions:
+    """``[metrics.log]`` options."""
+
+    logger: str = "streamserver.streams"
+    """The logger the lines go to (configure its handler like any Python logger)."""
+
+
+class LogSink:
+    """One structured JSON line per finished stream: id, route, provider, model, key id (never the
+    key), tokens, time to first token, duration, outcome. Runs on the sinks' worker thread, so a
+    slow log handler never delays a stream."""
+
+    def __init__(self, options: LogOptions) -> None:
+        self.log = logging.getLogger(options.logger)
+
+    def stream_finished(self, info: StreamStart, summary: StreamEnd) -> None:
+        """Log the line."""
+        record = {
+            "event": "stream_finished",
+            "stream_id": info.stream_id,
+            "route": info.route,
+            "provider": info.provider,
+            "model": summary.model,
+            "key_id": info.key_id,
+            "outcome": summary.outcome,
+            "finish_reason": summary.finish_reason,
+            "tokens": summary.tokens,
+            "characters": summary.characters,
+            "ttft_ms": None if summary.ttft_s is None else round(summary.ttft_s * 1000, 3),
+            "duration_ms": round(summary.duration_s * 1000, 3),
+            "error": None if summary.error is None else summary.error.code,
+        }
+        self.log.info(json.dumps(record))
+
+    def snapshot(self) -> dict[str, object]:
+        """Nothing for the JSON endpoint."""
+        return {}
+
+
 @hookimpl
 def register_metrics_sinks(register: Register) -> None:
-    """The in-memory sink."""
+    """The in-memory and log sinks."""
     register(
         "memory",
         MemorySink,
         options=MemoryOptions,
         description="counters behind /v1/stream/metrics",
+    )
+    register(
+        "log", LogSink, options=LogOptions, description="one JSON log line per finished stream"
     )

@@ -1,0 +1,158 @@
+"""The ``prometheus`` metrics sink and ``GET /metrics`` (the ``prometheus-client`` library).
+
+Each sink owns a ``CollectorRegistry`` of its own, never the library's global one: two apps in one
+process keep separate figures. Upstream error responses (including those the SDKs retried) are read
+from the providers at scrape time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from ..hookspecs import Register, hookimpl
+from ..types import StreamEnd, StreamStart
+
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+_DURATION_BUCKETS = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
+_STREAM = ("route", "provider", "model")
+
+
+@dataclass(frozen=True, slots=True)
+class PrometheusOptions:
+    """``[metrics.prometheus]`` options."""
+
+    path: str = "/metrics"
+    """Where the exposition is served."""
+
+
+class PrometheusSink:
+    """Stream lifecycle as Prometheus counters, a gauge and histograms."""
+
+    inline = True  # prometheus-client updates are lock-protected counter increments
+
+    def __init__(self, options: PrometheusOptions) -> None:
+        self.path = options.path
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.started = Counter(
+            "streamserver_streams_started", "Streams started", _STREAM, registry=r
+        )
+        self.finished = Counter(
+            "streamserver_streams_finished",
+            "Streams finished, by outcome",
+            (*_STREAM, "outcome"),
+            registry=r,
+        )
+        self.active = Gauge("streamserver_active_streams", "Streams generating now", registry=r)
+        self.tokens = Counter(
+            "streamserver_tokens", "Tokens (provider deltas) delivered", _STREAM, registry=r
+        )
+        self.characters = Counter(
+            "streamserver_characters", "Characters delivered", _STREAM, registry=r
+        )
+        self.ttft = Histogram(
+            "streamserver_time_to_first_token_seconds", "Time to first token", _STREAM,
+            buckets=_LATENCY_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.duration = Histogram(
+            "streamserver_stream_duration_seconds",
+            "Stream duration",
+            _STREAM,
+            buckets=_DURATION_BUCKETS,
+            registry=r,
+        )
+        self.errors = Counter("streamserver_stream_errors", "Streams that failed, by code", ("provider", "code"),
+                              registry=r)  # fmt: skip
+        self.resumes = Counter(
+            "streamserver_resumes", "Readers that resumed a stream", ("route",), registry=r
+        )
+        self.rejected = Counter(
+            "streamserver_requests_rejected", "Requests refused before a stream, by reason",
+            ("route", "status", "code"), registry=r,
+        )  # fmt: skip
+        self.upstream = Counter(
+            "streamserver_upstream_error_responses", "Upstream HTTP error responses (retried ones included)",
+            ("provider", "status"), registry=r,
+        )  # fmt: skip
+        self._upstream_seen: dict[tuple[str, int], int] = {}
+
+    def stream_started(self, info: StreamStart) -> None:
+        """Count it and add it to the active gauge."""
+        self.started.labels(info.route, info.provider, info.model).inc()
+        self.active.inc()
+
+    def first_token(self, info: StreamStart, ttft_s: float) -> None:
+        """Observe the time to first token."""
+        self.ttft.labels(info.route, info.provider, info.model).observe(ttft_s)
+
+    def stream_finished(self, info: StreamStart, summary: StreamEnd) -> None:
+        """Count the outcome, the tokens and characters, and observe the duration."""
+        labels = (info.route, info.provider, info.model)
+        self.active.dec()
+        self.finished.labels(*labels, summary.outcome).inc()
+        self.tokens.labels(*labels).inc(summary.tokens)
+        self.characters.labels(*labels).inc(summary.characters)
+        self.duration.labels(*labels).observe(summary.duration_s)
+        if summary.error is not None:
+            self.errors.labels(info.provider, summary.error.code).inc()
+
+    def stream_resumed(self, info: StreamStart) -> None:
+        """Count a resume."""
+        self.resumes.labels(info.route).inc()
+
+    def request_rejected(self, route: str, status: int, code: str) -> None:
+        """Count a refusal by route, status and code."""
+        self.rejected.labels(route, str(status), code).inc()
+
+    def snapshot(self) -> dict[str, object]:
+        """Nothing for the JSON endpoint: the figures are at ``path``."""
+        return {}
+
+    def render(self, upstream_errors: Mapping[str, Mapping[int, int]]) -> bytes:
+        """The text exposition; ``upstream_errors`` are the providers' error-response counts."""
+        for provider, by_status in upstream_errors.items():
+            for status, total in by_status.items():
+                seen = self._upstream_seen.get((provider, status), 0)
+                if total > seen:
+                    self.upstream.labels(provider, str(status)).inc(total - seen)
+                    self._upstream_seen[(provider, status)] = total
+        return generate_latest(self.registry)
+
+
+@hookimpl
+def register_metrics_sinks(register: Register) -> None:
+    """Prometheus exposition of the stream lifecycle."""
+    register(
+        "prometheus",
+        PrometheusSink,
+        options=PrometheusOptions,
+        description="Prometheus text at /metrics",
+    )
+
+
+@hookimpl
+def register_routes(app: web.Application) -> None:
+    """``GET /metrics`` when the ``prometheus`` sink is on."""
+    from ..app import CONFIG, SERVICE
+
+    config = app[CONFIG]
+    part = next((p for p in config.sinks if p.name == "prometheus"), None)
+    if part is None:
+        return
+
+    async def metrics(request: web.Request) -> web.Response:
+        service = request.app[SERVICE]
+        sink = next(s for s in service.sink_list if isinstance(s, PrometheusSink))
+        upstream = {
+            name: dict(getattr(p, "error_responses", {})) for name, p in service.providers.items()
+        }
+        return web.Response(
+            body=sink.render(upstream), headers={"Content-Type": CONTENT_TYPE_LATEST}
+        )
+
+    app.router.add_get(part.options.path, metrics)
