@@ -10,11 +10,12 @@ import inspect
 import logging
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
-from . import chat, openai_api
+from . import chat, openai_api, security
 from .config import Config, RouteSettings, load_config
 from .errors import StreamRejected
 from .http_errors import error_response, json_errors
@@ -29,6 +30,8 @@ CONFIG = web.AppKey("streamserver.config", Config)
 SERVICE = web.AppKey("streamserver.service", StreamService)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+"""The demo page and its script and stylesheet, shipped in the package."""
 ConfigSource = str | os.PathLike[str] | Mapping[str, Any] | Config
 
 
@@ -53,30 +56,72 @@ def setup(app: web.Application, config: ConfigSource) -> Config:
     app[CONFIG] = loaded
     app.cleanup_ctx.append(_service_lifetime)
     app.on_shutdown.append(_drain)
+    app.on_response_prepare.append(_add_cors_headers)
+    methods: dict[str, set[str]] = {}
+
+    def add(method: str, path: str, handler: Handler) -> None:
+        app.router.add_route(method, path, _guarded(path, handler))
+        methods.setdefault(path, set()).add(method)
+
     for path, route in loaded.routes.items():
         if route.conversation:
-            app.router.add_get(path, chat.socket_handler(path, route, SERVICE))
-            continue
-        if route.transport == "ws":
-            app.router.add_get(path, _socket_handler(path, route))
-            continue
-        if route.transport == "openai":
-            app.router.add_post(path, openai_api.chat_completions_handler(path, route, SERVICE))
-            continue
-        handler = _stream_handler(path, route)
-        for method in route.methods:
-            app.router.add_route(method, path, handler)
-    app.router.add_get("/health", health)
-    app.router.add_get("/v1/stream/metrics", stream_metrics)
-    app.router.add_get("/v1/models", openai_api.models_handler(SERVICE))
-    app.router.add_get("/v1/stream/options", stream_options)
-    app.router.add_get("/v1/streams/{stream_id}", resume_stream)
-    app.router.add_delete("/v1/streams/{stream_id}", cancel_stream)
+            add("GET", path, chat.socket_handler(path, route, SERVICE))
+        elif route.transport == "ws":
+            add("GET", path, _socket_handler(path, route))
+        elif route.transport == "openai":
+            add("POST", path, openai_api.chat_completions_handler(path, route, SERVICE))
+        else:
+            for method in route.methods:
+                add(method, path, _stream_handler(path, route))
+    add("GET", "/health", health)
+    add("GET", "/v1/stream/metrics", stream_metrics)
+    add("GET", "/v1/models", openai_api.models_handler(SERVICE))
+    add("GET", "/v1/stream/options", stream_options)
+    add("GET", "/v1/streams/{stream_id}", resume_stream)
+    add("DELETE", "/v1/streams/{stream_id}", cancel_stream)
+    add("POST", "/v1/tickets", issue_ticket)
     get_conversation, delete_conversation = chat.history_handlers(SERVICE)
-    app.router.add_get("/v1/conversations/{conversation_id}", get_conversation)
-    app.router.add_delete("/v1/conversations/{conversation_id}", delete_conversation)
+    add("GET", "/v1/conversations/{conversation_id}", get_conversation)
+    add("DELETE", "/v1/conversations/{conversation_id}", delete_conversation)
+    if loaded.cors.origins:
+        for path, verbs in methods.items():
+            app.router.add_route(
+                "OPTIONS", path, security.preflight(loaded.cors, ", ".join(sorted(verbs)))
+            )
+    # The demo page is public (it holds no data) and uses relative URLs, so it also works when the
+    # app is mounted with add_subapp.
+    app.router.add_get("/", demo_page)
+    app.router.add_static("/static/", STATIC_DIR)
     loaded.registry.call_app_hook("register_routes", app=app)
     return loaded
+
+
+_CORS = web.RequestKey("streamserver.cors", dict)
+
+
+def _guarded(path: str, handler: Handler) -> Handler:
+    """Authenticate and rate-limit every request of a streamserver route, and mark it for CORS."""
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        service = request.app[SERVICE]
+        request[_CORS] = security.cors_headers(service.config.cors, request.headers.get("Origin"))
+        try:
+            identity = service.access.identify(request)
+            if path not in service.config.auth.public_paths:
+                service.access.check_rate(identity)
+        except StreamRejected as exc:
+            service.reject(path, exc)
+            return error_response(exc)
+        request[security.KEY_ID] = identity
+        return await handler(request)
+
+    return handle
+
+
+async def _add_cors_headers(request: web.Request, response: web.StreamResponse) -> None:
+    headers = request.get(_CORS)
+    if headers:
+        response.headers.update(headers)
 
 
 @web.middleware
@@ -117,7 +162,9 @@ def _socket_handler(path: str, route: RouteSettings) -> Handler:
         async def start(fields: dict[str, Any]) -> ws.Started:
             try:
                 params = parse_stream_params(fields, route, service.config)
-                return ws.Started(service.start(path, route, params, "ws"))
+                return ws.Started(
+                    service.start(path, route, params, "ws", key_id=request[security.KEY_ID])
+                )
             except StreamRejected as exc:
                 service.reject(path, exc)
                 raise
@@ -140,9 +187,7 @@ async def resume_stream(request: web.Request) -> web.StreamResponse:
     """``GET /v1/streams/{id}``: replay a live or retained stream after ``Last-Event-ID`` (or from the
     start), then follow it live. Never starts a generation."""
     service = request.app[SERVICE]
-    stream = service.streams.get(request.match_info["stream_id"])
-    if stream is None:
-        raise StreamRejected(404, "stream_not_found", "no live or retained stream has that id")
+    stream = _owned_stream(service, request, request.match_info["stream_id"])
     start = 0
     last_event_id = request.headers.get("Last-Event-ID") or request.query.get("last_event_id")
     if last_event_id:
@@ -159,13 +204,45 @@ async def resume_stream(request: web.Request) -> web.StreamResponse:
 async def cancel_stream(request: web.Request) -> web.Response:
     """``DELETE /v1/streams/{id}``: stop a stream; its readers get the route's end events."""
     service = request.app[SERVICE]
-    stream = service.streams.get(request.match_info["stream_id"])
-    if stream is None:
-        raise StreamRejected(404, "stream_not_found", "no live or retained stream has that id")
+    stream = _owned_stream(service, request, request.match_info["stream_id"])
     if stream.finished:
         raise StreamRejected(409, "stream_finished", "the stream has already finished")
     stream.cancel("cancelled")
     return web.json_response({"id": stream.id, "cancelled": True})
+
+
+@json_errors
+async def issue_ticket(request: web.Request) -> web.Response:
+    """``POST /v1/tickets`` ``{"path": "/v1/stream"}``: a short-lived ticket for one path, for
+    clients that cannot send headers (EventSource, a browser's WebSocket). Needs a key."""
+    service = request.app[SERVICE]
+    if "ticket" in request.query:
+        raise StreamRejected(
+            403, "ticket_for_ticket", "a ticket cannot be exchanged for another ticket"
+        )
+    try:
+        body = await request.json()
+    except ValueError:
+        raise StreamRejected(
+            400, "invalid_json", 'the body must be JSON: {"path": "/v1/stream"}'
+        ) from None
+    path = body.get("path") if isinstance(body, dict) else None
+    if not isinstance(path, str) or not path.startswith("/"):
+        raise StreamRejected(
+            400, "invalid_path", "'path' must be the path the ticket is for, like /v1/stream"
+        )
+    ticket = service.access.issue_ticket(request[security.KEY_ID], path)
+    return web.json_response(
+        {"ticket": ticket.token, "path": ticket.path, "expires_at": ticket.expires_at}
+    )
+
+
+def _owned_stream(service: StreamService, request: web.Request, stream_id: str) -> Stream:
+    """The stream, if the caller may see it: with auth on, only the key that started it."""
+    stream = service.streams.get(stream_id)
+    if stream is None or (service.access.enabled and stream.key_id != request[security.KEY_ID]):
+        raise StreamRejected(404, "stream_not_found", "no live or retained stream has that id")
+    return stream
 
 
 async def stream_options(request: web.Request) -> web.Response:
@@ -212,18 +289,15 @@ async def _resume_or_start(
             raise StreamRejected(
                 400, "invalid_last_event_id", "Last-Event-ID must look like '<stream_id>:<seq>'"
             )
-        stream = service.streams.get(parsed[0])
-        if stream is None:
-            raise StreamRejected(404, "stream_not_found", "no live or retained stream has that id")
-        start = parsed[1] + 1
-        if not stream.log.available(start):
-            raise StreamRejected(
-                410, "events_expired", "the events after that id are no longer kept"
-            )
-        return stream, start
+        return _owned_stream(service, request, parsed[0]), parsed[1] + 1
     fields = await read_fields(request, service.config.limits.max_body_bytes)
     params = parse_stream_params(fields, route, service.config)
-    return service.start(path, route, params, "sse"), 0
+    return service.start(path, route, params, "sse", key_id=request[security.KEY_ID]), 0
+
+
+async def demo_page(request: web.Request) -> web.FileResponse:
+    """``GET /``: the demo chat page (``static/index.html``)."""
+    return web.FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
 
 
 async def health(request: web.Request) -> web.Response:

@@ -15,9 +15,10 @@ from typing import Any
 from aiohttp import web
 
 from .config import RouteSettings
-from .conversations import ConversationStore, Status, StoredMessage, check_id, window
+from .conversations import Conversation, ConversationStore, Status, StoredMessage, check_id, window
 from .errors import StreamRejected
 from .http_errors import json_errors
+from .security import KEY_ID
 from .service import StreamService
 from .stream_request import parse_stream_params
 from .transports import ws
@@ -37,12 +38,14 @@ def socket_handler(path: str, route: RouteSettings, service_key: web.AppKey[Stre
         conversation_id = check_id(request.match_info["conversation_id"])
         store = service.conversations
         settings = service.config.conversations
+        identity = request[KEY_ID]
+        owner = identity if service.access.enabled else None
 
         async def start(fields: dict[str, Any]) -> ws.Started:
             message = fields.pop("message", None)
             if not isinstance(message, str) or not message.strip():
                 raise StreamRejected(400, "missing_prompt", "a non-empty 'message' is required")
-            conversation = await store.get(conversation_id)
+            conversation = _owned(await store.get(conversation_id), owner)
             history = list(conversation.messages) if conversation else []
             user = StoredMessage("user", message, created=time.time())
             messages = window([*history, user], settings.max_messages, settings.max_chars)
@@ -51,8 +54,8 @@ def socket_handler(path: str, route: RouteSettings, service_key: web.AppKey[Stre
                 route,
                 service.config,
             )
-            stream = service.start(path, route, params, "ws")
-            await store.append(conversation_id, None, [user])
+            stream = service.start(path, route, params, "ws", key_id=identity)
+            await store.append(conversation_id, owner, [user])
 
             async def after(delivered: list[str], socket_open: bool) -> list[dict[str, Any]]:
                 text = "".join(_token_text(item) for item in delivered)
@@ -60,7 +63,7 @@ def socket_handler(path: str, route: RouteSettings, service_key: web.AppKey[Stre
                 reply = StoredMessage(
                     "assistant", text, _STATUS.get(outcome, "failed"), time.time()
                 )
-                count = await store.append(conversation_id, None, [reply])
+                count = await store.append(conversation_id, owner, [reply])
                 done: dict[str, Any] = {"type": "done", "message_count": count}
                 if reply.status != "complete":
                     done["status"] = reply.status
@@ -82,6 +85,13 @@ def socket_handler(path: str, route: RouteSettings, service_key: web.AppKey[Stre
     return json_errors(handle)
 
 
+def _owned(conversation: Conversation | None, owner: str | None) -> Conversation | None:
+    """The conversation if ``owner`` may use it (with auth on, only the key that created it)."""
+    if conversation is not None and conversation.owner != owner:
+        raise StreamRejected(404, "conversation_not_found", "no conversation has that id")
+    return conversation
+
+
 def _token_text(item: str) -> str:
     message = json.loads(item)
     return message.get("content", "") if message.get("type") == "token" else ""
@@ -91,9 +101,10 @@ def history_handlers(service_key: web.AppKey[StreamService]) -> tuple[Any, Any]:
     """``GET`` and ``DELETE /v1/conversations/{conversation_id}``."""
 
     async def get(request: web.Request) -> web.Response:
-        store: ConversationStore = request.app[service_key].conversations
+        service = request.app[service_key]
         conversation_id = check_id(request.match_info["conversation_id"])
-        conversation = await store.get(conversation_id)
+        owner = request[KEY_ID] if service.access.enabled else None
+        conversation = _owned(await service.conversations.get(conversation_id), owner)
         if conversation is None:
             raise StreamRejected(404, "conversation_not_found", "no conversation has that id")
         return web.json_response({
@@ -106,9 +117,13 @@ def history_handlers(service_key: web.AppKey[StreamService]) -> tuple[Any, Any]:
         })  # fmt: skip
 
     async def delete(request: web.Request) -> web.Response:
-        store: ConversationStore = request.app[service_key].conversations
+        service = request.app[service_key]
         conversation_id = check_id(request.match_info["conversation_id"])
-        if not await store.delete(conversation_id):
+        owner = request[KEY_ID] if service.access.enabled else None
+        store: ConversationStore = service.conversations
+        if _owned(await store.get(conversation_id), owner) is None or not await store.delete(
+            conversation_id
+        ):
             raise StreamRejected(404, "conversation_not_found", "no conversation has that id")
         return web.json_response({"id": conversation_id, "deleted": True})
 

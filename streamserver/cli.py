@@ -73,7 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "ask":
             return _ask(args)
         if args.command == "fake-upstream":
-            _refuse_open_host(args.host)
+            _refuse_open_host(args.host, None)
             fake_upstream.run(args.host, args.port, args.tokens_per_second)
             return 0
     except ConfigError as exc:
@@ -91,7 +91,7 @@ def _serve(path: str, host: str | None, port: int | None) -> int:
     config = load_config(path)
     host = host or config.server.host
     port = port if port is not None else config.server.port
-    _refuse_open_host(host)
+    _refuse_open_host(host, config.auth.mode)
     logging.basicConfig(
         level=config.server.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -159,16 +159,15 @@ async def _check_models(config: Config) -> None:
     await service.close()
 
 
-def _refuse_open_host(host: str) -> None:
-    """Streamserver has no auth yet, so it binds only to loopback addresses."""
-    if _is_loopback(host):
+def _refuse_open_host(host: str, mode: str | None) -> None:
+    """Beyond loopback, the operator must have chosen: keys, or explicitly none."""
+    if _is_loopback(host) or mode is not None:
         return
     raise ConfigError(
-        "server.host",
-        "a loopback address (127.0.0.1, ::1 or localhost): authentication is not available in this "
-        "version, so streamserver will not listen on a public interface; put it behind a proxy that "
-        "authenticates",
-        got=host,
+        "auth.mode",
+        f"a choice before listening on server.host = {host}, which other machines can reach: "
+        'mode = "api_key" (keys from the environment variable in auth.api_keys_env) or, behind a proxy '
+        'that authenticates, mode = "none"',
     )
 
 

@@ -85,6 +85,41 @@ class LimitsSettings:
     """Cap on ``max_tokens``; larger requests are refused with 400."""
     high_water_events: int = 512
     """Unread events at which the producer waits for its slowest reader (backpressure)."""
+    max_concurrent_streams: int = 10_000
+    """Streams generating at once, all clients together (429 beyond)."""
+    max_concurrent_streams_per_key: int = 100
+    """Streams generating at once for one API key (or one client address without auth)."""
+    requests_per_minute: float = 600.0
+    """Per key (or client address): a token bucket; 429 with Retry-After beyond. 0 = no limit."""
+    max_stream_s: float = 0.0
+    """Longest a stream may run; it then ends with an error event ``limit_exceeded``. 0 = no limit."""
+    upstream_idle_s: float = 0.0
+    """A provider silent this long ends its stream with ``upstream_idle``. 0 = no limit."""
+
+
+@dataclass(frozen=True, slots=True)
+class AuthSettings:
+    """``[auth]``: who may use the server."""
+
+    mode: Literal["none", "api_key"] | None = None
+    """Unset: no auth, and the server refuses to listen beyond loopback. Write "none" to allow it."""
+    api_keys_env: str = "STREAMSERVER_API_KEYS"
+    """Environment variable with the keys: ``id1:key1,id2:key2`` (an id names a key in logs and limits)."""
+    ticket_ttl_s: float = 300.0
+    """Lifetime of a ticket from ``POST /v1/tickets`` (EventSource reconnects reuse it)."""
+    ticket_secret_env: str = ""
+    """Environment variable with the ticket signing secret; unset: a random one per process."""
+    public_paths: tuple[str, ...] = ("/health",)
+    """Paths that need no key (the demo page and its files are always public)."""
+
+
+@dataclass(frozen=True, slots=True)
+class CorsSettings:
+    """``[cors]``: which browser origins may call the API (an allowlist; empty = same origin only)."""
+
+    origins: tuple[str, ...] = ()
+    allow_credentials: bool = False
+    max_age_s: int = 600
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +189,8 @@ class Config:
     sinks: tuple[Part, ...]
     conversations: ConversationsSettings
     conversation_store: Part
+    auth: AuthSettings
+    cors: CorsSettings
     registry: PluginRegistry
 
 
@@ -184,6 +221,8 @@ _SECTIONS = {
     "resume": ResumeSettings,
     "metrics": MetricsSettings,
     "conversations": ConversationsSettings,
+    "auth": AuthSettings,
+    "cors": CorsSettings,
 }
 _PART_SECTIONS: dict[str, Kind] = {
     "providers": "providers",
@@ -247,6 +286,11 @@ def _validate(
         name: options.build(cls, tables.get(name, {}), name) for name, cls in _SECTIONS.items()
     }
     server: ServerSettings = sections["server"]
+    cors: CorsSettings = sections["cors"]
+    if cors.allow_credentials and "*" in cors.origins:
+        raise ConfigError(
+            "cors.origins", 'a list of origins without "*" when allow_credentials = true'
+        )
     if not 0 <= server.port <= 65535:
         raise ConfigError("server.port", "a TCP port from 0 to 65535", got=server.port)
     plugin_settings: PluginsSettings = sections["plugins"]
@@ -330,6 +374,8 @@ def _validate(
         sinks=tuple(sinks),
         conversations=conversations,
         conversation_store=store,
+        auth=sections["auth"],
+        cors=sections["cors"],
         registry=registry,
     )
 

@@ -59,6 +59,10 @@ class StreamPlan:
     formatter: Formatter
     encoder: Encoder
     max_tokens: int
+    max_stream_s: float = 0.0
+    """End the stream with ``limit_exceeded`` after this long (0 = never)."""
+    upstream_idle_s: float = 0.0
+    """End the stream with ``upstream_idle`` when the provider is silent this long (0 = never)."""
 
 
 _OUTCOME_OF_CANCEL: dict[str, Outcome] = {
@@ -66,6 +70,7 @@ _OUTCOME_OF_CANCEL: dict[str, Outcome] = {
     "client_gone": "client_gone",
     "shutdown": "shutdown",
     "limit": "limit",
+    "upstream_idle": "error",
 }
 
 
@@ -80,6 +85,8 @@ class StreamRun:
         "_timer",
         "_tokens",
         "_ttft",
+        "_waiting",
+        "_watch",
         "plan",
         "sinks",
         "stream",
@@ -96,6 +103,8 @@ class StreamRun:
         self._ended_with: Finish | None = None
         self._started = 0.0
         self._ttft: float | None = None
+        self._waiting = False
+        self._watch: tuple[asyncio.TimerHandle | None, int, int] = (None, -1, 0)
 
     async def run(self) -> None:
         """Generate, then close the log with the formatter's end or error events."""
@@ -103,6 +112,14 @@ class StreamRun:
         self._started = time.monotonic()
         self._emit_events(plan.formatter.start(plan.info))
         self.sinks.stream_started(plan.info)
+        loop = asyncio.get_running_loop()
+        limit = (
+            loop.call_later(plan.max_stream_s, stream.cancel, "limit")
+            if plan.max_stream_s > 0
+            else None
+        )
+        if plan.upstream_idle_s > 0:
+            self._watch = (loop.call_later(plan.upstream_idle_s / 4, self._check_idle), -1, 0)
         failure: StreamFailure | None = None
         outcome: Outcome = "completed"
         try:
@@ -116,17 +133,7 @@ class StreamRun:
             if current is not None:
                 current.uncancel()
             outcome = _OUTCOME_OF_CANCEL[reason]
-            if reason == "shutdown":
-                failure = StreamFailure(
-                    "server_shutdown",
-                    "the server is shutting down; retry or resume the stream",
-                    stream.id,
-                    retryable=True,
-                )
-            elif reason == "limit":
-                failure = StreamFailure(
-                    "limit_exceeded", "the stream hit a server limit", stream.id
-                )
+            failure = self._failure_of(reason)
         except ProviderError as exc:
             outcome = "error"
             failure = StreamFailure(exc.code, exc.message, stream.id, exc.retryable)
@@ -134,7 +141,51 @@ class StreamRun:
             log.exception("stream %s failed", stream.id)
             outcome = "error"
             failure = StreamFailure("internal_error", "the stream failed unexpectedly", stream.id)
+        finally:
+            if limit is not None:
+                limit.cancel()
+            if self._watch[0] is not None:
+                self._watch[0].cancel()
         self._finish(outcome, failure)
+
+    def _failure_of(self, reason: str) -> StreamFailure | None:
+        """What the client is told when the server (not the client) ended the stream."""
+        stream_id, plan = self.stream.id, self.plan
+        if reason == "shutdown":
+            return StreamFailure(
+                "server_shutdown",
+                "the server is shutting down; retry or resume the stream",
+                stream_id,
+                True,
+            )
+        if reason == "limit":
+            return StreamFailure(
+                "limit_exceeded",
+                f"the stream ran past the server's limit of {plan.max_stream_s:g} s",
+                stream_id,
+            )
+        if reason == "upstream_idle":
+            return StreamFailure(
+                "upstream_idle",
+                f"the provider sent nothing for {plan.upstream_idle_s:g} s",
+                stream_id,
+                True,
+            )
+        return None
+
+    def _check_idle(self) -> None:
+        # Runs every upstream_idle_s / 4 and compares token counts: no per-token timer work.
+        # Silent through four checks in a row (and not held back by a slow reader) = idle.
+        _, last_tokens, quiet = self._watch
+        quiet = quiet + 1 if self._tokens == last_tokens and not self._waiting else 0
+        if quiet >= 4:
+            self._watch = (None, self._tokens, quiet)
+            self.stream.cancel("upstream_idle")
+            return
+        handle = asyncio.get_running_loop().call_later(
+            self.plan.upstream_idle_s / 4, self._check_idle
+        )
+        self._watch = (handle, self._tokens, quiet)
 
     async def _generate(self) -> None:
         plan = self.plan
@@ -178,7 +229,9 @@ class StreamRun:
                     self._ended_with = Finish("length", plan.request.model)
                     break
                 if log_.full:
+                    self._waiting = True
                     await log_.writable()
+                    self._waiting = False
         finally:
             await _aclose(iterator)
 

@@ -17,6 +17,7 @@ from .config import Config, Part, RouteSettings
 from .conversations import ConversationStore
 from .errors import ConfigError, StreamRejected
 from .pipeline import Encoder, StreamPlan, StreamRun
+from .security import Access
 from .sinks import SinkFanout
 from .stream_request import StreamParams
 from .streams import Stream, StreamLog, StreamRegistry
@@ -42,6 +43,7 @@ class StreamService:
         self.sink_list = sinks
         self.sinks = SinkFanout(sinks)
         self.conversations = conversations
+        self.access = Access(config.auth, config.limits)
         self.streams = StreamRegistry(
             retain_s=config.resume.retain_s, max_streams=config.resume.max_streams
         )
@@ -139,6 +141,7 @@ class StreamService:
         params: StreamParams,
         transport: Transport,
         *,
+        key_id: str = "",
         formatter_options: Mapping[str, Any] | None = None,
     ) -> Stream:
         """Accept a checked request: build its pipeline and start generating.
@@ -153,10 +156,12 @@ class StreamService:
                 "the server is shutting down; retry shortly",
                 headers={"Retry-After": "5"},
             )
+        self.access.check_concurrency(key_id, self.streams.active)
         provider_name, provider, model = self.resolve(route, params)
         config = self.config
         stream_id = self.streams.new_id()
-        info = StreamStart(stream_id, path, provider_name, model, time.time())
+        identity = None if key_id.startswith("addr:") else key_id or None
+        info = StreamStart(stream_id, path, provider_name, model, time.time(), key_id=identity)
         buffer_part = config.buffers[params.buffer or route.buffer]
         formatter_part = config.formatters[params.format or route.formatter]
         formatter_settings = formatter_part.options
@@ -182,6 +187,8 @@ class StreamService:
             formatter=formatter,
             encoder=encoder,
             max_tokens=max_tokens or config.limits.max_tokens,
+            max_stream_s=config.limits.max_stream_s,
+            upstream_idle_s=config.limits.upstream_idle_s,
         )
         resume = config.resume
         stream_log = StreamLog(
@@ -189,7 +196,7 @@ class StreamService:
             retain=resume.retain_s > 0 or resume.grace_s > 0,
             max_bytes=resume.max_bytes_per_stream,
         )
-        stream = Stream(stream_id, path, stream_log, grace_s=resume.grace_s)
+        stream = Stream(stream_id, path, stream_log, grace_s=resume.grace_s, key_id=key_id)
         stream.info = info
         stream.headers.update(getattr(formatter, "headers", {}))
         run = StreamRun(stream, plan, self.sinks)
@@ -197,6 +204,9 @@ class StreamService:
             stream,
             lambda: asyncio.get_running_loop().create_task(run.run(), name=f"stream {stream_id}"),
         )
+        self.access.stream_started(key_id)
+        assert stream.task is not None
+        stream.task.add_done_callback(lambda _task: self.access.stream_ended(key_id))
         return stream
 
     def reject(self, route: str, error: StreamRejected) -> None:

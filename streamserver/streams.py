@@ -17,7 +17,7 @@ from typing import Literal, TypeAlias
 
 from .types import StreamEnd, StreamStart
 
-CancelReason: TypeAlias = Literal["cancelled", "client_gone", "shutdown", "limit"]
+CancelReason: TypeAlias = Literal["cancelled", "client_gone", "shutdown", "limit", "upstream_idle"]
 
 
 class StreamLog:

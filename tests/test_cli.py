@@ -144,14 +144,15 @@ def test_check_config_on_a_directory_exits_2_without_traceback(tmp_path):
     assert "Traceback" not in result.stderr
 
 
-def test_serve_refuses_a_public_host_with_exit_2(tmp_path):
+def test_serve_refuses_a_public_host_without_an_auth_choice_with_exit_2(tmp_path):
     result = run_cli(
         "serve", "--config", str(serve_config(tmp_path)), "--host", "0.0.0.0",
         "--port", str(free_port()), cwd=tmp_path, timeout=15,
     )  # fmt: skip
     assert result.returncode == 2
-    assert "server.host" in result.stderr
-    assert "'0.0.0.0'" in result.stderr
+    assert "auth.mode" in result.stderr
+    assert "server.host = 0.0.0.0" in result.stderr
+    assert '"api_key"' in result.stderr and '"none"' in result.stderr
     assert "Traceback" not in result.stderr
 
 

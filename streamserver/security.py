@@ -1,0 +1,218 @@
+"""Who may call, how often, and from which origin: API keys, tickets, rate limits, CORS.
+
+- API keys come from an environment variable (``id:key`` pairs) and arrive as ``Authorization:
+  Bearer``; every key is compared in constant time. Logs and limits use the key's id, never the key.
+- Browsers' EventSource and WebSocket cannot send headers: ``POST /v1/tickets`` (with a key) returns
+  a short-lived ticket, HMAC-signed and bound to one path, accepted as ``?ticket=``. A key in a URL
+  (``?api_key=``, ``?key=``, ``?token=``, ``?access_token=``) is refused: URLs end up in logs.
+- Limits per identity (the key id, or the client address when auth is off): a token bucket of
+  requests per minute, and concurrent streams; both answer 429 with ``Retry-After``.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import math
+import os
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from .config import AuthSettings, CorsSettings, LimitsSettings
+from .errors import ConfigError, StreamRejected
+
+KEY_ID = web.RequestKey("streamserver.key_id", str)
+"""The identity of the caller of this request (an API key id, or ``addr:<client address>``)."""
+
+_KEYS_IN_URL = ("api_key", "apikey", "key", "token", "access_token")
+
+
+@dataclass(frozen=True, slots=True)
+class Ticket:
+    """A signed permission for one path until ``expires_at``."""
+
+    token: str
+    path: str
+    expires_at: float
+
+
+class Access:
+    """Authentication and per-identity limits of one app."""
+
+    def __init__(self, auth: AuthSettings, limits: LimitsSettings) -> None:
+        self.enabled = auth.mode == "api_key"
+        self.auth = auth
+        self.limits = limits
+        self.keys = _load_keys(auth) if self.enabled else []
+        secret = os.environ.get(auth.ticket_secret_env, "") if auth.ticket_secret_env else ""
+        self._secret = secret.encode() or secrets.token_bytes(32)
+        self._buckets: dict[str, tuple[float, float]] = {}
+        self.active: dict[str, int] = {}
+
+    def identify(self, request: web.Request) -> str:
+        """The caller's identity, or a 400/401 ``StreamRejected``. Public paths need no key."""
+        for name in _KEYS_IN_URL:
+            if name in request.query:
+                raise StreamRejected(
+                    400, "key_in_url", "never put an API key in a URL: send 'Authorization: Bearer <key>', "
+                    "or get a ticket from POST /v1/tickets for EventSource",
+                )  # fmt: skip
+        if not self.enabled:
+            return f"addr:{request.remote}"
+        header = request.headers.get("Authorization", "")
+        if header:
+            scheme, _, key = header.partition(" ")
+            if scheme.lower() != "bearer" or not key:
+                raise _unauthorized("the Authorization header must be 'Bearer <key>'")
+            key_id = self._match(key.strip())
+            if key_id is None:
+                raise _unauthorized("the API key is not valid")
+            return key_id
+        ticket = request.query.get("ticket")
+        if ticket:
+            return self._check_ticket(ticket, request.path)
+        if request.path in self.auth.public_paths:
+            return f"addr:{request.remote}"
+        raise _unauthorized("an API key is required: send 'Authorization: Bearer <key>'")
+
+    def _match(self, key: str) -> str | None:
+        # Compare against every key, always: the time taken says nothing about which one is close.
+        found = None
+        candidate = key.encode()
+        for key_id, secret in self.keys:
+            if hmac.compare_digest(candidate, secret):
+                found = key_id
+        return found
+
+    def issue_ticket(self, key_id: str, path: str) -> Ticket:
+        """A ticket for ``path``, valid for ``auth.ticket_ttl_s``."""
+        expires = time.time() + self.auth.ticket_ttl_s
+        payload = _b64(json.dumps({"k": key_id, "p": path, "e": round(expires, 3)}).encode())
+        return Ticket(f"{payload}.{self._sign(payload)}", path, expires)
+
+    def _check_ticket(self, ticket: str, path: str) -> str:
+        payload, _, signature = ticket.partition(".")
+        if not hmac.compare_digest(signature.encode(), self._sign(payload).encode()):
+            raise _unauthorized("the ticket is not valid")
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        if claims["e"] < time.time():
+            raise _unauthorized("the ticket has expired; get a new one from POST /v1/tickets")
+        if claims["p"] != path:
+            raise StreamRejected(
+                403, "ticket_wrong_path", f"this ticket is for {claims['p']}, not {path}"
+            )
+        return str(claims["k"])
+
+    def _sign(self, payload: str) -> str:
+        return _b64(hmac.new(self._secret, payload.encode(), hashlib.sha256).digest())
+
+    def check_rate(self, identity: str) -> None:
+        """Take one request from ``identity``'s bucket, or refuse with 429 and ``Retry-After``."""
+        rate = self.limits.requests_per_minute
+        if rate <= 0:
+            return
+        now = time.monotonic()
+        tokens, at = self._buckets.get(identity, (rate, now))
+        tokens = min(rate, tokens + (now - at) * rate / 60)
+        if tokens < 1:
+            wait = math.ceil((1 - tokens) * 60 / rate)
+            raise StreamRejected(
+                429,
+                "rate_limited",
+                f"too many requests: at most {rate:g} a minute",
+                headers={"Retry-After": str(wait)},
+            )
+        self._buckets[identity] = (tokens - 1, now)
+        if (
+            len(self._buckets) > 100_000
+        ):  # forget the idle, so many one-off clients cannot grow this
+            self._buckets = {k: v for k, v in self._buckets.items() if now - v[1] < 120}
+
+    def check_concurrency(self, identity: str, active_total: int) -> None:
+        """Refuse a new stream past the global or per-identity limit (429)."""
+        if active_total >= self.limits.max_concurrent_streams:
+            raise StreamRejected(429, "too_many_streams", "the server is at its stream limit; retry shortly",
+                                 headers={"Retry-After": "1"})  # fmt: skip
+        if self.active.get(identity, 0) >= self.limits.max_concurrent_streams_per_key:
+            raise StreamRejected(
+                429, "too_many_streams_for_key",
+                f"at most {self.limits.max_concurrent_streams_per_key} streams at once per key",
+                headers={"Retry-After": "1"},
+            )  # fmt: skip
+
+    def stream_started(self, identity: str) -> None:
+        """Count a stream against its identity."""
+        self.active[identity] = self.active.get(identity, 0) + 1
+
+    def stream_ended(self, identity: str) -> None:
+        """Release a stream's slot."""
+        left = self.active.get(identity, 1) - 1
+        if left:
+            self.active[identity] = left
+        else:
+            self.active.pop(identity, None)
+
+
+def _load_keys(auth: AuthSettings) -> list[tuple[str, bytes]]:
+    raw = os.environ.get(auth.api_keys_env, "")
+    keys = []
+    for i, entry in enumerate(e.strip() for e in raw.split(",")):
+        if not entry:
+            continue
+        key_id, sep, key = entry.partition(":")
+        if not sep:
+            key_id, key = f"key-{i + 1}", entry
+        keys.append((key_id.strip(), key.strip().encode()))
+    if not keys:
+        raise ConfigError(
+            "auth.api_keys_env",
+            f"the environment variable {auth.api_keys_env} to hold keys as 'id:key,id2:key2'",
+        )
+    return keys
+
+
+def _unauthorized(message: str) -> StreamRejected:
+    return StreamRejected(401, "unauthorized", message, headers={"WWW-Authenticate": "Bearer"})
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def cors_headers(cors: CorsSettings, origin: str | None) -> dict[str, str]:
+    """The CORS response headers for a request from ``origin`` (none if it is not allowed)."""
+    if not origin or not cors.origins:
+        return {}
+    if origin not in cors.origins and "*" not in cors.origins:
+        return {}
+    headers = {"Access-Control-Allow-Origin": origin if cors.allow_credentials or "*" not in cors.origins else "*",
+               "Access-Control-Expose-Headers": "X-Stream-ID", "Vary": "Origin"}  # fmt: skip
+    if cors.allow_credentials:
+        headers["Access-Control-Allow-Credentials"] = "true"
+    return headers
+
+
+def preflight(cors: CorsSettings, methods: str) -> Handler:
+    """An ``OPTIONS`` handler answering CORS preflights for one path."""
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        headers = cors_headers(cors, request.headers.get("Origin"))
+        if not headers:
+            return web.Response(status=403)
+        headers.update({
+            "Access-Control-Allow-Methods": methods,
+            "Access-Control-Allow-Headers": "Authorization, Content-Type, Last-Event-ID",
+            "Access-Control-Max-Age": str(cors.max_age_s),
+        })  # fmt: skip
+        return web.Response(status=204, headers=headers)
+
+    return handle
