@@ -19,8 +19,8 @@ from .types import Message
 
 _OVERRIDES = ("model", "provider", "max_tokens", "buffer", "format")
 _FIELDS = frozenset({"prompt", "messages", *_OVERRIDES})
-_TRANSPORT_FIELDS = frozenset({"last_event_id"})
-"""Query parameters read by the transport, not by the stream request."""
+_TRANSPORT_FIELDS = frozenset({"last_event_id", "ticket"})
+"""Query parameters read by the transport and the auth guard, not by the stream request."""
 _ROLES = ("system", "user", "assistant")
 
 
