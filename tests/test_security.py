@@ -246,7 +246,7 @@ async def test_cors_allows_listed_origins_only(serve):
 
 
 def test_a_wildcard_origin_with_credentials_is_a_config_error():
-    with pytest.raises(streamserver.ConfigError, match="cors.origins"):
+    with pytest.raises(streamserver.ConfigError, match=r"cors\.origins"):
         streamserver.load_config(base_config(cors={"origins": ["*"], "allow_credentials": True}))
 
 
