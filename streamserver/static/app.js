@@ -1,0 +1,645 @@
+// streamserver demo page: one chat view over four transports. No dependencies, no build step.
+//
+// Safety: model text only ever reaches the page as text nodes (createTextNode / textContent) inside
+// elements this script builds; nothing here assigns innerHTML, so model output cannot inject markup.
+"use strict";
+
+(() => {
+  const $ = (id) => document.getElementById(id);
+  const ui = {
+    transport: $("transport"), model: $("model"), buffer: $("buffer"), bufferNote: $("buffer-note"),
+    format: $("format"), log: $("log"), empty: $("empty"), status: $("status"), form: $("composer"),
+    prompt: $("prompt"), send: $("send"), stop: $("stop"), wire: $("wire"),
+    conversationBar: $("conversation-bar"), conversationId: $("conversation-id"),
+    newConversation: $("new-conversation"),
+    ttft: $("stat-ttft"), rate: $("stat-rate"), tokens: $("stat-tokens"), reconnects: $("stat-reconnects"),
+  };
+  const STORAGE = { transport: "streamserver.transport", conversation: "streamserver.conversation" };
+  // The route each transport uses, as named in GET /v1/stream/options.
+  const ROUTES = {
+    eventsource: "/v1/stream", fetch: "/v1/stream", websocket: "/ws/stream",
+    conversation: "/ws/chat/{conversation_id}",
+  };
+  const MAX_RECONNECTS = 5;
+  const WIRE_LINES = 400;
+
+  let options = { buffers: [], formats: [], models: {}, routes: {} };
+  let current = null; // the stream in progress, a Run
+
+  // ---------------------------------------------------------------- storage (may be unavailable)
+
+  function load(key) {
+    try { return window.localStorage.getItem(key); } catch { return null; }
+  }
+  function save(key, value) {
+    try { window.localStorage.setItem(key, value); } catch { /* private mode: not remembered */ }
+  }
+
+  // ---------------------------------------------------------------- Markdown, as DOM nodes
+
+  const el = (tag, className, text) => {
+    const node = document.createElement(tag);
+    if (className) node.className = className;
+    if (text !== undefined) node.textContent = text;
+    return node;
+  };
+
+  const FENCE = /^\s{0,3}(```+|~~~+)\s*([\w+-]*)\s*$/;
+  const HEADING = /^\s{0,3}(#{1,6})\s+(.*?)\s*#*\s*$/;
+  const RULE = /^\s{0,3}([-*_])(\s*\1){2,}\s*$/;
+  const ITEM = /^\s{0,3}([-*+]|\d{1,9}[.)])\s+(.*)$/;
+  const QUOTE = /^\s{0,3}>\s?(.*)$/;
+  // Inline: `code`, **strong**, *em*, [text](http(s) link). Unclosed markers stay literal, so a
+  // half-streamed "**bo" shows as typed and becomes bold once the closing marker arrives.
+  const INLINE = /(`+)([^`]|[^`][\s\S]*?[^`])\1(?!`)|\*\*(?=\S)([\s\S]*?\S)\*\*|\*(?=[^\s*])([\s\S]*?[^\s*])\*(?!\*)|\[([^\]\n]+)\]\(([^()\s]+)\)/g;
+
+  function renderMarkdown(text, into) {
+    into.replaceChildren(...blocks(text.split(/\r\n|\r|\n/)));
+  }
+
+  function blocks(lines) {
+    const out = [];
+    let i = 0;
+    while (i < lines.length) {
+      const line = lines[i];
+      let m;
+      if (!line.trim()) { i += 1; continue; }
+      if ((m = FENCE.exec(line))) {
+        const body = [];
+        i += 1;
+        while (i < lines.length && !lines[i].trim().startsWith(m[1])) body.push(lines[i++]);
+        i += 1; // the closing fence (or the end of a still-streaming block)
+        const code = el("code", null, body.join("\n"));
+        if (m[2]) code.dataset.lang = m[2];
+        const pre = el("pre");
+        pre.append(code);
+        out.push(pre);
+      } else if ((m = HEADING.exec(line))) {
+        const level = Math.min(6, m[1].length + 2); // the page owns h1 and h2
+        const h = el(`h${level}`);
+        h.append(...inline(m[2]));
+        out.push(h);
+        i += 1;
+      } else if (RULE.test(line)) {
+        out.push(el("hr"));
+        i += 1;
+      } else if (QUOTE.test(line)) {
+        const body = [];
+        while (i < lines.length && (m = QUOTE.exec(lines[i]))) { body.push(m[1]); i += 1; }
+        const quote = el("blockquote");
+        quote.append(...blocks(body));
+        out.push(quote);
+      } else if ((m = ITEM.exec(line))) {
+        const ordered = /\d/.test(m[1]);
+        const list = el(ordered ? "ol" : "ul");
+        if (ordered && parseInt(m[1], 10) !== 1) list.start = parseInt(m[1], 10);
+        while (i < lines.length && (m = ITEM.exec(lines[i])) && /\d/.test(m[1]) === ordered) {
+          const item = el("li");
+          item.append(...inline(m[2]));
+          list.append(item);
+          i += 1;
+        }
+        out.push(list);
+      } else {
+        const body = [];
+        while (i < lines.length && lines[i].trim() && !startsBlock(lines[i])) body.push(lines[i++]);
+        const p = el("p");
+        p.append(...inline(body.join("\n")));
+        out.push(p);
+      }
+    }
+    return out;
+  }
+
+  function startsBlock(line) {
+    return FENCE.test(line) || HEADING.test(line) || RULE.test(line) || QUOTE.test(line) || ITEM.test(line);
+  }
+
+  function inline(text) {
+    const nodes = [];
+    let last = 0;
+    for (const m of text.matchAll(INLINE)) {
+      if (m.index > last) nodes.push(document.createTextNode(text.slice(last, m.index)));
+      last = m.index + m[0].length;
+      if (m[1]) {
+        nodes.push(el("code", null, m[2]));
+      } else if (m[3] !== undefined) {
+        const strong = el("strong");
+        strong.append(...inline(m[3]));
+        nodes.push(strong);
+      } else if (m[4] !== undefined) {
+        const em = el("em");
+        em.append(...inline(m[4]));
+        nodes.push(em);
+      } else {
+        nodes.push(link(m[5], m[6]) || document.createTextNode(m[0]));
+      }
+    }
+    if (last < text.length) nodes.push(document.createTextNode(text.slice(last)));
+    return nodes;
+  }
+
+  function link(label, href) {
+    let url;
+    try { url = new URL(href); } catch { return null; }
+    if (url.protocol !== "http:" && url.protocol !== "https:") return null; // no javascript: etc.
+    const a = el("a", null, label);
+    a.href = url.href;
+    a.rel = "noopener noreferrer nofollow";
+    a.target = "_blank";
+    return a;
+  }
+
+  // ---------------------------------------------------------------- the chat log
+
+  function addMessage(role, text) {
+    ui.empty.hidden = true;
+    const article = el("article", `msg ${role}`);
+    article.append(el("h2", "visually-hidden", role === "user" ? "You" : "Answer"));
+    const body = el("div", "body");
+    article.append(body);
+    if (role === "user") body.textContent = text;
+    else renderMarkdown(text || "", body);
+    ui.log.append(article);
+    article.scrollIntoView({ block: "end" });
+    return article;
+  }
+
+  function addNote(article, text, kind) {
+    const note = el("p", `note-line ${kind || ""}`, text);
+    article.append(note);
+  }
+
+  function clearLog() {
+    ui.log.querySelectorAll(".msg").forEach((node) => node.remove());
+    ui.empty.hidden = false;
+  }
+
+  function wire(line) {
+    const lines = ui.wire.textContent ? ui.wire.textContent.split("\n") : [];
+    lines.push(line);
+    ui.wire.textContent = lines.slice(-WIRE_LINES).join("\n");
+  }
+
+  // ---------------------------------------------------------------- one stream in progress
+
+  class Run {
+    constructor(prompt) {
+      this.prompt = prompt;
+      this.text = "";
+      this.tokens = 0;
+      this.reconnects = 0;
+      this.t0 = performance.now();
+      this.tFirst = null;
+      this.tLast = null;
+      this.done = false;
+      this.streamId = null;
+      this.lastSeq = -1;
+      this.lastId = null;
+      this.stopRequested = false;
+      this.cancel = () => {};
+      this.close = () => {};
+      this.frame = 0;
+      addMessage("user", prompt);
+      this.article = addMessage("assistant", "");
+      this.article.classList.add("streaming");
+      this.body = this.article.querySelector(".body");
+      this.typing = el("span", "typing");
+      this.typing.setAttribute("aria-hidden", "true");
+      this.typing.append(el("i"), el("i"), el("i"));
+      this.article.append(this.typing);
+      ui.wire.textContent = "";
+      ui.log.setAttribute("aria-busy", "true");
+      ui.send.disabled = true;
+      ui.stop.disabled = false;
+      setStatus("Waiting for the first token…");
+      this.paint();
+    }
+
+    /** Event ids are "<stream_id>:<seq>": a seq at or below the last one seen is a replay. */
+    fresh(id) {
+      if (!id) return true;
+      const seq = parseInt(id.slice(id.lastIndexOf(":") + 1), 10);
+      if (Number.isNaN(seq)) return true;
+      if (seq <= this.lastSeq) return false;
+      this.lastSeq = seq;
+      this.lastId = id;
+      return true;
+    }
+
+    token(content) {
+      const now = performance.now();
+      if (this.tFirst === null) { this.tFirst = now; setStatus("Streaming…"); }
+      this.tLast = now;
+      this.tokens += 1;
+      this.text += content;
+      if (!this.frame) this.frame = requestAnimationFrame(() => { this.frame = 0; this.paint(); });
+    }
+
+    reconnecting() {
+      this.reconnects += 1;
+      setStatus(`Connection lost, resuming (attempt ${this.reconnects})…`);
+      this.paint();
+    }
+
+    paint() {
+      renderMarkdown(this.text, this.body);
+      ui.ttft.textContent = this.tFirst === null ? "–" : `${Math.round(this.tFirst - this.t0)} ms`;
+      const seconds = this.tokens > 1 ? (this.tLast - this.tFirst) / 1000 : 0;
+      ui.rate.textContent = seconds > 0 ? ((this.tokens - 1) / seconds).toFixed(1) : "–";
+      ui.tokens.textContent = String(this.tokens);
+      ui.reconnects.textContent = String(this.reconnects);
+      if (this.done) return;
+      const box = ui.log.getBoundingClientRect();
+      if (box.bottom - window.innerHeight < 120) this.article.scrollIntoView({ block: "end" });
+    }
+
+    /** End the run: ``outcome`` is a finish reason, ``message`` a note shown under the answer. */
+    finish(outcome, message) {
+      if (this.done) return;
+      this.done = true;
+      if (this.frame) cancelAnimationFrame(this.frame);
+      this.close();
+      this.paint();
+      this.typing.remove();
+      this.article.classList.remove("streaming");
+      const stopped = outcome === "cancelled" || outcome === "client_gone";
+      if (stopped) addNote(this.article, "Stopped.", "warn");
+      if (message) addNote(this.article, message, outcome === "error" ? "error" : "warn");
+      const secs = ((performance.now() - this.t0) / 1000).toFixed(1);
+      const summary = outcome === "error" ? "Failed" : stopped ? "Stopped" : "Done";
+      setStatus(`${summary} · ${this.tokens} tokens in ${secs} s`);
+      ui.log.setAttribute("aria-busy", "false");
+      ui.send.disabled = false;
+      ui.stop.disabled = true;
+      if (current === this) current = null;
+    }
+  }
+
+  function setStatus(text) { ui.status.textContent = text; }
+
+  // ---------------------------------------------------------------- production SSE events
+
+  /** Apply one event of the production shape; replays (seq already seen) are dropped. */
+  function onProduction(run, name, data, id) {
+    if (run.done || !run.fresh(id)) return;
+    wire(`${name}  id=${id}  ${data}`);
+    let payload;
+    try { payload = JSON.parse(data); } catch { return; }
+    if (name === "stream_start") {
+      run.streamId = payload.stream_id;
+      if (run.stopRequested) cancelById(run.streamId);
+    } else if (name === "token") {
+      run.token(payload.content);
+    } else if (name === "error") {
+      run.error = payload.error;
+    } else if (name === "stream_end") {
+      run.finish(run.error ? "error" : payload.finish_reason, run.error);
+    }
+  }
+
+  async function cancelById(streamId) {
+    try {
+      const response = await fetch(`v1/streams/${encodeURIComponent(streamId)}`, { method: "DELETE" });
+      if (!response.ok && response.status !== 409) setStatus(await errorText(response));
+    } catch (err) {
+      setStatus(`Could not stop: ${err.message}`);
+    }
+  }
+
+  function sseCancel(run) {
+    return () => {
+      setStatus("Stopping…");
+      if (run.streamId) cancelById(run.streamId);
+      else run.stopRequested = true;
+    };
+  }
+
+  async function errorText(response) {
+    try {
+      const body = await response.json();
+      if (body && body.error) return `${response.status}: ${body.error.message || body.error}`;
+    } catch { /* not JSON */ }
+    return `HTTP ${response.status}`;
+  }
+
+  function streamFields(prompt) {
+    const fields = { prompt, format: "production" };
+    if (ui.model.value && !ui.model.disabled) fields.model = ui.model.value;
+    if (ui.buffer.value && !ui.buffer.disabled) fields.buffer = ui.buffer.value;
+    return fields;
+  }
+
+  // EventSource: the browser reconnects by itself with Last-Event-ID and the server resumes the same
+  // stream; events it replays that we already have are dropped by their seq.
+  function viaEventSource(run) {
+    const url = new URL("v1/stream", document.baseURI);
+    for (const [key, value] of Object.entries(streamFields(run.prompt))) url.searchParams.set(key, value);
+    const source = new EventSource(url);
+    let opened = false;
+    run.close = () => source.close();
+    run.cancel = sseCancel(run);
+    source.addEventListener("open", () => {
+      if (opened && !run.done) setStatus("Resumed.");
+      opened = true;
+    });
+    for (const name of ["stream_start", "token", "stream_end"]) {
+      source.addEventListener(name, (event) => onProduction(run, name, event.data, event.lastEventId));
+    }
+    // "error" is both the server's error event (a MessageEvent with data) and a connection failure.
+    source.addEventListener("error", (event) => {
+      if (typeof event.data === "string") {
+        onProduction(run, "error", event.data, event.lastEventId);
+      } else if (run.done) {
+        source.close();
+      } else if (source.readyState === EventSource.CONNECTING) {
+        run.reconnecting();
+      } else {
+        run.finish("error", opened
+          ? "The connection closed before the end of the answer."
+          : "The server refused the request (try the fetch transport to see why).");
+      }
+    });
+  }
+
+  /** A minimal SSE parser (the WHATWG rules): feed it text, it calls ``onEvent(name, data, id)``. */
+  class SSEParser {
+    constructor(onEvent, onRetry) {
+      this.onEvent = onEvent;
+      this.onRetry = onRetry;
+      this.buffer = "";
+      this.reset();
+    }
+    reset() { this.name = ""; this.data = []; this.id = null; }
+    push(chunk) {
+      this.buffer += chunk;
+      const lines = this.buffer.split(/\r\n|\r|\n/);
+      // The last piece may be an incomplete line; a trailing "\r" may be half of "\r\n".
+      this.buffer = lines.pop();
+      if (this.buffer === "" && chunk.endsWith("\r")) { lines.pop(); this.buffer = "\r"; }
+      for (const line of lines) this.line(line);
+    }
+    line(line) {
+      if (line === "\r") return;
+      if (line === "") {
+        if (this.data.length) this.onEvent(this.name || "message", this.data.join("\n"), this.id);
+        this.reset();
+        return;
+      }
+      if (line.startsWith(":")) return; // comment (keep-alive ping)
+      const colon = line.indexOf(":");
+      const field = colon < 0 ? line : line.slice(0, colon);
+      let value = colon < 0 ? "" : line.slice(colon + 1);
+      if (value.startsWith(" ")) value = value.slice(1);
+      if (field === "event") this.name = value;
+      else if (field === "data") this.data.push(value);
+      else if (field === "id" && !value.includes("\0")) this.id = value;
+      else if (field === "retry" && /^\d+$/.test(value)) this.onRetry(parseInt(value, 10));
+    }
+  }
+
+  // fetch + ReadableStream: POST the prompt; after a drop, GET /v1/streams/{id} with Last-Event-ID.
+  async function viaFetch(run) {
+    const abort = new AbortController();
+    let retryMs = 1000;
+    run.close = () => abort.abort();
+    run.cancel = sseCancel(run);
+    const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+    const parser = () => new SSEParser(
+      (name, data, id) => onProduction(run, name, data, id),
+      (ms) => { retryMs = ms; },
+    );
+    let response;
+    try {
+      response = await fetch("v1/stream", {
+        method: "POST",
+        headers: { "Content-Type": "application/json", Accept: "text/event-stream" },
+        body: JSON.stringify(streamFields(run.prompt)),
+        signal: abort.signal,
+      });
+    } catch (err) {
+      run.finish("error", `Could not connect: ${err.message}`);
+      return;
+    }
+    let failures = 0;
+    for (;;) {
+      if (response) {
+        if (response.status === 204) { run.finish("stop", "The stream had already ended."); return; }
+        if (!response.ok) { run.finish("error", await errorText(response)); return; }
+        run.streamId = run.streamId || response.headers.get("X-Stream-ID");
+        if (run.reconnects) setStatus("Resumed.");
+        try {
+          await readBody(response, parser(), () => { failures = 0; });
+        } catch {
+          if (abort.signal.aborted) return;
+        }
+      }
+      if (run.done || abort.signal.aborted) return;
+      if (!run.streamId || failures >= MAX_RECONNECTS) {
+        run.finish("error", "The connection was lost and the stream could not be resumed.");
+        return;
+      }
+      failures += 1;
+      run.reconnecting();
+      await sleep(retryMs);
+      if (run.done || abort.signal.aborted) return;
+      try {
+        response = await fetch(`v1/streams/${encodeURIComponent(run.streamId)}`, {
+          headers: run.lastId ? { "Last-Event-ID": run.lastId, Accept: "text/event-stream" } : {},
+          signal: abort.signal,
+        });
+      } catch {
+        response = null;
+        if (abort.signal.aborted) return;
+      }
+    }
+  }
+
+  async function readBody(response, parser, onData) {
+    const reader = response.body.getReader();
+    const decoder = new TextDecoder();
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) { parser.push(decoder.decode()); return; }
+      onData();
+      parser.push(decoder.decode(value, { stream: true }));
+    }
+  }
+
+  // ---------------------------------------------------------------- WebSocket modes
+
+  function socketURL(path) {
+    const url = new URL(path, document.baseURI);
+    url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
+    return url;
+  }
+
+  // A WebSocket stream cannot resume: a drop ends the answer with a note.
+  function viaSocket(run, path, first) {
+    const socket = new WebSocket(socketURL(path));
+    run.close = () => { if (socket.readyState <= WebSocket.OPEN) socket.close(1000); };
+    run.cancel = () => {
+      setStatus("Stopping…");
+      if (socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify({ type: "cancel" }));
+    };
+    socket.addEventListener("open", () => socket.send(JSON.stringify(first)));
+    socket.addEventListener("message", (event) => {
+      if (run.done) return;
+      wire(String(event.data));
+      let message;
+      try { message = JSON.parse(event.data); } catch { return; }
+      if (message.type === "token") run.token(message.content);
+      else if (message.type === "error") run.error = message.error;
+      else if (message.type === "done") {
+        const stopped = message.cancelled || message.status === "cancelled";
+        const outcome = run.error || message.status === "failed" ? "error" : stopped ? "cancelled" : "stop";
+        run.finish(outcome, run.error);
+      } else if (message.error) {
+        run.finish("error", message.error);
+      }
+    });
+    socket.addEventListener("close", (event) => {
+      if (!run.done) {
+        run.finish("error", `The connection dropped (code ${event.code}); a WebSocket answer cannot resume.`);
+      }
+    });
+  }
+
+  // ---------------------------------------------------------------- conversations
+
+  function newConversationId() {
+    const bytes = new Uint8Array(12);
+    crypto.getRandomValues(bytes);
+    return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+  }
+
+  function conversationId() {
+    let id = load(STORAGE.conversation);
+    if (!id || !/^[A-Za-z0-9_-]{1,64}$/.test(id)) {
+      id = newConversationId();
+      save(STORAGE.conversation, id);
+    }
+    return id;
+  }
+
+  async function loadHistory() {
+    const id = conversationId();
+    ui.conversationId.textContent = id;
+    clearLog();
+    let response;
+    try {
+      response = await fetch(`v1/conversations/${encodeURIComponent(id)}`);
+    } catch (err) {
+      setStatus(`Could not load the conversation: ${err.message}`);
+      return;
+    }
+    if (response.status === 404) { setStatus("New conversation."); return; }
+    if (!response.ok) { setStatus(await errorText(response)); return; }
+    const body = await response.json();
+    for (const message of body.messages || []) {
+      const article = addMessage(message.role === "user" ? "user" : "assistant", message.content);
+      if (message.status && message.status !== "complete") addNote(article, `(${message.status})`, "warn");
+    }
+    setStatus(`Conversation loaded: ${(body.messages || []).length} messages.`);
+  }
+
+  // ---------------------------------------------------------------- controls
+
+  function routeAllows(mode, field) {
+    const route = options.routes[ROUTES[mode]];
+    return Boolean(route && route.allow.includes(field));
+  }
+
+  function applyMode() {
+    const mode = ui.transport.value;
+    const bufferOk = routeAllows(mode, "buffer");
+    ui.buffer.disabled = !bufferOk;
+    ui.bufferNote.hidden = bufferOk;
+    ui.bufferNote.textContent = bufferOk ? "" : "This route does not take a buffer override.";
+    ui.model.disabled = !routeAllows(mode, "model") || ui.model.options.length === 0;
+    ui.conversationBar.hidden = mode !== "conversation";
+  }
+
+  async function changeMode() {
+    if (current) current.finish("cancelled", "Switched transport.");
+    save(STORAGE.transport, ui.transport.value);
+    applyMode();
+    clearLog();
+    setStatus("");
+    if (ui.transport.value === "conversation") await loadHistory();
+  }
+
+  function send() {
+    const prompt = ui.prompt.value;
+    if (!prompt.trim() || current) return;
+    const mode = ui.transport.value;
+    ui.prompt.value = "";
+    const run = new Run(prompt);
+    current = run;
+    if (mode === "eventsource") viaEventSource(run);
+    else if (mode === "fetch") viaFetch(run);
+    else if (mode === "websocket") {
+      const fields = streamFields(prompt);
+      delete fields.format; // the route's WebSocket shape is what this page reads
+      viaSocket(run, "ws/stream", fields);
+    } else {
+      const first = { message: prompt };
+      if (ui.model.value && !ui.model.disabled) first.model = ui.model.value;
+      viaSocket(run, `ws/chat/${encodeURIComponent(conversationId())}`, first);
+    }
+  }
+
+  async function fetchJSON(path) {
+    const response = await fetch(path);
+    if (!response.ok) throw new Error(await errorText(response));
+    return response.json();
+  }
+
+  async function init() {
+    ui.form.addEventListener("submit", (event) => { event.preventDefault(); send(); });
+    ui.prompt.addEventListener("keydown", (event) => {
+      if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+        event.preventDefault();
+        send();
+      }
+    });
+    ui.stop.addEventListener("click", () => { if (current) current.cancel(); });
+    ui.transport.addEventListener("change", changeMode);
+    ui.newConversation.addEventListener("click", async () => {
+      save(STORAGE.conversation, newConversationId());
+      await loadHistory();
+    });
+
+    const saved = load(STORAGE.transport);
+    if (saved && [...ui.transport.options].some((o) => o.value === saved)) ui.transport.value = saved;
+
+    const [loaded, models] = await Promise.allSettled([fetchJSON("v1/stream/options"), fetchJSON("v1/models")]);
+    if (loaded.status === "fulfilled") {
+      options = loaded.value;
+      for (const name of options.buffers) ui.buffer.append(new Option(name, name));
+      const others = options.formats.filter((f) => f !== "production");
+      if (others.length) ui.format.title = `Also served: ${others.join(", ")}`;
+      for (const option of ui.transport.options) option.disabled = !options.routes[ROUTES[option.value]];
+    } else {
+      setStatus(`Could not read the server's options: ${loaded.reason.message}`);
+    }
+    if (models.status === "fulfilled") {
+      const groups = new Map();
+      for (const model of models.value.data || []) {
+        if (!groups.has(model.owned_by)) groups.set(model.owned_by, []);
+        groups.get(model.owned_by).push(model.id);
+      }
+      for (const [provider, names] of groups) {
+        const group = document.createElement("optgroup");
+        group.label = provider;
+        for (const name of names) group.append(new Option(name, name));
+        ui.model.append(group);
+      }
+    }
+    applyMode();
+    if (ui.transport.value === "conversation") await loadHistory();
+    document.body.dataset.ready = "true";
+  }
+
+  init();
+})();

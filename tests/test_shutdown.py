@@ -1,0 +1,105 @@
+"""Graceful shutdown: SIGTERM to a real server process with 50 live streams."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import socket
+import sys
+import time
+
+import httpx
+from conftest import SCRIPTED, base_config, script
+from httpx_sse import aconnect_sse
+
+import streamserver
+from streamserver.app import SERVICE
+
+NOISE = ("Traceback", "Task was destroyed", "Unclosed", "Error")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+async def read_stream(
+    client: httpx.AsyncClient, params: dict[str, str], started: asyncio.Event
+) -> list:
+    events = []
+    async with aconnect_sse(client, "GET", "/v1/stream", params=params) as source:
+        async for event in source.aiter_sse():
+            events.append((event.event, json.loads(event.data)))
+            if event.event == "token":
+                started.set()
+    return events
+
+
+async def test_sigterm_with_50_live_streams_ends_each_with_its_answer_or_the_shutdown_event(
+    tmp_path,
+):
+    port = free_port()
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'[server]\nport = {port}\nplugins_dir = "{tmp_path}"\nshutdown_grace_s = 1\n'
+        "[providers.simulated]\nttft_ms = 0\ntokens_per_second = 20\nanswer_tokens = 400\n"
+        f'[conversations.sqlite]\npath = "{tmp_path / "c.sqlite3"}"\n',
+        encoding="utf-8",
+    )
+    server = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "streamserver", "serve", "--config", str(config),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert server.stdout is not None
+    await asyncio.wait_for(server.stdout.readline(), timeout=20)  # "listening on ..."
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30,
+                                 limits=httpx.Limits(max_connections=100)) as client:  # fmt: skip
+        # Half finish within the grace period (short echo answers at 20 tokens/s), half cannot.
+        params = [{"prompt": "short answer " * (i % 2 + 1), "model": "echo"} if i % 2
+                  else {"prompt": "long"} for i in range(50)]  # fmt: skip
+        started = [asyncio.Event() for _ in params]
+        readers = [
+            asyncio.create_task(read_stream(client, p, s))
+            for p, s in zip(params, started, strict=True)
+        ]
+        await asyncio.wait_for(asyncio.gather(*(s.wait() for s in started)), timeout=30)
+        server.send_signal(signal.SIGTERM)
+        signalled = time.monotonic()
+        results = await asyncio.wait_for(asyncio.gather(*readers), timeout=30)
+    _, stderr = await asyncio.wait_for(server.communicate(), timeout=30)
+
+    completed = shut_down = 0
+    for events in results:
+        names = [name for name, _ in events]
+        assert names[0] == "stream_start" and names[-1] == "stream_end"
+        if events[-1][1]["finish_reason"] == "stop":
+            assert "error" not in names
+            completed += 1
+        else:
+            error = events[-2]
+            assert error[0] == "error" and error[1]["code"] == "server_shutdown"
+            shut_down += 1
+    assert completed == 25 and shut_down == 25
+    assert server.returncode == 0
+    assert time.monotonic() - signalled < 10
+    assert not any(noise in stderr.decode() for noise in NOISE), stderr.decode()
+
+
+async def test_while_draining_new_streams_get_503_and_health_says_so(serve):
+    app = streamserver.create_app(base_config(server={"shutdown_grace_s": 1}, **SCRIPTED))
+    client = await serve(app=app)
+    async with client.http.stream("GET", "/v1/stream", params={"prompt": script(["a"], then="hang"),
+                                                               "model": "scripted"}):  # fmt: skip
+        drain = asyncio.create_task(app[SERVICE].drain(1))
+        await asyncio.sleep(0.05)
+        refused = await client.http.get("/stream", params={"prompt": "new"})
+        health = await client.http.get("/health")
+        await drain
+
+    assert refused.status_code == 503
+    assert refused.headers["Retry-After"]
+    assert refused.json()["error"]["code"] == "server_shutting_down"
+    assert health.status_code == 503
+    assert health.json()["status"] == "draining"
