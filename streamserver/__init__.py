@@ -14,8 +14,7 @@ from .config import Config, load_config
 from .errors import ConfigError, ProviderError, StreamRejected
 from .hookspecs import hookimpl
 from .inprocess import Segment, generate, generate_sync
-
-__version__ = "0.1.0"
+from .version import __version__
 
 __all__ = [
     "Config",

@@ -15,7 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
-from . import chat, openai_api, security
+from . import chat, openai_api, openapi, security
 from .config import Config, RouteSettings, load_config
 from .errors import StreamRejected
 from .http_errors import error_response, json_errors
@@ -80,6 +80,8 @@ def setup(app: web.Application, config: ConfigSource) -> Config:
     add("GET", "/v1/streams/{stream_id}", resume_stream)
     add("DELETE", "/v1/streams/{stream_id}", cancel_stream)
     add("POST", "/v1/tickets", issue_ticket)
+    spec = openapi.build_spec(loaded)
+    app.router.add_get("/openapi.json", lambda _request: _json_document(spec))
     get_conversation, delete_conversation = chat.history_handlers(SERVICE)
     add("GET", "/v1/conversations/{conversation_id}", get_conversation)
     add("DELETE", "/v1/conversations/{conversation_id}", delete_conversation)
@@ -298,6 +300,10 @@ async def _resume_or_start(
 async def demo_page(request: web.Request) -> web.FileResponse:
     """``GET /``: the demo chat page (``static/index.html``)."""
     return web.FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
+
+
+async def _json_document(document: dict[str, Any]) -> web.Response:
+    return web.json_response(document)
 
 
 async def health(request: web.Request) -> web.Response:

@@ -16,13 +16,15 @@ import sys
 from collections.abc import Sequence
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
-from . import __version__, fake_upstream
+from . import fake_upstream
 from .app import create_app
 from .ask import ask
 from .config import Config, load_config
 from .errors import ConfigError
 from .service import StreamService
+from .version import __version__
 
 DEFAULT_CONFIG = "config.toml"
 
@@ -102,6 +104,7 @@ def _serve(path: str, host: str | None, port: int | None) -> int:
         "httpx2",
     ):  # one line per request is too much by default
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    logging.getLogger("aiohttp.server").addFilter(_malformed_requests_in_one_line)
     app = create_app(config)
     web.run_app(
         app,
@@ -114,6 +117,16 @@ def _serve(path: str, host: str | None, port: int | None) -> int:
         ),
     )
     return 0
+
+
+def _malformed_requests_in_one_line(record: logging.LogRecord) -> bool:
+    """A malformed HTTP request is the client's mistake: one warning line, not a traceback."""
+    if record.exc_info and isinstance(record.exc_info[1], HttpProcessingError):
+        record.msg = f"{record.getMessage()}: {record.exc_info[1]!s}".replace("\n", " ")
+        record.args = ()
+        record.exc_info = None
+        record.levelno, record.levelname = logging.WARNING, "WARNING"
+    return True
 
 
 def _ask(args: argparse.Namespace) -> int:

@@ -264,7 +264,11 @@
       this.typing.remove();
       this.article.classList.remove("streaming");
       const stopped = outcome === "cancelled" || outcome === "client_gone";
-      if (stopped) addNote(this.article, "Stopped.", "warn");
+      if (outcome === "cancelled") addNote(this.article, "Stopped.", "warn");
+      if (outcome === "client_gone") {
+        addNote(this.article, "The connection dropped for longer than the server waits for a "
+          + "reader (resume.grace_s), so it stopped this answer.", "warn");
+      }
       if (message) addNote(this.article, message, outcome === "error" ? "error" : "warn");
       const secs = ((performance.now() - this.t0) / 1000).toFixed(1);
       const summary = outcome === "error" ? "Failed" : stopped ? "Stopped" : "Done";
@@ -372,15 +376,15 @@
     }
     reset() { this.name = ""; this.data = []; this.id = null; }
     push(chunk) {
-      this.buffer += chunk;
-      const lines = this.buffer.split(/\r\n|\r|\n/);
-      // The last piece may be an incomplete line; a trailing "\r" may be half of "\r\n".
-      this.buffer = lines.pop();
-      if (this.buffer === "" && chunk.endsWith("\r")) { lines.pop(); this.buffer = "\r"; }
+      let text = this.buffer + chunk;
+      // A trailing "\r" may be the first half of "\r\n": keep it until the next chunk.
+      const held = text.endsWith("\r") ? "\r" : "";
+      if (held) text = text.slice(0, -1);
+      const lines = text.split(/\r\n|\r|\n/);
+      this.buffer = lines.pop() + held; // the last piece is an incomplete line
       for (const line of lines) this.line(line);
     }
     line(line) {
-      if (line === "\r") return;
       if (line === "") {
         if (this.data.length) this.onEvent(this.name || "message", this.data.join("\n"), this.id);
         this.reset();
@@ -483,14 +487,19 @@
       if (socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify({ type: "cancel" }));
     };
     socket.addEventListener("open", () => socket.send(JSON.stringify(first)));
+    let started = false;
     socket.addEventListener("message", (event) => {
       if (run.done) return;
       wire(String(event.data));
       let message;
       try { message = JSON.parse(event.data); } catch { return; }
-      if (message.type === "token") run.token(message.content);
-      else if (message.type === "error") run.error = message.error;
-      else if (message.type === "done") {
+      if (message.type === "start") started = true;
+      else if (message.type === "token") { started = true; run.token(message.content); }
+      else if (message.type === "error") {
+        run.error = message.error;
+        // A refused message gets only the error; a failing stream still sends "done" after it.
+        if (!started) setTimeout(() => run.finish("error", run.error), path === "ws/stream" ? 0 : 1000);
+      } else if (message.type === "done") {
         const stopped = message.cancelled || message.status === "cancelled";
         const outcome = run.error || message.status === "failed" ? "error" : stopped ? "cancelled" : "stop";
         run.finish(outcome, run.error);
@@ -555,13 +564,16 @@
     const bufferOk = routeAllows(mode, "buffer");
     ui.buffer.disabled = !bufferOk;
     ui.bufferNote.hidden = bufferOk;
-    ui.bufferNote.textContent = bufferOk ? "" : "This route does not take a buffer override.";
+    ui.bufferNote.textContent = bufferOk ? "" : "Not taken by this route.";
     ui.model.disabled = !routeAllows(mode, "model") || ui.model.options.length === 0;
     ui.conversationBar.hidden = mode !== "conversation";
   }
 
   async function changeMode() {
-    if (current) current.finish("cancelled", "Switched transport.");
+    if (current) {
+      current.cancel();
+      current.finish("cancelled", "Switched transport.");
+    }
     save(STORAGE.transport, ui.transport.value);
     applyMode();
     clearLog();

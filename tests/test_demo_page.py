@@ -1,0 +1,283 @@
+"""The demo page at ``GET /``, driven in a real browser (Debian's Chromium, headless, via Playwright).
+
+The server runs in the test's event loop (the ``serve`` fixture), so the tests use Playwright's async
+API. Every stream is paced, and the answer is sampled while it streams: a page that only showed the
+text at the end would fail. Without /usr/bin/chromium the tests skip, except in CI, where they fail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from aiohttp import web
+from conftest import REPO, base_config
+from playwright.async_api import Browser, Page, async_playwright
+
+import streamserver
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+ARTIFACTS = REPO / "test-artifacts"
+
+pytestmark = pytest.mark.skipif(
+    not CHROMIUM.exists() and not os.environ.get("CI"),
+    reason="needs Chromium at /usr/bin/chromium (apt-get install chromium); CI fails instead",
+)
+
+# About 70 tokens: at 20 tokens a second the answer streams for ~3.5 s, long enough to watch it grow.
+PROMPT = (
+    "Streaming means the reader sees every word arrive as soon as the model produces it, "
+    "so a long answer starts at once and grows steadily until the very last token lands here."
+)
+TRANSPORTS = ["eventsource", "fetch", "websocket", "conversation"]
+
+
+def paced_config(tmp_path: Path, **sections: Any) -> dict[str, Any]:
+    """Simulated provider at 20 tokens/s (``echo`` streams the prompt back), conversations in tmp."""
+    simulated = {
+        "ttft_ms": 0,
+        "tokens_per_second": 20,
+        "jitter": 0,
+        "seed": 7,
+        "answer_tokens": 400,
+    }
+    return base_config(
+        providers={"simulated": simulated},
+        conversations={"sqlite": {"path": str(tmp_path / "chat.sqlite3")}},
+        **sections,
+    )
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    """A headless Chromium for one test."""
+    async with async_playwright() as playwright:
+        chromium = await playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
+        )
+        yield chromium
+        await chromium.close()
+
+
+@pytest.fixture
+async def page(browser: Browser) -> AsyncIterator[Page]:
+    """A fresh page (own storage) at phone width, failing the test on any uncaught page error."""
+    context = await browser.new_context(viewport={"width": 390, "height": 844})
+    page = await context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    yield page
+    await context.close()
+    assert errors == [], f"uncaught errors in the page: {errors}"
+
+
+async def open_demo(page: Page, base_url: str) -> None:
+    """Load ``GET /`` and wait until the selectors are filled from the server."""
+    await page.goto(base_url + "/")
+    await page.wait_for_selector("body[data-ready=true]")
+
+
+async def ask(page: Page, transport: str, model: str, prompt: str) -> None:
+    """Choose a transport and model, type the prompt and send it."""
+    await page.select_option("#transport", transport)
+    await page.select_option("#model", model)
+    await page.fill("#prompt", prompt)
+    await page.click("#send")
+
+
+def answer(page: Page) -> Any:
+    """The newest answer's rendered body."""
+    return page.locator(".msg.assistant .body").last
+
+
+async def watch_answer(page: Page, timeout: float = 15) -> list[str]:  # noqa: ASYNC109
+    """Sample the streaming answer until it ends; returns the distinct texts seen, in order."""
+    seen: list[str] = []
+    deadline = asyncio.get_running_loop().time() + timeout
+    await page.wait_for_selector(".msg.assistant")
+    while True:
+        streaming = await page.locator(".msg.assistant.streaming").count()
+        text = await answer(page).text_content() or ""
+        if not seen or seen[-1] != text:
+            seen.append(text)
+        if not streaming:
+            return seen
+        assert asyncio.get_running_loop().time() < deadline, f"still streaming; saw {seen[-1]!r}"
+        await asyncio.sleep(0.05)
+
+
+async def metrics(base_url: str) -> dict[str, Any]:
+    async with httpx.AsyncClient() as http:
+        response = await http.get(base_url + "/v1/stream/metrics")
+        data: dict[str, Any] = response.json()
+        return data
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_each_transport_streams_the_answer_as_it_grows(serve, page, tmp_path, transport):
+    client = await serve(paced_config(tmp_path))
+    await open_demo(page, client.base_url)
+    await ask(page, transport, "echo", PROMPT)
+    await page.wait_for_selector(".msg.assistant.streaming .typing")  # the typing indicator
+    if transport == "eventsource":
+        await wait_until_text(page, 40)
+        ARTIFACTS.mkdir(exist_ok=True)
+        await page.screenshot(path=str(ARTIFACTS / "demo-page.png"), full_page=True)
+    seen = await watch_answer(page)
+    assert seen[-1] == PROMPT
+    growing = [text for text in seen[:-1] if 0 < len(text) < len(PROMPT)]
+    assert len(growing) >= 5, f"too few intermediate states: {growing}"
+    assert all(PROMPT.startswith(text) for text in growing)
+    assert await page.locator(".typing").count() == 0
+    assert int(await page.text_content("#stat-tokens") or 0) > 20
+    assert (await page.text_content("#stat-ttft") or "").endswith(" ms")
+    assert float(await page.text_content("#stat-rate") or 0) > 5
+
+
+async def wait_until_text(page: Page, chars: int) -> None:
+    await page.wait_for_function(
+        "n => (document.querySelector('.msg.assistant:last-of-type .body') || {}).textContent"
+        "?.length >= n",
+        arg=chars,
+    )
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_stop_cancels_the_stream_on_the_server(serve, page, tmp_path, transport):
+    client = await serve(paced_config(tmp_path))
+    await open_demo(page, client.base_url)
+    await ask(page, transport, "simulated", "Tell me a long story")
+    await wait_until_text(page, 20)
+    await page.click("#stop")
+    await page.wait_for_selector(".msg.assistant:not(.streaming)")
+    stopped_at = await answer(page).text_content()
+    await asyncio.sleep(0.3)
+    assert await answer(page).text_content() == stopped_at  # nothing arrives after Stop
+    assert "Stopped." in (await page.locator(".msg.assistant .note-line").all_text_contents())
+    figures = await metrics(client.base_url)
+    assert figures["outcomes"].get("cancelled") == 1, figures["outcomes"]
+    assert await page.is_disabled("#stop")
+
+
+class ConnectionCutter:
+    """Remembers the streaming requests of the first browser connection so a test can cut it.
+
+    It hooks ``on_response_prepare``: a real request on a real socket, closed with
+    ``transport.abort()`` as a network failure would close it.
+    """
+
+    def __init__(self, app: web.Application, paths: tuple[str, ...]) -> None:
+        self.paths = paths
+        self.requests: list[web.Request] = []
+        app.on_response_prepare.append(self._remember)
+
+    async def _remember(self, request: web.Request, response: web.StreamResponse) -> None:
+        if request.path in self.paths and response.status == 200:
+            self.requests.append(request)
+
+    def cut_first(self) -> None:
+        transport = self.requests[0].transport
+        assert transport is not None
+        transport.abort()
+
+
+@pytest.mark.parametrize("transport", ["eventsource", "fetch"])
+async def test_a_connection_cut_mid_stream_resumes_without_gap_or_duplicate(
+    serve, page, tmp_path, transport
+):
+    app = streamserver.create_app(
+        paced_config(tmp_path, resume={"grace_s": 5}, server={"retry_ms": 200})
+    )
+    cutter = ConnectionCutter(app, ("/v1/stream",))
+    client = await serve(app=app)
+    await open_demo(page, client.base_url)
+    await ask(page, transport, "echo", PROMPT)
+    await wait_until_text(page, 30)
+    cutter.cut_first()
+    seen = await watch_answer(page)
+    assert seen[-1] == PROMPT
+    assert len(seen[-2]) < len(PROMPT)  # the cut happened mid-stream
+    assert await page.text_content("#stat-reconnects") == "1"
+    figures = await metrics(client.base_url)
+    assert figures["total_streams"] == 1  # resumed, not generated again
+    assert figures["outcomes"] == {"completed": 1}
+
+
+async def test_model_output_cannot_inject_html_or_script(serve, page, tmp_path):
+    client = await serve(paced_config(tmp_path))
+    hostile = (
+        '<img src=x onerror="window.__xss=1"> and <script>window.__xss=2</script> '
+        "and [click](javascript:window.__xss=3) and <b>bold?</b>"
+    )
+    await open_demo(page, client.base_url)
+    await ask(page, "fetch", "echo", hostile)
+    seen = await watch_answer(page)
+    await asyncio.sleep(0.3)  # an injected image would have failed to load by now
+    assert seen[-1] == hostile  # shown literally
+    assert await page.evaluate("window.__xss") is None
+    assert await page.locator("#log img, #log script, #log a, #log b").count() == 0
+
+
+async def test_markdown_is_rendered_while_streaming(serve, page, tmp_path):
+    client = await serve(paced_config(tmp_path))
+    await open_demo(page, client.base_url)
+    await ask(page, "websocket", "echo", "Use **bold** and `code`:\n\n- one\n- two")
+    await watch_answer(page)
+    body = answer(page)
+    assert await body.locator("strong").text_content() == "bold"
+    assert await body.locator("code").text_content() == "code"
+    assert await body.locator("ul > li").all_text_contents() == ["one", "two"]
+
+
+async def test_conversation_history_is_shown_again_after_a_reload(serve, page, tmp_path):
+    client = await serve(paced_config(tmp_path))
+    await open_demo(page, client.base_url)
+    await ask(page, "conversation", "echo", "Remember the tortoise.")
+    await watch_answer(page)
+    conversation_id = await page.text_content("#conversation-id")
+    await page.reload()
+    await page.wait_for_selector("body[data-ready=true]")
+    await page.wait_for_selector(".msg.assistant")
+    assert await page.input_value("#transport") == "conversation"
+    assert await page.text_content("#conversation-id") == conversation_id
+    assert await page.locator(".msg .body").all_text_contents() == [
+        "Remember the tortoise.",
+        "Remember the tortoise.",
+    ]
+    await page.click("#new-conversation")
+    await page.wait_for_selector(".msg", state="detached")
+    assert await page.text_content("#conversation-id") != conversation_id
+
+
+async def test_the_page_fills_its_selectors_from_the_server_and_fits_a_phone(serve, page, tmp_path):
+    client = await serve(paced_config(tmp_path))
+    await open_demo(page, client.base_url)
+    buffers = await page.locator("#buffer option").all_text_contents()
+    assert {"raw", "word", "sentence"} <= set(buffers)
+    assert {"simulated", "echo"} <= set(await page.locator("#model option").all_text_contents())
+    assert await page.is_disabled("#format")  # the page reads the production shape only
+    await page.select_option("#transport", "conversation")
+    assert await page.is_disabled("#buffer")  # the chat route allows no buffer override
+    for name in ("Transport", "Model", "Buffer", "Format", "Prompt"):
+        assert await page.get_by_label(name, exact=True).count() == 1
+    assert await page.get_attribute("#log", "aria-live") == "polite"
+    overflow = await page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+    assert overflow <= 0
+    await page.focus("#send")
+    outline = await page.evaluate("getComputedStyle(document.activeElement).outlineStyle")
+    assert outline == "solid"  # visible focus (the button was focused from script: focus-visible)

@@ -1,0 +1,82 @@
+"""``GET /openapi.json`` describes the server, and schemathesis finds no 5xx and no undocumented error.
+
+The server runs as a real process (schemathesis's client is synchronous); examples are bounded.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("openapi")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    config = tmp / "config.toml"
+    text = (REPO / "config.toml").read_text(encoding="utf-8")
+    text = text.replace("port = 8000", f"port = {port}").replace(
+        'plugins_dir = "plugins"', f'plugins_dir = "{tmp}"'
+    )
+    text = text.replace("ttft_ms = 300", "ttft_ms = 0").replace(
+        "tokens_per_second = 40", "tokens_per_second = 0"
+    )
+    text = text.replace("answer_tokens = 160", "answer_tokens = 20")
+    text = text.replace('path = "conversations.sqlite3"', f'path = "{tmp / "c.sqlite3"}"')
+    config.write_text(text + "\n", encoding="utf-8")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "streamserver", "serve", "--config", str(config)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            urllib.request.urlopen(base + "/health", timeout=1).close()
+            break
+        except OSError:
+            if time.monotonic() > deadline or process.poll() is not None:
+                process.kill()
+                raise RuntimeError(f"server did not start: {process.communicate()[1]}") from None
+            time.sleep(0.1)
+    yield base
+    process.terminate()
+    _, stderr = process.communicate(timeout=30)
+    assert "Traceback" not in stderr, stderr
+
+
+def test_the_spec_lists_every_route_of_the_shipped_config(server):
+    with urllib.request.urlopen(f"{server}/openapi.json") as response:
+        spec = json.load(response)
+
+    assert spec["openapi"].startswith("3.")
+    for path in ("/stream", "/stream/v2", "/stream/safe", "/stream/progress", "/v1/stream", "/v1/chat/completions",
+                 "/v1/models", "/v1/streams/{stream_id}", "/health", "/v1/stream/metrics", "/ws/stream",
+                 "/ws/chat/{conversation_id}", "/v1/conversations/{conversation_id}", "/metrics"):  # fmt: skip
+        assert path in spec["paths"], path
+    assert set(spec["paths"]["/v1/stream"]) == {"get", "post"}
+
+
+def test_schemathesis_finds_no_server_error_and_no_undocumented_response(server, tmp_path):
+    # The schemathesis CLI (its pytest plugin does not support this pytest): bounded examples per
+    # operation, deterministic, every response checked against the spec.
+    result = subprocess.run(
+        [str(Path(sys.executable).with_name("schemathesis")), "run", f"{server}/openapi.json",
+         "--checks", "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance",
+         "--max-examples", "15", "--phases", "examples,coverage,fuzzing", "--generation-deterministic",
+         "--request-timeout", "10", "--continue-on-failure", "--no-color"],
+        capture_output=True, text=True, timeout=400, cwd=tmp_path,
+    )  # fmt: skip
+
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
