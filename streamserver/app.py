@@ -7,6 +7,7 @@ App state lives under typed ``web.AppKey``s; the runtime opens and closes in ``c
 from __future__ import annotations
 
 import inspect
+import json
 import logging
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -80,8 +81,7 @@ def setup(app: web.Application, config: ConfigSource) -> Config:
     add("GET", "/v1/streams/{stream_id}", resume_stream)
     add("DELETE", "/v1/streams/{stream_id}", cancel_stream)
     add("POST", "/v1/tickets", issue_ticket)
-    spec = openapi.build_spec(loaded)
-    app.router.add_get("/openapi.json", lambda _request: _json_document(spec))
+    app.router.add_get("/openapi.json", _document(openapi.build_spec(loaded)))
     get_conversation, delete_conversation = chat.history_handlers(SERVICE)
     add("GET", "/v1/conversations/{conversation_id}", get_conversation)
     add("DELETE", "/v1/conversations/{conversation_id}", delete_conversation)
@@ -302,8 +302,13 @@ async def demo_page(request: web.Request) -> web.FileResponse:
     return web.FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
 
 
-async def _json_document(document: dict[str, Any]) -> web.Response:
-    return web.json_response(document)
+def _document(document: dict[str, Any]) -> Handler:
+    body = json.dumps(document).encode()
+
+    async def handle(request: web.Request) -> web.Response:
+        return web.Response(body=body, content_type="application/json")
+
+    return handle
 
 
 async def health(request: web.Request) -> web.Response:
