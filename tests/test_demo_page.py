@@ -137,7 +137,7 @@ async def test_each_transport_streams_the_answer_as_it_grows(serve, page, tmp_pa
     if transport == "eventsource":
         await wait_until_text(page, 40)
         ARTIFACTS.mkdir(exist_ok=True)
-        await page.screenshot(path=str(ARTIFACTS / "demo-page.png"), full_page=True)
+        await page.screenshot(path=str(ARTIFACTS / "demo-page.png"))
     seen = await watch_answer(page)
     assert seen[-1] == PROMPT
     growing = [text for text in seen[:-1] if 0 < len(text) < len(PROMPT)]
@@ -281,3 +281,14 @@ async def test_the_page_fills_its_selectors_from_the_server_and_fits_a_phone(ser
     await page.focus("#send")
     outline = await page.evaluate("getComputedStyle(document.activeElement).outlineStyle")
     assert outline == "solid"  # visible focus (the button was focused from script: focus-visible)
+
+
+async def test_the_page_works_when_the_app_is_mounted_under_a_prefix(serve, page, tmp_path):
+    outer = web.Application()
+    outer.add_subapp("/llm/", streamserver.create_app(paced_config(tmp_path)))
+    client = await serve(app=outer)
+    await open_demo(page, client.base_url + "/llm")
+    assert "echo" in await page.locator("#model option").all_text_contents()
+    await ask(page, "websocket", "echo", "Mounted apps use relative URLs.")
+    seen = await watch_answer(page)
+    assert seen[-1] == "Mounted apps use relative URLs."

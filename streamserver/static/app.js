@@ -161,9 +161,13 @@
     if (role === "user") body.textContent = text;
     else renderMarkdown(text || "", body);
     ui.log.append(article);
-    article.scrollIntoView({ block: "end" });
+    scrollToEnd();
     return article;
   }
+
+  // Follow a growing answer only while the reader is at the bottom: scrolling up to read stays put.
+  const atEnd = () => window.innerHeight + window.scrollY >= document.documentElement.scrollHeight - 160;
+  const scrollToEnd = () => window.scrollTo({ top: document.documentElement.scrollHeight });
 
   function addNote(article, text, kind) {
     const note = el("p", `note-line ${kind || ""}`, text);
@@ -243,15 +247,14 @@
     }
 
     paint() {
+      const follow = !this.done && atEnd();
       renderMarkdown(this.text, this.body);
       ui.ttft.textContent = this.tFirst === null ? "–" : `${Math.round(this.tFirst - this.t0)} ms`;
       const seconds = this.tokens > 1 ? (this.tLast - this.tFirst) / 1000 : 0;
       ui.rate.textContent = seconds > 0 ? ((this.tokens - 1) / seconds).toFixed(1) : "–";
       ui.tokens.textContent = String(this.tokens);
       ui.reconnects.textContent = String(this.reconnects);
-      if (this.done) return;
-      const box = ui.log.getBoundingClientRect();
-      if (box.bottom - window.innerHeight < 120) this.article.scrollIntoView({ block: "end" });
+      if (follow) scrollToEnd();
     }
 
     /** End the run: ``outcome`` is a finish reason, ``message`` a note shown under the answer. */
