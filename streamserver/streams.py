@@ -20,22 +20,30 @@ from .types import StreamEnd, StreamStart
 CancelReason: TypeAlias = Literal["cancelled", "client_gone", "shutdown", "limit", "upstream_idle"]
 
 
+Tap: TypeAlias = Callable[[bytes | str], bool]
+"""Hands a reader one new event synchronously; returns False to decline (the reader then wakes
+and writes it the ordinary way)."""
+
+
 class StreamLog:
     """Append-only log of one stream's wire events (bytes for SSE, str for WebSocket).
 
     Sequence numbers are positions in the log; ``end`` is the next one. The producer appends
     synchronously and awaits ``writable()`` when ``full``; readers ``wait(pos)`` then ``read(pos)``.
+    A reader that has caught up may ``follow`` with a tap instead: each new event is handed to the
+    tap the moment it is appended (a direct socket write for SSE), with no task switch per event.
     """
 
     __slots__ = (
         "_base",
-        "_changed",
         "_items",
         "_max_bytes",
+        "_parked",
         "_readers",
         "_retain",
         "_writable",
         "closed",
+        "end",
         "floor",
         "high_water",
         "nbytes",
@@ -46,9 +54,12 @@ class StreamLog:
         self._items: list[bytes | str] = []
         self._base = 0
         """Sequence number of ``_items[0]`` (above 0 once read events are dropped)."""
+        self.end = 0
+        """Sequence number the next appended event gets."""
         self._retain = retain
         self._readers: list[Reader] = []
-        self._changed: asyncio.Future[None] | None = None
+        self._parked: list[Reader] = []
+        """Readers waiting for the next event (some with a tap)."""
         self._writable: asyncio.Future[None] | None = None
         self.high_water = high_water
         self.floor = 0
@@ -60,24 +71,33 @@ class StreamLog:
         """Events dropped (already read by every reader) to keep the log under ``max_bytes``."""
 
     @property
-    def end(self) -> int:
-        """Sequence number the next appended event gets."""
-        return self._base + len(self._items)
-
-    @property
     def full(self) -> bool:
         """True when the slowest reader is ``high_water`` or more events behind."""
-        return self._base + len(self._items) - self.floor >= self.high_water
+        return self.end - self.floor >= self.high_water
 
     def append(self, item: bytes | str) -> None:
-        """Add one encoded event and wake waiting readers. Hot path: keep it short."""
+        """Add one encoded event and hand it to waiting readers. Hot path: keep it short."""
         self._items.append(item)
+        self.end += 1
         self.nbytes += len(item)
-        changed = self._changed
-        if changed is not None:
-            self._changed = None
-            if not changed.done():
-                changed.set_result(None)
+        if self._parked:
+            self._deliver(item)
+
+    def _deliver(self, item: bytes | str) -> None:
+        end = self.end
+        tapped = woken = False
+        for reader in self._parked:
+            tap = reader.tap
+            if tap is not None and reader.pos == end - 1 and tap(item):
+                reader.pos = end
+                tapped = True
+            else:
+                reader.wake()
+                woken = True
+        if woken:
+            self._parked = [r for r in self._parked if r.waiter is not None]
+        if tapped:
+            self._update_floor()
 
     def read(self, pos: int) -> list[bytes | str]:
         """Every event from ``pos`` to the end (empty if none). ``pos`` must not be trimmed."""
@@ -90,29 +110,48 @@ class StreamLog:
 
     async def wait(self, pos: int) -> None:
         """Return once an event at ``pos`` exists or the log is closed."""
-        while pos >= self.end and not self.closed:
-            if self._changed is None:
-                self._changed = asyncio.get_running_loop().create_future()
-            await asyncio.shield(self._changed)
+        if pos < self.end or self.closed:
+            return
+        await self._park(Reader(pos), None)
+
+    async def follow(self, reader: Reader, tap: Tap) -> None:
+        """Hand each new event to ``tap`` as it is appended (advancing ``reader``) until the tap
+        declines one or the log closes; return then, with that event unread."""
+        if reader.pos < self.end or self.closed:
+            return
+        await self._park(reader, tap)
+
+    async def _park(self, reader: Reader, tap: Tap | None) -> None:
+        reader.waiter = asyncio.get_running_loop().create_future()
+        reader.tap = tap
+        self._parked.append(reader)
+        try:
+            await reader.waiter
+        finally:
+            reader.waiter = None
+            reader.tap = None
+            if reader in self._parked:
+                self._parked.remove(reader)
 
     async def writable(self) -> None:
         """Wait until the slowest reader has caught up below the high-water mark."""
         while self.full and not self.closed:
-            if self._writable is None:
+            if self._writable is None or self._writable.done():
                 self._writable = asyncio.get_running_loop().create_future()
-            await asyncio.shield(self._writable)
+            await self._writable
 
     def close(self) -> None:
         """No more events: wake every reader so it can finish."""
         self.closed = True
-        self._wake_all()
+        parked, self._parked = self._parked, []
+        for reader in parked:
+            reader.wake()
+        self._wake_producer()
 
-    def _wake_all(self) -> None:
-        for attr in ("_changed", "_writable"):
-            fut = getattr(self, attr)
-            setattr(self, attr, None)
-            if fut is not None and not fut.done():
-                fut.set_result(None)
+    def _wake_producer(self) -> None:
+        fut, self._writable = self._writable, None
+        if fut is not None and not fut.done():
+            fut.set_result(None)
 
     def attach(self, pos: int) -> Reader:
         """Register a reader starting at ``pos``; it holds back the producer via ``floor``."""
@@ -140,10 +179,12 @@ class StreamLog:
     def _update_floor(self) -> None:
         # With no reader the floor stays where the last one left it: the producer runs on up to
         # high_water events for a reader that may come back (resume), then waits.
-        if self._readers:
-            self.floor = min(r.pos for r in self._readers)
-        if not self._retain and self.floor > self._base:
-            self._drop(self.floor - self._base)
+        readers = self._readers
+        if readers:
+            self.floor = readers[0].pos if len(readers) == 1 else min(r.pos for r in readers)
+        if not self._retain:
+            if self.floor > self._base:
+                self._drop(self.floor - self._base)
         elif self._max_bytes and self.nbytes > self._max_bytes:
             # Keep what resume needs within the budget: the oldest events every reader has had go.
             count = 0
@@ -153,25 +194,32 @@ class StreamLog:
                 count += 1
             self._drop(count)
             self.trimmed += count
-        if not self.full and self._writable is not None:
-            fut, self._writable = self._writable, None
-            if not fut.done():
-                fut.set_result(None)
+        if self._writable is not None and self.end - self.floor < self.high_water:
+            self._wake_producer()
 
     def _drop(self, count: int) -> None:
         if count:
-            self.nbytes -= sum(len(i) for i in self._items[:count])
-            del self._items[:count]
+            items = self._items
+            self.nbytes -= len(items[0]) if count == 1 else sum(len(i) for i in items[:count])
+            del items[:count]
             self._base += count
 
 
 class Reader:
-    """One transport's position in a log."""
+    """One transport's position in a log, and while it waits, its wake-up and optional tap."""
 
-    __slots__ = ("pos",)
+    __slots__ = ("pos", "tap", "waiter")
 
     def __init__(self, pos: int) -> None:
         self.pos = pos
+        self.waiter: asyncio.Future[None] | None = None
+        self.tap: Tap | None = None
+
+    def wake(self) -> None:
+        """End this reader's wait."""
+        waiter, self.waiter = self.waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
 
 class Stream:

@@ -16,8 +16,6 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import openai
-
 from ..errors import ConfigError, ProviderError
 from ..hookspecs import Register, hookimpl
 from ..sse_decoder import SSEDecoder
@@ -54,6 +52,11 @@ class OpenAIProvider:
     """Streams chat completions from one OpenAI-compatible upstream."""
 
     def __init__(self, options: OpenAIProviderOptions) -> None:
+        # Imported here, not at module level: the SDK (with pydantic and httpx) costs ~25 MB and
+        # ~0.2 s at start-up, paid only by servers that configure an openai provider.
+        import openai
+
+        self._openai = openai
         self.options = options
         self.error_responses: Counter[int] = Counter()
         api_key = "not-needed"
@@ -136,7 +139,7 @@ class OpenAIProvider:
         except ProviderError:
             raise
         except Exception as exc:
-            error = translate(exc, openai)
+            error = translate(exc, self._openai)
             if error is None:
                 raise
             raise error from None

@@ -89,6 +89,23 @@ class _MarkovText:
 
 
 _TEXT = _MarkovText(_CORPUS)
+_POOL_SIZE = 512
+_pool: list[tuple[list[str], list[str]]] = []
+_shared_rng = random.Random()
+
+
+def _sentence_pool() -> list[tuple[list[str], list[str]]]:
+    """512 generated sentences, tokenized once (as the first and as a following sentence).
+
+    Generation then costs a random choice per sentence instead of a Markov walk and a regex
+    per sentence, so the simulated model is cheap enough to measure the server, not itself.
+    """
+    if not _pool:
+        sentences = _TEXT.sentences(random.Random(0))
+        for _ in range(_POOL_SIZE):
+            sentence = next(sentences)
+            _pool.append((tokenize(sentence), tokenize(" " + sentence)))
+    return _pool
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,37 +148,43 @@ class SimulatedProvider:
 
     async def _stream(self, request: GenerationRequest) -> AsyncIterator[Delta]:
         options = self.options
-        rng = random.Random(options.seed)
-        limit = request.max_tokens
+        # A seeded stream gets its own generator (2.5 KB); the rest share one.
+        rng = random.Random(options.seed) if options.seed is not None else _shared_rng
         pieces = self._pieces(request, rng)
         prompt_tokens = sum(len(tokenize(m.content)) for m in request.messages)
-        loop = asyncio.get_running_loop()
+        # Stop before the token that would pass max_tokens, or fail at fail_after_tokens.
+        fail_at = options.fail_after_tokens
+        limit = request.max_tokens
+        stop_at = min(n for n in (limit, fail_at, 1 << 62) if n is not None)
         gap = 1.0 / options.tokens_per_second if options.tokens_per_second > 0 else 0.0
-        due = loop.time() + options.ttft_ms / 1000
+        jitter = options.jitter * gap
+        if options.ttft_ms > 0:
+            await asyncio.sleep(options.ttft_ms / 1000)
+        clock = asyncio.get_running_loop().time
+        due = clock()
         count = 0
-        reason = "stop"
+        cut_short = False
         for piece in pieces:
-            if limit is not None and count >= limit:
-                reason = "length"
+            if count == stop_at:
+                cut_short = True
                 break
-            if options.fail_after_tokens is not None and count >= options.fail_after_tokens:
-                raise ProviderError(
-                    "provider_error",
-                    f"the simulated model failed after {count} tokens (fail_after_tokens)",
-                )
-            delay = due - loop.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            elif not gap and count % 64 == 0:
+            if gap:
+                # Paced against a schedule, not by sleeping a gap after each token: late wakeups
+                # under load do not slow the average rate.
+                delay = due - clock()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                due += gap + jitter * (2 * rng.random() - 1) if jitter else gap
+            elif not count & 63:
                 await asyncio.sleep(0)  # flat out, but let the rest of the server breathe
             yield piece
             count += 1
-            due += gap * (1 + options.jitter * (2 * rng.random() - 1)) if gap else 0
-        if options.fail_after_tokens is not None and count >= options.fail_after_tokens:
+        if fail_at is not None and count >= fail_at:
             raise ProviderError(
                 "provider_error",
                 f"the simulated model failed after {count} tokens (fail_after_tokens)",
             )
+        reason = "length" if cut_short else "stop"
         yield Finish(reason, request.model, Usage(prompt_tokens, count))
 
     def _pieces(self, request: GenerationRequest, rng: random.Random) -> Iterator[str]:
@@ -169,13 +192,14 @@ class SimulatedProvider:
             users = [m.content for m in request.messages if m.role == "user"]
             yield from tokenize(users[-1] if users else "")
             return
-        produced = 0
-        for i, sentence in enumerate(_TEXT.sentences(rng)):
-            pieces = tokenize(sentence if i == 0 else " " + sentence)
+        pool = _sentence_pool()
+        first = rng.choice(pool)[0]
+        yield from first
+        produced = len(first)
+        while produced < self.options.answer_tokens:
+            pieces = rng.choice(pool)[1]
             yield from pieces
             produced += len(pieces)
-            if produced >= self.options.answer_tokens:
-                return
 
 
 @hookimpl

@@ -103,21 +103,47 @@ async def send_stream(
         _detect_dead_peer(request, settings.dead_peer_timeout_s)
     log = stream.log
     reader = stream.attach(start)
-    pos = start
+    transport = request.transport
+    # While this reader keeps up, new events are written to the socket the moment they are
+    # appended (``follow``): no task switch, no future, no timer per token. That needs the
+    # framing on the wire to be plain HTTP/1.1 chunks we can write ourselves (no compression),
+    # and the headers flushed by aiohttp's own first write.
+    direct = (
+        transport is not None
+        and not response.compression
+        and response.headers.get("Transfer-Encoding") == "chunked"
+    )
+
+    def write_now(item: bytes | str) -> bool:
+        # Only into an empty socket buffer: a reader that falls behind goes back to the
+        # ordinary path, with batching, drain and the send timeout.
+        if transport is None or transport.is_closing() or transport.get_write_buffer_size():
+            return False
+        transport.write(b"%x\r\n%b\r\n" % (len(item), item))  # type: ignore[str-format]
+        return True
+
+    wrote = False
     try:
         async with response:
             while True:
-                if pos >= log.end:
+                if reader.pos >= log.end:
                     if log.closed:
                         break
-                    await log.wait(pos)
+                    if wrote and direct:
+                        await log.follow(reader, write_now)
+                        log.advance(reader, reader.pos)
+                    else:
+                        await log.wait(reader.pos)
                     continue
-                items = log.read(pos)
-                pos += len(items)
+                items = log.read(reader.pos)
                 data = items[0] if len(items) == 1 else b"".join(items)  # type: ignore[arg-type]
-                async with asyncio.timeout(settings.send_timeout_s):
-                    await response.write(data)  # type: ignore[arg-type]
-                log.advance(reader, pos)
+                if len(data) < 32768 and transport and not transport.get_write_buffer_size():
+                    await response.write(data)  # type: ignore[arg-type]  # cannot block
+                else:
+                    async with asyncio.timeout(settings.send_timeout_s):
+                        await response.write(data)  # type: ignore[arg-type]
+                wrote = True
+                log.advance(reader, reader.pos + len(items))
     except (ConnectionError, TimeoutError, RuntimeError):
         # The client went away (reset, stalled past send_timeout, or closed under us).
         pass
