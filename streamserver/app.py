@@ -60,8 +60,9 @@ def setup(app: web.Application, config: ConfigSource) -> Config:
     app.on_response_prepare.append(_add_cors_headers)
     methods: dict[str, set[str]] = {}
 
-    def add(method: str, path: str, handler: Handler) -> None:
-        app.router.add_route(method, path, _guarded(path, handler))
+    def add(method: str, path: str, handler: Handler, *, admits: bool = False) -> None:
+        # ``admits``: the handler calls ``_admit`` itself.
+        app.router.add_route(method, path, handler if admits else _guarded(path, handler))
         methods.setdefault(path, set()).add(method)
 
     for path, route in loaded.routes.items():
@@ -73,7 +74,7 @@ def setup(app: web.Application, config: ConfigSource) -> Config:
             add("POST", path, openai_api.chat_completions_handler(path, route, SERVICE))
         else:
             for method in route.methods:
-                add(method, path, _stream_handler(path, route))
+                add(method, path, _stream_handler(path, route), admits=True)
     add("GET", "/health", health)
     add("GET", "/v1/stream/metrics", stream_metrics)
     add("GET", "/v1/models", openai_api.models_handler(SERVICE))
@@ -106,18 +107,26 @@ def _guarded(path: str, handler: Handler) -> Handler:
 
     async def handle(request: web.Request) -> web.StreamResponse:
         service = request.app[SERVICE]
-        request[_CORS] = security.cors_headers(service.config.cors, request.headers.get("Origin"))
         try:
-            identity = service.access.identify(request)
-            if path not in service.config.auth.public_paths:
-                service.access.check_rate(identity)
+            _admit(request, service, path)
         except StreamRejected as exc:
             service.reject(path, exc)
             return error_response(exc)
-        request[security.KEY_ID] = identity
         return await handler(request)
 
     return handle
+
+
+def _admit(request: web.Request, service: StreamService, path: str) -> None:
+    """Mark ``request`` for CORS, identify its caller and charge its rate limit (or raise).
+
+    A plain function, called by stream handlers themselves: a wrapping coroutine would be one
+    more frame held for the whole life of every stream."""
+    request[_CORS] = security.cors_headers(service.config.cors, request.headers.get("Origin"))
+    identity = service.access.identify(request)
+    if path not in service.config.auth.public_paths:
+        service.access.check_rate(identity)
+    request[security.KEY_ID] = identity
 
 
 async def _add_cors_headers(request: web.Request, response: web.StreamResponse) -> None:
@@ -143,14 +152,18 @@ def _stream_handler(path: str, route: RouteSettings) -> Handler:
     async def handle(request: web.Request) -> web.StreamResponse:
         service = request.app[SERVICE]
         try:
+            _admit(request, service, path)
             stream, start = await _resume_or_start(request, service, path, route)
         except StreamRejected as exc:
             service.reject(path, exc)
             return error_response(exc)
         try:
-            return await _send_from(request, service, stream, start)
+            nothing_left = _check_resume_point(service, stream, start)
         except StreamRejected as exc:
             return error_response(exc)
+        if nothing_left:
+            return web.Response(status=204)  # tells EventSource to stop reconnecting
+        return await sse.send_stream(request, stream, start, service.config.server, service.sse)
 
     handle.__name__ = f"stream {path}"
     return handle
@@ -199,7 +212,9 @@ async def resume_stream(request: web.Request) -> web.StreamResponse:
                 400, "invalid_last_event_id", "Last-Event-ID must be '<this stream id>:<seq>'"
             )
         start = parsed[1] + 1
-    return await _send_from(request, service, stream, start)
+    if _check_resume_point(service, stream, start):
+        return web.Response(status=204)
+    return await sse.send_stream(request, stream, start, service.config.server, service.sse)
 
 
 @json_errors
@@ -268,17 +283,14 @@ async def stream_options(request: web.Request) -> web.Response:
     )
 
 
-async def _send_from(
-    request: web.Request, service: StreamService, stream: Stream, start: int
-) -> web.StreamResponse:
+def _check_resume_point(service: StreamService, stream: Stream, start: int) -> bool:
+    """Whether ``stream`` can be read from ``start`` (410 if those events are gone); True when
+    there is nothing left to send."""
     if not stream.log.available(start):
         raise StreamRejected(410, "events_expired", "the events after that id are no longer kept")
     if start and stream.info is not None:
         service.sinks.stream_resumed(stream.info)
-    if stream.finished and start >= stream.log.end:
-        # Nothing left to send: 204 tells EventSource to stop reconnecting.
-        return web.Response(status=204)
-    return await sse.send_stream(request, stream, start, service.config.server)
+    return stream.finished and start >= stream.log.end
 
 
 async def _resume_or_start(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import ipaddress
 import logging
 import os
@@ -106,17 +107,28 @@ def _serve(path: str, host: str | None, port: int | None) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     logging.getLogger("aiohttp.server").addFilter(_malformed_requests_in_one_line)
     app = create_app(config)
-    web.run_app(
-        app,
-        host=host,
-        port=port,
-        handler_cancellation=True,  # a client that goes away cancels its handler at once
-        shutdown_timeout=config.server.shutdown_grace_s + 5,
-        print=lambda _: print(
-            f"streamserver {__version__} listening on http://{_url_host(host)}:{port}", flush=True
-        ),
-    )
+    try:
+        web.run_app(
+            app,
+            host=host,
+            port=port,
+            handler_cancellation=True,  # a client that goes away cancels its handler at once
+            shutdown_timeout=config.server.shutdown_grace_s + 5,
+            print=lambda _: print(
+                f"streamserver {__version__} listening on http://{_url_host(host)}:{port}",
+                flush=True,
+            ),
+        )
+    except OSError as exc:
+        if exc.errno not in _LISTEN_ERRORS:
+            raise
+        print(f"streamserver: cannot listen on {host}:{port}: {exc.strerror}", file=sys.stderr)
+        return 1
     return 0
+
+
+_LISTEN_ERRORS = {errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES}
+"""Why a socket cannot be bound: said in one line, not a traceback."""
 
 
 def _malformed_requests_in_one_line(record: logging.LogRecord) -> bool:

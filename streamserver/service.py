@@ -21,7 +21,7 @@ from .security import Access
 from .sinks import SinkFanout
 from .stream_request import StreamParams
 from .streams import Stream, StreamLog, StreamRegistry
-from .transports.sse import SSEEncoder
+from .transports.sse import SSEConnections, SSEEncoder
 from .transports.ws import WSEncoder
 from .types import GenerationRequest, MetricsSink, Provider, StreamStart, Transport
 
@@ -47,6 +47,9 @@ class StreamService:
         self.streams = StreamRegistry(
             retain_s=config.resume.retain_s, max_streams=config.resume.max_streams
         )
+        self.streams.on_finished = lambda stream: self.access.stream_ended(stream.key_id or "")
+        self.sse = SSEConnections(config.server.ping_interval_s)
+        """Open SSE connections: batched direct writes and keep-alive pings."""
         self.draining = False
         self.started_at = time.time()
 
@@ -92,6 +95,7 @@ class StreamService:
 
     async def close(self) -> None:
         """Close every provider (their upstream clients), the conversation store, the sinks."""
+        self.sse.close()
         await asyncio.to_thread(self.sinks.close)
         try:
             await self.conversations.aclose()
@@ -205,8 +209,6 @@ class StreamService:
             lambda: asyncio.get_running_loop().create_task(run.run(), name=f"stream {stream_id}"),
         )
         self.access.stream_started(key_id)
-        assert stream.task is not None
-        stream.task.add_done_callback(lambda _task: self.access.stream_ended(key_id))
         return stream
 
     def reject(self, route: str, error: StreamRejected) -> None:

@@ -225,6 +225,22 @@ class Reader:
 class Stream:
     """One generation and its event log, addressable by id while live and for ``retain_s`` after."""
 
+    __slots__ = (
+        "_grace_timer",
+        "_registry",
+        "cancel_reason",
+        "created",
+        "grace_s",
+        "headers",
+        "id",
+        "info",
+        "key_id",
+        "log",
+        "route",
+        "summary",
+        "task",
+    )
+
     def __init__(
         self,
         stream_id: str,
@@ -247,6 +263,7 @@ class Stream:
         self.headers: dict[str, str] = {}
         """Extra response headers the formatter asks for (e.g. the AI SDK's protocol header)."""
         self._grace_timer: asyncio.TimerHandle | None = None
+        self._registry: StreamRegistry | None = None
 
     @property
     def finished(self) -> bool:
@@ -272,6 +289,10 @@ class Stream:
             loop = asyncio.get_running_loop()
             self._grace_timer = loop.call_later(self.grace_s, self.cancel, "client_gone")
 
+    def _task_done(self, _task: asyncio.Task[None]) -> None:
+        if self._registry is not None:
+            self._registry._finished(self)
+
     def cancel(self, reason: CancelReason) -> None:
         """Stop the generation (closing the upstream); the log gets the route's end events."""
         self._grace_timer = None
@@ -291,6 +312,8 @@ class StreamRegistry:
         self.total = 0
         self.evicted = 0
         self.trimmed_events = 0
+        self.on_finished: Callable[[Stream], None] | None = None
+        """Called as each stream's task ends (the app releases its concurrency slot)."""
 
     def new_id(self) -> str:
         """A fresh, unguessable stream id (URL- and SSE-id-safe)."""
@@ -302,8 +325,9 @@ class StreamRegistry:
         self.streams[stream.id] = stream
         self.active += 1
         self.total += 1
+        stream._registry = self
         stream.task = run()
-        stream.task.add_done_callback(lambda _task: self._finished(stream))
+        stream.task.add_done_callback(stream._task_done)
 
     def get(self, stream_id: str) -> Stream | None:
         """The live or retained stream with this id, if any."""
@@ -315,6 +339,8 @@ class StreamRegistry:
 
     def _finished(self, stream: Stream) -> None:
         self.active -= 1
+        if self.on_finished is not None:
+            self.on_finished(stream)
         if self.retain_s > 0:
             asyncio.get_running_loop().call_later(self.retain_s, self._forget, stream.id)
         else:

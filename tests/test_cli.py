@@ -176,3 +176,18 @@ def test_serve_ends_an_open_stream_and_exits_cleanly_on_sigterm(tmp_path):
     assert b"server_shutdown" in streamed
     for noise in SHUTDOWN_NOISE:
         assert noise not in stderr
+
+
+def test_serve_on_a_port_in_use_says_so_in_one_line_and_exits_1(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_cli(
+            "serve", "--config", str(serve_config(tmp_path)), "--port", str(port),
+            cwd=tmp_path, timeout=15,
+        )  # fmt: skip
+    assert result.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
+    assert "in use" in result.stderr
+    assert "Traceback" not in result.stderr

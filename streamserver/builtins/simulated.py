@@ -91,7 +91,6 @@ class _MarkovText:
 _TEXT = _MarkovText(_CORPUS)
 _POOL_SIZE = 512
 _pool: list[tuple[list[str], list[str]]] = []
-_shared_rng = random.Random()
 
 
 def _sentence_pool() -> list[tuple[list[str], list[str]]]:
@@ -133,6 +132,8 @@ class SimulatedProvider:
 
     def __init__(self, options: SimulatedOptions) -> None:
         self.options = options
+        self._rng = random.Random()
+        """Shared by this provider's unseeded streams (a generator each would be 2.5 KiB)."""
 
     @property
     def models(self) -> Sequence[str]:
@@ -148,8 +149,7 @@ class SimulatedProvider:
 
     async def _stream(self, request: GenerationRequest) -> AsyncIterator[Delta]:
         options = self.options
-        # A seeded stream gets its own generator (2.5 KB); the rest share one.
-        rng = random.Random(options.seed) if options.seed is not None else _shared_rng
+        rng = random.Random(options.seed) if options.seed is not None else self._rng
         pieces = self._pieces(request, rng)
         prompt_tokens = sum(len(tokenize(m.content)) for m in request.messages)
         # Stop before the token that would pass max_tokens, or fail at fail_after_tokens.

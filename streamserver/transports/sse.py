@@ -13,6 +13,7 @@ import re
 import socket
 
 from aiohttp import web
+from aiohttp.abc import AbstractStreamWriter
 from aiohttp_sse import EventSourceResponse
 
 from ..config import ServerSettings
@@ -55,6 +56,142 @@ class SSEEncoder:
         return "\n".join(lines).encode("utf-8", "backslashreplace")
 
 
+_PING = b": ping\n"
+"""A comment line: ignored by every SSE parser. No blank line after it, so a parser that
+dispatches on any blank line (httpx-sse 0.4, florimondmanca/httpx-sse#35) sees no empty event."""
+
+
+class SSEConnections:
+    """The open SSE connections of one app, written to directly while their readers keep up.
+
+    Two jobs done once for all connections instead of once per connection or per token:
+
+    - **Batching.** A connection's ``tap`` collects the events appended during one event-loop
+      iteration; one ``call_soon`` per iteration then writes each connection's events as one
+      chunk. An unpaced model or a network read holding many tokens costs one syscall, and a
+      thousand paced streams whose timers fall due together share one callback.
+    - **Keep-alive pings.** One timer, every half ``ping_interval_s``, pings each connection that
+      sent nothing since the last tick: no connection is silent longer than the interval (so no
+      proxy idle timeout trips), a busy one is never pinged, and there is no task per connection.
+    """
+
+    __slots__ = ("_flushes", "_open", "_ticker", "ping_interval_s")
+
+    def __init__(self, ping_interval_s: float) -> None:
+        self.ping_interval_s = ping_interval_s
+        self._open: set[Connection] = set()
+        self._flushes: list[Connection] = []
+        self._ticker: asyncio.TimerHandle | None = None
+
+    def add(self, conn: Connection) -> None:
+        """Ping ``conn`` while it is open."""
+        self._open.add(conn)
+        if self._ticker is None:
+            self._schedule()
+
+    def discard(self, conn: Connection) -> None:
+        """``conn`` is done; its pings stop."""
+        self._open.discard(conn)
+
+    def flush_soon(self, conn: Connection) -> None:
+        """Write ``conn``'s collected events once the current callback is over."""
+        if not self._flushes:
+            asyncio.get_running_loop().call_soon(self._flush)
+        self._flushes.append(conn)
+
+    def close(self) -> None:
+        """Stop the ping timer (the app is shutting down)."""
+        if self._ticker is not None:
+            self._ticker.cancel()
+            self._ticker = None
+
+    def _flush(self) -> None:
+        flushes, self._flushes = self._flushes, []
+        for conn in flushes:
+            conn.flush()
+
+    def _schedule(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._ticker = loop.call_later(self.ping_interval_s / 2, self._tick)
+
+    def _tick(self) -> None:
+        self._ticker = None
+        for conn in list(self._open):
+            conn.ping_if_quiet()
+        if self._open:
+            self._schedule()
+
+
+class Connection:
+    """One client's socket while it reads a stream: the log's tap, a flush and a ping target.
+
+    Writes go straight to the transport, framed as the response's body is (HTTP/1.1 chunks, or
+    raw bytes for HTTP/1.0), and only while the socket's buffer is empty; a client that falls
+    behind is written to through aiohttp, with drain and the send timeout.
+    """
+
+    __slots__ = ("_connections", "_pending", "chunked", "quiet", "transport")
+
+    def __init__(
+        self, transport: asyncio.Transport, chunked: bool, connections: SSEConnections
+    ) -> None:
+        self.transport = transport
+        self.chunked = chunked
+        self.quiet = False
+        """Nothing sent since the last ping tick."""
+        self._connections = connections
+        self._pending: list[bytes] = []
+
+    def tap(self, item: bytes | str) -> bool:
+        """Take one new event for writing at the end of this loop iteration (``StreamLog.follow``);
+        False when the socket is backed up, so the reader takes the ordinary path."""
+        transport = self.transport
+        if transport.is_closing() or transport.get_write_buffer_size():
+            return False
+        if not self._pending:
+            # Scheduled before the reader could be woken: what is collected is written first.
+            self._connections.flush_soon(self)
+        self._pending.append(item)  # type: ignore[arg-type]
+        return True
+
+    def flush(self) -> None:
+        """Write the collected events as one chunk."""
+        pending = self._pending
+        data = pending[0] if len(pending) == 1 else b"".join(pending)
+        pending.clear()
+        self._send(data)
+
+    def ping_if_quiet(self) -> None:
+        """Send a keep-alive comment if nothing went out since the last tick."""
+        if self.quiet and not self._pending and not self.transport.get_write_buffer_size():
+            self._send(_PING)
+        self.quiet = True
+
+    def _send(self, data: bytes) -> None:
+        self.quiet = False
+        transport = self.transport
+        if not transport.is_closing():
+            transport.write(b"%x\r\n%b\r\n" % (len(data), data) if self.chunked else data)
+
+
+class SSEResponse(EventSourceResponse):
+    """aiohttp-sse's response (its headers, ``send``, ``last_event_id``) without its ping task:
+    ``SSEConnections`` pings every connection from one timer. A task, its frame and a sleep
+    timer per open stream were about 1 KiB of what each of 10,000 idle streams cost."""
+
+    async def prepare(self, request: web.BaseRequest) -> AbstractStreamWriter | None:
+        """Send the headers now (aiohttp's ``StreamResponse`` does not hold them back)."""
+        if self.prepared:
+            return await super().prepare(request)
+        writer = await web.StreamResponse.prepare(self, request)
+        self.enable_chunked_encoding()
+        return writer
+
+    async def write_eof(self, data: bytes = b"") -> None:
+        """End the body (aiohttp-sse's version also restores a socket option we never set)."""
+        await web.StreamResponse.write_eof(self, data)
+
+
 def _detect_dead_peer(request: web.Request, timeout_s: float) -> None:
     """Make the kernel drop a connection whose peer vanished without FIN or RST (Wi-Fi off).
 
@@ -85,68 +222,51 @@ async def send_stream(
     stream: Stream,
     start: int,
     settings: ServerSettings,
-) -> EventSourceResponse:
+    connections: SSEConnections,
+) -> web.StreamResponse:
     """Send ``stream``'s events from ``start`` to this client until the stream ends.
 
     If the client goes away, the reader detaches and the stream decides (cancel now, or wait
     ``grace_s`` for a resume).
     """
-    response = EventSourceResponse(
-        headers={"X-Stream-ID": stream.id, **stream.headers},
-        sep="\n",
-        allow_all_methods=True,
-        ping_interval=settings.ping_interval_s,
-        send_timeout=settings.send_timeout_s,
+    response = SSEResponse(
+        headers={"X-Stream-ID": stream.id, **stream.headers}, sep="\n", allow_all_methods=True
     )
     await response.prepare(request)
+    transport = request.transport
+    if transport is None:  # gone before the headers went out
+        return response
     if settings.dead_peer_timeout_s > 0:
         _detect_dead_peer(request, settings.dead_peer_timeout_s)
     log = stream.log
     reader = stream.attach(start)
-    transport = request.transport
-    # While this reader keeps up, new events are written to the socket the moment they are
-    # appended (``follow``): no task switch, no future, no timer per token. That needs the
-    # framing on the wire to be plain HTTP/1.1 chunks we can write ourselves (no compression),
-    # and the headers flushed by aiohttp's own first write.
-    direct = (
-        transport is not None
-        and not response.compression
-        and response.headers.get("Transfer-Encoding") == "chunked"
-    )
-
-    def write_now(item: bytes | str) -> bool:
-        # Only into an empty socket buffer: a reader that falls behind goes back to the
-        # ordinary path, with batching, drain and the send timeout.
-        if transport is None or transport.is_closing() or transport.get_write_buffer_size():
-            return False
-        transport.write(b"%x\r\n%b\r\n" % (len(item), item))  # type: ignore[str-format]
-        return True
-
-    wrote = False
+    chunked = response.headers.get("Transfer-Encoding") == "chunked"
+    conn = Connection(transport, chunked, connections)
+    connections.add(conn)
     try:
-        async with response:
-            while True:
-                if reader.pos >= log.end:
-                    if log.closed:
-                        break
-                    if wrote and direct:
-                        await log.follow(reader, write_now)
-                        log.advance(reader, reader.pos)
-                    else:
-                        await log.wait(reader.pos)
-                    continue
-                items = log.read(reader.pos)
-                data = items[0] if len(items) == 1 else b"".join(items)  # type: ignore[arg-type]
-                if len(data) < 32768 and transport and not transport.get_write_buffer_size():
-                    await response.write(data)  # type: ignore[arg-type]  # cannot block
-                else:
-                    async with asyncio.timeout(settings.send_timeout_s):
-                        await response.write(data)  # type: ignore[arg-type]
-                wrote = True
-                log.advance(reader, reader.pos + len(items))
+        while True:
+            if reader.pos >= log.end:
+                if log.closed:
+                    break
+                # Caught up: each new event goes to the socket from the producer's own step.
+                await log.follow(reader, conn.tap)
+                continue
+            # Behind (a resume, a slow socket): everything available in one write.
+            items = log.read(reader.pos)
+            data = items[0] if len(items) == 1 else b"".join(items)  # type: ignore[arg-type]
+            conn.quiet = False
+            if len(data) < 32768 and not transport.get_write_buffer_size():
+                await response.write(data)  # type: ignore[arg-type]  # cannot block
+            else:
+                async with asyncio.timeout(settings.send_timeout_s):
+                    await response.write(data)  # type: ignore[arg-type]
+            log.advance(reader, reader.pos + len(items))
+        await response.write_eof()
     except (ConnectionError, TimeoutError, RuntimeError):
         # The client went away (reset, stalled past send_timeout, or closed under us).
-        pass
+        if not transport.is_closing():
+            transport.abort()  # a stalled peer never drains: do not wait for it
     finally:
+        connections.discard(conn)
         stream.detach(reader)
     return response
