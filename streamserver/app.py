@@ -122,7 +122,9 @@ def _admit(request: web.Request, service: StreamService, path: str) -> None:
 
     A plain function, called by stream handlers themselves: a wrapping coroutine would be one
     more frame held for the whole life of every stream."""
-    request[_CORS] = security.cors_headers(service.config.cors, request.headers.get("Origin"))
+    cors = security.cors_headers(service.config.cors, request.headers.get("Origin"))
+    if cors:
+        request[_CORS] = cors
     identity = service.access.identify(request)
     if path not in service.config.auth.public_paths:
         service.access.check_rate(identity)
