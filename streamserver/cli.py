@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import errno
+import gc
 import ipaddress
 import logging
 import os
@@ -107,11 +108,13 @@ def _serve(path: str, host: str | None, port: int | None) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     logging.getLogger("aiohttp.server").addFilter(_malformed_requests_in_one_line)
     app = create_app(config)
+    app.on_startup.append(_tune_gc)
     try:
         web.run_app(
             app,
             host=host,
             port=port,
+            backlog=_BACKLOG,
             handler_cancellation=True,  # a client that goes away cancels its handler at once
             shutdown_timeout=config.server.shutdown_grace_s + 5,
             print=lambda _: print(
@@ -125,6 +128,24 @@ def _serve(path: str, host: str | None, port: int | None) -> int:
         print(f"streamserver: cannot listen on {host}:{port}: {exc.strerror}", file=sys.stderr)
         return 1
     return 0
+
+
+_BACKLOG = 4096
+"""Pending connections the kernel queues (capped by ``net.core.somaxconn``). aiohttp's 128 drops
+the SYNs of a burst of clients, which then retry a second later: a 1 s first token."""
+
+
+async def _tune_gc(app: web.Application) -> None:
+    """Collect less often, and never scan what start-up loaded.
+
+    With thousands of live streams, every collection of the oldest generation walks all of
+    their objects (about 100 ms with 1,000 streams): a pause in every stream at once. Freezing
+    what is loaded and raising the first threshold cuts those pauses to a fraction; almost all
+    garbage here is freed by reference counting anyway.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(10_000, 20, 100)
 
 
 _LISTEN_ERRORS = {errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES}
