@@ -53,10 +53,21 @@ class SSEDecoder:
         lines = buffer.split(b"\n")
         self._pending = lines.pop()
         events: list[SSEEvent] = []
+        data = self._data
         for raw in lines:
-            event = self._line(raw.decode("utf-8", "replace"))
-            if event is not None:
-                events.append(event)
+            # Fast paths for what upstreams send almost exclusively: "data: ..." and blank lines.
+            if raw[:6] == b"data: " and self._started:
+                data.append(raw[6:].decode("utf-8", "replace"))
+            elif not raw and self._started:
+                event = self._dispatch()
+                if event is not None:
+                    events.append(event)
+                    data = self._data
+            else:
+                event = self._line(raw.decode("utf-8", "replace"))
+                if event is not None:
+                    events.append(event)
+                    data = self._data
         return events
 
     def _line(self, line: str) -> SSEEvent | None:
@@ -82,11 +93,15 @@ class SSEDecoder:
         return None
 
     def _dispatch(self) -> SSEEvent | None:
-        if not self._data:
+        data = self._data
+        if not data:
             self._event = ""
             return None
         event = SSEEvent(
-            "\n".join(self._data), self._event or "message", self._last_id, self._retry
+            data[0] if len(data) == 1 else "\n".join(data),
+            self._event or "message",
+            self._last_id,
+            self._retry,
         )
         self._data = []
         self._event = ""
