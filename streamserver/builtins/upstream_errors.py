@@ -7,21 +7,30 @@ raise the HTTP library's own transport errors.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from ..errors import ProviderError
 
-try:  # the SDKs run on httpx2 (openai 3.x, anthropic 2.x) or on httpx (earlier versions)
-    import httpx2 as _http
-except ImportError:  # pragma: no cover - depends on the installed SDKs
-    import httpx as _http  # type: ignore[no-redef]
+
+@functools.cache
+def _http() -> Any:
+    """The SDKs' HTTP library, imported when an error needs it (not at start-up: ~1.5 MB)."""
+    try:  # the SDKs run on httpx2 (openai 3.x, anthropic 2.x) or on httpx (earlier versions)
+        import httpx2
+    except ImportError:  # pragma: no cover - depends on the installed SDKs
+        import httpx
+
+        return httpx
+    return httpx2
 
 
 def translate(exc: BaseException, sdk: Any) -> ProviderError | None:
     """The ``ProviderError`` for an exception raised by ``sdk`` or its HTTP client, else ``None``."""
+    http = _http()
     if isinstance(exc, sdk.APIStatusError):
         return status_error(exc.status_code)
-    if isinstance(exc, sdk.APITimeoutError | TimeoutError | _http.TimeoutException):
+    if isinstance(exc, sdk.APITimeoutError | TimeoutError | http.TimeoutException):
         return ProviderError(
             "upstream_timeout", "the upstream did not answer in time", retryable=True
         )
@@ -29,7 +38,7 @@ def translate(exc: BaseException, sdk: Any) -> ProviderError | None:
         return ProviderError(
             "upstream_unavailable", "could not connect to the upstream", retryable=True
         )
-    if isinstance(exc, _http.TransportError):
+    if isinstance(exc, http.TransportError):
         return ProviderError(
             "upstream_disconnected", "the upstream connection broke mid-stream", retryable=True
         )
