@@ -79,7 +79,10 @@ class StreamRun:
 
     __slots__ = (
         "_characters",
+        "_encode",
         "_ended_with",
+        "_format",
+        "_log",
         "_segments",
         "_started",
         "_timer",
@@ -105,6 +108,10 @@ class StreamRun:
         self._ttft: float | None = None
         self._waiting = False
         self._watch: tuple[asyncio.TimerHandle | None, int, int] = (None, -1, 0)
+        # Bound once: _emit runs for every segment.
+        self._format = plan.formatter.segment
+        self._encode = plan.encoder.segment
+        self._log = stream.log
 
     async def run(self) -> None:
         """Generate, then close the log with the formatter's end or error events."""
@@ -197,6 +204,9 @@ class StreamRun:
         max_chars = plan.max_chars
         iterator = plan.provider.stream(plan.request)
         tokens = 0
+        # A buffer that holds nothing back (``raw``) is skipped: each delta is its own segment.
+        passthrough = getattr(buffer, "passthrough", False)
+        high_water = log_.high_water
         try:
             # Hot loop. Shaped for speed: locals only, no per-token hook, no allocation beyond
             # what the buffer, formatter and encoder need.
@@ -212,23 +222,26 @@ class StreamRun:
                     self.sinks.first_token(plan.info, self._ttft)
                 tokens += 1
                 self._tokens = tokens
-                for text in push(delta):
-                    emit(text)
-                held = buffer.held
-                if held:
-                    if max_chars and held >= max_chars:
-                        self._flush()
-                    elif self._timer is None and plan.max_delay_s:
-                        self._timer = asyncio.get_running_loop().call_later(
-                            plan.max_delay_s, self._flush
-                        )
-                elif self._timer is not None:
-                    self._timer.cancel()
-                    self._timer = None
+                if passthrough:
+                    emit(delta)
+                else:
+                    for text in push(delta):
+                        emit(text)
+                    held = buffer.held
+                    if held:
+                        if max_chars and held >= max_chars:
+                            self._flush()
+                        elif self._timer is None and plan.max_delay_s:
+                            self._timer = asyncio.get_running_loop().call_later(
+                                plan.max_delay_s, self._flush
+                            )
+                    elif self._timer is not None:
+                        self._timer.cancel()
+                        self._timer = None
                 if tokens >= max_tokens:
                     self._ended_with = Finish("length", plan.request.model)
                     break
-                if log_.full:
+                if log_.end - log_.floor >= high_water:  # the slowest reader is far behind
                     self._waiting = True
                     await log_.writable()
                     self._waiting = False
@@ -236,11 +249,11 @@ class StreamRun:
             await _aclose(iterator)
 
     def _emit(self, text: str) -> None:
-        data = self.plan.formatter.segment(text, self._tokens)
+        data = self._format(text, self._tokens)
         self._characters += len(text)
         if data is not None:
-            log_ = self.stream.log
-            log_.append(self.plan.encoder.segment(log_.end, data))
+            log_ = self._log
+            log_.append(self._encode(log_.end, data))
             self._segments += 1
 
     def _flush(self) -> None:

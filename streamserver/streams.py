@@ -20,6 +20,9 @@ from .types import StreamEnd, StreamStart
 CancelReason: TypeAlias = Literal["cancelled", "client_gone", "shutdown", "limit", "upstream_idle"]
 
 
+_DROP_BATCH = 32
+"""Without retention, events every reader has written are dropped this many at a time."""
+
 Tap: TypeAlias = Callable[[bytes | str], bool]
 """Hands a reader one new event synchronously; returns False to decline (the reader then wakes
 and writes it the ordinary way)."""
@@ -183,7 +186,8 @@ class StreamLog:
         if readers:
             self.floor = readers[0].pos if len(readers) == 1 else min(r.pos for r in readers)
         if not self._retain:
-            if self.floor > self._base:
+            # Read events go in batches, not one by one as each is read.
+            if self.floor - self._base >= _DROP_BATCH:
                 self._drop(self.floor - self._base)
         elif self._max_bytes and self.nbytes > self._max_bytes:
             # Keep what resume needs within the budget: the oldest events every reader has had go.

@@ -100,3 +100,10 @@ async def test_sse_delivers_exactly_the_provider_text(scripted_client, fmt, buff
 @given(parts=deltas)
 async def test_websocket_delivers_exactly_the_provider_text(scripted_client, fmt, buffer, parts):
     assert await ws_text(scripted_client, fmt, buffer, parts) == "".join(parts)
+
+
+async def test_text_format_keeps_a_crlf_split_across_two_raw_segments_one_line_end(
+    scripted_client,
+):
+    # "\r" then "\n" as separate events would otherwise read as two line ends.
+    assert await sse_text(scripted_client, "text", "raw", ["a\r", "\nb", "\r", "\n"]) == "a\nb\n"

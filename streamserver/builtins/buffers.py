@@ -21,6 +21,8 @@ class RawBuffer:
     """Every delta as it comes: one segment per delta, nothing held."""
 
     held = 0
+    passthrough = True
+    """The pipeline may skip ``push`` and emit each delta itself (same result, less work)."""
 
     def __init__(self, options: object) -> None:
         pass

@@ -159,16 +159,21 @@ class TextFormatter:
     def __init__(self, options: object, transport: Transport) -> None:
         self.ws = transport == "ws"
         self.token_event: str | None = None
+        self._after_cr = False
 
     def start(self, info: StreamStart) -> Sequence[Event]:
         """Nothing before the text."""
         return ()
 
-    def segment(self, text: str, tokens: int) -> str:
+    def segment(self, text: str, tokens: int) -> str | None:
         """The text itself (the SSE encoder splits it into ``data:`` lines)."""
         if self.ws:
             return '{"type": "token", "content": ' + _quote(text) + "}"
-        return text
+        # A CRLF split across two segments is one line end: the CR already made it one.
+        if self._after_cr and text[:1] == "\n":
+            text = text[1:]
+        self._after_cr = text[-1:] == "\r"
+        return text or None
 
     def end(self, summary: StreamEnd) -> Sequence[Event]:
         """``event: done`` with the finish reason as its data."""
