@@ -13,6 +13,7 @@ import gc
 import ipaddress
 import logging
 import os
+import resource
 import socket
 import sys
 from collections.abc import Sequence
@@ -108,6 +109,7 @@ def _serve(path: str, host: str | None, port: int | None) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     logging.getLogger("aiohttp.server").addFilter(_malformed_requests_in_one_line)
     app = create_app(config)
+    _raise_file_limit()
     app.on_startup.append(_tune_gc)
     try:
         web.run_app(
@@ -133,6 +135,19 @@ def _serve(path: str, host: str | None, port: int | None) -> int:
 _BACKLOG = 4096
 """Pending connections the kernel queues (capped by ``net.core.somaxconn``). aiohttp's 128 drops
 the SYNs of a burst of clients, which then retry a second later: a 1 s first token."""
+
+
+def _raise_file_limit() -> None:
+    """Let the process open as many sockets as the hard limit allows (every stream holds one;
+    the usual soft limit of 1024 would refuse the 1021st client with "too many open files")."""
+    try:
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if hard == resource.RLIM_INFINITY:
+            hard = max(soft, 1 << 20)
+        if soft < hard:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (OSError, ValueError):  # not permitted here: keep what we have
+        pass
 
 
 async def _tune_gc(app: web.Application) -> None:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import resource
 import signal
 import socket
 import subprocess
@@ -191,3 +192,24 @@ def test_serve_on_a_port_in_use_says_so_in_one_line_and_exits_1(tmp_path):
     assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
     assert "in use" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_serve_raises_its_open_file_soft_limit_to_the_hard_limit(tmp_path):
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard <= 256:
+        pytest.skip("the hard limit leaves nothing to raise")
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "streamserver", "serve", "--config", str(serve_config(tmp_path)),
+         "--port", str(port)],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard)),
+    )  # fmt: skip
+    try:
+        wait_for_health(port, process)
+        limits = Path(f"/proc/{process.pid}/limits").read_text()
+        soft_now = next(line for line in limits.splitlines() if line.startswith("Max open files"))
+        assert soft_now.split()[3] == soft_now.split()[4], soft_now  # soft == hard
+    finally:
+        process.terminate()
+        process.communicate(timeout=15)
