@@ -62,7 +62,7 @@ def setup(app: web.Application, config: ConfigSource) -> Config:
 
     def add(method: str, path: str, handler: Handler, *, admits: bool = False) -> None:
         # ``admits``: the handler calls ``_admit`` itself.
-        app.router.add_route(method, path, handler if admits else _guarded(path, handler))
+        app.router.add_route(method, path, handler if admits else guarded(path, handler))
         methods.setdefault(path, set()).add(method)
 
     for path, route in loaded.routes.items():
@@ -102,8 +102,11 @@ def setup(app: web.Application, config: ConfigSource) -> Config:
 _CORS = web.RequestKey("streamserver.cors", dict)
 
 
-def _guarded(path: str, handler: Handler) -> Handler:
-    """Authenticate and rate-limit every request of a streamserver route, and mark it for CORS."""
+def guarded(path: str, handler: Handler) -> Handler:
+    """Authenticate and rate-limit every request of a streamserver route, and mark it for CORS.
+
+    Plugins that add routes (``register_routes``) wrap their handlers with it to get the same
+    auth, rate limits and CORS; ``auth.public_paths`` opens a path to everyone."""
 
     async def handle(request: web.Request) -> web.StreamResponse:
         service = request.app[SERVICE]

@@ -276,3 +276,19 @@ async def test_logs_name_the_key_id_never_the_key(serve, keys, caplog):
     )
     assert line["key_id"] == "alice"
     assert "sk-alice" not in caplog.text
+
+
+async def test_prometheus_metrics_need_a_key_unless_listed_as_public(serve, keys):
+    sinks = {"sinks": ["memory", "prometheus"]}
+    secured = await serve(base_config(auth={"mode": "api_key"}, metrics=sinks))
+    public = await serve(
+        base_config(
+            auth={"mode": "api_key", "public_paths": ["/health", "/metrics"]}, metrics=sinks
+        )
+    )
+
+    assert (await secured.http.get("/metrics")).status_code == 401
+    assert (
+        await secured.http.get("/metrics", headers=auth("sk-bob-9876543210"))
+    ).status_code == 200
+    assert (await public.http.get("/metrics")).status_code == 200

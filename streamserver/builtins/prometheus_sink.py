@@ -171,7 +171,7 @@ def register_metrics_sinks(register: Register) -> None:
 @hookimpl
 def register_routes(app: web.Application) -> None:
     """``GET /metrics`` when the ``prometheus`` sink is on."""
-    from ..app import CONFIG, SERVICE
+    from ..app import CONFIG, SERVICE, guarded
 
     config = app[CONFIG]
     part = next((p for p in config.sinks if p.name == "prometheus"), None)
@@ -188,4 +188,6 @@ def register_routes(app: web.Application) -> None:
             body=sink.render(upstream), headers={"Content-Type": CONTENT_TYPE_LATEST}
         )
 
-    app.router.add_get(part.options.path, metrics)
+    # Behind auth like every other route (add the path to auth.public_paths for a scraper
+    # without a key).
+    app.router.add_get(part.options.path, guarded(part.options.path, metrics))
