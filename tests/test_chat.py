@@ -6,7 +6,8 @@ import json
 
 import pytest
 import websockets
-from conftest import SCRIPTED, base_config, script, wait_until
+from aiohttp.test_utils import TestServer
+from conftest import SCRIPTED, Client, base_config, script, wait_until
 
 import streamserver
 from streamserver.app import SERVICE
@@ -81,9 +82,13 @@ async def test_the_history_window_limits_what_the_provider_gets_not_what_is_stor
 
 async def test_history_survives_a_server_restart(serve, chat_config):
     config = chat_config()
-    first = await serve(config)
+    first_server = TestServer(streamserver.create_app(config), host="127.0.0.1")
+    await first_server.start_server()
+    first = Client(str(first_server.make_url("")).rstrip("/"))
     async with websockets.connect(chat_url(first)) as socket:
         await turn(socket, "remember me", model="echo")
+    await first.close()
+    await first_server.close()  # the app shuts down: its store is closed
 
     second = await serve(config)  # a new app on the same database file
     async with websockets.connect(chat_url(second)) as socket:
