@@ -60,9 +60,16 @@ def setup(app: web.Application, config: ConfigSource) -> Config:
     app.on_response_prepare.append(_add_cors_headers)
     methods: dict[str, set[str]] = {}
 
-    def add(method: str, path: str, handler: Handler, *, admits: bool = False) -> None:
+    def add(
+        method: str,
+        path: str,
+        handler: Handler,
+        *,
+        admits: bool = False,
+        refuse: Callable[[StreamRejected], web.Response] = error_response,
+    ) -> None:
         # ``admits``: the handler calls ``_admit`` itself.
-        app.router.add_route(method, path, handler if admits else guarded(path, handler))
+        app.router.add_route(method, path, handler if admits else guarded(path, handler, refuse))
         methods.setdefault(path, set()).add(method)
 
     for path, route in loaded.routes.items():
@@ -71,13 +78,14 @@ def setup(app: web.Application, config: ConfigSource) -> Config:
         elif route.transport == "ws":
             add("GET", path, _socket_handler(path, route))
         elif route.transport == "openai":
-            add("POST", path, openai_api.chat_completions_handler(path, route, SERVICE))
+            handler = openai_api.chat_completions_handler(path, route, SERVICE)
+            add("POST", path, handler, refuse=openai_api.openai_error)
         else:
             for method in route.methods:
                 add(method, path, _stream_handler(path, route), admits=True)
     add("GET", "/health", health)
     add("GET", "/v1/stream/metrics", stream_metrics)
-    add("GET", "/v1/models", openai_api.models_handler(SERVICE))
+    add("GET", "/v1/models", openai_api.models_handler(SERVICE), refuse=openai_api.openai_error)
     add("GET", "/v1/stream/options", stream_options)
     add("GET", "/v1/streams/{stream_id}", resume_stream)
     add("DELETE", "/v1/streams/{stream_id}", cancel_stream)
@@ -102,11 +110,16 @@ def setup(app: web.Application, config: ConfigSource) -> Config:
 _CORS = web.RequestKey("streamserver.cors", dict)
 
 
-def guarded(path: str, handler: Handler) -> Handler:
+def guarded(
+    path: str,
+    handler: Handler,
+    refuse: Callable[[StreamRejected], web.Response] = error_response,
+) -> Handler:
     """Authenticate and rate-limit every request of a streamserver route, and mark it for CORS.
 
     Plugins that add routes (``register_routes``) wrap their handlers with it to get the same
-    auth, rate limits and CORS; ``auth.public_paths`` opens a path to everyone."""
+    auth, rate limits and CORS; ``auth.public_paths`` opens a path to everyone. ``refuse`` shapes
+    a refusal (the OpenAI-compatible routes answer in OpenAI's error shape)."""
 
     async def handle(request: web.Request) -> web.StreamResponse:
         service = request.app[SERVICE]
@@ -114,7 +127,7 @@ def guarded(path: str, handler: Handler) -> Handler:
             _admit(request, service, path)
         except StreamRejected as exc:
             service.reject(path, exc)
-            return error_response(exc)
+            return refuse(exc)
         return await handler(request)
 
     return handle

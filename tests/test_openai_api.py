@@ -159,3 +159,19 @@ async def test_cancelling_the_sdk_stream_closes_the_server_stream(serve):
             break
         await asyncio.sleep(0.01)
     assert provider.closed
+
+
+async def test_a_refused_key_is_an_authentication_error_in_openai_shape(serve, monkeypatch):
+    monkeypatch.setenv("STREAMSERVER_API_KEYS", "bob:sk-bob-9876543210")
+    client = await serve(base_config(auth={"mode": "api_key"}, **SCRIPTED))
+    sdk = openai.AsyncOpenAI(base_url=client.base_url + "/v1", api_key="sk-wrong", max_retries=0)
+    with pytest.raises(openai.AuthenticationError) as caught:
+        await sdk.chat.completions.create(model="echo", messages=[{"role": "user", "content": "x"}])
+    models = await client.http.get("/v1/models")
+    await sdk.close()
+
+    assert caught.value.code == "unauthorized"
+    assert caught.value.body["type"] == "invalid_request_error"  # OpenAI's shape, with a type
+    assert models.status_code == 401
+    assert set(models.json()["error"]) == {"message", "type", "param", "code"}
+    assert "sk-wrong" not in str(caught.value)
