@@ -321,7 +321,14 @@ async def _resume_or_start(
             raise StreamRejected(
                 400, "invalid_last_event_id", "Last-Event-ID must look like '<stream_id>:<seq>'"
             )
-        return _owned_stream(service, request, parsed[0]), parsed[1] + 1
+        stream = _owned_stream(service, request, parsed[0])
+        if stream.route != path:  # its events are in that route's shape, not this one's
+            raise StreamRejected(
+                400,
+                "invalid_last_event_id",
+                f"that stream belongs to {stream.route}: resume it there or on /v1/streams/{{id}}",
+            )
+        return stream, parsed[1] + 1
     fields = await read_fields(request, service.config.limits.max_body_bytes)
     params = parse_stream_params(fields, route, service.config)
     return service.start(path, route, params, "sse", key_id=request[security.KEY_ID]), 0

@@ -52,6 +52,17 @@ async def test_resume_on_the_original_url_with_the_header_a_browser_sends(serve)
     assert text_of(got) == "".join(DELTAS[5:])
 
 
+async def test_a_last_event_id_from_another_route_is_refused(serve):
+    client = await serve(base_config(resume={"grace_s": 5}, **SCRIPTED))
+    stream_id = await start_stream(client, DELTAS, gap_ms=2)  # a /v1/stream stream
+
+    got = await client.sse("/stream", params={"prompt": "hi"},
+                           headers={"Last-Event-ID": f"{stream_id}:5"})  # fmt: skip
+
+    assert got.status == 400
+    assert json.loads(got.events[0].data)["error"]["code"] == "invalid_last_event_id"
+
+
 async def test_a_finished_stream_replays_from_the_start_then_answers_204(serve):
     client = await serve(base_config(**SCRIPTED))
     got = await client.sse("/v1/stream", params={"prompt": script(["a", "b"]), "model": "scripted"})
