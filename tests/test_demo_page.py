@@ -121,9 +121,10 @@ async def watch_answer(page: Page, timeout: float = 15) -> list[str]:  # noqa: A
         await asyncio.sleep(0.05)
 
 
-async def metrics(base_url: str) -> dict[str, Any]:
+async def metrics(base_url: str, key: str | None = None) -> dict[str, Any]:
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
     async with httpx.AsyncClient() as http:
-        response = await http.get(base_url + "/v1/stream/metrics")
+        response = await http.get(base_url + "/v1/stream/metrics", headers=headers)
         data: dict[str, Any] = response.json()
         return data
 
@@ -292,3 +293,126 @@ async def test_the_page_works_when_the_app_is_mounted_under_a_prefix(serve, page
     await ask(page, "websocket", "echo", "Mounted apps use relative URLs.")
     seen = await watch_answer(page)
     assert seen[-1] == "Mounted apps use relative URLs."
+
+
+# ---------------------------------------------------------------- with auth on (auth.mode = "api_key")
+
+KEY = "sk-demo-0123456789abcdef"
+
+
+@pytest.fixture
+def api_key(monkeypatch: pytest.MonkeyPatch) -> str:
+    """The server's only API key (``STREAMSERVER_API_KEYS``), which the tests type into the page."""
+    monkeypatch.setenv("STREAMSERVER_API_KEYS", f"demo:{KEY}")
+    return KEY
+
+
+def secured_config(tmp_path: Path, **sections: Any) -> dict[str, Any]:
+    return paced_config(tmp_path, auth={"mode": "api_key"}, **sections)
+
+
+def record_urls(page: Page) -> list[str]:
+    """Every URL the page requests from now on: HTTP (EventSource and fetch included) and WebSocket."""
+    urls: list[str] = []
+    page.on("request", lambda request: urls.append(request.url))
+    page.on("websocket", lambda socket: urls.append(socket.url))
+    return urls
+
+
+async def enter_key(page: Page, key: str) -> None:
+    """Type ``key`` into the API key field and submit it."""
+    await page.get_by_label("API key", exact=True).fill(key)
+    await page.click("#key-form button[type=submit]")
+
+
+async def local_storage(page: Page) -> str:
+    return str(await page.evaluate("JSON.stringify(Object.entries(window.localStorage))"))
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_with_auth_on_the_page_asks_for_the_key_then_streams(
+    serve, page, tmp_path, api_key, transport
+):
+    client = await serve(secured_config(tmp_path))
+    urls = record_urls(page)
+    await open_demo(page, client.base_url)
+    field = page.get_by_label("API key", exact=True)
+    assert await field.is_visible()
+    assert await field.get_attribute("type") == "password"
+    assert "needs a valid API key" in (await page.text_content("#status") or "")
+    await enter_key(page, api_key)
+    await page.wait_for_selector("#model option[value=echo]", state="attached")
+    await ask(page, transport, "echo", PROMPT)
+    seen = await watch_answer(page)
+    assert seen[-1] == PROMPT
+    assert len(seen) > 2  # it streamed
+    assert await page.evaluate("sessionStorage.getItem('streamserver.api_key')") == api_key
+    assert api_key not in await local_storage(page)
+    assert not [url for url in urls if api_key in url]
+    if transport != "fetch":  # EventSource and WebSocket cannot send headers: a ticket instead
+        assert [url for url in urls if "ticket=" in url]
+
+
+async def test_with_auth_on_a_resumed_eventsource_gets_a_fresh_ticket(
+    serve, page, tmp_path, api_key
+):
+    app = streamserver.create_app(
+        secured_config(tmp_path, resume={"grace_s": 5}, server={"retry_ms": 200})
+    )
+    cutter = ConnectionCutter(app, ("/v1/stream",))
+    client = await serve(app=app)
+    urls = record_urls(page)
+    await open_demo(page, client.base_url)
+    await enter_key(page, api_key)
+    await page.wait_for_selector("#model option[value=echo]", state="attached")
+    await ask(page, "eventsource", "echo", PROMPT)
+    await wait_until_text(page, 30)
+    cutter.cut_first()
+    seen = await watch_answer(page)
+    assert seen[-1] == PROMPT
+    assert len(seen[-2]) < len(PROMPT)  # the cut happened mid-stream
+    assert await page.text_content("#stat-reconnects") == "1"
+    streams = [url for url in urls if "/v1/stream?" in url]
+    tickets = {url.partition("ticket=")[2].partition("&")[0] for url in streams}
+    assert len(streams) == 2 and len(tickets) == 2  # one ticket per connection
+    assert "last_event_id=" in streams[1]
+    assert not [url for url in urls if api_key in url]
+    figures = await metrics(client.base_url, api_key)
+    assert figures["total_streams"] == 1  # resumed, not generated again
+    assert figures["outcomes"] == {"completed": 1}
+
+
+async def test_with_auth_on_a_wrong_key_shows_a_clear_message(serve, page, tmp_path, api_key):
+    client = await serve(secured_config(tmp_path))
+    await open_demo(page, client.base_url)
+    await enter_key(page, "sk-wrong-guess")
+    error = page.locator("#api-key-error")
+    await error.wait_for()
+    assert await error.get_attribute("role") == "alert"
+    assert "refused this key" in (await error.text_content() or "")
+    assert "needs a valid API key" in (await page.text_content("#status") or "")
+    assert await page.evaluate("sessionStorage.length") == 0  # a refused key is not kept
+    await enter_key(page, api_key)
+    await page.wait_for_selector("#model option[value=echo]", state="attached")
+    assert await error.is_hidden()
+
+
+async def test_forget_key_clears_it_from_the_tab(serve, page, tmp_path, api_key):
+    client = await serve(secured_config(tmp_path))
+    await open_demo(page, client.base_url)
+    await enter_key(page, api_key)
+    await page.wait_for_selector("#model option[value=echo]", state="attached")
+    await page.get_by_role("button", name="Forget key").click()
+    assert await page.evaluate("sessionStorage.length") == 0
+    assert await page.input_value("#api-key") == ""
+    await page.fill("#prompt", "no key, no stream")
+    await page.click("#send")
+    assert "needs a valid API key" in (await page.text_content("#status") or "")
+    assert await page.locator(".msg").count() == 0
+
+
+async def test_with_auth_off_the_page_asks_for_no_key(serve, page, tmp_path):
+    client = await serve(paced_config(tmp_path))
+    await open_demo(page, client.base_url)
+    assert await page.is_hidden("#key-form")
+    assert await page.text_content("#status") == ""

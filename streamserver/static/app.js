@@ -13,18 +13,23 @@
     conversationBar: $("conversation-bar"), conversationId: $("conversation-id"),
     newConversation: $("new-conversation"),
     ttft: $("stat-ttft"), rate: $("stat-rate"), tokens: $("stat-tokens"), reconnects: $("stat-reconnects"),
+    keyForm: $("key-form"), key: $("api-key"), keyError: $("api-key-error"), forgetKey: $("forget-key"),
   };
   const STORAGE = { transport: "streamserver.transport", conversation: "streamserver.conversation" };
+  const KEY_STORAGE = "streamserver.api_key"; // in sessionStorage: this tab only, gone when it closes
   // The route each transport uses, as named in GET /v1/stream/options.
   const ROUTES = {
     eventsource: "/v1/stream", fetch: "/v1/stream", websocket: "/ws/stream",
     conversation: "/ws/chat/{conversation_id}",
   };
   const MAX_RECONNECTS = 5;
+  const RECONNECT_MS = 1000; // EventSource does not tell the page the server's retry: value
   const WIRE_LINES = 400;
+  const KEY_NEEDED = "This server needs a valid API key: enter it under “API key”.";
 
   let options = { buffers: [], formats: [], models: {}, routes: {} };
   let current = null; // the stream in progress, a Run
+  let keyNeeded = false; // the server answered 401: auth.mode = "api_key"
 
   // ---------------------------------------------------------------- storage (may be unavailable)
 
@@ -33,6 +38,94 @@
   }
   function save(key, value) {
     try { window.localStorage.setItem(key, value); } catch { /* private mode: not remembered */ }
+  }
+
+  // ---------------------------------------------------------------- API key (auth.mode = "api_key")
+
+  // The key stays in sessionStorage: never localStorage, a URL or the wire log. fetch sends it as a
+  // header; EventSource and WebSocket cannot send headers, so they get a ticket (withTicket).
+
+  function apiKey() {
+    try { return window.sessionStorage.getItem(KEY_STORAGE) || ""; } catch { return ""; }
+  }
+
+  /** Keep ``key`` for this tab, or forget it (``""``); false when the browser blocks sessionStorage. */
+  function storeKey(key) {
+    try {
+      if (key) window.sessionStorage.setItem(KEY_STORAGE, key);
+      else window.sessionStorage.removeItem(KEY_STORAGE);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /** Show the key field (once the server asked for a key, or while one is kept), and an error. */
+  function showKeyForm(error) {
+    ui.keyForm.hidden = !keyNeeded && !apiKey();
+    ui.forgetKey.hidden = !apiKey();
+    ui.key.placeholder = apiKey() ? "kept for this tab" : "";
+    ui.keyError.textContent = error || "";
+    ui.keyError.hidden = !error;
+  }
+
+  /** fetch, with the key (if any) as a Bearer header; a 401 asks for a key, and drops a refused one. */
+  async function call(path, init = {}) {
+    const key = apiKey();
+    const headers = key ? { ...init.headers, Authorization: `Bearer ${key}` } : init.headers;
+    const response = await fetch(path, { ...init, headers });
+    if (response.status === 401) {
+      keyNeeded = true;
+      if (key && key === apiKey()) {
+        storeKey("");
+        const reason = await errorMessage(response.clone());
+        showKeyForm(`The server refused this key${reason ? ` (${reason})` : ""}. Check it and enter it again.`);
+      } else {
+        showKeyForm(ui.keyError.textContent);
+      }
+    }
+    return response;
+  }
+
+  /** ``url`` for a client that cannot send headers: with a key, plus a fresh ticket for its path. */
+  async function withTicket(url) {
+    if (!apiKey()) return url;
+    let response;
+    try {
+      response = await call("v1/tickets", {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ path: url.pathname }),
+      });
+    } catch (err) {
+      throw new Error(`Could not get a ticket: ${err.message}`);
+    }
+    if (!response.ok) throw new Error(await errorText(response));
+    url.searchParams.set("ticket", (await response.json()).ticket);
+    return url;
+  }
+
+  async function useKey(event) {
+    event.preventDefault();
+    const key = ui.key.value.trim();
+    if (!key) { ui.key.focus(); return; }
+    if (!storeKey(key)) {
+      showKeyForm("This browser does not let the page keep a key (sessionStorage is blocked).");
+      return;
+    }
+    showKeyForm();
+    setStatus("Checking the key…");
+    if (await loadOptions()) setStatus("API key accepted.");
+    applyMode();
+    if (ui.transport.value === "conversation") await loadHistory();
+  }
+
+  function forgetKey() {
+    storeKey("");
+    ui.key.value = "";
+    showKeyForm();
+    setStatus("The API key is forgotten.");
+    if (!ui.keyForm.hidden) ui.key.focus();
   }
 
   // ---------------------------------------------------------------- Markdown, as DOM nodes
@@ -201,7 +294,7 @@
       this.lastSeq = -1;
       this.lastId = null;
       this.stopRequested = false;
-      this.cancel = () => {};
+      this.cancel = () => this.finish("cancelled"); // until a transport has started something
       this.close = () => {};
       this.frame = 0;
       addMessage("user", prompt);
@@ -307,7 +400,7 @@
 
   async function cancelById(streamId) {
     try {
-      const response = await fetch(`v1/streams/${encodeURIComponent(streamId)}`, { method: "DELETE" });
+      const response = await call(`v1/streams/${encodeURIComponent(streamId)}`, { method: "DELETE" });
       if (!response.ok && response.status !== 409) setStatus(await errorText(response));
     } catch (err) {
       setStatus(`Could not stop: ${err.message}`);
@@ -322,12 +415,19 @@
     };
   }
 
-  async function errorText(response) {
+  /** The message of an error body in the contract's shape, or null. */
+  async function errorMessage(response) {
     try {
       const body = await response.json();
-      if (body && body.error) return `${response.status}: ${body.error.message || body.error}`;
+      if (body && body.error) return body.error.message || String(body.error);
     } catch { /* not JSON */ }
-    return `HTTP ${response.status}`;
+    return null;
+  }
+
+  async function errorText(response) {
+    if (response.status === 401) return KEY_NEEDED;
+    const message = await errorMessage(response);
+    return message ? `${response.status}: ${message}` : `HTTP ${response.status}`;
   }
 
   function streamFields(prompt) {
@@ -338,35 +438,61 @@
   }
 
   // EventSource: the browser reconnects by itself with Last-Event-ID and the server resumes the same
-  // stream; events it replays that we already have are dropped by their seq.
+  // stream; events it replays that we already have are dropped by their seq. With an API key the URL
+  // holds a short-lived ticket, which the browser would reuse: the page reconnects itself instead, with
+  // a fresh ticket and ?last_event_id=.
   function viaEventSource(run) {
-    const url = new URL("v1/stream", document.baseURI);
-    for (const [key, value] of Object.entries(streamFields(run.prompt))) url.searchParams.set(key, value);
-    const source = new EventSource(url);
+    const fields = streamFields(run.prompt);
     let opened = false;
-    run.close = () => source.close();
+    let failures = 0;
     run.cancel = sseCancel(run);
-    source.addEventListener("open", () => {
-      if (opened && !run.done) setStatus("Resumed.");
-      opened = true;
-    });
-    for (const name of ["stream_start", "token", "stream_end"]) {
-      source.addEventListener(name, (event) => onProduction(run, name, event.data, event.lastEventId));
-    }
-    // "error" is both the server's error event (a MessageEvent with data) and a connection failure.
-    source.addEventListener("error", (event) => {
-      if (typeof event.data === "string") {
-        onProduction(run, "error", event.data, event.lastEventId);
-      } else if (run.done) {
-        source.close();
-      } else if (source.readyState === EventSource.CONNECTING) {
-        run.reconnecting();
-      } else {
-        run.finish("error", opened
-          ? "The connection closed before the end of the answer."
-          : "The server refused the request (try the fetch transport to see why).");
+
+    async function connect() {
+      const url = new URL("v1/stream", document.baseURI);
+      for (const [name, value] of Object.entries(fields)) url.searchParams.set(name, value);
+      if (run.lastId) url.searchParams.set("last_event_id", run.lastId);
+      try {
+        await withTicket(url);
+      } catch (err) {
+        run.finish("error", err.message);
+        return;
       }
-    });
+      if (run.done) return;
+      const source = new EventSource(url);
+      run.close = () => source.close();
+      source.addEventListener("open", () => {
+        if (opened && !run.done) setStatus("Resumed.");
+        opened = true;
+        failures = 0;
+      });
+      for (const name of ["stream_start", "token", "stream_end"]) {
+        source.addEventListener(name, (event) => onProduction(run, name, event.data, event.lastEventId));
+      }
+      // "error" is both the server's error event (a MessageEvent with data) and a connection failure.
+      source.addEventListener("error", (event) => {
+        if (typeof event.data === "string") {
+          onProduction(run, "error", event.data, event.lastEventId);
+        } else if (run.done) {
+          source.close();
+        } else if (source.readyState === EventSource.CONNECTING) {
+          run.reconnecting();
+          if (!url.searchParams.has("ticket")) return; // the browser retries by itself
+          source.close();
+          failures += 1;
+          if (failures > MAX_RECONNECTS) {
+            run.finish("error", "The connection was lost and the stream could not be resumed.");
+          } else {
+            setTimeout(() => { if (!run.done) connect(); }, RECONNECT_MS);
+          }
+        } else {
+          run.finish("error", opened
+            ? "The connection closed before the end of the answer."
+            : "The server refused the request (try the fetch transport to see why).");
+        }
+      });
+    }
+
+    connect();
   }
 
   /** A minimal SSE parser (the WHATWG rules): feed it text, it calls ``onEvent(name, data, id)``. */
@@ -418,7 +544,7 @@
     );
     let response;
     try {
-      response = await fetch("v1/stream", {
+      response = await call("v1/stream", {
         method: "POST",
         headers: { "Content-Type": "application/json", Accept: "text/event-stream" },
         body: JSON.stringify(streamFields(run.prompt)),
@@ -451,7 +577,7 @@
       await sleep(retryMs);
       if (run.done || abort.signal.aborted) return;
       try {
-        response = await fetch(`v1/streams/${encodeURIComponent(run.streamId)}`, {
+        response = await call(`v1/streams/${encodeURIComponent(run.streamId)}`, {
           headers: run.lastId ? { "Last-Event-ID": run.lastId, Accept: "text/event-stream" } : {},
           signal: abort.signal,
         });
@@ -482,8 +608,16 @@
   }
 
   // A WebSocket stream cannot resume: a drop ends the answer with a note.
-  function viaSocket(run, path, first) {
-    const socket = new WebSocket(socketURL(path));
+  async function viaSocket(run, path, first) {
+    let url;
+    try {
+      url = await withTicket(socketURL(path));
+    } catch (err) {
+      run.finish("error", err.message);
+      return;
+    }
+    if (run.done) return;
+    const socket = new WebSocket(url);
     run.close = () => { if (socket.readyState <= WebSocket.OPEN) socket.close(1000); };
     run.cancel = () => {
       setStatus("Stopping…");
@@ -540,7 +674,7 @@
     clearLog();
     let response;
     try {
-      response = await fetch(`v1/conversations/${encodeURIComponent(id)}`);
+      response = await call(`v1/conversations/${encodeURIComponent(id)}`);
     } catch (err) {
       setStatus(`Could not load the conversation: ${err.message}`);
       return;
@@ -587,6 +721,11 @@
   function send() {
     const prompt = ui.prompt.value;
     if (!prompt.trim() || current) return;
+    if (keyNeeded && !apiKey()) {
+      setStatus(KEY_NEEDED);
+      ui.key.focus();
+      return;
+    }
     const mode = ui.transport.value;
     ui.prompt.value = "";
     const run = new Run(prompt);
@@ -605,9 +744,40 @@
   }
 
   async function fetchJSON(path) {
-    const response = await fetch(path);
-    if (!response.ok) throw new Error(await errorText(response));
+    const response = await call(path);
+    if (!response.ok) throw Object.assign(new Error(await errorText(response)), { status: response.status });
     return response.json();
+  }
+
+  /** Fill the selectors from the server; false if it refused (with auth on: until a key is accepted). */
+  async function loadOptions() {
+    const [loaded, models] = await Promise.allSettled([fetchJSON("v1/stream/options"), fetchJSON("v1/models")]);
+    if (loaded.status === "fulfilled") {
+      options = loaded.value;
+      ui.buffer.options.length = 1; // keep "default"
+      for (const name of options.buffers) ui.buffer.append(new Option(name, name));
+      const others = options.formats.filter((f) => f !== "production");
+      if (others.length) ui.format.title = `Also served: ${others.join(", ")}`;
+      for (const option of ui.transport.options) option.disabled = !options.routes[ROUTES[option.value]];
+    } else {
+      const { message, status } = loaded.reason;
+      setStatus(status === 401 ? message : `Could not read the server's options: ${message}`);
+    }
+    if (models.status === "fulfilled") {
+      const groups = new Map();
+      for (const model of models.value.data || []) {
+        if (!groups.has(model.owned_by)) groups.set(model.owned_by, []);
+        groups.get(model.owned_by).push(model.id);
+      }
+      ui.model.replaceChildren();
+      for (const [provider, names] of groups) {
+        const group = document.createElement("optgroup");
+        group.label = provider;
+        for (const name of names) group.append(new Option(name, name));
+        ui.model.append(group);
+      }
+    }
+    return loaded.status === "fulfilled";
   }
 
   async function init() {
@@ -624,33 +794,14 @@
       save(STORAGE.conversation, newConversationId());
       await loadHistory();
     });
+    ui.keyForm.addEventListener("submit", useKey);
+    ui.forgetKey.addEventListener("click", forgetKey);
 
     const saved = load(STORAGE.transport);
     if (saved && [...ui.transport.options].some((o) => o.value === saved)) ui.transport.value = saved;
 
-    const [loaded, models] = await Promise.allSettled([fetchJSON("v1/stream/options"), fetchJSON("v1/models")]);
-    if (loaded.status === "fulfilled") {
-      options = loaded.value;
-      for (const name of options.buffers) ui.buffer.append(new Option(name, name));
-      const others = options.formats.filter((f) => f !== "production");
-      if (others.length) ui.format.title = `Also served: ${others.join(", ")}`;
-      for (const option of ui.transport.options) option.disabled = !options.routes[ROUTES[option.value]];
-    } else {
-      setStatus(`Could not read the server's options: ${loaded.reason.message}`);
-    }
-    if (models.status === "fulfilled") {
-      const groups = new Map();
-      for (const model of models.value.data || []) {
-        if (!groups.has(model.owned_by)) groups.set(model.owned_by, []);
-        groups.get(model.owned_by).push(model.id);
-      }
-      for (const [provider, names] of groups) {
-        const group = document.createElement("optgroup");
-        group.label = provider;
-        for (const name of names) group.append(new Option(name, name));
-        ui.model.append(group);
-      }
-    }
+    showKeyForm();
+    await loadOptions();
     applyMode();
     if (ui.transport.value === "conversation") await loadHistory();
     document.body.dataset.ready = "true";
