@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import resource
+import shutil
 import signal
 import socket
 import subprocess
@@ -127,6 +128,23 @@ def test_check_config_on_a_bad_file_prints_one_line_and_exits_2(tmp_path):
     assert str(bad) in lines[0]
     assert "server.port" in lines[0]
     assert "Traceback" not in result.stderr
+
+
+def test_check_config_names_a_plugins_missing_required_option_and_exits_2(tmp_path):
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    shutil.copy(REPO / "tests" / "plugin_fixtures" / "required_option_provider.py", plugins)
+    path = tmp_path / "greeter.toml"
+    path.write_text(
+        '[server]\nplugins_dir = "plugins"\n[providers.greeter]\ntimes = 2\n', encoding="utf-8"
+    )
+    result = run_cli("check-config", str(path), cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr.strip() == (
+        f"streamserver: config error: {path}: "
+        "providers.greeter.greeting: expected a value for this required key (a string)"
+    )
 
 
 def test_check_config_on_a_missing_file_exits_2_without_traceback(tmp_path):

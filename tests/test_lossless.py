@@ -4,14 +4,18 @@ exactly the text the provider produced, read through real connections by indepen
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
 import pytest
 import websockets
-from conftest import SCRIPTED, Client, base_config, script
+from conftest import SCRIPTED, Client, base_config, script, wait_until
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+import streamserver
+from streamserver.app import SERVICE
 
 BUFFERS = ["raw", "delimiter", "word", "sentence"]
 FORMATTERS = ["simple", "events", "progress", "production", "openai", "ai-sdk", "text"]
@@ -107,3 +111,65 @@ async def test_text_format_keeps_a_crlf_split_across_two_raw_segments_one_line_e
 ):
     # "\r" then "\n" as separate events would otherwise read as two line ends.
     assert await sse_text(scripted_client, "text", "raw", ["a\r", "\nb", "\r", "\n"]) == "a\nb\n"
+
+
+# --- cancel: the text a buffer holds still goes out, before the end event -----------------------
+
+HELD = [
+    ("word", ["Every whole word ", "and half"], "half"),
+    ("sentence", ["A whole sentence. ", "And half of the next"], "And half of the next"),
+]
+"""(buffer, deltas, the text the buffer still holds after the last delta)."""
+
+
+async def held_stream_app(serve, buffer: str):
+    """A server whose ``buffer`` never flushes on a timer (``max_delay_ms = 0``): only the end of
+    the stream (here: its cancel) can deliver what it holds. Returns the app and a client."""
+    app = streamserver.create_app(base_config(buffers={buffer: {"max_delay_ms": 0}}, **SCRIPTED))
+    return app, await serve(app=app)
+
+
+@pytest.mark.parametrize(("buffer", "parts", "held"), HELD, ids=[h[0] for h in HELD])
+async def test_delete_delivers_what_the_buffer_holds_before_the_end_event(
+    serve, buffer, parts, held
+):
+    app, client = await held_stream_app(serve, buffer)
+    provider = app[SERVICE].providers["scripted"]
+    params = {"prompt": script(parts, then="hang"), "model": "scripted", "buffer": buffer}
+
+    reader = asyncio.create_task(client.sse("/v1/stream", params=params))
+    await wait_until(lambda: provider.yielded == len(parts))  # the partial text is in the buffer
+    (stream,) = app[SERVICE].streams.live()
+    deleted = await client.http.delete(f"/v1/streams/{stream.id}")
+    got = await reader
+
+    assert deleted.json() == {"id": stream.id, "cancelled": True}
+    assert got.names()[-2:] == ["token", "stream_end"]
+    assert got.json()[-2]["content"] == held
+    assert got.json()[-1]["finish_reason"] == "cancelled"
+    assert "".join(e["content"] for e in got.json() if "content" in e) == "".join(parts)
+
+
+@pytest.mark.parametrize(("buffer", "parts", "held"), HELD, ids=[h[0] for h in HELD])
+async def test_websocket_cancel_delivers_what_the_buffer_holds_before_done(
+    serve, buffer, parts, held
+):
+    app, client = await held_stream_app(serve, buffer)
+    provider = app[SERVICE].providers["scripted"]
+    url = client.base_url.replace("http://", "ws://") + "/ws/stream"
+
+    async with websockets.connect(url) as socket:
+        await socket.send(
+            json.dumps(
+                {"prompt": script(parts, then="hang"), "model": "scripted", "buffer": buffer}
+            )
+        )
+        await wait_until(lambda: provider.yielded == len(parts))
+        await socket.send(json.dumps({"type": "cancel"}))
+        messages = [json.loads(await socket.recv())]
+        while messages[-1]["type"] != "done":
+            messages.append(json.loads(await socket.recv()))
+
+    assert messages[-2] == {"type": "token", "content": held}
+    assert messages[-1] == {"type": "done", "full_response": "".join(parts), "cancelled": True}
+    assert "".join(m.get("content", "") for m in messages) == "".join(parts)

@@ -285,6 +285,44 @@ async def test_plugin_options_reach_the_factory_of_a_running_stream(tmp_path, se
     assert [event["token"] for event in got.json() if "token" in event] == ["abc", "def", "gh"]
 
 
+MISSING_GREETING = "providers.greeter.greeting: expected a value for this required key (a string)"
+
+
+def greeter_file(tmp_path: Path, greeter_section: str) -> Path:
+    """A config file whose plugins directory (relative to it) holds the provider plugin with a
+    required option (``tests/plugin_fixtures/required_option_provider.py``)."""
+    shutil.copy(FIXTURES / "required_option_provider.py", plugin_dir(tmp_path))
+    path = tmp_path / "greeter.toml"
+    path.write_text(
+        f'[server]\nplugins_dir = "plugins"\n[providers.greeter]\n{greeter_section}',
+        encoding="utf-8",
+    )
+    return path
+
+
+def test_plugin_option_without_a_default_must_be_configured(monkeypatch):
+    monkeypatch.syspath_prepend(str(FIXTURES))
+    message = config_error(
+        plugins={"modules": ["required_option_provider"]}, providers={"greeter": {"times": 2}}
+    )
+    assert message == MISSING_GREETING
+
+
+def test_missing_required_plugin_option_stops_create_app_naming_file_and_key(tmp_path):
+    path = greeter_file(tmp_path, "times = 2\n")
+    with pytest.raises(ConfigError) as caught:
+        streamserver.create_app(path)
+    assert str(caught.value) == f"{path}: {MISSING_GREETING}"
+
+
+async def test_required_plugin_option_when_given_reaches_the_provider(tmp_path, serve):
+    client = await serve(greeter_file(tmp_path, 'greeting = "hello there"\ntimes = 2\n'))
+    got = await client.sse("/v1/stream", params={"prompt": "hi"})
+    assert got.status == 200
+    text = "".join(event["content"] for event in got.json() if "content" in event)
+    assert text == "hello there hello there"
+
+
 # --- (i) one registry per config ------------------------------------------------------------
 
 

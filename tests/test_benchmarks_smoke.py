@@ -1,0 +1,109 @@
+"""The benchmark suite (``benchmarks/``) works: a tiny run of the whole harness, correctness only.
+
+No timing is asserted: the figures of a run this small mean nothing. The FastAPI baseline needs the
+``bench`` extra; without it the harness skips it and says so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import json
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from benchmarks.loadgen import Reader, Record, SSEClient, Tally
+
+REPO = Path(__file__).resolve().parent.parent
+HAS_FASTAPI = all(
+    importlib.util.find_spec(m) for m in ("fastapi", "sse_starlette", "uvicorn", "httptools")
+)
+HAS_MATPLOTLIB = importlib.util.find_spec("matplotlib") is not None
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+    out = tmp_path_factory.mktemp("bench") / "results"
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.run", "--smoke", "--out", str(out)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return out, json.loads((out / "results.json").read_text())
+
+
+def test_every_stream_of_every_run_is_complete(smoke: tuple[Path, dict[str, Any]]) -> None:
+    _out, results = smoke
+    assert results["runs"]
+    for run in results["runs"]:
+        assert run["ok"], run
+        assert run["loadgen"]["complete"] == run["loadgen"]["streams"] > 0
+
+
+def test_every_available_server_is_measured(smoke: tuple[Path, dict[str, Any]]) -> None:
+    _out, results = smoke
+    expected = {"raw", "aiohttp-sse", "streamserver"} | ({"fastapi"} if HAS_FASTAPI else set())
+    assert {run["server"] for run in results["runs"]} == expected
+    assert ("fastapi" in results["skipped"]) is not HAS_FASTAPI
+
+
+def test_the_relay_goes_through_the_fake_upstream(smoke: tuple[Path, dict[str, Any]]) -> None:
+    _out, results = smoke
+    relay = [run for run in results["runs"] if run["workload"] == "relay"]
+    assert relay and all(run["upstream_cpu_s"] is not None for run in relay)
+
+
+def test_the_report_and_plot_are_written(smoke: tuple[Path, dict[str, Any]]) -> None:
+    out, _results = smoke
+    assert (out / "report.md").read_text(encoding="utf-8").startswith("# streamserver benchmarks")
+    assert (out / "plot.png").is_file() is HAS_MATPLOTLIB
+
+
+async def _feed(body: bytes, step: int, tokens_expected: int = 3) -> Record:
+    record = Record()
+    loop = asyncio.get_running_loop()
+    reader = Reader(loop)
+    with socket.socket() as sock:
+        client = SSEClient(b"", record, loop.create_future(), Tally(), reader, sock)
+        head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        data = head + body
+        for i in range(0, len(data), step):
+            client.received(data[i : i + step], loop.time())
+    reader.close()
+    return record
+
+
+def _chunk(event: bytes) -> bytes:
+    return b"%x\r\n%b\r\n" % (len(event), event)
+
+
+_EVENTS = [
+    b'id: s:0\nevent: stream_start\ndata: {"stream_id": "s"}\n\n',
+    *(
+        b'id: s:%d\nevent: token\ndata: {"content": "t", "index": %d}\n\n' % (i + 1, i)
+        for i in range(3)
+    ),
+    b'id: s:4\nevent: stream_end\ndata: {"tokens_generated": 3}\n\n',
+]
+
+
+@pytest.mark.parametrize("step", [1, 2, 7, 1000])
+async def test_the_load_generator_counts_events_however_the_bytes_are_split(step: int) -> None:
+    body = b"".join(_chunk(e) for e in _EVENTS) + b"0\r\n\r\n"
+    record = await _feed(body, step)
+    assert (record.tokens, record.ended, record.terminated, record.error) == (3, True, True, None)
+
+
+async def test_the_load_generator_never_counts_a_token_event_split_across_chunks() -> None:
+    split = _EVENTS[1][:12], _EVENTS[1][12:]
+    body = b"".join(_chunk(e) for e in (_EVENTS[0], *split, *_EVENTS[2:])) + b"0\r\n\r\n"
+    record = await _feed(body, 1000)
+    assert record.tokens == 2  # too few, so the stream counts as incomplete, never the reverse
