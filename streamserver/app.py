@@ -369,7 +369,10 @@ async def stream_metrics(request: web.Request) -> web.Response:
         "trimmed_events": service.streams.trimmed,
     }
     for sink in service.sink_list:
-        figures.update(sink.snapshot())
+        try:
+            figures.update(sink.snapshot())
+        except Exception:  # one broken sink must not hide the others' figures
+            log.exception("metrics sink %s failed in snapshot", type(sink).__name__)
     return web.json_response(figures)
 
 

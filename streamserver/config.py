@@ -388,7 +388,11 @@ def _parts(registry: PluginRegistry, kind: Kind, table: object, section: str) ->
     parts: dict[str, Part] = {}
     if kind != "providers":
         for name, registration in registry.parts[kind].items():
-            parts[name] = Part(name, registration, registration.options())
+            try:
+                defaults = registration.options()
+            except TypeError:  # it has required options: usable once its section sets them
+                continue
+            parts[name] = Part(name, registration, defaults)
     for name, body in table.items():
         key = options.join_key(section, name)
         if not isinstance(body, Mapping):

@@ -323,6 +323,24 @@ async def test_required_plugin_option_when_given_reaches_the_provider(tmp_path, 
     assert text == "hello there hello there"
 
 
+async def test_a_buffer_with_a_required_option_is_offered_once_configured(serve, monkeypatch):
+    monkeypatch.syspath_prepend(str(FIXTURES))
+    plugins = {"modules": ["required_option_provider"]}
+    route = {"/cut": {"formatter": "simple", "allow": ["buffer", "model"]}}
+    unconfigured = await serve(base_config(plugins=plugins, routes=route))
+    configured = await serve(
+        base_config(plugins=plugins, routes=route, buffers={"needy": {"size": 3}})
+    )
+    params = {"prompt": "abcdefgh", "model": "echo", "buffer": "needy"}
+
+    refused = await unconfigured.http.get("/cut", params=params)
+    got = await configured.sse("/cut", params=params)
+
+    assert refused.status_code == 400
+    assert refused.json()["error"]["code"] == "unknown_buffer"
+    assert [e["token"] for e in got.json() if "token" in e] == ["abc", "def", "gh"]
+
+
 # --- (i) one registry per config ------------------------------------------------------------
 
 

@@ -61,7 +61,8 @@ async def test_a_sink_that_raises_everywhere_is_logged_and_streams_complete(
         got = [await client.sse("/v1/stream", params={"prompt": PROMPT, "model": "echo"})
                for _ in range(2)]  # fmt: skip
         refused = await client.http.get("/v1/stream")  # no prompt: request_rejected raises too
-        metrics = (await client.http.get("/v1/stream/metrics")).json()
+        metrics_response = await client.http.get("/v1/stream/metrics")
+        metrics = metrics_response.json()
         calls = {"stream_started", "first_token", "stream_finished", "request_rejected"}
         # a worker-thread sink's failures are logged a moment later
         await wait_until(lambda: sink_failures(caplog, cls) == calls)
@@ -72,7 +73,8 @@ async def test_a_sink_that_raises_everywhere_is_logged_and_streams_complete(
     assert [g.json()[-1]["finish_reason"] for g in got] == ["stop", "stop"]
     assert refused.status_code == 400
     assert refused.json()["error"]["code"] == "missing_prompt"
-    # the memory sink beside it still saw everything
+    # the memory sink beside it still saw everything, and its figures are still served
+    assert metrics_response.status_code == 200
     assert metrics["outcomes"] == {"completed": 2}
     assert metrics["rejected"] == {"missing_prompt": 1}
 

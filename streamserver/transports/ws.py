@@ -135,7 +135,7 @@ async def serve_socket(
                     else:
                         strikes = 0
                         pump = asyncio.get_running_loop().create_task(
-                            _pump(ws, current, send_timeout_s)
+                            _pump(ws, current, send_timeout_s, request.transport)
                         )
                         continue
             strikes += 1
@@ -180,8 +180,16 @@ def _decode(message: Any, max_bytes: int) -> tuple[dict[str, Any] | None, dict[s
     return fields, None
 
 
-async def _pump(ws: web.WebSocketResponse, started: Started, send_timeout_s: float) -> None:
-    """Send the stream's messages in order until it ends, then whatever ``after`` returns."""
+async def _pump(
+    ws: web.WebSocketResponse,
+    started: Started,
+    send_timeout_s: float,
+    transport: asyncio.Transport | None,
+) -> None:
+    """Send the stream's messages in order until it ends, then whatever ``after`` returns.
+
+    A peer that accepts nothing for ``send_timeout_s`` is dropped (the connection is aborted: a
+    close frame could not reach it either), which ends the socket and cancels its stream."""
     stream = started.stream
     log = stream.log
     reader = stream.attach(0)
@@ -203,7 +211,11 @@ async def _pump(ws: web.WebSocketResponse, started: Started, send_timeout_s: flo
                     if started.after is not None:
                         delivered.append(item)  # type: ignore[arg-type]
             log.advance(reader, pos)
-    except (ConnectionError, TimeoutError, RuntimeError):
+    except TimeoutError:
+        open_ = False
+        if transport is not None:
+            transport.abort()
+    except (ConnectionError, RuntimeError):
         open_ = False
     finally:
         stream.detach(reader)

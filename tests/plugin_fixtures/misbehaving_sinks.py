@@ -17,7 +17,7 @@ from streamserver import hookimpl
 
 
 class RaisingSink:
-    """Raises in every method, ``snapshot`` excepted (it feeds ``/v1/stream/metrics``)."""
+    """Raises in every method (``snapshot`` too, which ``/v1/stream/metrics`` calls)."""
 
     def __init__(self, options: object) -> None:
         pass
@@ -38,7 +38,7 @@ class RaisingSink:
         raise RuntimeError("sink exploded in stream_resumed")
 
     def snapshot(self):
-        return {}
+        raise RuntimeError("sink exploded in snapshot")
 
 
 class InlineRaisingSink(RaisingSink):
