@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 CONFIG ?= config.toml
 
-.PHONY: run test lint check-config clean
+.PHONY: run test lint check-config clean bench
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,10 @@ $(VENV)/.installed-test: $(VENV)/.installed
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $@
 
+$(VENV)/.installed-bench: $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	touch $@
+
 run: $(VENV)/.installed
 	$(BIN)/streamserver serve --config $(CONFIG)
 
@@ -26,12 +30,16 @@ check-config: $(VENV)/.installed
 	$(BIN)/streamserver check-config $(CONFIG)
 
 lint: $(VENV)/.installed-test
-	$(BIN)/ruff check streamserver plugins tests
-	$(BIN)/ruff format --check streamserver plugins tests
+	$(BIN)/ruff check streamserver plugins tests benchmarks
+	$(BIN)/ruff format --check streamserver plugins tests benchmarks
 	$(BIN)/mypy streamserver
 
 test: lint
 	$(BIN)/python -m pytest -q
+
+# The benchmark suite (benchmarks/run.py): server pinned to CPU 0, load generator to CPU 1.
+bench: $(VENV)/.installed-bench
+	$(BIN)/python -m benchmarks.run
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,0 +1,589 @@
+"""Run the benchmark suite: ``make bench`` (``python -m benchmarks.run``).
+
+Every measurement is a fresh server process pinned to CPU 0 (``taskset -c 0``) and a fresh load
+generator (``benchmarks/loadgen.py``) pinned to CPU 1, so each run's peak memory (``VmHWM``) is its
+own. Repetitions are interleaved: rep 1 of every server, then rep 2 (in a rotated order), and so on,
+so a slow minute on the machine does not land on one server. Medians over the repetitions are
+reported, and every figure also as a ratio to the raw-asyncio floor measured in the same run.
+
+Servers (all on the standard asyncio event loop, one process each):
+
+- ``raw``: a bare asyncio protocol writing pre-encoded events, the floor (``servers/raw_asyncio.py``);
+- ``aiohttp-sse``: aiohttp + aiohttp-sse, a minimal handler (``servers/aiohttp_sse.py``);
+- ``fastapi``: FastAPI + sse-starlette on uvicorn (``servers/fastapi_sse.py``; needs the ``bench``
+  extra, skipped when it is not installed);
+- ``streamserver``: ``streamserver serve --config`` with the generated config of
+  ``servers/streamserver_config.py`` (simulated provider, ``production`` formatter, ``raw``
+  buffer, ``memory`` and ``prometheus`` sinks).
+
+Results go to ``benchmarks/results/``: ``results.json`` (every run, every figure), ``report.md``
+and ``plot.png``. ``--smoke`` runs a tiny version of everything in seconds (correctness only).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib.util
+import json
+import os
+import platform
+import resource
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .report import targets, write_report
+from .servers.streamserver_config import write_config
+
+REPO = Path(__file__).resolve().parent.parent
+RESULTS = Path(__file__).resolve().parent / "results"
+SERVERS = ("raw", "aiohttp-sse", "fastapi", "streamserver")
+SERVER_CPU, LOADGEN_CPU = "0", "1"
+DISTURBED = 0.1
+"""Other processes' CPU (per wall second) above which a run is done again."""
+RETRIES = 12
+"""Runs done again at most, in the whole suite (the suite must stay under 10 minutes)."""
+
+
+@dataclass(frozen=True)
+class Workload:
+    """One kind of load, run against each of ``servers`` ``reps`` times."""
+
+    name: str
+    title: str
+    tokens: int
+    pace: float
+    """Tokens per second per stream; 0 = as fast as possible."""
+    connections: int
+    streams_per_connection: int = 1
+    ramp: float = 0.0
+    """Connections opened per second; 0 = all at once."""
+    reps: int = 3
+    servers: tuple[str, ...] = SERVERS
+    relay: bool = False
+    """streamserver's ``openai`` provider relaying from the fake upstream (its own process)."""
+    series: str = ""
+    """Runs that share a series are plotted together, against concurrency."""
+    pause_ms: float = 0.0
+    """Each client pauses this long between its streams."""
+    max_pending: int = 0
+    """Open no new connection while this many have no response yet (0 = open-loop ramp)."""
+    tick_ms: float = 1.0
+    """The load generator looks at its sockets once per tick (0 = wakes for every arrival)."""
+
+    @property
+    def stream_timeout(self) -> float:
+        stream_s = self.tokens / self.pace if self.pace else 0.0
+        return 3 * stream_s + 60.0
+
+
+def full_suite() -> list[Workload]:
+    """What ``make bench`` runs (about 7 minutes on 2 cores)."""
+    return [
+        Workload("throughput", "Throughput: 64 concurrent × 256 tokens, unpaced", 256, 0, 64,
+                 streams_per_connection=12, tick_ms=5),
+        Workload("paced", "Paced: 1000 concurrent × 150 tokens at 50 tokens/s", 150, 50, 1000,
+                 ramp=1000, series="paced"),
+        Workload("paced-100", "Paced sweep: 100 concurrent × 150 tokens at 50 tokens/s", 150, 50,
+                 100, ramp=1000, reps=1, series="paced"),
+        Workload("paced-300", "Paced sweep: 300 concurrent × 150 tokens at 50 tokens/s", 150, 50,
+                 300, ramp=1000, reps=1, series="paced"),
+        Workload("paced-2000", "Paced sweep: 2000 concurrent × 150 tokens at 50 tokens/s", 150, 50,
+                 2000, ramp=2000, reps=1, series="paced"),
+        Workload("slow", "Slow: 10,000 concurrent streams × 45 tokens at 1 token/s", 45, 1,
+                 10_000, ramp=2000, max_pending=100, reps=1),
+        Workload("idle-ttft", "Idle server: one stream at a time (200 streams × 16 tokens)", 16, 0,
+                 1, streams_per_connection=200, pause_ms=5, tick_ms=0),
+        Workload("relay", "Relay: openai provider ← fake OpenAI upstream, 32 concurrent × 256 "
+                 "tokens", 256, 0, 32, streams_per_connection=4, servers=("streamserver",),
+                 relay=True, tick_ms=5),
+    ]  # fmt: skip
+
+
+def smoke_suite() -> list[Workload]:
+    """``--smoke``: every server and every code path, tiny (correctness only, no timing)."""
+    return [
+        Workload("throughput", "Smoke: 4 streams × 8 tokens, unpaced", 8, 0, 4, reps=1,
+                 tick_ms=5),
+        Workload("paced", "Smoke: 4 streams × 8 tokens at 200 tokens/s", 8, 200, 4, ramp=1000,
+                 reps=1, series="paced"),
+        Workload("relay", "Smoke: relay 4 streams × 8 tokens", 8, 0, 2, streams_per_connection=2,
+                 reps=1, servers=("streamserver",), relay=True),
+    ]  # fmt: skip
+
+
+@dataclass
+class Run:
+    """One server process measured by one load generator."""
+
+    workload: str
+    server: str
+    rep: int
+    ok: bool = False
+    error: str | None = None
+    loadgen: dict[str, Any] = field(default_factory=dict)
+    upstream_cpu_s: float | None = None
+
+
+class Bench:
+    """Starts the processes, runs the workloads, keeps the results."""
+
+    def __init__(self, out: Path, pin: bool, workdir: Path, max_retries: int = RETRIES) -> None:
+        self.out = out
+        self.pin = pin
+        self.workdir = workdir
+        self.python = sys.executable
+        self.runs: list[Run] = []
+        self.upstream_port = 0
+        self.retries = 0
+        self.max_retries = max_retries
+        self.available = {name: _missing(name) is None for name in SERVERS}
+
+    def prefix(self, cpu: str) -> list[str]:
+        return ["taskset", "-c", cpu] if self.pin else []
+
+    def server_command(self, server: str, workload: Workload, port: int) -> tuple[list[str], Path]:
+        """The command line and working directory of ``server`` for ``workload``."""
+        if server == "streamserver":
+            directory = Path(tempfile.mkdtemp(prefix="streamserver-", dir=self.workdir))
+            upstream = f"http://127.0.0.1:{self.upstream_port}/v1" if workload.relay else None
+            config = write_config(
+                directory, tokens=workload.tokens, pace=workload.pace, upstream_url=upstream
+            )
+            command = ["-m", "streamserver", "serve", "--config", str(config), "--port", str(port)]
+            return [*self.prefix(SERVER_CPU), self.python, *command], directory
+        module = {"raw": "raw_asyncio", "aiohttp-sse": "aiohttp_sse", "fastapi": "fastapi_sse"}
+        command = [
+            "-m", f"benchmarks.servers.{module[server]}", "--port", str(port),
+            "--tokens", str(workload.tokens), "--pace", f"{workload.pace:g}",
+        ]  # fmt: skip
+        return [*self.prefix(SERVER_CPU), self.python, *command], REPO
+
+    def start_upstream(self) -> subprocess.Popen[bytes]:
+        """``streamserver fake-upstream``, unpaced, on the load generator's CPU."""
+        self.upstream_port = free_port()
+        command = ["-m", "streamserver", "fake-upstream", "--port", str(self.upstream_port)]
+        return self.start(
+            "fake-upstream",
+            [*self.prefix(LOADGEN_CPU), self.python, *command, "--tokens-per-second", "0"],
+            REPO,
+            self.upstream_port,
+        )
+
+    def run_one(self, workload: Workload, server: str, rep: int) -> Run:
+        run = Run(workload.name, server, rep)
+        upstream = None
+        try:
+            if workload.relay:
+                upstream = self.start_upstream()
+            port = free_port()
+            command, cwd = self.server_command(server, workload, port)
+            process = self.start(server, command, cwd, port)
+            try:
+                upstream_cpu = cpu_seconds(upstream.pid) if upstream else None
+                run.loadgen = self.load(
+                    workload, port, process.pid, [upstream.pid] if upstream else []
+                )
+                if upstream is not None and upstream_cpu is not None:
+                    after = cpu_seconds(upstream.pid)
+                    if after is not None:
+                        run.upstream_cpu_s = round(after - upstream_cpu, 3)
+            finally:
+                stop(process)
+            if "error" in run.loadgen:
+                run.error = run.loadgen["error"]
+            elif run.loadgen["incomplete"]:
+                run.error = (
+                    f"{run.loadgen['incomplete']} incomplete streams: {run.loadgen['problems']}"
+                )
+            run.ok = run.error is None
+        except BenchError as exc:
+            run.error = str(exc)
+        finally:
+            if upstream is not None:
+                stop(upstream)
+        return run
+
+    def start(self, name: str, command: list[str], cwd: Path, port: int) -> subprocess.Popen[bytes]:
+        log = open(self.workdir / f"{name}-{port}.log", "wb")  # noqa: SIM115 (lives with the process)
+        env = _env() if cwd == REPO else dict(os.environ)
+        process = subprocess.Popen(
+            command,
+            cwd=cwd,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            preexec_fn=_raise_file_limit,
+        )
+        log.close()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise BenchError(
+                    f"{name} exited with {process.returncode}: {self.tail(name, port)}"
+                )
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+                return process
+            time.sleep(0.05)
+        stop(process)
+        raise BenchError(
+            f"{name} did not listen on port {port} within 30 s: {self.tail(name, port)}"
+        )
+
+    def tail(self, name: str, port: int) -> str:
+        path = self.workdir / f"{name}-{port}.log"
+        text = path.read_text(errors="replace") if path.exists() else ""
+        return text[-1500:].strip() or "(no output)"
+
+    def load(
+        self, workload: Workload, port: int, server_pid: int, others: list[int]
+    ) -> dict[str, Any]:
+        path = "/v1/stream?prompt=" + (
+            "+".join(["tok"] * workload.tokens) if workload.relay else "Tell+me+a+story"
+        )
+        command = [
+            *self.prefix(LOADGEN_CPU), self.python, "-m", "benchmarks.loadgen",
+            "--port", str(port), "--path", path, "--tokens", str(workload.tokens),
+            "--connections", str(workload.connections),
+            "--streams-per-connection", str(workload.streams_per_connection),
+            "--ramp", f"{workload.ramp:g}", "--server-pid", str(server_pid),
+            "--stream-timeout", f"{workload.stream_timeout:g}",
+            "--tick-ms", f"{workload.tick_ms:g}",
+            "--max-pending", str(workload.max_pending),
+            "--pause-ms", f"{workload.pause_ms:g}",
+            *(f"--exclude-pid={pid}" for pid in others),
+        ]  # fmt: skip
+        ramp_s = workload.connections / workload.ramp if workload.ramp else 0
+        limit = ramp_s + workload.stream_timeout * workload.streams_per_connection + 60
+        try:
+            done = subprocess.run(
+                command,
+                cwd=REPO,
+                env=_env(),
+                capture_output=True,
+                timeout=limit,
+                preexec_fn=_raise_file_limit,
+            )
+        except subprocess.TimeoutExpired:
+            raise BenchError(f"the load generator did not finish within {limit:.0f} s") from None
+        try:
+            result: dict[str, Any] = json.loads(done.stdout)
+        except ValueError:
+            raise BenchError(
+                f"the load generator failed ({done.returncode}): "
+                f"{done.stderr.decode(errors='replace')[-1500:]}"
+            ) from None
+        return result
+
+    def suite(self, workloads: list[Workload], reps: int | None) -> None:
+        for workload in workloads:
+            servers = [s for s in workload.servers if self.available[s]]
+            for rep in range(reps or workload.reps):
+                # Rotate the order each repetition, so no server always runs first or last.
+                shift = rep % len(servers)
+                for server in servers[shift:] + servers[:shift]:
+                    self.runs.append(self.measured(workload, server, rep))
+
+    def measured(self, workload: Workload, server: str, rep: int) -> Run:
+        """One run, done again (``max_retries`` times at most in the whole suite, and only runs
+        shorter than 20 s) while other processes on the machine took more than ``DISTURBED`` of
+        a CPU during it."""
+        while True:
+            began = time.monotonic()
+            run = self.run_one(workload, server, rep)
+            other = run.loadgen.get("other_cpu") or 0
+            took = time.monotonic() - began
+            # Long runs (the 10,000-stream one) are not done again: the time limit comes first.
+            disturbed = other > DISTURBED and self.retries < self.max_retries and took < 20
+            status = "ok" if run.ok else f"FAILED: {run.error}"
+            if disturbed:
+                status += f"; other processes used {other:.0%} of a CPU: again"
+            print(
+                f"  {workload.name:11} rep {rep + 1} {server:12} "
+                f"{took:5.1f} s  {_headline(run)}  {status}",
+                flush=True,
+            )
+            if not disturbed:
+                return run
+            self.retries += 1
+
+
+class BenchError(Exception):
+    """A run could not be measured (a process failed to start, or timed out)."""
+
+
+def _missing(server: str) -> str | None:
+    """Why ``server`` cannot run here, or None."""
+    needs = {"fastapi": ("fastapi", "sse_starlette", "uvicorn", "httptools")}.get(server, ())
+    for module in needs:
+        if importlib.util.find_spec(module) is None:
+            return f"{module} is not installed (pip install -e '.[bench]')"
+    return None
+
+
+def _env() -> dict[str, str]:
+    """The environment with the repository importable (after any PYTHONPATH already set)."""
+    path = os.environ.get("PYTHONPATH")
+    return {**os.environ, "PYTHONPATH": f"{path}{os.pathsep}{REPO}" if path else str(REPO)}
+
+
+def _raise_file_limit() -> None:
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def _headline(run: Run) -> str:
+    lg = run.loadgen
+    if not lg or "tokens_per_s" not in lg:
+        return ""
+    ttft = (lg.get("ttft_ms") or {}).get("p99")
+    server = lg.get("server") or {}
+    return (
+        f"{lg['tokens_per_s']:>9.0f} tok/s  ttft p99 {ttft if ttft is not None else '-':>8} ms  "
+        f"peak {server.get('peak_rss_kib', 0) / 1024:5.1f} MiB  loadgen cpu "
+        f"{lg.get('loadgen_cpu', 0) * 100:3.0f}%  {lg['complete']}/{lg['streams']} complete"
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM (streamserver drains), then SIGKILL after 10 s."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def cpu_seconds(pid: int) -> float | None:
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+            fields = f.read().rpartition(")")[2].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def background_load(seconds: float = 1.0) -> dict[str, float]:
+    """How busy each CPU is with nothing of ours running (other work on the machine)."""
+
+    def read() -> dict[str, tuple[int, int]]:
+        times = {}
+        with open("/proc/stat", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("cpu") and line[3].isdigit():
+                    name, *values = line.split()
+                    numbers = [int(v) for v in values[:8]]
+                    times[name] = (sum(numbers) - numbers[3] - numbers[4], sum(numbers))
+        return times
+
+    try:
+        before = read()
+        time.sleep(seconds)
+        after = read()
+    except OSError:
+        return {}
+    return {
+        name: round(
+            (after[name][0] - before[name][0]) / max(1, after[name][1] - before[name][1]), 3
+        )
+        for name in after
+    }
+
+
+def environment(pin: bool) -> dict[str, Any]:
+    """What the figures depend on: machine, versions, commit."""
+    versions = {}
+    for package in ("aiohttp", "aiohttp-sse", "fastapi", "sse-starlette", "starlette", "uvicorn",
+                    "httptools"):  # fmt: skip
+        with contextlib.suppress(Exception):
+            from importlib.metadata import version
+
+            versions[package] = version(package)
+    cpu = ""
+    with contextlib.suppress(OSError), open("/proc/cpuinfo", encoding="utf-8") as f:
+        cpu = next(
+            (line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), ""
+        )
+    commit = ""
+    with contextlib.suppress(Exception):
+        commit = subprocess.run(
+            ["git", "describe", "--always", "--dirty"], cwd=REPO, capture_output=True, text=True
+        ).stdout.strip()
+    return {
+        "python": platform.python_version(),
+        "cpu": cpu,
+        "cpus": os.cpu_count(),
+        "pinned": pin,
+        "versions": versions,
+        "commit": commit,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Run the streamserver benchmark suite.")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="results directory")
+    parser.add_argument("--smoke", action="store_true", help="tiny workloads, correctness only")
+    parser.add_argument("--only", nargs="*", help="workload names to run")
+    parser.add_argument("--reps", type=int, help="override every workload's repetitions")
+    parser.add_argument("--no-pin", action="store_true", help="do not pin with taskset")
+    args = parser.parse_args(argv)
+
+    pin = not args.no_pin and shutil.which("taskset") is not None and (os.cpu_count() or 1) >= 2
+    workloads = smoke_suite() if args.smoke else full_suite()
+    if args.only:
+        workloads = [w for w in workloads if w.name in args.only]
+    args.out.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="bench-") as workdir:
+        bench = Bench(args.out, pin, Path(workdir), max_retries=0 if args.smoke else RETRIES)
+        skipped = {name: why for name in SERVERS if (why := _missing(name))}
+        for name, why in skipped.items():
+            print(f"skipping {name}: {why}", flush=True)
+        before = {} if args.smoke else background_load()
+        print(f"background CPU load before: {before}", flush=True)
+        try:
+            bench.suite(workloads, args.reps)
+        finally:
+            after = {} if args.smoke else background_load()
+            results = {
+                "smoke": args.smoke,
+                "environment": environment(pin),
+                "background_load": {"before": before, "after": after},
+                "skipped": skipped,
+                "duration_s": round(time.monotonic() - started, 1),
+                "retries": bench.retries,
+                "workloads": [asdict(w) for w in workloads],
+                "runs": [asdict(r) for r in bench.runs],
+            }
+            results["summary"] = summarise(results)
+            results["targets"] = targets(results)
+            (args.out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
+    write_report(results, args.out)
+    failed = [r for r in bench.runs if not r.ok]
+    print(f"{len(bench.runs)} runs, {len(failed)} failed, {results['duration_s']} s; "
+          f"report: {args.out / 'report.md'}")  # fmt: skip
+    return 1 if failed else 0
+
+
+# The figures reported per workload and server: medians over the repetitions.
+_FIGURES = {
+    "tokens_per_s": ("tokens_per_s",),
+    "delivered_per_s": ("delivered_per_s",),
+    "ttft_p50_ms": ("ttft_ms", "p50"),
+    "ttft_p99_ms": ("ttft_ms", "p99"),
+    "gap_p99_ms": ("gap_ms", "p99"),
+    "connect_p99_ms": ("connect_ms", "p99"),
+    "bytes_per_event": ("bytes_per_event",),
+    "server_cpu_util": ("server", "cpu_util"),
+    "server_cpu_us_per_token": ("server", "cpu_us_per_token"),
+    "server_core_busy": ("core_busy", "cpu" + SERVER_CPU),
+    "idle_rss_kib": ("server", "idle_rss_kib"),
+    "peak_rss_kib": ("server", "peak_rss_kib"),
+    "plateau_rss_kib": ("server", "plateau_rss_kib"),
+    "loadgen_cpu": ("loadgen_cpu",),
+    "loop_busy_p99_ms": ("loop_busy_ms", "p99"),
+    "read_lag_p99_ms": ("read_lag_ms", "p99"),
+    "loadgen_sys_us_per_read": ("loadgen_sys_us_per_read",),
+    "other_cpu": ("other_cpu",),
+    "listen_overflows": ("listen_overflows",),
+    "ramp_s": ("ramp_s",),
+    "all_live_s": ("all_live_s",),
+    "loadgen_core_busy": ("core_busy", "cpu" + LOADGEN_CPU),
+}
+
+
+_RATIOS = (
+    "tokens_per_s",
+    "delivered_per_s",
+    "ttft_p50_ms",
+    "ttft_p99_ms",
+    "gap_p99_ms",
+    "peak_rss_kib",
+    "kib_per_stream",
+    "server_cpu_us_per_token",
+)
+
+
+def _get(data: dict[str, Any], path: tuple[str, ...]) -> Any:
+    for key in path:
+        if not isinstance(data, dict):
+            return None
+        data = data.get(key)  # type: ignore[assignment]
+    return data
+
+
+def summarise(results: dict[str, Any]) -> dict[str, Any]:
+    """Per workload and server: medians of every figure over the repetitions, and ratios to raw."""
+    summary: dict[str, Any] = {}
+    for workload in results["workloads"]:
+        per_server: dict[str, Any] = {}
+        for server in workload["servers"]:
+            runs = [
+                r
+                for r in results["runs"]
+                if r["workload"] == workload["name"] and r["server"] == server
+            ]
+            if not runs:
+                continue
+            figures: dict[str, Any] = {
+                "reps": len(runs),
+                "failed": sum(1 for r in runs if not r["ok"]),
+                "streams": sum(r["loadgen"].get("streams", 0) for r in runs),
+                "complete": sum(r["loadgen"].get("complete", 0) for r in runs),
+                "loadgen_cpu_max": max(
+                    (r["loadgen"].get("loadgen_cpu") or 0 for r in runs), default=None
+                ),
+                "read_lag_p99_max_ms": max(
+                    (_get(r["loadgen"], ("read_lag_ms", "p99")) or 0 for r in runs), default=None
+                ),
+                "other_cpu_max": max(
+                    (r["loadgen"].get("other_cpu") or 0 for r in runs), default=None
+                ),
+            }
+            for name, path in _FIGURES.items():
+                values = [v for r in runs if (v := _get(r["loadgen"], path)) is not None]
+                figures[name] = statistics.median(values) if values else None
+            idle, plateau = figures["idle_rss_kib"], figures["plateau_rss_kib"]
+            if idle is not None and plateau is not None and workload["connections"]:
+                figures["kib_per_stream"] = (plateau - idle) / workload["connections"]
+            upstream = [r["upstream_cpu_s"] for r in runs if r.get("upstream_cpu_s") is not None]
+            if upstream:
+                figures["upstream_cpu_s"] = statistics.median(upstream)
+            figures["asked_per_s"] = (
+                workload["connections"] * workload["pace"] if workload["pace"] else None
+            )
+            per_server[server] = figures
+        raw = per_server.get("raw")
+        for figures in per_server.values():
+            figures["vs_raw"] = {
+                name: round(figures[name] / raw[name], 3)
+                for name in _RATIOS
+                if raw is not None
+                and isinstance(figures.get(name), int | float)
+                and isinstance(raw.get(name), int | float)
+                and raw[name]
+            }
+        summary[workload["name"]] = per_server
+    return summary
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Baseline servers: the same workload as streamserver's ``production`` route, built three other ways."""

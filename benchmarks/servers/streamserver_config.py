@@ -1,0 +1,87 @@
+"""The ``config.toml`` streamserver is benchmarked with, written into a temporary directory.
+
+It is the shipped configuration's shape with the workload's numbers: the ``simulated`` provider
+sending exactly N tokens at the pace asked (``ttft_ms = 0``, ``jitter = 0``, ``answer_tokens`` and
+the route's ``max_tokens`` both N), ``/v1/stream`` with the ``production`` formatter and the ``raw``
+buffer, the ``memory`` and ``prometheus`` sinks on. What differs from the shipped file, and why:
+
+- ``[limits]``: the concurrency limits are raised to fit 10,000 streams and the per-client rate limit
+  is off, because the whole load comes from one address (the load generator).
+- ``[resume]``: ``grace_s = 0`` (a stream whose reader left is cancelled at once, so nothing keeps
+  generating unseen) and ``retain_s = 2`` (resume stays on, as users run it, but finished streams'
+  logs do not pile up across a run). Every live stream still keeps its log for resume.
+- ``server.plugins_dir`` is an empty directory: the example plugins are not part of the pipeline.
+- ``log_level = "warning"``: no line per stream on stderr.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def write_config(
+    directory: Path,
+    *,
+    tokens: int,
+    pace: float,
+    upstream_url: str | None = None,
+) -> Path:
+    """Write the config for ``tokens`` per stream at ``pace`` (0 = unpaced); return its path.
+
+    With ``upstream_url`` the route relays from an ``openai`` provider at that URL instead.
+    """
+    plugins = directory / "no-plugins"
+    plugins.mkdir(parents=True, exist_ok=True)
+    if upstream_url is None:
+        provider = f"""
+[providers.simulated]
+ttft_ms = 0
+tokens_per_second = {pace:g}
+jitter = 0
+answer_tokens = {tokens}
+"""
+        route_provider = "simulated"
+    else:
+        provider = f"""
+[providers.upstream]
+type = "openai"
+base_url = "{upstream_url}"
+api_key_env = ""
+model = "fake-model"
+max_retries = 0
+timeout_s = 120
+"""
+        route_provider = "upstream"
+    text = f"""# Written by benchmarks/servers/streamserver_config.py
+[server]
+host = "127.0.0.1"
+plugins_dir = "{plugins}"
+log_level = "warning"
+shutdown_grace_s = 1
+{provider}
+[limits]
+max_tokens = {max(tokens, 8192)}
+max_concurrent_streams = 20000
+max_concurrent_streams_per_key = 20000
+requests_per_minute = 0
+
+[resume]
+grace_s = 0
+retain_s = 2
+max_streams = 20000
+
+[metrics]
+sinks = ["memory", "prometheus"]
+
+[conversations.sqlite]
+path = "{directory / "conversations.sqlite3"}"
+
+[routes."/v1/stream"]
+formatter = "production"
+buffer = "raw"
+provider = "{route_provider}"
+max_tokens = {tokens}
+"""
+    path = directory / "streamserver.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
