@@ -5,6 +5,7 @@ SSE parser (httpx-sse) reads them from the routes the shipped ``config.toml`` de
 from __future__ import annotations
 
 import asyncio
+import json
 import tomllib
 from collections.abc import Callable
 from typing import Any
@@ -434,3 +435,20 @@ async def test_a_provider_failure_mid_stream_is_an_error_event_then_the_routes_e
     figures = await metrics(client)
     assert figures["active_streams"] == 0
     assert figures["outcomes"] == {"error": 1}
+
+
+async def test_the_ai_sdk_format_speaks_the_ui_message_stream_protocol(client):
+    got = await client.sse(
+        "/v1/stream", params={"prompt": "hi there", "model": "echo", "format": "ai-sdk"}
+    )
+
+    assert got.status == 200
+    assert got.headers["x-vercel-ai-ui-message-stream"] == "v1"
+    assert got.events[-1].data == "[DONE]"
+    parts = [json.loads(e.data) for e in got.events[:-1]]
+    assert [p["type"] for p in parts] == [
+        "start", "start-step", "text-start", "text-delta", "text-delta", "text-end", "finish-step", "finish",
+    ]  # fmt: skip
+    assert parts[0]["messageId"] == "msg_" + got.headers["X-Stream-ID"]
+    assert "".join(p["delta"] for p in parts if p["type"] == "text-delta") == "hi there"
+    assert {p["id"] for p in parts if p["type"].startswith("text-")} == {"text-1"}

@@ -55,6 +55,46 @@ def test_held_counts_exactly_the_waiting_characters(deltas):
             assert buffer.held == pushed - emitted
 
 
+GRAPHEMES = [
+    "\U0001f468\u200d\U0001f469\u200d\U0001f467\u200d\U0001f466",  # a family: ZWJ sequence
+    "\U0001f1eb\U0001f1f7",  # a flag: two regional indicators
+    "e\u0301",  # e + combining acute
+    "\U0001f44d\U0001f3fd",  # a thumbs up with a skin tone
+    "\u0928\u093f",  # Devanagari consonant + vowel sign
+]
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["", " ", "word ", "Hi. ", "\n", "x"]), st.sampled_from(GRAPHEMES)
+        ),
+        min_size=1,
+        max_size=12,
+    )
+)
+def test_no_buffer_splits_a_grapheme_written_as_one_delta(pairs):
+    deltas = [text for pair in pairs for text in pair]
+    for buffer in all_buffers():
+        out = segments(buffer, deltas)
+        assert "".join(out) == "".join(deltas)
+        # every grapheme delta lies whole inside one segment
+        position = 0
+        bounds = []
+        for segment in out:
+            bounds.append((position, position + len(segment)))
+            position += len(segment)
+        position = 0
+        for delta in deltas:
+            if delta in GRAPHEMES:
+                assert any(a <= position and position + len(delta) <= b for a, b in bounds), (
+                    type(buffer).__name__,
+                    deltas,
+                    out,
+                )
+            position += len(delta)
+
+
 def test_raw_emits_every_delta_as_it_comes():
     assert segments(RawBuffer(None), ["Hel", "lo", " wor", "ld"]) == ["Hel", "lo", " wor", "ld"]
 
