@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from conftest import SCRIPTED, base_config, script, wait_until
 
 import streamserver
@@ -113,11 +114,16 @@ async def test_route_max_tokens_is_the_default_for_requests(serve):
     ]
 
 
-async def test_slow_reader_holds_the_producer_at_the_high_water_mark(serve):
+@pytest.mark.parametrize(
+    "resume",
+    [{"grace_s": 0, "retain_s": 0}, {"grace_s": 10, "retain_s": 60}],
+    ids=["no-resume", "shipped"],
+)
+async def test_a_reader_that_reads_nothing_for_5s_holds_the_producer_still(serve, resume):
     endless = {"ttft_ms": 0, "tokens_per_second": 0, "answer_tokens": 1_000_000}
     config = base_config(
         limits={"high_water_events": 64, "max_tokens": 1_000_000},
-        resume={"grace_s": 0, "retain_s": 0},
+        resume=resume,
         providers={"simulated": endless},
     )
     app = streamserver.create_app(config)
@@ -127,12 +133,16 @@ async def test_slow_reader_holds_the_producer_at_the_high_water_mark(serve):
     async with client.http.stream("GET", "/v1/stream", params=params) as response:
         lines = response.aiter_lines()
         await anext(lines)
-        await asyncio.sleep(0.3)  # read nothing: the socket buffers fill, then the log does
+        # Read nothing: the socket buffers fill, then the log, then the producer waits.
+        await asyncio.sleep(1)
         (stream,) = app[SERVICE].streams.live()
-        produced_while_stalled = stream.log.end
-        held_in_memory = len(stream.log.read(stream.log.floor))
+        produced_after_1s, held_after_1s = stream.log.end, stream.log.nbytes
+        await asyncio.sleep(4)
+        produced_after_5s, held_after_5s = stream.log.end, stream.log.nbytes
+        unread = stream.log.end - stream.log.floor
         tokens = sum(1 for line in [line async for line in lines] if line == "event: token")
 
-    assert produced_while_stalled < 300_000
-    assert held_in_memory <= 64 + 1
-    assert tokens == 300_000
+    assert produced_after_5s == produced_after_1s < 300_000  # the stream's length stopped growing
+    assert held_after_5s == held_after_1s  # and so did what the log holds
+    assert unread <= 64 + 1
+    assert tokens == 300_000  # then the reader got every token
