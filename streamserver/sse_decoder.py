@@ -8,12 +8,11 @@ provider to read upstream streams without building an SDK model object per chunk
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 
-@dataclass(frozen=True, slots=True)
-class SSEEvent:
-    """One dispatched event."""
+class SSEEvent(NamedTuple):
+    """One dispatched event (a named tuple: built once per upstream token, it must be cheap)."""
 
     data: str
     event: str = "message"

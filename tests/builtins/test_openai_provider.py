@@ -30,6 +30,15 @@ async def test_relays_the_upstream_text_exactly(serve, upstream):
     assert got.names()[-1] == "stream_end"
 
 
+async def test_half_an_emoji_from_a_broken_upstream_is_relayed_not_an_error(serve, upstream):
+    fake, url = upstream
+    fake.queue(Plan(tokens=["a ", "\ud83d", " b"]))  # sent as the JSON escape "\\ud83d"
+    got = await stream(serve, url)
+
+    assert got.names()[-1] == "stream_end"
+    assert contents(got) == "a \ud83d b"  # the same lone surrogate, through its JSON escape
+
+
 async def test_asks_for_usage_and_reports_it(serve, upstream):
     fake, url = upstream
     got = await stream(serve, url, prompt="count these words")
