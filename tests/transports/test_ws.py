@@ -186,6 +186,8 @@ async def test_closing_the_socket_cancels_the_stream(serve):
 
     await wait_until(lambda: bool(provider.closed), timeout=1)
     await wait_until(lambda: app[SERVICE].streams.active == 0, timeout=1)
+    assert provider.closed  # the upstream was closed, and no stream is left running
+    assert app[SERVICE].streams.active == 0
 
 
 async def test_aiohttp_client_sees_the_same_protocol(client):
