@@ -29,6 +29,8 @@ class MemorySink:
         self.total_tokens = 0
         self.total_segments = 0
         self.total_characters = 0
+        self.usage_prompt_tokens = 0
+        self.usage_completion_tokens = 0
         self.outcomes: Counter[str] = Counter()
         self.rejected: Counter[str] = Counter()
         self.ttft_s: deque[float] = deque(maxlen=options.window)
@@ -46,6 +48,9 @@ class MemorySink:
         self.total_tokens += summary.tokens
         self.total_segments += summary.segments
         self.total_characters += summary.characters
+        if summary.usage is not None:
+            self.usage_prompt_tokens += summary.usage.prompt_tokens
+            self.usage_completion_tokens += summary.usage.completion_tokens
         self.outcomes[summary.outcome] += 1
         self.duration_s.append(summary.duration_s)
 
@@ -59,6 +64,10 @@ class MemorySink:
             "total_tokens": self.total_tokens,
             "total_segments": self.total_segments,
             "total_characters": self.total_characters,
+            "usage": {
+                "prompt_tokens": self.usage_prompt_tokens,
+                "completion_tokens": self.usage_completion_tokens,
+            },
             "outcomes": dict(self.outcomes),
             "rejected": dict(self.rejected),
             "ttft_ms": _percentiles(self.ttft_s),
@@ -106,6 +115,12 @@ class LogSink:
             "finish_reason": summary.finish_reason,
             "tokens": summary.tokens,
             "characters": summary.characters,
+            "usage": None
+            if summary.usage is None
+            else {
+                "prompt_tokens": summary.usage.prompt_tokens,
+                "completion_tokens": summary.usage.completion_tokens,
+            },
             "ttft_ms": None if summary.ttft_s is None else round(summary.ttft_s * 1000, 3),
             "duration_ms": round(summary.duration_s * 1000, 3),
             "error": None if summary.error is None else summary.error.code,

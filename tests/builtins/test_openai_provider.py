@@ -41,13 +41,19 @@ async def test_half_an_emoji_from_a_broken_upstream_is_relayed_not_an_error(serv
 
 async def test_asks_for_usage_and_reports_it(serve, upstream):
     fake, url = upstream
-    got = await stream(serve, url, prompt="count these words")
+    client = await serve(upstream_config(url))
+    got = await client.sse(
+        "/v1/stream", params={"prompt": "count these words", "model": "fake-model"}
+    )
     end = json.loads(got.events[-1].data)
+    metrics = (await client.http.get("/v1/stream/metrics")).json()
 
     assert fake.requests[0].body["stream_options"] == {"include_usage": True}
     assert fake.requests[0].body["stream"] is True
     assert end["finish_reason"] == "stop"
     assert end["tokens_generated"] == 3
+    # the upstream's own usage chunk (the fake counts 5 prompt tokens) reaches the metrics
+    assert metrics["usage"] == {"prompt_tokens": 5, "completion_tokens": 3}
 
 
 async def test_max_tokens_reaches_the_upstream_and_the_finish_reason_comes_back(serve, upstream):
