@@ -80,6 +80,24 @@ async def test_the_history_window_limits_what_the_provider_gets_not_what_is_stor
     assert stored["message_count"] == 6
 
 
+async def test_the_history_window_also_stops_at_max_chars_keeping_the_newest_message(
+    serve, chat_config
+):
+    app = streamserver.create_app(chat_config(max_messages=50, max_chars=60))
+    client = await serve(app=app)
+    provider = app[SERVICE].providers["scripted"]
+    async with websockets.connect(chat_url(client)) as socket:
+        await turn(socket, script(["a" * 30]), model="scripted")
+        await turn(socket, script(["b" * 5]), model="scripted")
+        await turn(socket, script(["c" * 100]), model="scripted")  # alone over the limit
+
+    # Second turn: its 21-character prompt and the 30-character reply fit in 60; the first
+    # 46-character prompt does not.
+    assert [m.content for m in provider.requests[1].messages] == ["a" * 30, script(["b" * 5])]
+    # Third turn: a 116-character prompt is over the limit alone, and still goes.
+    assert [m.content for m in provider.requests[2].messages] == [script(["c" * 100])]
+
+
 async def test_history_survives_a_server_restart(serve, chat_config):
     config = chat_config()
     first_server = TestServer(streamserver.create_app(config), host="127.0.0.1")
