@@ -181,7 +181,7 @@ def _stream_handler(path: str, route: RouteSettings) -> Handler:
             return error_response(exc)
         if nothing_left:
             return web.Response(status=204)  # tells EventSource to stop reconnecting
-        return await sse.send_stream(request, stream, start, service.config.server, service.sse)
+        return await sse.send_stream(request, stream, start, service.sse)
 
     handle.__name__ = f"stream {path}"
     return handle
@@ -232,7 +232,7 @@ async def resume_stream(request: web.Request) -> web.StreamResponse:
         start = parsed[1] + 1
     if _check_resume_point(service, stream, start):
         return web.Response(status=204)
-    return await sse.send_stream(request, stream, start, service.config.server, service.sse)
+    return await sse.send_stream(request, stream, start, service.sse)
 
 
 @json_errors

@@ -62,7 +62,7 @@ def chat_completions_handler(
             service.reject(path, exc)
             return openai_error(exc)
         if stream_mode:
-            return await sse.send_stream(request, stream, 0, service.config.server, service.sse)
+            return await sse.send_stream(request, stream, 0, service.sse)
         return await _complete(stream)
 
     handle.__name__ = f"chat completions {path}"

@@ -48,7 +48,7 @@ class StreamService:
             retain_s=config.resume.retain_s, max_streams=config.resume.max_streams
         )
         self.streams.on_finished = lambda stream: self.access.stream_ended(stream.key_id or "")
-        self.sse = SSEConnections(config.server.ping_interval_s)
+        self.sse = SSEConnections(config.server)
         """Open SSE connections: batched direct writes and keep-alive pings."""
         self.draining = False
         self.started_at = time.time()

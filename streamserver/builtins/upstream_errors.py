@@ -14,7 +14,7 @@ from ..errors import ProviderError
 
 
 @functools.cache
-def http_library() -> Any:
+def _http_library() -> Any:
     """The SDKs' HTTP library, imported when an error needs it (not at start-up: ~1.5 MB)."""
     try:  # the SDKs run on httpx2 (openai 3.x, anthropic 2.x) or on httpx (earlier versions)
         import httpx2
@@ -27,7 +27,7 @@ def http_library() -> Any:
 
 def translate(exc: BaseException, sdk: Any) -> ProviderError | None:
     """The ``ProviderError`` for an exception raised by ``sdk`` or its HTTP client, else ``None``."""
-    http = http_library()
+    http = _http_library()
     if isinstance(exc, sdk.APIStatusError):
         return status_error(exc.status_code)
     if isinstance(exc, sdk.APITimeoutError | TimeoutError | http.TimeoutException):

@@ -75,10 +75,11 @@ class SSEConnections:
       proxy idle timeout trips), a busy one is never pinged, and there is no task per connection.
     """
 
-    __slots__ = ("_flushes", "_open", "_ticker", "ping_interval_s")
+    __slots__ = ("_flushes", "_open", "_ticker", "settings")
 
-    def __init__(self, ping_interval_s: float) -> None:
-        self.ping_interval_s = ping_interval_s
+    def __init__(self, settings: ServerSettings) -> None:
+        self.settings = settings
+        """The server settings every connection is written with (pings, timeouts)."""
         self._open: set[Connection] = set()
         self._flushes: list[Connection] = []
         self._ticker: asyncio.TimerHandle | None = None
@@ -112,7 +113,7 @@ class SSEConnections:
 
     def _schedule(self) -> None:
         loop = asyncio.get_running_loop()
-        self._ticker = loop.call_later(self.ping_interval_s / 2, self._tick)
+        self._ticker = loop.call_later(self.settings.ping_interval_s / 2, self._tick)
 
     def _tick(self) -> None:
         self._ticker = None
@@ -221,7 +222,6 @@ async def send_stream(
     request: web.Request,
     stream: Stream,
     start: int,
-    settings: ServerSettings,
     connections: SSEConnections,
 ) -> web.StreamResponse:
     """Send ``stream``'s events from ``start`` to this client until the stream ends.
@@ -236,6 +236,7 @@ async def send_stream(
     transport = request.transport
     if transport is None:  # gone before the headers went out
         return response
+    settings = connections.settings
     if settings.dead_peer_timeout_s > 0:
         _detect_dead_peer(request, settings.dead_peer_timeout_s)
     log = stream.log
