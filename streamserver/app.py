@@ -176,7 +176,7 @@ def _stream_handler(path: str, route: RouteSettings) -> Handler:
             service.reject(path, exc)
             return error_response(exc)
         try:
-            nothing_left = _check_resume_point(service, stream, start)
+            nothing_left = service.resume_point(stream, start)
         except StreamRejected as exc:
             return error_response(exc)
         if nothing_left:
@@ -192,19 +192,29 @@ def _socket_handler(path: str, route: RouteSettings) -> Handler:
         service = request.app[SERVICE]
         server = service.config.server
 
-        async def start(fields: dict[str, Any]) -> ws.Started:
+        async def start(fields: dict[str, Any]) -> Stream:
             try:
                 params = parse_stream_params(fields, route, service.config)
-                return ws.Started(
-                    service.start(path, route, params, "ws", key_id=request[security.KEY_ID])
-                )
+                return service.start(path, route, params, "ws", key_id=request[security.KEY_ID])
             except StreamRejected as exc:
                 service.reject(path, exc)
                 raise
 
+        def resume(wanted: ws.ResumeRequest) -> Stream:
+            if wanted.stream_id is None:
+                raise StreamRejected(400, "invalid_resume", "'stream_id' is required")
+            stream = service.owned_stream(wanted.stream_id, request[security.KEY_ID])
+            if stream.route != path:  # its messages are in that route's shape
+                raise StreamRejected(
+                    400, "invalid_resume", f"that stream belongs to {stream.route}: resume it there"
+                )
+            service.resume_point(stream, wanted.received)
+            return stream
+
         return await ws.serve_socket(
             request,
             start,
+            resume,
             heartbeat_s=server.ws_heartbeat_s,
             max_message_bytes=server.ws_max_message_bytes,
             send_timeout_s=server.send_timeout_s,
@@ -220,7 +230,7 @@ async def resume_stream(request: web.Request) -> web.StreamResponse:
     """``GET /v1/streams/{id}``: replay a live or retained stream after ``Last-Event-ID`` (or from the
     start), then follow it live. Never starts a generation."""
     service = request.app[SERVICE]
-    stream = _owned_stream(service, request, request.match_info["stream_id"])
+    stream = service.owned_stream(request.match_info["stream_id"], request[security.KEY_ID])
     start = 0
     last_event_id = request.headers.get("Last-Event-ID") or request.query.get("last_event_id")
     if last_event_id:
@@ -230,7 +240,7 @@ async def resume_stream(request: web.Request) -> web.StreamResponse:
                 400, "invalid_last_event_id", "Last-Event-ID must be '<this stream id>:<seq>'"
             )
         start = parsed[1] + 1
-    if _check_resume_point(service, stream, start):
+    if service.resume_point(stream, start):
         return web.Response(status=204)
     return await sse.send_stream(request, stream, start, service.sse)
 
@@ -239,7 +249,7 @@ async def resume_stream(request: web.Request) -> web.StreamResponse:
 async def cancel_stream(request: web.Request) -> web.Response:
     """``DELETE /v1/streams/{id}``: stop a stream; its readers get the route's end events."""
     service = request.app[SERVICE]
-    stream = _owned_stream(service, request, request.match_info["stream_id"])
+    stream = service.owned_stream(request.match_info["stream_id"], request[security.KEY_ID])
     if stream.finished:
         raise StreamRejected(409, "stream_finished", "the stream has already finished")
     stream.cancel("cancelled")
@@ -272,14 +282,6 @@ async def issue_ticket(request: web.Request) -> web.Response:
     )
 
 
-def _owned_stream(service: StreamService, request: web.Request, stream_id: str) -> Stream:
-    """The stream, if the caller may see it: with auth on, only the key that started it."""
-    stream = service.streams.get(stream_id)
-    if stream is None or (service.access.enabled and stream.key_id != request[security.KEY_ID]):
-        raise StreamRejected(404, "stream_not_found", "no live or retained stream has that id")
-    return stream
-
-
 async def stream_options(request: web.Request) -> web.Response:
     """``GET /v1/stream/options``: the names a client may choose from (for selectors in a UI)."""
     config = request.app[SERVICE].config
@@ -301,16 +303,6 @@ async def stream_options(request: web.Request) -> web.Response:
     )
 
 
-def _check_resume_point(service: StreamService, stream: Stream, start: int) -> bool:
-    """Whether ``stream`` can be read from ``start`` (410 if those events are gone); True when
-    there is nothing left to send."""
-    if not stream.log.available(start):
-        raise StreamRejected(410, "events_expired", "the events after that id are no longer kept")
-    if start and stream.info is not None:
-        service.sinks.stream_resumed(stream.info)
-    return stream.finished and start >= stream.log.end
-
-
 async def _resume_or_start(
     request: web.Request, service: StreamService, path: str, route: RouteSettings
 ) -> tuple[Stream, int]:
@@ -321,7 +313,7 @@ async def _resume_or_start(
             raise StreamRejected(
                 400, "invalid_last_event_id", "Last-Event-ID must look like '<stream_id>:<seq>'"
             )
-        stream = _owned_stream(service, request, parsed[0])
+        stream = service.owned_stream(parsed[0], request[security.KEY_ID])
         if stream.route != path:  # its events are in that route's shape, not this one's
             raise StreamRejected(
                 400,

@@ -68,6 +68,10 @@ async def _over_websocket(
                     print(json.dumps(message), flush=True)
                 elif message.get("type") == "token":
                     print(message["content"], end="", flush=True)
+                elif message.get("type") == "error":
+                    print(
+                        f"\n[error {message.get('code')}: {message.get('error')}]", file=sys.stderr
+                    )
                 elif message.get("type") == "done":
                     print(flush=True)
             return 0

@@ -14,6 +14,7 @@ attempts), so the caller sees every token exactly once and the server generates 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator
@@ -249,11 +250,34 @@ def stream_sync(base_url: str, prompt: str, **options: Any) -> Iterator[StreamEv
         loop.close()
 
 
-class WebSocketStream:
-    """A ``/ws/stream`` connection: send prompts, read messages, ``cancel()`` the current one."""
+RESUME_REFUSED = frozenset(
+    {"stream_not_found", "invalid_resume", "events_expired", "stream_finished"}
+)
+"""Error codes a server answers a WebSocket resume with when it cannot serve it."""
 
-    def __init__(self, url: str, *, api_key: str | None = None) -> None:
+
+class WebSocketStream:
+    """A ``/ws/stream`` connection: send prompts, read messages, ``cancel()`` the current one.
+
+    A connection that drops mid-stream is replaced and the stream resumed (``{"type": "resume",
+    "stream_id", "received"}``, exponential backoff with jitter, bounded attempts): the caller sees
+    every message once, and the server generates the answer once."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        api_key: str | None = None,
+        max_reconnects: int = 8,
+        backoff_s: float = 0.2,
+        max_backoff_s: float = 5.0,
+    ) -> None:
         self.url = url
+        self.max_reconnects = max_reconnects
+        self.backoff_s = backoff_s
+        self.max_backoff_s = max_backoff_s
+        self.reconnects = 0
+        """Connections replaced (and streams resumed) since this object was opened."""
         self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._session: aiohttp.ClientSession | None = None
         self._socket: aiohttp.ClientWebSocketResponse | None = None
@@ -270,18 +294,63 @@ class WebSocketStream:
             await self._session.close()
 
     async def stream(self, prompt: str, **fields: Any) -> AsyncIterator[dict[str, Any]]:
-        """Send a prompt and yield the server's messages up to and including ``done``."""
+        """Send a prompt and yield the server's messages up to and including ``done``.
+
+        A refused prompt raises ``StreamFailed``; a stream that fails on the server yields its
+        ``error`` message, then ``done``."""
         assert self._socket is not None, "use WebSocketStream as 'async with'"
-        await self._socket.send_json({"prompt": prompt, **fields})
+        hello: dict[str, Any] = {"prompt": prompt, **fields}
+        stream_id: str | None = None
+        received = 0  # messages of this stream so far: where a resume picks up
+        attempt = 0
         while True:
-            message = await self._socket.receive_json()
-            if message.get("type") == "error" and not message.get("code", "").startswith(
-                "upstream"
-            ):
-                raise StreamFailed(message.get("code", "error"), message.get("error", ""))
-            yield message
-            if message.get("type") == "done":
-                return
+            try:
+                await self._socket.send_json(hello)
+                resuming = hello.get("type") == "resume"
+                while True:
+                    message = await self._receive()
+                    attempt = 0
+                    kind = message.get("type")
+                    # Before the stream names itself an error is a refusal; so is a resume's.
+                    if kind == "error" and (
+                        stream_id is None or (resuming and message.get("code") in RESUME_REFUSED)
+                    ):
+                        raise StreamFailed(message.get("code", "error"), message.get("error", ""))
+                    resuming = False
+                    received += 1
+                    if stream_id is None and isinstance(message.get("stream_id"), str):
+                        stream_id = message["stream_id"]  # "start" (or "stream_start")
+                    yield message
+                    if kind == "done" or kind == "stream_end":
+                        return
+            except (ConnectionError, aiohttp.ClientError):
+                pass
+            if stream_id is None or attempt >= self.max_reconnects:
+                raise StreamFailed(
+                    "disconnected", "the connection dropped and could not be resumed"
+                )
+            attempt += 1
+            self.reconnects += 1
+            delay = min(self.max_backoff_s, self.backoff_s * 2 ** (attempt - 1))
+            await asyncio.sleep(delay * (0.5 + random.random() / 2))
+            hello = {"type": "resume", "stream_id": stream_id, "received": received}
+            await self._reconnect()
+
+    async def _receive(self) -> dict[str, Any]:
+        assert self._socket is not None
+        message = await self._socket.receive()
+        if message.type == aiohttp.WSMsgType.TEXT:
+            data: dict[str, Any] = json.loads(message.data)
+            return data
+        raise ConnectionError(f"the WebSocket closed ({message.type.name})")
+
+    async def _reconnect(self) -> None:
+        assert self._session is not None
+        if self._socket is not None and not self._socket.closed:
+            await self._socket.close()
+        # If this fails, the next send fails too, and counts as another attempt.
+        with contextlib.suppress(aiohttp.ClientError):
+            self._socket = await self._session.ws_connect(self.url)
 
     async def cancel(self) -> None:
         """Stop the current stream; its ``done`` message (with ``cancelled``) still arrives."""

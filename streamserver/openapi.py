@@ -306,6 +306,10 @@ def _websocket(path: str, route: RouteSettings) -> dict[str, Any]:
     )
     return {
         "summary": "WebSocket (send JSON prompts, receive JSON messages)",
+        "description": (
+            'Client messages: a prompt, {"type": "cancel"}, or {"type": "resume", "stream_id", '
+            '"received"} to pick a stream up again on a new socket after a drop.'
+        ),
         "parameters": parameters,
         "responses": {"101": {"description": "Switching to WebSocket"}, **_errors(400, 401, 429)},
     }

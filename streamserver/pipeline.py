@@ -10,9 +10,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeAlias
 
 from .errors import ProviderError
 from .sinks import SinkFanout
@@ -46,6 +46,12 @@ class Encoder(Protocol):
         ...
 
 
+Epilogue: TypeAlias = Callable[[Stream, StreamEnd], Awaitable[Sequence[Event]]]
+"""Runs in the stream's task once generation has ended, before its log closes; the events it
+returns are the stream's last (the chat route stores the reply, then sends ``done`` with the
+conversation's message count). Being in the log, they reach a reader that resumes later too."""
+
+
 @dataclass(frozen=True, slots=True)
 class StreamPlan:
     """Everything a stream needs, resolved once before generation starts."""
@@ -63,6 +69,7 @@ class StreamPlan:
     """End the stream with ``limit_exceeded`` after this long (0 = never)."""
     upstream_idle_s: float = 0.0
     """End the stream with ``upstream_idle`` when the provider is silent this long (0 = never)."""
+    epilogue: Epilogue | None = None
 
 
 _OUTCOME_OF_CANCEL: dict[str, Outcome] = {
@@ -134,7 +141,7 @@ class StreamRun:
         except asyncio.CancelledError:
             reason = stream.cancel_reason
             if reason is None:  # not ours (event loop shutting down): let it propagate
-                self._finish("cancelled", None)
+                self._close(self._end("cancelled", None))
                 raise
             current = asyncio.current_task()
             if current is not None:
@@ -153,7 +160,16 @@ class StreamRun:
                 limit.cancel()
             if self._watch[0] is not None:
                 self._watch[0].cancel()
-        self._finish(outcome, failure)
+        summary = self._end(outcome, failure)
+        try:
+            if plan.epilogue is not None:
+                stream.ending = True  # a cancel now would interrupt the epilogue, not the stream
+                try:
+                    self._emit_events(await plan.epilogue(stream, summary))
+                except Exception:
+                    log.exception("the epilogue of stream %s failed", stream.id)
+        finally:
+            self._close(summary)
 
     def _failure_of(self, reason: str) -> StreamFailure | None:
         """What the client is told when the server (not the client) ended the stream."""
@@ -271,7 +287,8 @@ class StreamRun:
         for event in events:
             log_.append(encode(log_.end, event))
 
-    def _finish(self, outcome: Outcome, failure: StreamFailure | None) -> None:
+    def _end(self, outcome: Outcome, failure: StreamFailure | None) -> StreamEnd:
+        """Flush, then log the formatter's end (or error) events; the summary of the stream."""
         # The final flush happens on every outcome: text the provider produced is never dropped.
         self._flush()
         plan = self.plan
@@ -299,9 +316,12 @@ class StreamRun:
             self._emit_events(plan.formatter.end(summary))
         else:
             self._emit_events(plan.formatter.error(failure, summary))
+        return summary
+
+    def _close(self, summary: StreamEnd) -> None:
         self.stream.summary = summary
         self.stream.log.close()
-        self.sinks.stream_finished(plan.info, summary)
+        self.sinks.stream_finished(self.plan.info, summary)
 
 
 async def _aclose(iterator: AsyncIterator[object]) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 from .config import Config, Part, RouteSettings
 from .conversations import ConversationStore
 from .errors import ConfigError, StreamRejected
-from .pipeline import Encoder, StreamPlan, StreamRun
+from .pipeline import Encoder, Epilogue, StreamPlan, StreamRun
 from .security import Access
 from .sinks import SinkFanout
 from .stream_request import StreamParams
@@ -147,11 +147,14 @@ class StreamService:
         *,
         key_id: str = "",
         formatter_options: Mapping[str, Any] | None = None,
+        epilogue: Epilogue | None = None,
     ) -> Stream:
         """Accept a checked request: build its pipeline and start generating.
 
         ``formatter_options`` overrides the formatter's configured options for this stream (those
-        its options class has), e.g. ``include_usage`` from an OpenAI request.
+        its options class has), e.g. ``include_usage`` from an OpenAI request. ``epilogue`` runs
+        once generation has ended and adds the stream's last events; with one, the stream records
+        what its transports sent (``Stream.sent``) for it to read.
         """
         if self.draining:
             raise StreamRejected(
@@ -193,6 +196,7 @@ class StreamService:
             max_tokens=max_tokens or config.limits.max_tokens,
             max_stream_s=config.limits.max_stream_s,
             upstream_idle_s=config.limits.upstream_idle_s,
+            epilogue=epilogue,
         )
         resume = config.resume
         stream_log = StreamLog(
@@ -202,6 +206,8 @@ class StreamService:
         )
         stream = Stream(stream_id, path, stream_log, grace_s=resume.grace_s, key_id=key_id)
         stream.info = info
+        if epilogue is not None:
+            stream.sent = []
         stream.headers.update(getattr(formatter, "headers", {}))
         run = StreamRun(stream, plan, self.sinks)
         self.streams.add(
@@ -210,6 +216,25 @@ class StreamService:
         )
         self.access.stream_started(key_id)
         return stream
+
+    def owned_stream(self, stream_id: str, key_id: str) -> Stream:
+        """The live or retained stream, if ``key_id`` may see it: with auth on, only the key that
+        started it (404 otherwise, as for an unknown id)."""
+        stream = self.streams.get(stream_id)
+        if stream is None or (self.access.enabled and stream.key_id != key_id):
+            raise StreamRejected(404, "stream_not_found", "no live or retained stream has that id")
+        return stream
+
+    def resume_point(self, stream: Stream, start: int) -> bool:
+        """Whether ``stream`` can be read from ``start`` (410 if those events are gone); True when
+        there is nothing left to send. A resume past the start is reported to the sinks."""
+        if not stream.log.available(start):
+            raise StreamRejected(
+                410, "events_expired", "the events after that id are no longer kept"
+            )
+        if start and stream.info is not None:
+            self.sinks.stream_resumed(stream.info)
+        return stream.finished and start >= stream.log.end
 
     def reject(self, route: str, error: StreamRejected) -> None:
         """Tell the sinks a request was refused."""

@@ -44,6 +44,7 @@ class StreamLog:
         "_parked",
         "_readers",
         "_retain",
+        "_wake_floor",
         "_writable",
         "closed",
         "end",
@@ -64,6 +65,8 @@ class StreamLog:
         self._parked: list[Reader] = []
         """Readers waiting for the next event (some with a tap)."""
         self._writable: asyncio.Future[None] | None = None
+        self._wake_floor = 0
+        """The floor at which the waiting producer is woken."""
         self.high_water = high_water
         self.floor = 0
         """Position of the slowest reader: the producer may run ``high_water`` events ahead."""
@@ -139,9 +142,19 @@ class StreamLog:
     async def writable(self) -> None:
         """Wait until the slowest reader has caught up below the high-water mark."""
         while self.full and not self.closed:
-            if self._writable is None or self._writable.done():
-                self._writable = asyncio.get_running_loop().create_future()
-            await self._writable
+            await self._producer_wait(self.end - self.high_water + 1)
+
+    async def drained(self) -> None:
+        """Wait until every attached reader has written everything logged so far (or left)."""
+        while self._readers and self.floor < self.end and not self.closed:
+            await self._producer_wait(self.end)
+
+    async def _producer_wait(self, floor: int) -> None:
+        """Wait until the slowest reader reaches ``floor`` or the last reader leaves."""
+        self._wake_floor = floor
+        if self._writable is None or self._writable.done():
+            self._writable = asyncio.get_running_loop().create_future()
+        await self._writable
 
     def close(self) -> None:
         """No more events: wake every reader so it can finish."""
@@ -163,11 +176,13 @@ class StreamLog:
         self._update_floor()
         return reader
 
-    def detach(self, reader: Reader) -> None:
-        """Forget a reader; the producer no longer waits for it."""
-        if reader in self._readers:
-            self._readers.remove(reader)
+    def detach(self, reader: Reader) -> bool:
+        """Forget a reader; the producer no longer waits for it. False if it was not attached."""
+        if reader not in self._readers:
+            return False
+        self._readers.remove(reader)
         self._update_floor()
+        return True
 
     def advance(self, reader: Reader, pos: int) -> None:
         """A reader has written everything before ``pos``."""
@@ -198,7 +213,7 @@ class StreamLog:
                 count += 1
             self._drop(count)
             self.trimmed += count
-        if self._writable is not None and self.end - self.floor < self.high_water:
+        if self._writable is not None and (self.floor >= self._wake_floor or not readers):
             self._wake_producer()
 
     def _drop(self, count: int) -> None:
@@ -234,6 +249,7 @@ class Stream:
         "_registry",
         "cancel_reason",
         "created",
+        "ending",
         "grace_s",
         "headers",
         "id",
@@ -241,6 +257,7 @@ class Stream:
         "key_id",
         "log",
         "route",
+        "sent",
         "summary",
         "task",
     )
@@ -266,6 +283,12 @@ class Stream:
         self.cancel_reason: CancelReason | None = None
         self.headers: dict[str, str] = {}
         """Extra response headers the formatter asks for (e.g. the AI SDK's protocol header)."""
+        self.sent: list[bytes | str] | None = None
+        """When a route needs to know what reached the client (the chat route stores the reply as
+        delivered), a list the transports extend with each event they have written, in order, once
+        per position however many readers there are."""
+        self.ending = False
+        """Set while the stream's epilogue runs: the generation is over, a cancel is a no-op."""
         self._grace_timer: asyncio.TimerHandle | None = None
         self._registry: StreamRegistry | None = None
 
@@ -284,8 +307,7 @@ class Stream:
     def detach(self, reader: Reader) -> None:
         """A transport stopped reading. With no reader left, the generation is cancelled now
         (``grace_s == 0``) or after ``grace_s`` unless a reader resumes it first."""
-        self.log.detach(reader)
-        if self.log.readers or self.finished:
+        if not self.log.detach(reader) or self.log.readers or self.finished:
             return
         if self.grace_s <= 0:
             self.cancel("client_gone")
@@ -300,6 +322,8 @@ class Stream:
     def cancel(self, reason: CancelReason) -> None:
         """Stop the generation (closing the upstream); the log gets the route's end events."""
         self._grace_timer = None
+        if self.ending:
+            return
         if self.task is not None and not self.task.done() and self.cancel_reason is None:
             self.cancel_reason = reason
             self.task.cancel()

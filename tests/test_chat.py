@@ -15,9 +15,10 @@ from streamserver.app import SERVICE
 
 @pytest.fixture
 def chat_config(tmp_path):
-    def make(**conversations):
+    def make(resume=None, **conversations):
         return base_config(
             conversations={"sqlite": {"path": str(tmp_path / "chat.sqlite3")}, **conversations},
+            resume=resume or {},
             **SCRIPTED,
         )
 
@@ -221,3 +222,84 @@ async def test_delete_removes_a_conversation(serve, chat_config):
     assert deleted.json() == {"id": "gone", "deleted": True}
     assert again.status_code == 404
     assert fetched.status_code == 404
+
+
+async def history_of(client, conversation_id="c1") -> dict:
+    return (await client.http.get(f"/v1/conversations/{conversation_id}")).json()
+
+
+WORDS = [f"w{i} " for i in range(30)]
+
+
+async def test_a_dropped_reply_resumes_on_a_new_socket_and_is_stored_once_whole(serve, chat_config):
+    app = streamserver.create_app(chat_config(resume={"grace_s": 5}))
+    client = await serve(app=app)
+    async with websockets.connect(chat_url(client)) as socket:
+        await socket.send(json.dumps({"message": script(WORDS, gap_ms=5), "model": "scripted"}))
+        first = [json.loads(await socket.recv()) for _ in range(5)]
+    async with websockets.connect(chat_url(client)) as socket:
+        # Two of the five were lost in flight: the client says it has three.
+        await socket.send(json.dumps({"type": "resume", "received": 3}))
+        rest = await turn_until_done_resumed(socket)
+    history = await history_of(client)
+
+    assert "".join(m["content"] for m in first[:3] + rest[:-1]) == "".join(WORDS)
+    assert rest[-1] == {"type": "done", "message_count": 2}
+    assert [(m["role"], m["status"]) for m in history["messages"]] == [
+        ("user", "complete"), ("assistant", "complete"),
+    ]  # fmt: skip
+    assert history["messages"][1]["content"] == "".join(WORDS)
+    assert len(app[SERVICE].providers["scripted"].started) == 1
+
+
+async def turn_until_done_resumed(socket) -> list[dict]:
+    replies = []
+    while not replies or replies[-1]["type"] != "done":
+        replies.append(json.loads(await socket.recv()))
+    return replies
+
+
+async def test_a_reply_that_completes_while_disconnected_is_stored_whole(serve, chat_config):
+    app = streamserver.create_app(chat_config(resume={"grace_s": 5}))
+    client = await serve(app=app)
+    async with websockets.connect(chat_url(client)) as socket:
+        await socket.send(json.dumps({"message": script(WORDS, gap_ms=2), "model": "scripted"}))
+        await socket.recv()
+    await wait_until(lambda: app[SERVICE].streams.active == 0, timeout=3)
+    stored = await history_of(client)
+    async with websockets.connect(chat_url(client)) as socket:
+        await socket.send(json.dumps({"type": "resume", "received": 1}))
+        rest = await turn_until_done_resumed(socket)
+
+    assert stored["messages"][1]["content"] == "".join(WORDS)
+    assert stored["messages"][1]["status"] == "complete"
+    assert WORDS[0] + "".join(m.get("content", "") for m in rest) == "".join(WORDS)
+    assert rest[-1] == {"type": "done", "message_count": 2}
+
+
+async def test_a_dropped_reply_nobody_resumes_is_stored_as_delivered_after_the_grace_time(
+    serve, chat_config
+):
+    app = streamserver.create_app(chat_config(resume={"grace_s": 0.3}))
+    client = await serve(app=app)
+    async with websockets.connect(chat_url(client)) as socket:
+        await socket.send(
+            json.dumps({"message": script(["seen "], then="hang"), "model": "scripted"})
+        )
+        await socket.recv()
+    assert app[SERVICE].streams.active == 1  # kept for a resume at first
+
+    await wait_until(lambda: app[SERVICE].streams.active == 0, timeout=3)
+    history = await history_of(client)
+    assert history["messages"][1]["content"] == "seen "
+    assert history["messages"][1]["status"] == "cancelled"
+
+
+async def test_resume_without_a_reply_in_progress_is_refused(serve, chat_config):
+    client = await serve(chat_config(resume={"grace_s": 5}))
+    async with websockets.connect(chat_url(client, "fresh")) as socket:
+        await socket.send(json.dumps({"type": "resume", "received": 0}))
+        refused = json.loads(await socket.recv())
+
+    assert refused["type"] == "error"
+    assert refused["code"] == "stream_not_found"

@@ -131,6 +131,60 @@ async def test_sync_wrapper_for_scripts(resumable):
     assert await asyncio.to_thread(run) == "sync client"
 
 
+async def test_websocket_client_resumes_across_cuts_and_sees_each_token_once(resumable):
+    app, server = resumable
+    proxy = TCPProxy("127.0.0.1", urlsplit(server.base_url).port)
+    proxy_port = await proxy.start()
+    provider = app[SERVICE].providers["scripted"]
+    received: list[str] = []
+
+    url = f"ws://127.0.0.1:{proxy_port}/ws/stream"
+    async with WebSocketStream(url, backoff_s=0.01) as socket:
+        async for message in socket.stream(script(DELTAS, gap_ms=5), model="scripted"):
+            if message["type"] == "token":
+                received.append(message["content"])
+                if len(received) in (10, 25, 40):
+                    proxy.cut()
+            done = message
+    await proxy.close()
+
+    assert received == DELTAS
+    assert done == {"type": "done", "full_response": "".join(DELTAS)}
+    assert socket.reconnects == 3
+    assert proxy.connections == 4
+    assert len(provider.started) == 1  # the answer was generated once
+
+
+async def test_websocket_client_raises_on_a_refused_prompt_and_yields_a_stream_failure(resumable):
+    _, server = resumable
+    url = server.base_url.replace("http://", "ws://") + "/ws/stream"
+    async with WebSocketStream(url) as socket:
+        with pytest.raises(StreamFailed) as refused:
+            async for _ in socket.stream("x", model="no-such-model"):
+                pass
+        failed = [m async for m in socket.stream(script(["a"], then="fail"), model="scripted")]
+
+    assert refused.value.code == "unknown_model"
+    assert [m["type"] for m in failed] == ["start", "token", "error", "done"]
+    assert failed[2]["code"] == "upstream_error"
+
+
+async def test_websocket_client_without_grace_cannot_resume(serve):
+    server = await serve(base_config(resume={"grace_s": 0, "retain_s": 0}, **SCRIPTED))
+    proxy = TCPProxy("127.0.0.1", urlsplit(server.base_url).port)
+    proxy_port = await proxy.start()
+
+    url = f"ws://127.0.0.1:{proxy_port}/ws/stream"
+    with pytest.raises(StreamFailed) as failed:
+        async with WebSocketStream(url, backoff_s=0.01, max_reconnects=2) as socket:
+            async for message in socket.stream(script(DELTAS, gap_ms=5), model="scripted"):
+                if message["type"] == "token":
+                    proxy.cut()
+    await proxy.close()
+
+    assert failed.value.code == "stream_not_found"
+
+
 async def test_websocket_client_cancel(resumable):
     _, server = resumable
     url = server.base_url.replace("http://", "ws://") + "/ws/stream"

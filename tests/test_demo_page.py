@@ -176,19 +176,22 @@ async def test_stop_cancels_the_stream_on_the_server(serve, page, tmp_path, tran
 
 
 class ConnectionCutter:
-    """Remembers the streaming requests of the first browser connection so a test can cut it.
+    """Remembers the streaming requests of the browser so a test can cut the first one.
 
-    It hooks ``on_response_prepare``: a real request on a real socket, closed with
-    ``transport.abort()`` as a network failure would close it.
+    It hooks ``on_response_prepare``: a real request on a real socket (an SSE response or an
+    upgraded WebSocket), closed with ``transport.abort()`` as a network failure would close it.
     """
 
-    def __init__(self, app: web.Application, paths: tuple[str, ...]) -> None:
-        self.paths = paths
+    def __init__(self, app: web.Application, prefix: str) -> None:
+        """``prefix``: the streaming path, or a prefix of paths when it ends with "/"."""
+        self.prefix = prefix
         self.requests: list[web.Request] = []
         app.on_response_prepare.append(self._remember)
 
     async def _remember(self, request: web.Request, response: web.StreamResponse) -> None:
-        if request.path in self.paths and response.status == 200:
+        path = request.path
+        wanted = path.startswith(self.prefix) if self.prefix.endswith("/") else path == self.prefix
+        if wanted and response.status in (101, 200):
             self.requests.append(request)
 
     def cut_first(self) -> None:
@@ -197,14 +200,22 @@ class ConnectionCutter:
         transport.abort()
 
 
-@pytest.mark.parametrize("transport", ["eventsource", "fetch"])
+STREAM_PATHS = {
+    "eventsource": "/v1/stream",
+    "fetch": "/v1/stream",
+    "websocket": "/ws/stream",
+    "conversation": "/ws/chat/",
+}
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
 async def test_a_connection_cut_mid_stream_resumes_without_gap_or_duplicate(
     serve, page, tmp_path, transport
 ):
     app = streamserver.create_app(
         paced_config(tmp_path, resume={"grace_s": 5}, server={"retry_ms": 200})
     )
-    cutter = ConnectionCutter(app, ("/v1/stream",))
+    cutter = ConnectionCutter(app, STREAM_PATHS[transport])
     client = await serve(app=app)
     await open_demo(page, client.base_url)
     await ask(page, transport, "echo", PROMPT)
@@ -217,6 +228,51 @@ async def test_a_connection_cut_mid_stream_resumes_without_gap_or_duplicate(
     figures = await metrics(client.base_url)
     assert figures["total_streams"] == 1  # resumed, not generated again
     assert figures["outcomes"] == {"completed": 1}
+    if transport == "conversation":
+        conversation_id = await page.text_content("#conversation-id")
+        async with httpx.AsyncClient() as http:
+            history = (
+                await http.get(f"{client.base_url}/v1/conversations/{conversation_id}")
+            ).json()
+        assert [(m["content"], m["status"]) for m in history["messages"]] == [
+            (PROMPT, "complete"), (PROMPT, "complete"),
+        ]  # fmt: skip
+
+
+# Line breaks, a blank line and a "data:" inside the text: every shape must carry them exactly.
+FORMATS_PROMPT = "A *format* test:\n\n- data: one\n- two, with üñíçødé 🙂"
+READABLE_FORMATS = [
+    "production",
+    "simple",
+    "events",
+    "progress",
+    "chat",
+    "openai",
+    "ai-sdk",
+    "text",
+]
+
+
+@pytest.mark.parametrize("format_", READABLE_FORMATS)
+async def test_every_format_the_page_offers_streams_exactly_in_the_sse_modes(
+    serve, page, tmp_path, format_
+):
+    config = paced_config(tmp_path)
+    config["providers"]["simulated"]["tokens_per_second"] = 200
+    client = await serve(config)
+    await open_demo(page, client.base_url)
+    texts = []
+    for transport in ("eventsource", "fetch"):
+        await page.select_option("#transport", transport)
+        await page.select_option("#format", format_)
+        await ask(page, transport, "echo", FORMATS_PROMPT)
+        await watch_answer(page)
+        texts.append(await page.locator(".msg.assistant").last.get_attribute("data-text"))
+    figures = await metrics(client.base_url)
+
+    assert texts == [FORMATS_PROMPT, FORMATS_PROMPT]
+    assert figures["outcomes"] == {"completed": 2}
+    assert await page.locator(".msg.assistant .note-line.error").count() == 0
 
 
 async def test_model_output_cannot_inject_html_or_script(serve, page, tmp_path):
@@ -271,7 +327,13 @@ async def test_the_page_fills_its_selectors_from_the_server_and_fits_a_phone(ser
     buffers = await page.locator("#buffer option").all_text_contents()
     assert {"raw", "word", "sentence"} <= set(buffers)
     assert {"simulated", "echo"} <= set(await page.locator("#model option").all_text_contents())
-    assert await page.is_disabled("#format")  # the page reads the production shape only
+    formats = await page.locator("#format option").all_inner_texts()
+    assert set(READABLE_FORMATS) <= set(formats)
+    await page.select_option("#transport", "fetch")
+    assert await page.input_value("#format") == "production"  # the route's own formatter
+    assert not await page.is_disabled("#format")
+    await page.select_option("#transport", "websocket")
+    assert await page.is_disabled("#format")  # a WebSocket mode reads the route's shape
     await page.select_option("#transport", "conversation")
     assert await page.is_disabled("#buffer")  # the chat route allows no buffer override
     for name in ("Transport", "Model", "Buffer", "Format", "Prompt"):
@@ -353,29 +415,32 @@ async def test_with_auth_on_the_page_asks_for_the_key_then_streams(
         assert [url for url in urls if "ticket=" in url]
 
 
-async def test_with_auth_on_a_resumed_eventsource_gets_a_fresh_ticket(
-    serve, page, tmp_path, api_key
+@pytest.mark.parametrize("transport", ["eventsource", "websocket"])
+async def test_with_auth_on_a_resumed_connection_gets_a_fresh_ticket(
+    serve, page, tmp_path, api_key, transport
 ):
     app = streamserver.create_app(
         secured_config(tmp_path, resume={"grace_s": 5}, server={"retry_ms": 200})
     )
-    cutter = ConnectionCutter(app, ("/v1/stream",))
+    path = STREAM_PATHS[transport]
+    cutter = ConnectionCutter(app, path)
     client = await serve(app=app)
     urls = record_urls(page)
     await open_demo(page, client.base_url)
     await enter_key(page, api_key)
     await page.wait_for_selector("#model option[value=echo]", state="attached")
-    await ask(page, "eventsource", "echo", PROMPT)
+    await ask(page, transport, "echo", PROMPT)
     await wait_until_text(page, 30)
     cutter.cut_first()
     seen = await watch_answer(page)
     assert seen[-1] == PROMPT
     assert len(seen[-2]) < len(PROMPT)  # the cut happened mid-stream
     assert await page.text_content("#stat-reconnects") == "1"
-    streams = [url for url in urls if "/v1/stream?" in url]
+    streams = [url for url in urls if f"{path}?" in url]
     tickets = {url.partition("ticket=")[2].partition("&")[0] for url in streams}
     assert len(streams) == 2 and len(tickets) == 2  # one ticket per connection
-    assert "last_event_id=" in streams[1]
+    if transport == "eventsource":
+        assert "last_event_id=" in streams[1]
     assert not [url for url in urls if api_key in url]
     figures = await metrics(client.base_url, api_key)
     assert figures["total_streams"] == 1  # resumed, not generated again

@@ -57,8 +57,8 @@ class JSONFormatter(ABC):
 class SimpleFormatter(JSONFormatter):
     """``/stream``: ``data: {"token": t}`` per segment, then ``data: {"done": true}``.
 
-    WebSocket form (``/ws/stream``): ``start``, ``token`` with ``content``, ``done`` with
-    ``full_response``.
+    WebSocket form (``/ws/stream``): ``start`` with the ``stream_id`` (what a resume message names),
+    ``token`` with ``content``, ``done`` with ``full_response``.
     """
 
     def __init__(self, options: object, transport: Transport) -> None:
@@ -67,8 +67,8 @@ class SimpleFormatter(JSONFormatter):
         self.text: list[str] = []
 
     def start(self, info: StreamStart) -> Sequence[Event]:
-        """WebSocket form only: ``{"type": "start"}``."""
-        return (Event(None, '{"type": "start"}'),) if self.ws else ()
+        """WebSocket form only: ``{"type": "start", "stream_id": id}``."""
+        return (self.event("start", {"stream_id": info.stream_id}),) if self.ws else ()
 
     def segment(self, text: str, tokens: int) -> str:
         """``{"token": t}`` (SSE) or ``{"type": "token", "content": t}`` (WebSocket)."""

@@ -8,7 +8,7 @@
   const $ = (id) => document.getElementById(id);
   const ui = {
     transport: $("transport"), model: $("model"), buffer: $("buffer"), bufferNote: $("buffer-note"),
-    format: $("format"), log: $("log"), empty: $("empty"), status: $("status"), form: $("composer"),
+    format: $("format"), formatNote: $("format-note"), log: $("log"), empty: $("empty"), status: $("status"), form: $("composer"),
     prompt: $("prompt"), send: $("send"), stop: $("stop"), wire: $("wire"),
     conversationBar: $("conversation-bar"), conversationId: $("conversation-id"),
     newConversation: $("new-conversation"),
@@ -23,6 +23,8 @@
     conversation: "/ws/chat/{conversation_id}",
   };
   const MAX_RECONNECTS = 5;
+  // What a server answers a resume it cannot serve with (any other error belongs to the stream).
+  const RESUME_REFUSED = new Set(["stream_not_found", "invalid_resume", "events_expired", "stream_finished"]);
   const RECONNECT_MS = 1000; // EventSource does not tell the page the server's retry: value
   const WIRE_LINES = 400;
   const KEY_NEEDED = "This server needs a valid API key: enter it under “API key”.";
@@ -291,6 +293,8 @@
       this.tLast = null;
       this.done = false;
       this.streamId = null;
+      this.format = "production";
+      this.received = 0; // WebSocket: messages of this stream received so far (a resume names it)
       this.lastSeq = -1;
       this.lastId = null;
       this.stopRequested = false;
@@ -316,11 +320,16 @@
     /** Event ids are "<stream_id>:<seq>": a seq at or below the last one seen is a replay. */
     fresh(id) {
       if (!id) return true;
-      const seq = parseInt(id.slice(id.lastIndexOf(":") + 1), 10);
+      const colon = id.lastIndexOf(":");
+      const seq = parseInt(id.slice(colon + 1), 10);
       if (Number.isNaN(seq)) return true;
       if (seq <= this.lastSeq) return false;
       this.lastSeq = seq;
       this.lastId = id;
+      if (!this.streamId) {
+        this.streamId = id.slice(0, colon);
+        if (this.stopRequested) cancelById(this.streamId);
+      }
       return true;
     }
 
@@ -359,6 +368,7 @@
       this.paint();
       this.typing.remove();
       this.article.classList.remove("streaming");
+      this.article.dataset.text = this.text; // the answer's Markdown source, as it arrived
       const stopped = outcome === "cancelled" || outcome === "client_gone";
       if (outcome === "cancelled") addNote(this.article, "Stopped.", "warn");
       if (outcome === "client_gone") {
@@ -378,23 +388,77 @@
 
   function setStatus(text) { ui.status.textContent = text; }
 
-  // ---------------------------------------------------------------- production SSE events
+  // ---------------------------------------------------------------- the formats' SSE events
 
-  /** Apply one event of the production shape; replays (seq already seen) are dropped. */
-  function onProduction(run, name, data, id) {
+  // How the page reads each built-in format's SSE events: a function of (event name, data) that
+  // returns what the event means: {text} to append, {error}, {end: outcome}, {aborted}, or nothing.
+  const j = (data) => { try { return JSON.parse(data); } catch { return {}; } };
+  const endOf = (cancelled) => ({ end: cancelled ? "cancelled" : "stop" });
+  const SHAPES = {
+    production(name, data) {
+      const p = j(data);
+      if (name === "token") return { text: p.content };
+      if (name === "error") return { error: p.error };
+      if (name === "stream_end") return { end: p.finish_reason };
+      return null;
+    },
+    simple(name, data) {
+      const p = j(data);
+      if (typeof p.token === "string") return { text: p.token };
+      if (p.error) return { error: p.error };
+      if (p.done) return endOf(false);
+      return null;
+    },
+    events(name, data) {
+      const p = j(data);
+      if (name === "token") return { text: p.content };
+      if (name === "error") return { error: p.error };
+      if (name === "done") return endOf(p.cancelled);
+      return null;
+    },
+    progress(name, data) {
+      const p = j(data);
+      if (name === "token") return { text: p.content };
+      if (name === "error") return { error: p.error };
+      if (name === "complete") return endOf(p.status === "cancelled");
+      return null;
+    },
+    openai(name, data) {
+      if (data === "[DONE]") return endOf(false);
+      const p = j(data);
+      if (p.error) return { error: p.error.message };
+      const choice = p.choices && p.choices[0];
+      return choice && choice.delta && choice.delta.content ? { text: choice.delta.content } : null;
+    },
+    "ai-sdk"(name, data) {
+      if (data === "[DONE]") return endOf(false);
+      const p = j(data);
+      if (p.type === "text-delta") return { text: p.delta };
+      if (p.type === "error") return { error: p.errorText };
+      if (p.type === "abort") return { aborted: true };
+      return null;
+    },
+    text(name, data) {
+      if (name === "done") return endOf(data === "cancelled");
+      if (name === "error") return { error: data };
+      return name === "message" ? { text: data } : null;
+    },
+  };
+  SHAPES.chat = SHAPES.events;
+  const EVENT_NAMES = ["message", "token", "error", "done", "complete", "stream_start", "stream_end", "start"];
+
+  /** Apply one SSE event of the run's format; replays (seq already seen) are dropped. */
+  function onEvent(run, name, data, id) {
     if (run.done || !run.fresh(id)) return;
     wire(`${name}  id=${id}  ${data}`);
-    let payload;
-    try { payload = JSON.parse(data); } catch { return; }
-    if (name === "stream_start") {
-      run.streamId = payload.stream_id;
-      if (run.stopRequested) cancelById(run.streamId);
-    } else if (name === "token") {
-      run.token(payload.content);
-    } else if (name === "error") {
-      run.error = payload.error;
-    } else if (name === "stream_end") {
-      run.finish(run.error ? "error" : payload.finish_reason, run.error);
+    const meaning = SHAPES[run.format](name, data);
+    if (!meaning) return;
+    if (meaning.text) run.token(meaning.text);
+    if (meaning.error) run.error = meaning.error;
+    if (meaning.aborted) run.aborted = true;
+    if (meaning.end) {
+      const outcome = run.error ? "error" : run.aborted ? "cancelled" : meaning.end;
+      run.finish(outcome, run.error);
     }
   }
 
@@ -431,7 +495,8 @@
   }
 
   function streamFields(prompt) {
-    const fields = { prompt, format: "production" };
+    const fields = { prompt };
+    if (!ui.format.disabled && ui.format.value) fields.format = ui.format.value;
     if (ui.model.value && !ui.model.disabled) fields.model = ui.model.value;
     if (ui.buffer.value && !ui.buffer.disabled) fields.buffer = ui.buffer.value;
     return fields;
@@ -465,13 +530,13 @@
         opened = true;
         failures = 0;
       });
-      for (const name of ["stream_start", "token", "stream_end"]) {
-        source.addEventListener(name, (event) => onProduction(run, name, event.data, event.lastEventId));
+      for (const name of EVENT_NAMES.filter((n) => n !== "error")) {
+        source.addEventListener(name, (event) => onEvent(run, name, event.data, event.lastEventId));
       }
       // "error" is both the server's error event (a MessageEvent with data) and a connection failure.
       source.addEventListener("error", (event) => {
         if (typeof event.data === "string") {
-          onProduction(run, "error", event.data, event.lastEventId);
+          onEvent(run, "error", event.data, event.lastEventId);
         } else if (run.done) {
           source.close();
         } else if (source.readyState === EventSource.CONNECTING) {
@@ -539,7 +604,7 @@
     run.cancel = sseCancel(run);
     const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
     const parser = () => new SSEParser(
-      (name, data, id) => onProduction(run, name, data, id),
+      (name, data, id) => onEvent(run, name, data, id),
       (ms) => { retryMs = ms; },
     );
     let response;
@@ -607,48 +672,90 @@
     return url;
   }
 
-  // A WebSocket stream cannot resume: a drop ends the answer with a note.
-  async function viaSocket(run, path, first) {
-    let url;
-    try {
-      url = await withTicket(socketURL(path));
-    } catch (err) {
-      run.finish("error", err.message);
-      return;
-    }
-    if (run.done) return;
-    const socket = new WebSocket(url);
-    run.close = () => { if (socket.readyState <= WebSocket.OPEN) socket.close(1000); };
+  // A WebSocket that drops mid-answer reconnects and sends {"type": "resume", "received": n} (with
+  // the stream_id from "start" on /ws/stream; a conversation resumes its reply in progress): the
+  // server sends its messages from the n-th on, so nothing is missed or repeated.
+  function viaSocket(run, path, first) {
+    let socket = null;
+    let failures = 0;
+    let sent = false; // the prompt reached an open socket
+    let resuming = false; // a resume was sent and nothing has answered it yet
+    let started = false; // a token or "start" arrived: an error now belongs to the stream
+    const chat = path !== "ws/stream";
+    run.close = () => { if (socket && socket.readyState <= WebSocket.OPEN) socket.close(1000); };
     run.cancel = () => {
       setStatus("Stopping…");
-      if (socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify({ type: "cancel" }));
+      if (socket && socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify({ type: "cancel" }));
+      else run.stopRequested = true;
     };
-    socket.addEventListener("open", () => socket.send(JSON.stringify(first)));
-    let started = false;
-    socket.addEventListener("message", (event) => {
+
+    function onMessage(event) {
       if (run.done) return;
       wire(String(event.data));
       let message;
       try { message = JSON.parse(event.data); } catch { return; }
-      if (message.type === "start") started = true;
-      else if (message.type === "token") { started = true; run.token(message.content); }
-      else if (message.type === "error") {
+      failures = 0;
+      if (resuming && message.type === "error" && RESUME_REFUSED.has(message.code)) {
+        run.finish("error", `The answer could not be resumed: ${message.error}`);
+        return;
+      }
+      resuming = false;
+      run.received += 1;
+      if (message.type === "start") {
+        started = true;
+        run.streamId = message.stream_id;
+      } else if (message.type === "token") {
+        started = true;
+        run.token(message.content);
+      } else if (message.type === "error") {
         run.error = message.error;
-        // A refused message gets only the error; a failing stream still sends "done" after it.
-        if (!started) setTimeout(() => run.finish("error", run.error), path === "ws/stream" ? 0 : 1000);
+        // A refused prompt gets only the error; a failing stream sends "done" after it (a chat
+        // stream has no "start" to tell the two apart, so give its "done" a moment).
+        if (!started) setTimeout(() => run.finish("error", run.error), chat ? 1000 : 0);
       } else if (message.type === "done") {
         const stopped = message.cancelled || message.status === "cancelled";
         const outcome = run.error || message.status === "failed" ? "error" : stopped ? "cancelled" : "stop";
         run.finish(outcome, run.error);
-      } else if (message.error) {
-        run.finish("error", message.error);
       }
-    });
-    socket.addEventListener("close", (event) => {
-      if (!run.done) {
-        run.finish("error", `The connection dropped (code ${event.code}); a WebSocket answer cannot resume.`);
+    }
+
+    async function connect(hello) {
+      let url;
+      try {
+        url = await withTicket(socketURL(path));
+      } catch (err) {
+        run.finish("error", err.message);
+        return;
       }
-    });
+      if (run.done) return;
+      socket = new WebSocket(url);
+      socket.addEventListener("open", () => {
+        if (run.reconnects) setStatus("Resumed.");
+        socket.send(JSON.stringify(hello));
+        sent = true;
+        resuming = hello.type === "resume";
+        if (run.stopRequested) socket.send(JSON.stringify({ type: "cancel" }));
+      });
+      socket.addEventListener("message", onMessage);
+      socket.addEventListener("close", (event) => {
+        if (run.done) return;
+        // /ws/stream names the stream in "start"; a conversation resumes its reply in progress.
+        const canResume = Boolean(run.streamId) || (chat && sent);
+        if (!canResume || failures >= MAX_RECONNECTS) {
+          run.finish("error", canResume
+            ? "The connection was lost and the answer could not be resumed."
+            : `The connection closed (code ${event.code}) before the answer started.`);
+          return;
+        }
+        failures += 1;
+        run.reconnecting();
+        const resume = { type: "resume", received: run.received };
+        if (run.streamId) resume.stream_id = run.streamId;
+        setTimeout(() => { if (!run.done) connect(resume); }, RECONNECT_MS);
+      });
+    }
+
+    connect(first);
   }
 
   // ---------------------------------------------------------------- conversations
@@ -703,6 +810,13 @@
     ui.bufferNote.hidden = bufferOk;
     ui.bufferNote.textContent = bufferOk ? "" : "Not taken by this route.";
     ui.model.disabled = !routeAllows(mode, "model") || ui.model.options.length === 0;
+    const sse = mode === "eventsource" || mode === "fetch";
+    const formatOk = sse && routeAllows(mode, "format");
+    ui.format.disabled = !formatOk;
+    ui.formatNote.hidden = formatOk;
+    ui.formatNote.textContent = formatOk ? "" : sse
+      ? "Not taken by this route."
+      : "A WebSocket mode reads the route's own message shape.";
     ui.conversationBar.hidden = mode !== "conversation";
   }
 
@@ -730,6 +844,7 @@
     ui.prompt.value = "";
     const run = new Run(prompt);
     current = run;
+    if (!ui.format.disabled) run.format = ui.format.value;
     if (mode === "eventsource") viaEventSource(run);
     else if (mode === "fetch") viaFetch(run);
     else if (mode === "websocket") {
@@ -756,8 +871,18 @@
       options = loaded.value;
       ui.buffer.options.length = 1; // keep "default"
       for (const name of options.buffers) ui.buffer.append(new Option(name, name));
-      const others = options.formats.filter((f) => f !== "production");
-      if (others.length) ui.format.title = `Also served: ${others.join(", ")}`;
+      const chosen = ui.format.value;
+      ui.format.replaceChildren();
+      for (const name of options.formats) {
+        // A plugin's format may have any shape: listed, not offered, since the page cannot read it.
+        const readable = Object.hasOwn(SHAPES, name);
+        const option = new Option(readable ? name : `${name} (not read by this page)`, name);
+        option.disabled = !readable;
+        ui.format.append(option);
+      }
+      const route = options.routes[ROUTES.fetch];
+      const fallback = route && Object.hasOwn(SHAPES, route.formatter) ? route.formatter : "production";
+      ui.format.value = Object.hasOwn(SHAPES, chosen) && options.formats.includes(chosen) ? chosen : fallback;
       for (const option of ui.transport.options) option.disabled = !options.routes[ROUTES[option.value]];
     } else {
       const { message, status } = loaded.reason;

@@ -1,32 +1,65 @@
 """WebSocket: one socket, one stream at a time, read from the same event log as SSE.
 
-The client sends a JSON object per message: a prompt (the route decides its fields) or
-``{"type": "cancel"}``. The server sends the formatter's WebSocket form. Bad input (bad JSON, a
+The client sends a JSON object per message: a prompt (the route decides its fields),
+``{"type": "cancel"}``, or ``{"type": "resume", "stream_id": ..., "received": n}`` after a dropped
+connection (the stream's messages from the ``n``-th on are sent again, then it goes on live). The
+server sends the formatter's WebSocket form. Bad input (bad JSON, a
 binary frame, an unknown field, a message over ``max_message_bytes``) gets ``{"type": "error", ...}``
 and the socket stays usable; only abuse closes it: repeated violations or a flood (close code 1008),
-or a message so large it cannot be read (1009). A closed socket cancels its stream.
+or a message so large it cannot be read (1009). A closed socket leaves its stream, which is then
+cancelled, at once or after ``resume.grace_s`` unless a resume message reaches it first.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from ..errors import StreamRejected
-from ..streams import Stream
+from ..streams import Reader, Stream
 from ..types import Event
 
 STRIKES_TO_CLOSE = 20
 """Consecutive refused messages after which the socket is closed as abuse."""
 _HARD_LIMIT_FACTOR = 4
 """Messages up to this multiple of ``max_message_bytes`` are read and refused; larger ones close."""
+
+
+@dataclass(frozen=True, slots=True)
+class ResumeRequest:
+    """``{"type": "resume", "stream_id": ..., "received": n}``: send this stream's messages from the
+    ``n``-th on (the first is 0: ``received`` counts the messages the client already has)."""
+
+    stream_id: str | None
+    received: int
+
+    @classmethod
+    def parse(cls, fields: dict[str, Any]) -> ResumeRequest:
+        """Check a resume message's fields (``type`` already taken out)."""
+        unknown = set(fields) - {"stream_id", "received"}
+        if unknown:
+            raise StreamRejected(
+                400,
+                "unknown_field",
+                f"a resume message takes stream_id and received, not {sorted(unknown)}",
+            )
+        stream_id = fields.get("stream_id")
+        received = fields.get("received", 0)
+        if stream_id is not None and not isinstance(stream_id, str):
+            raise StreamRejected(400, "invalid_resume", "'stream_id' must be a string")
+        if not isinstance(received, int) or isinstance(received, bool) or received < 0:
+            raise StreamRejected(
+                400,
+                "invalid_resume",
+                "'received' must be how many of the stream's messages you have (0 or more)",
+            )
+        return cls(stream_id, received)
 
 
 class WSEncoder:
@@ -43,20 +76,10 @@ class WSEncoder:
         return event.data
 
 
-After = Callable[[list[str], bool], Awaitable[Sequence[dict[str, Any]]]]
-"""Called once a stream has ended with the messages delivered and whether the socket is still open;
-returns messages to send after them (e.g. the chat route's ``done`` with ``message_count``)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Started:
-    """A stream started for a prompt message, and what to do when it ends."""
-
-    stream: Stream
-    after: After | None = None
-
-
-StartStream = Callable[[dict[str, Any]], Awaitable[Started]]
+StartStream = Callable[[dict[str, Any]], Awaitable[Stream]]
+"""Starts a stream for a prompt message's fields (raises ``StreamRejected`` to refuse it)."""
+ResumeStream = Callable[[ResumeRequest], Stream]
+"""Finds the stream a ``resume`` message names and checks it may be read from ``received``."""
 
 
 def error_message(code: str, message: str) -> dict[str, str]:
@@ -85,6 +108,7 @@ class _Flood:
 async def serve_socket(
     request: web.Request,
     start: StartStream,
+    resume: ResumeStream,
     *,
     heartbeat_s: float,
     max_message_bytes: int,
@@ -92,12 +116,14 @@ async def serve_socket(
     busy: Literal["reject", "replace"] = "reject",
     messages_per_s: float = 20.0,
 ) -> web.WebSocketResponse:
-    """Run one WebSocket connection: each prompt message starts a stream via ``start``."""
+    """Run one WebSocket connection: a prompt message starts a stream via ``start``, a resume
+    message attaches to one already running (or retained) via ``resume``."""
     ws = web.WebSocketResponse(
         heartbeat=heartbeat_s or None, max_msg_size=max_message_bytes * _HARD_LIMIT_FACTOR
     )
     await ws.prepare(request)
-    current: Started | None = None
+    current: Stream | None = None
+    reader: Reader | None = None
     pump: asyncio.Task[None] | None = None
     strikes = 0
     flood = _Flood(messages_per_s)
@@ -105,37 +131,43 @@ async def serve_socket(
         async for message in ws:
             if message.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
                 continue
-            fields, problem = _decode(message, max_message_bytes)
+            kind, fields, problem = _decode(message, max_message_bytes)
             if not flood.allow():
                 problem = error_message(
                     "too_many_messages", f"send at most {messages_per_s:g} messages a second"
                 )
-            elif fields is not None and fields.get("type") == "cancel":
-                if current is not None and not current.stream.finished:
-                    current.stream.cancel("cancelled")
+            elif kind == "cancel":
+                if current is not None and not current.finished:
+                    current.cancel("cancelled")
                 continue
-            elif fields is not None:
-                if current is not None and not current.stream.finished:
+            elif problem is None:
+                if current is not None and not current.finished:
                     if busy == "reject":
                         problem = error_message(
                             "stream_in_progress",
                             "a stream is already running on this socket; cancel it first",
                         )
                     else:
-                        current.stream.cancel("cancelled")
+                        current.cancel("cancelled")
                         assert pump is not None
                         await pump
                 if problem is None:
                     try:
-                        current = await start(fields)
+                        if kind == "resume":
+                            current, position = _resumed(resume, fields)
+                        else:
+                            current, position = await start(fields), 0
                     except StreamRejected as exc:
                         problem = error_message(exc.code, exc.message)
                         if exc.code == "missing_prompt":
                             problem["error"] = "No prompt provided"
                     else:
                         strikes = 0
+                        # Attached now, not when the pump first runs: the stream's epilogue waits
+                        # for attached readers to write what they have (the chat route's reply).
+                        reader = current.attach(position)
                         pump = asyncio.get_running_loop().create_task(
-                            _pump(ws, current, send_timeout_s, request.transport)
+                            _pump(ws, current, reader, send_timeout_s, request.transport)
                         )
                         continue
             strikes += 1
@@ -146,56 +178,69 @@ async def serve_socket(
                 )
                 break
     finally:
-        # The socket is gone: stop the generation (no reader is left), and let the pump finish so
-        # whatever the route does after a stream (storing the reply) still happens.
-        if current is not None and not current.stream.finished:
-            current.stream.cancel("client_gone")
-        if pump is not None:
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(asyncio.shield(pump), timeout=5)
+        # The socket is gone: this reader leaves its stream, which then ends now or after
+        # resume.grace_s (a client that reconnects in time resumes it).
+        if pump is not None and not pump.done():
+            pump.cancel()
+            await asyncio.wait([pump])
+        if current is not None and reader is not None:
+            current.detach(reader)  # in case the pump was cancelled before it first ran
     return ws
 
 
-def _decode(message: Any, max_bytes: int) -> tuple[dict[str, Any] | None, dict[str, str] | None]:
+def _resumed(resume: ResumeStream, fields: dict[str, Any]) -> tuple[Stream, int]:
+    request = ResumeRequest.parse(fields)
+    stream = resume(request)
+    if stream.finished and request.received >= stream.log.end:
+        raise StreamRejected(
+            409, "stream_finished", "that stream has ended and you have all of its messages"
+        )
+    return stream, request.received
+
+
+def _decode(message: Any, max_bytes: int) -> tuple[str, dict[str, Any], dict[str, str] | None]:
+    """The message's type (prompt, cancel or resume) and its other fields, or the problem."""
     if message.type == WSMsgType.BINARY:
-        return None, error_message("binary_not_supported", "send JSON text messages")
+        return "", {}, error_message("binary_not_supported", "send JSON text messages")
     data: str = message.data
     if len(data) > max_bytes and len(data.encode()) > max_bytes:
-        return None, error_message(
-            "message_too_large", f"messages may be at most {max_bytes} bytes"
+        return (
+            "",
+            {},
+            error_message("message_too_large", f"messages may be at most {max_bytes} bytes"),
         )
     try:
         fields = json.loads(data)
     except ValueError as exc:
-        return None, error_message("invalid_json", f"the message is not valid JSON: {exc}")
+        return "", {}, error_message("invalid_json", f"the message is not valid JSON: {exc}")
     if not isinstance(fields, dict):
-        return None, error_message("invalid_json", "the message must be a JSON object")
+        return "", {}, error_message("invalid_json", "the message must be a JSON object")
     kind = fields.pop("type", "prompt")
-    if kind == "cancel":
-        return {"type": "cancel"}, None
-    if kind != "prompt":
-        return None, error_message(
-            "unknown_type", f"unknown message type {kind!r}; send a prompt or a cancel"
+    if kind not in ("prompt", "cancel", "resume"):
+        return (
+            "",
+            {},
+            error_message(
+                "unknown_type", f"unknown message type {kind!r}; send a prompt, cancel or resume"
+            ),
         )
-    return fields, None
+    return kind, fields, None
 
 
 async def _pump(
     ws: web.WebSocketResponse,
-    started: Started,
+    stream: Stream,
+    reader: Reader,
     send_timeout_s: float,
     transport: asyncio.Transport | None,
 ) -> None:
-    """Send the stream's messages in order until it ends, then whatever ``after`` returns.
+    """Send the stream's messages from the reader's position in order until it ends.
 
     A peer that accepts nothing for ``send_timeout_s`` is dropped (the connection is aborted: a
-    close frame could not reach it either), which ends the socket and cancels its stream."""
-    stream = started.stream
+    close frame could not reach it either), which ends the socket and detaches its reader."""
     log = stream.log
-    reader = stream.attach(0)
-    delivered: list[str] = []
-    pos = 0
-    open_ = True
+    sent = stream.sent
+    pos = reader.pos
     try:
         while True:
             if pos >= log.end:
@@ -203,27 +248,17 @@ async def _pump(
                     break
                 await log.wait(pos)
                 continue
-            items = log.read(pos)
-            pos += len(items)
             async with asyncio.timeout(send_timeout_s):
-                for item in items:
+                for item in log.read(pos):
                     await ws.send_str(item)  # type: ignore[arg-type]
-                    if started.after is not None:
-                        delivered.append(item)  # type: ignore[arg-type]
+                    if sent is not None and len(sent) == pos:
+                        sent.append(item)
+                    pos += 1
             log.advance(reader, pos)
     except TimeoutError:
-        open_ = False
         if transport is not None:
             transport.abort()
     except (ConnectionError, RuntimeError):
-        open_ = False
+        pass
     finally:
         stream.detach(reader)
-    if started.after is not None:
-        await stream.log.wait(log.end)  # the stream's summary is set once its log closes
-        open_ = open_ and not ws.closed
-        extra = await started.after(delivered, open_)
-        if open_:
-            with contextlib.suppress(ConnectionError, RuntimeError):
-                for message in extra:
-                    await ws.send_json(message)

@@ -33,7 +33,8 @@ async def test_a_prompt_streams_start_tokens_and_done(client):
         await socket.send(json.dumps({"prompt": "Hello over WebSocket", "model": "echo"}))
         messages = await receive_until_done(socket)
 
-    assert messages[0] == {"type": "start"}
+    assert messages[0] == {"type": "start", "stream_id": messages[0]["stream_id"]}
+    assert messages[0]["stream_id"].startswith("st_")
     assert all(m["type"] == "token" and set(m) == {"type", "content"} for m in messages[1:-1])
     assert "".join(m["content"] for m in messages[1:-1]) == "Hello over WebSocket"
     assert messages[-1] == {"type": "done", "full_response": "Hello over WebSocket"}
