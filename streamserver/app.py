@@ -176,7 +176,7 @@ def _stream_handler(path: str, route: RouteSettings) -> Handler:
             service.reject(path, exc)
             return error_response(exc)
         try:
-            nothing_left = service.resume_point(stream, start)
+            nothing_left = service.resume_point(stream, start, "invalid_last_event_id")
         except StreamRejected as exc:
             return error_response(exc)
         if nothing_left:
@@ -208,7 +208,7 @@ def _socket_handler(path: str, route: RouteSettings) -> Handler:
                 raise StreamRejected(
                     400, "invalid_resume", f"that stream belongs to {stream.route}: resume it there"
                 )
-            service.resume_point(stream, wanted.received)
+            service.resume_point(stream, wanted.received, "invalid_resume")
             return stream
 
         return await ws.serve_socket(
@@ -231,6 +231,13 @@ async def resume_stream(request: web.Request) -> web.StreamResponse:
     start), then follow it live. Never starts a generation."""
     service = request.app[SERVICE]
     stream = service.owned_stream(request.match_info["stream_id"], request[security.KEY_ID])
+    if stream.transport != "sse":
+        raise StreamRejected(
+            400,
+            "not_an_sse_stream",
+            f"that stream's messages are WebSocket messages: resume it on {stream.route} "
+            'with {"type": "resume"}',
+        )
     start = 0
     last_event_id = request.headers.get("Last-Event-ID") or request.query.get("last_event_id")
     if last_event_id:
@@ -240,7 +247,7 @@ async def resume_stream(request: web.Request) -> web.StreamResponse:
                 400, "invalid_last_event_id", "Last-Event-ID must be '<this stream id>:<seq>'"
             )
         start = parsed[1] + 1
-    if service.resume_point(stream, start):
+    if service.resume_point(stream, start, "invalid_last_event_id"):
         return web.Response(status=204)
     return await sse.send_stream(request, stream, start, service.sse)
 

@@ -10,9 +10,12 @@ short), and ``{"type": "done", "message_count": n}`` closes the turn. After a dr
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import logging
 import time
-from typing import Any
+from collections.abc import Awaitable
+from typing import Any, TypeVar
 
 from aiohttp import web
 
@@ -26,6 +29,12 @@ from .stream_request import parse_stream_params
 from .streams import Stream
 from .transports import ws
 from .types import Event, StreamEnd
+
+log = logging.getLogger("streamserver.chat")
+T = TypeVar("T")
+
+_DRAIN_WAIT_S = 1.0
+"""How long a reply's store waits for sockets to write what is logged (what reached the client)."""
 
 _STATUS: dict[str, Status] = {
     "completed": "complete",
@@ -52,7 +61,7 @@ def socket_handler(path: str, route: RouteSettings, service_key: web.AppKey[Stre
             message = fields.pop("message", None)
             if not isinstance(message, str) or not message.strip():
                 raise StreamRejected(400, "missing_prompt", "a non-empty 'message' is required")
-            conversation = _owned(await store.get(conversation_id), owner)
+            conversation = _owned(await _stored(store.get(conversation_id)), owner)
             history = list(conversation.messages) if conversation else []
             user = StoredMessage("user", message, created=time.time())
             messages = window([*history, user], settings.max_messages, settings.max_chars)
@@ -61,39 +70,57 @@ def socket_handler(path: str, route: RouteSettings, service_key: web.AppKey[Stre
                 route,
                 service.config,
             )
-            user_stored = asyncio.get_running_loop().create_future()
+            loop = asyncio.get_running_loop()
+            user_stored: asyncio.Future[int | None] = loop.create_future()
+            """The message count once the prompt is stored; None if storing it failed."""
 
             async def store_reply(stream: Stream, summary: StreamEnd) -> list[Event]:
+                try:
+                    count = await user_stored
+                    if count is None:  # the prompt was not stored: neither is a reply to it
+                        return []
+                    return await _store_reply(stream, summary, count)
+                finally:
+                    loop.call_later(service.streams.retain_s, _forget, conversation_id, stream.id)
+
+            async def _store_reply(stream: Stream, summary: StreamEnd, count: int) -> list[Event]:
                 # A reply that completed is stored whole (a client that comes back gets the rest
-                # by resuming); one cut short is stored as far as it reached the client.
-                await user_stored
-                await stream.log.drained()  # what the sockets are still writing counts as sent
+                # by resuming); one cut short is stored as far as it reached the client: what
+                # the sockets are still writing counts, but a stalled one is not waited for.
+                if not service.draining:
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(_DRAIN_WAIT_S):
+                            await stream.log.drained()
                 items = list(stream.sent or ())
+                stream.sent = None  # read once; the log keeps what a resume needs
                 if summary.outcome == "completed" and stream.log.available(len(items)):
                     items += stream.log.read(len(items))
                 text = "".join(_token_text(item) for item in items)  # type: ignore[arg-type]
                 reply = StoredMessage(
                     "assistant", text, _STATUS.get(summary.outcome, "failed"), time.time()
                 )
-                count = await store.append(conversation_id, owner, [reply])
-                asyncio.get_running_loop().call_later(
-                    service.streams.retain_s, _forget, conversation_id, stream.id
-                )
                 done: dict[str, Any] = {"type": "done", "message_count": count}
+                try:
+                    done["message_count"] = await store.append(conversation_id, owner, [reply])
+                except Exception:
+                    log.exception("storing a reply in conversation %s failed", conversation_id)
+                    failed = ws.error_message("store_failed", "the reply could not be stored")
+                    done["status"] = "failed"
+                    return [Event(None, json.dumps(failed)), Event(None, json.dumps(done))]
                 if reply.status != "complete":
                     done["status"] = reply.status
                 return [Event(None, json.dumps(done))]
 
             stream = service.start(path, route, params, "ws", key_id=identity, epilogue=store_reply)
             try:
-                await store.append(conversation_id, owner, [user])
+                user_count = await _stored(store.append(conversation_id, owner, [user]))
             except BaseException:
+                user_stored.set_result(None)
                 stream.cancel("cancelled")
                 raise
-            finally:
-                # The epilogue goes on only after this returns: the socket attaches its reader
-                # first (no await in between), so the reply's store waits for what it writes.
-                user_stored.set_result(None)
+            # The epilogue goes on only after this returns: the socket attaches its reader first
+            # (no await in between), so the reply's store waits for what that reader writes.
+            user_stored.set_result(user_count)
             latest[conversation_id] = stream.id
             return stream
 
@@ -105,11 +132,19 @@ def socket_handler(path: str, route: RouteSettings, service_key: web.AppKey[Stre
                     404, "stream_not_found", "this conversation has no reply in progress"
                 )
             stream = service.owned_stream(stream_id, identity)
+            if wanted.stream_id is None and wanted.received == 0 and stream.finished:
+                # Nothing received and that reply over: it may be an earlier turn's (a new prompt
+                # that never reached the server). The conversation's history has the answer.
+                raise StreamRejected(
+                    404,
+                    "stream_not_found",
+                    "this conversation has no reply in progress; its history has the last one",
+                )
             if stream.route != path:
                 raise StreamRejected(
                     400, "invalid_resume", f"that stream belongs to {stream.route}: resume it there"
                 )
-            service.resume_point(stream, wanted.received)
+            service.resume_point(stream, wanted.received, "invalid_resume")
             return stream
 
         server = service.config.server
@@ -129,6 +164,17 @@ def socket_handler(path: str, route: RouteSettings, service_key: web.AppKey[Stre
 
     handle.__name__ = f"chat {path}"
     return json_errors(handle)
+
+
+async def _stored(work: Awaitable[T]) -> T:
+    """The result of a conversation store call; its failure is a refusal the socket survives."""
+    try:
+        return await work
+    except Exception:
+        log.exception("the conversation store failed")
+        raise StreamRejected(
+            503, "store_failed", "the conversation could not be read or stored; try again"
+        ) from None
 
 
 def _owned(conversation: Conversation | None, owner: str | None) -> Conversation | None:

@@ -204,7 +204,14 @@ class StreamService:
             retain=resume.retain_s > 0 or resume.grace_s > 0,
             max_bytes=resume.max_bytes_per_stream,
         )
-        stream = Stream(stream_id, path, stream_log, grace_s=resume.grace_s, key_id=key_id)
+        stream = Stream(
+            stream_id,
+            path,
+            stream_log,
+            grace_s=resume.grace_s,
+            key_id=key_id,
+            transport="ws" if transport == "ws" else "sse",
+        )
         stream.info = info
         if epilogue is not None:
             stream.sent = []
@@ -225,9 +232,14 @@ class StreamService:
             raise StreamRejected(404, "stream_not_found", "no live or retained stream has that id")
         return stream
 
-    def resume_point(self, stream: Stream, start: int) -> bool:
-        """Whether ``stream`` can be read from ``start`` (410 if those events are gone); True when
-        there is nothing left to send. A resume past the start is reported to the sinks."""
+    def resume_point(self, stream: Stream, start: int, bad_code: str) -> bool:
+        """Whether ``stream`` can be read from ``start`` (410 if those events are gone, 400 with
+        ``bad_code`` past its end); True when there is nothing left to send. A resume past the
+        start is reported to the sinks."""
+        if start > stream.log.end:
+            raise StreamRejected(
+                400, bad_code, f"that stream has only {stream.log.end} events so far"
+            )
         if not stream.log.available(start):
             raise StreamRejected(
                 410, "events_expired", "the events after that id are no longer kept"

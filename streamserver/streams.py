@@ -260,6 +260,7 @@ class Stream:
         "sent",
         "summary",
         "task",
+        "transport",
     )
 
     def __init__(
@@ -270,9 +271,12 @@ class Stream:
         *,
         grace_s: float,
         key_id: str | None = None,
+        transport: str = "sse",
     ) -> None:
         self.id = stream_id
         self.route = route
+        self.transport = transport
+        """What its log holds: ``sse`` events (bytes) or ``ws`` messages (text)."""
         self.log = log
         self.key_id = key_id
         self.grace_s = grace_s
@@ -316,6 +320,10 @@ class Stream:
             self._grace_timer = loop.call_later(self.grace_s, self.cancel, "client_gone")
 
     def _task_done(self, _task: asyncio.Task[None]) -> None:
+        # A task cancelled before it first ran never closed its log: close it, so readers end
+        # and the registry can forget the stream.
+        if not self.log.closed:
+            self.log.close()
         if self._registry is not None:
             self._registry._finished(self)
 

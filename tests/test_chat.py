@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import sqlite3
+import time
 
 import pytest
 import websockets
@@ -303,3 +306,89 @@ async def test_resume_without_a_reply_in_progress_is_refused(serve, chat_config)
 
     assert refused["type"] == "error"
     assert refused["code"] == "stream_not_found"
+
+
+async def test_a_resume_without_an_id_never_replays_an_earlier_finished_turn(serve, chat_config):
+    # A page whose new prompt was lost in a drop asks for "the reply in progress" with nothing
+    # received: the last turn is over, so it is told to read the history instead.
+    client = await serve(chat_config(resume={"grace_s": 5}))
+    async with websockets.connect(chat_url(client)) as socket:
+        await turn(socket, "the old answer", model="echo")
+    async with websockets.connect(chat_url(client)) as socket:
+        await socket.send(json.dumps({"type": "resume", "received": 0}))
+        refused = json.loads(await socket.recv())
+
+    assert refused["code"] == "stream_not_found"
+    assert "history" in refused["error"]
+
+
+async def turn_with_errors(socket, message) -> list[dict]:
+    await socket.send(json.dumps({"message": message, "model": "echo"}))
+    return await turn_until_done_resumed(socket)
+
+
+def fail_inserts(path, role: str) -> None:
+    """Make the real SQLite database refuse to store ``role`` messages from now on."""
+    with sqlite3.connect(path) as db:
+        db.execute(
+            f"CREATE TRIGGER refuse_{role} BEFORE INSERT ON messages WHEN NEW.role = '{role}' "
+            "BEGIN SELECT RAISE(ABORT, 'disk says no'); END"
+        )
+
+
+async def test_a_reply_that_cannot_be_stored_ends_with_an_error_and_done(
+    serve, chat_config, tmp_path
+):
+    client = await serve(chat_config())
+    async with websockets.connect(chat_url(client, "warm-up")) as socket:
+        await turn(socket, "creates the tables", model="echo")
+    fail_inserts(tmp_path / "chat.sqlite3", "assistant")
+    async with websockets.connect(chat_url(client)) as socket:
+        replies = await turn_with_errors(socket, "lost reply")
+        after = await turn_with_errors(socket, "still usable")
+
+    assert [r["type"] for r in replies] == ["token", "token", "error", "done"]
+    assert replies[2]["code"] == "store_failed"
+    assert replies[3] == {"type": "done", "message_count": 1, "status": "failed"}
+    assert after[-1]["status"] == "failed"  # the socket goes on; the store still refuses
+
+
+async def test_a_prompt_that_cannot_be_stored_is_refused_and_leaves_no_stream(
+    serve, chat_config, tmp_path
+):
+    app = streamserver.create_app(chat_config())
+    client = await serve(app=app)
+    async with websockets.connect(chat_url(client, "warm-up")) as socket:
+        await turn(socket, "creates the tables", model="echo")
+    fail_inserts(tmp_path / "chat.sqlite3", "user")
+    async with websockets.connect(chat_url(client)) as socket:
+        await socket.send(json.dumps({"message": script(["never"]), "model": "scripted"}))
+        refused = json.loads(await socket.recv())
+        await socket.send(json.dumps({"type": "resume", "received": 0}))
+        nothing = json.loads(await socket.recv())
+    await wait_until(lambda: not app[SERVICE].streams.live())
+    history = await client.http.get("/v1/conversations/c1")
+
+    assert refused == {**refused, "type": "error", "code": "store_failed"}
+    assert nothing["code"] == "stream_not_found"
+    assert history.status_code == 404  # no reply stored to a prompt that was not
+    assert all(s.finished for s in app[SERVICE].streams.streams.values())
+
+
+async def test_a_stalled_reader_holds_the_reply_store_only_briefly(serve, chat_config):
+    app = streamserver.create_app(chat_config(resume={"grace_s": 5}))
+    client = await serve(app=app)
+    async with websockets.connect(chat_url(client)) as socket:
+        await socket.send(
+            json.dumps({"message": script(["a ", "b "], gap_ms=100), "model": "scripted"})
+        )
+        await wait_until(lambda: bool(app[SERVICE].streams.streams))
+        stream = next(iter(app[SERVICE].streams.streams.values()))
+        stalled = stream.attach(0)  # a second reader that never writes (a peer that stopped)
+        began = time.monotonic()
+        replies = await asyncio.wait_for(turn_until_done_resumed(socket), timeout=10)
+        waited = time.monotonic() - began
+        stream.detach(stalled)
+
+    assert replies[-1] == {"type": "done", "message_count": 2}
+    assert 1.0 < waited < 3.5  # 0.2 s of tokens, then ~1 s for it, not send_timeout_s (30 s)

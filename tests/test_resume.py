@@ -25,8 +25,10 @@ def text_of(got) -> str:
 
 
 async def test_several_readers_each_get_every_event_from_their_own_position(serve):
-    client = await serve(base_config(resume={"grace_s": 5}, **SCRIPTED))
+    app = streamserver.create_app(base_config(resume={"grace_s": 5}, **SCRIPTED))
+    client = await serve(app=app)
     stream_id = await start_stream(client, DELTAS, gap_ms=5)
+    await wait_until(lambda: app[SERVICE].streams.get(stream_id).log.end > 11)
 
     first, second, late = await asyncio.gather(
         client.sse(f"/v1/streams/{stream_id}"),
@@ -41,8 +43,10 @@ async def test_several_readers_each_get_every_event_from_their_own_position(serv
 
 
 async def test_resume_on_the_original_url_with_the_header_a_browser_sends(serve):
-    client = await serve(base_config(resume={"grace_s": 5}, **SCRIPTED))
+    app = streamserver.create_app(base_config(resume={"grace_s": 5}, **SCRIPTED))
+    client = await serve(app=app)
     stream_id = await start_stream(client, DELTAS, gap_ms=2)
+    await wait_until(lambda: app[SERVICE].streams.get(stream_id).log.end > 6)
 
     got = await client.sse("/v1/stream", params={"prompt": "ignored on resume", "model": "scripted"},
                            headers={"Last-Event-ID": f"{stream_id}:5"})  # fmt: skip
@@ -160,3 +164,29 @@ async def test_retained_streams_expire_after_retain_s(serve):
 
     assert kept.status_code == 200
     assert expired.status_code == 404
+
+
+async def test_a_last_event_id_past_the_end_of_a_live_stream_is_refused(serve):
+    client = await serve(base_config(resume={"grace_s": 5}, **SCRIPTED))
+    stream_id = await start_stream(client, ["x"], then="hang")
+
+    response = await client.http.get(
+        f"/v1/streams/{stream_id}", headers={"Last-Event-ID": f"{stream_id}:99"}
+    )
+
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "invalid_last_event_id"
+
+
+async def test_a_websocket_stream_is_not_resumed_over_sse(serve):
+    import websockets
+
+    client = await serve(base_config(resume={"grace_s": 5}, **SCRIPTED))
+    url = client.base_url.replace("http://", "ws://") + "/ws/stream"
+    async with websockets.connect(url) as socket:
+        await socket.send(json.dumps({"prompt": script(["a "], then="hang"), "model": "scripted"}))
+        stream_id = json.loads(await socket.recv())["stream_id"]
+        response = await client.http.get(f"/v1/streams/{stream_id}")
+
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "not_an_sse_stream"

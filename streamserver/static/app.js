@@ -697,6 +697,8 @@
       failures = 0;
       if (resuming && message.type === "error" && RESUME_REFUSED.has(message.code)) {
         run.finish("error", `The answer could not be resumed: ${message.error}`);
+        // A conversation's stored history has what the server kept of the reply: show it.
+        if (chat) loadHistory();
         return;
       }
       resuming = false;

@@ -241,6 +241,9 @@ async def _pump(
     log = stream.log
     sent = stream.sent
     pos = reader.pos
+    if sent is not None and len(sent) < pos and log.available(len(sent)):
+        # The client has more than any socket recorded writing (one was cut mid-write).
+        sent.extend(log.read(len(sent))[: pos - len(sent)])
     try:
         while True:
             if pos >= log.end:

@@ -123,6 +123,7 @@ async def test_resume_then_cancel_reaches_the_stream(serve):
         ({"stream_id": 7, "received": 0}, "invalid_resume"),
         ({"stream_id": "{id}", "received": 0, "prompt": "x"}, "unknown_field"),
         ({"stream_id": "{id}", "received": 5}, "stream_finished"),
+        ({"stream_id": "{id}", "received": 6}, "invalid_resume"),  # more than it ever had
     ],
 )
 async def test_a_bad_resume_gets_an_error_message_and_the_socket_stays_usable(serve, fields, code):
