@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ctypes
+import ctypes.util
 import importlib.util
 import json
 import os
@@ -223,7 +225,7 @@ class Bench:
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
-            preexec_fn=_raise_file_limit,
+            preexec_fn=_child_setup,
         )
         log.close()
         deadline = time.monotonic() + 30
@@ -272,7 +274,7 @@ class Bench:
                 env=_env(),
                 capture_output=True,
                 timeout=limit,
-                preexec_fn=_raise_file_limit,
+                preexec_fn=_child_setup,
             )
         except subprocess.TimeoutExpired:
             raise BenchError(f"the load generator did not finish within {limit:.0f} s") from None
@@ -348,9 +350,18 @@ def _env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": f"{path}{os.pathsep}{REPO}" if path else str(REPO)}
 
 
-def _raise_file_limit() -> None:
+def _child_setup() -> None:
+    """In each server and load generator before it starts: the open-file limit raised to the hard
+    limit, and SIGTERM when this runner dies, however it dies (Linux ``PR_SET_PDEATHSIG``), so a
+    killed run leaves no server behind."""
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+_PR_SET_PDEATHSIG = 1
 
 
 def _headline(run: Run) -> str:
@@ -470,6 +481,8 @@ def main(argv: list[str] | None = None) -> int:
         help="rewrite report.md and plot.png from results.json",
     )
     args = parser.parse_args(argv)
+    # A SIGTERM unwinds like Ctrl-C: the current server is stopped and the results so far written.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     if args.report_only:
         results = json.loads((args.out / "results.json").read_text())
         results["summary"] = summarise(results)
