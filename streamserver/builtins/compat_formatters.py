@@ -21,14 +21,11 @@ from types import MappingProxyType
 
 from ..hookspecs import Register, hookimpl
 from ..types import Event, StreamEnd, StreamFailure, StreamStart, Transport
+from .formatters import json_text
 
 _quote: Callable[[str], str] = encode_basestring
 _DONE_WS = Event(None, '{"type": "done"}')
 _DONE_SSE = Event(None, "[DONE]")
-
-
-def _json(payload: Mapping[str, object]) -> str:
-    return json.dumps(payload, ensure_ascii=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +52,7 @@ class OpenAIFormatter:
         """One whole chunk object with a given delta (not the hot path)."""
         return (
             self.head
-            + _json(delta)
+            + json_text(delta)
             + f', "logprobs": null, "finish_reason": {json.dumps(finish_reason)}}}]'
             + (', "usage": null}' if self.include_usage else "}")
         )
@@ -87,7 +84,7 @@ class OpenAIFormatter:
         if self.include_usage and summary.usage is not None:
             usage = summary.usage
             head = self.head.removesuffix('"choices": [{"index": 0, "delta": ')
-            events.append(Event(None, head + '"choices": [], "usage": ' + _json({
+            events.append(Event(None, head + '"choices": [], "usage": ' + json_text({
                 "prompt_tokens": usage.prompt_tokens,
                 "completion_tokens": usage.completion_tokens,
                 "total_tokens": usage.prompt_tokens + usage.completion_tokens,
@@ -105,7 +102,7 @@ class OpenAIFormatter:
                 "param": None,
             }
         }
-        return (Event(None, _json(error)), _DONE_WS if self.ws else _DONE_SSE)
+        return (Event(None, json_text(error)), _DONE_WS if self.ws else _DONE_SSE)
 
 
 class AISDKFormatter:
@@ -122,7 +119,7 @@ class AISDKFormatter:
     def start(self, info: StreamStart) -> Sequence[Event]:
         """Opens the message, the step and the text part."""
         return (
-            Event(None, _json({"type": "start", "messageId": "msg_" + info.stream_id})),
+            Event(None, json_text({"type": "start", "messageId": "msg_" + info.stream_id})),
             Event(None, '{"type": "start-step"}'),
             Event(None, '{"type": "text-start", "id": "text-1"}'),
         )
@@ -146,7 +143,8 @@ class AISDKFormatter:
         return (
             Event(None, '{"type": "text-end", "id": "text-1"}'),
             Event(
-                None, _json({"type": "error", "errorText": f"{failure.message} ({failure.code})"})
+                None,
+                json_text({"type": "error", "errorText": f"{failure.message} ({failure.code})"}),
             ),
             _DONE_WS if self.ws else _DONE_SSE,
         )
@@ -178,13 +176,15 @@ class TextFormatter:
     def end(self, summary: StreamEnd) -> Sequence[Event]:
         """``event: done`` with the finish reason as its data."""
         if self.ws:
-            return (Event(None, _json({"type": "done", "finish_reason": summary.finish_reason})),)
+            return (
+                Event(None, json_text({"type": "done", "finish_reason": summary.finish_reason})),
+            )
         return (Event("done", summary.finish_reason),)
 
     def error(self, failure: StreamFailure, summary: StreamEnd) -> Sequence[Event]:
         """``event: error`` with the message, then ``done``."""
         if self.ws:
-            return (Event(None, _json({"type": "error", "error": failure.message, "code": failure.code})),
+            return (Event(None, json_text({"type": "error", "error": failure.message, "code": failure.code})),
                     *self.end(summary))  # fmt: skip
         return (Event("error", f"{failure.code}: {failure.message}"), *self.end(summary))
 

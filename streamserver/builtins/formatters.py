@@ -20,8 +20,9 @@ _quote: Callable[[str], str] = encode_basestring
 """JSON string literal of a str, non-ASCII kept as is (the C implementation)."""
 
 
-def _json(payload: Mapping[str, object]) -> str:
-    return json.dumps(payload, ensure_ascii=False)
+json_text: Callable[[Mapping[str, object]], str] = json.JSONEncoder(ensure_ascii=False).encode
+"""JSON text of a payload, non-ASCII kept as is (one encoder for all: ``json.dumps`` with an
+option builds a new one per call)."""
 
 
 class JSONFormatter(ABC):
@@ -35,8 +36,8 @@ class JSONFormatter(ABC):
     def event(self, name: str, payload: dict[str, object]) -> Event:
         """One lifecycle event in this transport's form."""
         if self.ws:
-            return Event(None, _json({"type": name, **payload}))
-        return Event(name, _json(payload))
+            return Event(None, json_text({"type": name, **payload}))
+        return Event(name, json_text(payload))
 
     def start(self, info: StreamStart) -> Sequence[Event]:
         """No start event unless the shape has one."""
@@ -84,14 +85,14 @@ class SimpleFormatter(JSONFormatter):
         payload: dict[str, object] = {"type": "done", "full_response": "".join(self.text)}
         if summary.finish_reason == "cancelled":
             payload["cancelled"] = True
-        return (Event(None, _json(payload)),)
+        return (Event(None, json_text(payload)),)
 
     def error(self, failure: StreamFailure, summary: StreamEnd) -> Sequence[Event]:
         """``{"error": message, "code": code}``, then the end event."""
         if self.ws:
             return super().error(failure, summary)
         return (
-            Event(None, _json({"error": failure.message, "code": failure.code})),
+            Event(None, json_text({"error": failure.message, "code": failure.code})),
             *self.end(summary),
         )
 
