@@ -263,10 +263,15 @@ async def test_ask_over_websocket(resumable):
     assert stdout.decode() == "socket ask\n"
 
 
-async def test_ask_ctrl_c_stops_the_stream_on_the_server(resumable):
+@pytest.mark.parametrize("transport", [[], ["--ws"]], ids=["sse", "websocket"])
+async def test_ask_ctrl_c_stops_the_stream_on_the_server(resumable, transport):
+    # The server keeps a stream whose reader left for resume.grace_s (5 s here): stopping it
+    # within a second means ask cancelled it, not merely disconnected.
     app, server = resumable
     provider = app[SERVICE].providers["scripted"]
-    process = await run_ask(server, "--model", "scripted", script(["first "], then="hang"))
+    process = await run_ask(
+        server, *transport, "--model", "scripted", script(["first "], then="hang")
+    )
     assert process.stdout is not None
     assert await asyncio.wait_for(process.stdout.read(6), timeout=30) == b"first "
     process.send_signal(signal.SIGINT)
@@ -279,3 +284,5 @@ async def test_ask_ctrl_c_stops_the_stream_on_the_server(resumable):
             break
         await asyncio.sleep(0.01)
     assert provider.closed
+    metrics = (await server.http.get("/v1/stream/metrics")).json()
+    assert metrics["outcomes"] == {"cancelled": 1}
