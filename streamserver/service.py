@@ -22,7 +22,7 @@ from .sinks import SinkFanout
 from .stream_request import StreamParams
 from .streams import Stream, StreamLog, StreamRegistry
 from .transports.sse import SSEConnections, SSEEncoder
-from .transports.ws import WSEncoder
+from .transports.ws import Socket, WSEncoder
 from .types import GenerationRequest, MetricsSink, Provider, StreamStart, Transport
 
 log = logging.getLogger("streamserver")
@@ -50,6 +50,8 @@ class StreamService:
         self.streams.on_finished = lambda stream: self.access.stream_ended(stream.key_id or "")
         self.sse = SSEConnections(config.server)
         """Open SSE connections: batched direct writes and keep-alive pings."""
+        self.sockets: set[Socket] = set()
+        """Open WebSockets: closed with 1001 (going away) at shutdown, once their streams end."""
         self.draining = False
         self.started_at = time.time()
 
@@ -253,7 +255,8 @@ class StreamService:
         self.sinks.request_rejected(route, error.status, error.code)
 
     async def drain(self, grace_s: float) -> None:
-        """Refuse new streams, give live ones ``grace_s`` to finish, then cancel the rest."""
+        """Refuse new streams, give live ones ``grace_s`` to finish, then cancel the rest; close
+        the WebSockets (1001) once they have sent what their streams ended with."""
         self.draining = True
         live = [s.task for s in self.streams.live() if s.task is not None]
         if live:
@@ -263,6 +266,8 @@ class StreamService:
         remaining = [s.task for s in self.streams.live() if s.task is not None]
         if remaining:
             await asyncio.wait(remaining, timeout=5)
+        if self.sockets:
+            await asyncio.gather(*(socket.close_going_away() for socket in list(self.sockets)))
 
 
 def _make(part: Part, section: str, file: str | None) -> Any:

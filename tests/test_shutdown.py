@@ -10,6 +10,7 @@ import sys
 import time
 
 import httpx
+import pytest
 from conftest import SCRIPTED, base_config, script
 from httpx_sse import aconnect_sse
 
@@ -103,3 +104,48 @@ async def test_while_draining_new_streams_get_503_and_health_says_so(serve):
     assert refused.json()["error"]["code"] == "server_shutting_down"
     assert health.status_code == 503
     assert health.json()["status"] == "draining"
+
+
+async def test_sigterm_during_a_conversation_turn_stores_the_reply_before_exiting(tmp_path):
+    import sqlite3
+
+    import websockets
+
+    port = free_port()
+    database = tmp_path / "c.sqlite3"
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'[server]\nport = {port}\nplugins_dir = "{tmp_path}"\nshutdown_grace_s = 0.5\n'
+        "[providers.simulated]\nttft_ms = 0\ntokens_per_second = 20\nanswer_tokens = 400\n"
+        f'[conversations.sqlite]\npath = "{database}"\n',
+        encoding="utf-8",
+    )
+    server = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "streamserver", "serve", "--config", str(config),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert server.stdout is not None
+    await asyncio.wait_for(server.stdout.readline(), timeout=20)  # "listening on ..."
+    async with websockets.connect(f"ws://127.0.0.1:{port}/ws/chat/kept") as socket:
+        await socket.send(json.dumps({"message": "a long answer, please", "model": "simulated"}))
+        messages = [json.loads(await socket.recv()) for _ in range(3)]
+        server.send_signal(signal.SIGTERM)
+        while messages[-1]["type"] != "done":
+            messages.append(json.loads(await asyncio.wait_for(socket.recv(), timeout=10)))
+        with pytest.raises(websockets.ConnectionClosedOK):
+            await asyncio.wait_for(socket.recv(), timeout=5)  # the server closes it, not us
+        close_code = socket.close_code
+    _, stderr = await asyncio.wait_for(server.communicate(), timeout=20)
+    with sqlite3.connect(database) as db:
+        stored = db.execute(
+            "SELECT role, content, status FROM messages WHERE conversation_id = 'kept' ORDER BY seq"
+        ).fetchall()
+
+    sent = "".join(m["content"] for m in messages if m["type"] == "token")
+    assert server.returncode == 0
+    assert close_code == 1001  # going away
+    assert [m["type"] for m in messages[-2:]] == ["error", "done"]
+    assert messages[-2]["code"] == "server_shutdown"
+    assert messages[-1] == {"type": "done", "message_count": 2, "status": "failed"}
+    assert stored == [("user", "a long answer, please", "complete"), ("assistant", sent, "failed")]
+    assert not any(noise in stderr.decode() for noise in NOISE), stderr.decode()

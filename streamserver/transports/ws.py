@@ -13,6 +13,7 @@ cancelled, at once or after ``resume.grace_s`` unless a resume message reaches i
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import Awaitable, Callable
@@ -105,11 +106,30 @@ class _Flood:
         return False
 
 
+class Socket:
+    """One open WebSocket and the pump sending its current stream, for closing it at shutdown."""
+
+    __slots__ = ("pump", "ws")
+
+    def __init__(self, ws: web.WebSocketResponse) -> None:
+        self.ws = ws
+        self.pump: asyncio.Task[None] | None = None
+
+    async def close_going_away(self, timeout_s: float = 5.0) -> None:
+        """Let the pump send what its stream has left (its end), then close with 1001: the
+        client learns the server is going away instead of waiting on a silent socket."""
+        if self.pump is not None and not self.pump.done():
+            await asyncio.wait([self.pump], timeout=timeout_s)
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            await self.ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutting down")
+
+
 async def serve_socket(
     request: web.Request,
     start: StartStream,
     resume: ResumeStream,
     *,
+    sockets: set[Socket],
     heartbeat_s: float,
     max_message_bytes: int,
     send_timeout_s: float,
@@ -122,6 +142,8 @@ async def serve_socket(
         heartbeat=heartbeat_s or None, max_msg_size=max_message_bytes * _HARD_LIMIT_FACTOR
     )
     await ws.prepare(request)
+    socket = Socket(ws)
+    sockets.add(socket)
     current: Stream | None = None
     reader: Reader | None = None
     pump: asyncio.Task[None] | None = None
@@ -166,7 +188,7 @@ async def serve_socket(
                         # Attached now, not when the pump first runs: the stream's epilogue waits
                         # for attached readers to write what they have (the chat route's reply).
                         reader = current.attach(position)
-                        pump = asyncio.get_running_loop().create_task(
+                        pump = socket.pump = asyncio.get_running_loop().create_task(
                             _pump(ws, current, reader, send_timeout_s, request.transport)
                         )
                         continue
@@ -178,6 +200,7 @@ async def serve_socket(
                 )
                 break
     finally:
+        sockets.discard(socket)
         # The socket is gone: this reader leaves its stream, which then ends now or after
         # resume.grace_s (a client that reconnects in time resumes it).
         if pump is not None and not pump.done():
