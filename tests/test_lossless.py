@@ -173,3 +173,17 @@ async def test_websocket_cancel_delivers_what_the_buffer_holds_before_done(
     assert messages[-2] == {"type": "token", "content": held}
     assert messages[-1] == {"type": "done", "full_response": "".join(parts), "cancelled": True}
     assert "".join(m.get("content", "") for m in messages) == "".join(parts)
+
+
+# --- a broken upstream: half an emoji (a lone surrogate) -----------------------------------------
+
+
+@pytest.mark.parametrize("fmt", ["simple", "production", "openai", "ai-sdk"])
+async def test_a_lone_surrogate_arrives_as_its_json_escape_over_both_transports(
+    scripted_client, fmt
+):
+    parts = ["half an emoji: ", "\ud83d", " then more"]
+    # Valid UTF-8 on the wire; a JSON parser gives back the very code unit the provider sent.
+    assert await sse_text(scripted_client, fmt, "raw", parts) == "".join(parts)
+    received = await asyncio.wait_for(ws_text(scripted_client, fmt, "raw", parts), timeout=10)
+    assert received == "".join(parts)

@@ -276,7 +276,10 @@ async def _pump(
                 continue
             async with asyncio.timeout(send_timeout_s):
                 for item in log.read(pos):
-                    await ws.send_str(item)  # type: ignore[arg-type]
+                    # backslashreplace: a lone surrogate (half an emoji from a broken upstream)
+                    # goes as the JSON escape it came from; strict UTF-8 would kill the socket.
+                    data = item.encode("utf-8", "backslashreplace")  # type: ignore[union-attr]
+                    await ws.send_frame(data, WSMsgType.TEXT)
                     if sent is not None and len(sent) == pos:
                         sent.append(item)
                     pos += 1
