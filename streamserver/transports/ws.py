@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -25,6 +26,8 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from ..errors import StreamRejected
 from ..streams import Reader, Stream
 from ..types import Event
+
+logger = logging.getLogger("streamserver.ws")
 
 STRIKES_TO_CLOSE = 20
 """Consecutive refused messages after which the socket is closed as abuse."""
@@ -289,5 +292,10 @@ async def _pump(
             transport.abort()
     except (ConnectionError, RuntimeError):
         pass
+    except Exception:
+        # A bug, not the peer: say so with 1011 rather than leave the client waiting.
+        logger.exception("sending stream %s over a WebSocket failed", stream.id)
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            await ws.close(code=WSCloseCode.INTERNAL_ERROR, message=b"internal error")
     finally:
         stream.detach(reader)
