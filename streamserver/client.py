@@ -205,8 +205,7 @@ class StreamClient:
                 )
             attempt += 1
             state.reconnects += 1
-            delay = min(self.max_backoff_s, self.backoff_s * 2 ** (attempt - 1))
-            await asyncio.sleep(delay * (0.5 + random.random() / 2))
+            await _backoff(attempt, self.backoff_s, self.max_backoff_s)
 
     def _open(self, body: dict[str, Any], state: StreamState) -> Any:
         if state.stream_id is None:
@@ -331,8 +330,7 @@ class WebSocketStream:
                 )
             attempt += 1
             self.reconnects += 1
-            delay = min(self.max_backoff_s, self.backoff_s * 2 ** (attempt - 1))
-            await asyncio.sleep(delay * (0.5 + random.random() / 2))
+            await _backoff(attempt, self.backoff_s, self.max_backoff_s)
             hello = {"type": "resume", "stream_id": stream_id, "received": received}
             await self._reconnect()
 
@@ -356,6 +354,12 @@ class WebSocketStream:
         """Stop the current stream; its ``done`` message (with ``cancelled``) still arrives."""
         assert self._socket is not None
         await self._socket.send_json({"type": "cancel"})
+
+
+async def _backoff(attempt: int, base_s: float, cap_s: float) -> None:
+    """Wait before reconnect ``attempt`` (1, 2, ...): exponential, capped, with jitter."""
+    delay = min(cap_s, base_s * 2 ** (attempt - 1))
+    await asyncio.sleep(delay * (0.5 + random.random() / 2))
 
 
 def _seq(event_id: str | None) -> int | None:

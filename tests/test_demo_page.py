@@ -200,6 +200,20 @@ class ConnectionCutter:
         transport.abort()
 
 
+async def cut_mid_answer_and_see_it_resume(
+    page: Page, transport: str, cutter: ConnectionCutter
+) -> None:
+    """Ask for PROMPT, cut the connection mid-answer, and check the page resumed it: the exact
+    text, once, after one reconnect."""
+    await ask(page, transport, "echo", PROMPT)
+    await wait_until_text(page, 30)
+    cutter.cut_first()
+    seen = await watch_answer(page)
+    assert seen[-1] == PROMPT
+    assert len(seen[-2]) < len(PROMPT)  # the cut happened mid-stream
+    assert await page.text_content("#stat-reconnects") == "1"
+
+
 STREAM_PATHS = {
     "eventsource": "/v1/stream",
     "fetch": "/v1/stream",
@@ -218,13 +232,7 @@ async def test_a_connection_cut_mid_stream_resumes_without_gap_or_duplicate(
     cutter = ConnectionCutter(app, STREAM_PATHS[transport])
     client = await serve(app=app)
     await open_demo(page, client.base_url)
-    await ask(page, transport, "echo", PROMPT)
-    await wait_until_text(page, 30)
-    cutter.cut_first()
-    seen = await watch_answer(page)
-    assert seen[-1] == PROMPT
-    assert len(seen[-2]) < len(PROMPT)  # the cut happened mid-stream
-    assert await page.text_content("#stat-reconnects") == "1"
+    await cut_mid_answer_and_see_it_resume(page, transport, cutter)
     figures = await metrics(client.base_url)
     assert figures["total_streams"] == 1  # resumed, not generated again
     assert figures["outcomes"] == {"completed": 1}
@@ -429,13 +437,7 @@ async def test_with_auth_on_a_resumed_connection_gets_a_fresh_ticket(
     await open_demo(page, client.base_url)
     await enter_key(page, api_key)
     await page.wait_for_selector("#model option[value=echo]", state="attached")
-    await ask(page, transport, "echo", PROMPT)
-    await wait_until_text(page, 30)
-    cutter.cut_first()
-    seen = await watch_answer(page)
-    assert seen[-1] == PROMPT
-    assert len(seen[-2]) < len(PROMPT)  # the cut happened mid-stream
-    assert await page.text_content("#stat-reconnects") == "1"
+    await cut_mid_answer_and_see_it_resume(page, transport, cutter)
     streams = [url for url in urls if f"{path}?" in url]
     tickets = {url.partition("ticket=")[2].partition("&")[0] for url in streams}
     assert len(streams) == 2 and len(tickets) == 2  # one ticket per connection

@@ -26,6 +26,29 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+async def serve_process(
+    tmp_path, *, shutdown_grace_s: float
+) -> tuple[asyncio.subprocess.Process, int]:
+    """``streamserver serve`` in its own process: the simulated model at 20 tokens/s, conversations
+    in ``tmp_path/c.sqlite3``; returns once it listens."""
+    port = free_port()
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'[server]\nport = {port}\nplugins_dir = "{tmp_path}"\n'
+        f"shutdown_grace_s = {shutdown_grace_s}\n"
+        "[providers.simulated]\nttft_ms = 0\ntokens_per_second = 20\nanswer_tokens = 400\n"
+        f'[conversations.sqlite]\npath = "{tmp_path / "c.sqlite3"}"\n',
+        encoding="utf-8",
+    )
+    server = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "streamserver", "serve", "--config", str(config),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert server.stdout is not None
+    await asyncio.wait_for(server.stdout.readline(), timeout=20)  # "listening on ..."
+    return server, port
+
+
 async def read_stream(
     client: httpx.AsyncClient, params: dict[str, str], started: asyncio.Event
 ) -> list:
@@ -41,20 +64,7 @@ async def read_stream(
 async def test_sigterm_with_50_live_streams_ends_each_with_its_answer_or_the_shutdown_event(
     tmp_path,
 ):
-    port = free_port()
-    config = tmp_path / "config.toml"
-    config.write_text(
-        f'[server]\nport = {port}\nplugins_dir = "{tmp_path}"\nshutdown_grace_s = 1\n'
-        "[providers.simulated]\nttft_ms = 0\ntokens_per_second = 20\nanswer_tokens = 400\n"
-        f'[conversations.sqlite]\npath = "{tmp_path / "c.sqlite3"}"\n',
-        encoding="utf-8",
-    )
-    server = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "streamserver", "serve", "--config", str(config),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    assert server.stdout is not None
-    await asyncio.wait_for(server.stdout.readline(), timeout=20)  # "listening on ..."
+    server, port = await serve_process(tmp_path, shutdown_grace_s=1)
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30,
                                  limits=httpx.Limits(max_connections=100)) as client:  # fmt: skip
         # Half finish within the grace period (short echo answers at 20 tokens/s), half cannot.
@@ -111,21 +121,8 @@ async def test_sigterm_during_a_conversation_turn_stores_the_reply_before_exitin
 
     import websockets
 
-    port = free_port()
+    server, port = await serve_process(tmp_path, shutdown_grace_s=0.5)
     database = tmp_path / "c.sqlite3"
-    config = tmp_path / "config.toml"
-    config.write_text(
-        f'[server]\nport = {port}\nplugins_dir = "{tmp_path}"\nshutdown_grace_s = 0.5\n'
-        "[providers.simulated]\nttft_ms = 0\ntokens_per_second = 20\nanswer_tokens = 400\n"
-        f'[conversations.sqlite]\npath = "{database}"\n',
-        encoding="utf-8",
-    )
-    server = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "streamserver", "serve", "--config", str(config),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    assert server.stdout is not None
-    await asyncio.wait_for(server.stdout.readline(), timeout=20)  # "listening on ..."
     async with websockets.connect(f"ws://127.0.0.1:{port}/ws/chat/kept") as socket:
         await socket.send(json.dumps({"message": "a long answer, please", "model": "simulated"}))
         messages = [json.loads(await socket.recv()) for _ in range(3)]
