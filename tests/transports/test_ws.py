@@ -234,3 +234,27 @@ async def test_a_failure_while_sending_closes_the_socket_with_1011_not_silence(s
             await asyncio.wait_for(socket.recv(), timeout=5)
 
     assert closed.value.rcvd.code == 1011
+
+
+async def test_messages_ready_together_go_out_in_one_write_and_arrive_whole(serve):
+    # The scripted provider yields 300 deltas without pausing: the socket's pump finds many
+    # messages ready at a time. Count the writes on the connection's transport (asyncio's).
+    app = streamserver.create_app(base_config(**SCRIPTED))
+    writes: list[int] = []
+
+    async def count_writes(request, response):
+        if request.path == "/ws/stream":
+            transport = request.transport
+            write = transport.write
+            transport.write = lambda data: (writes.append(len(data)), write(data))[1]
+
+    app.on_response_prepare.append(count_writes)
+    client = await serve(app=app)
+    deltas = [f"d{i} " for i in range(300)]
+    async with websockets.connect(ws_url(client), compression=None) as socket:
+        await socket.send(json.dumps({"prompt": script(deltas), "model": "scripted"}))
+        messages = await receive_until_done(socket)
+
+    assert "".join(m["content"] for m in messages if m["type"] == "token") == "".join(deltas)
+    assert len(messages) == 302  # start, 300 tokens, done
+    assert len(writes) < 100, f"{len(writes)} writes for 302 messages"
