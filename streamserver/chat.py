@@ -153,6 +153,7 @@ def socket_handler(path: str, route: RouteSettings, service_key: web.AppKey[Stre
             start,
             resume,
             sockets=service.sockets,
+            batcher=service.sse,
             heartbeat_s=server.ws_heartbeat_s,
             max_message_bytes=server.ws_max_message_bytes,
             send_timeout_s=server.send_timeout_s,

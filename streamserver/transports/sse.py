@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import re
 import socket
+from typing import Protocol
 
 from aiohttp import web
 from aiohttp.abc import AbstractStreamWriter
@@ -56,6 +57,14 @@ class SSEEncoder:
         return "\n".join(lines).encode("utf-8", "backslashreplace")
 
 
+class Flushable(Protocol):
+    """Something that collected writes during this loop iteration and writes them at once."""
+
+    def flush(self) -> None:
+        """Write what was collected."""
+        ...
+
+
 _PING = b": ping\n"
 """A comment line: ignored by every SSE parser. No blank line after it, so a parser that
 dispatches on any blank line (httpx-sse 0.4, florimondmanca/httpx-sse#35) sees no empty event."""
@@ -81,7 +90,7 @@ class SSEConnections:
         self.settings = settings
         """The server settings every connection is written with (pings, timeouts)."""
         self._open: set[Connection] = set()
-        self._flushes: list[Connection] = []
+        self._flushes: list[Flushable] = []
         self._ticker: asyncio.TimerHandle | None = None
 
     def add(self, conn: Connection) -> None:
@@ -94,8 +103,9 @@ class SSEConnections:
         """``conn`` is done; its pings stop."""
         self._open.discard(conn)
 
-    def flush_soon(self, conn: Connection) -> None:
-        """Write ``conn``'s collected events once the current callback is over."""
+    def flush_soon(self, conn: Flushable) -> None:
+        """Write ``conn``'s collected events once the current callback is over (a WebSocket's
+        collected messages too: the batching is the same)."""
         if not self._flushes:
             asyncio.get_running_loop().call_soon(self._flush)
         self._flushes.append(conn)

@@ -27,6 +27,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from ..errors import StreamRejected
 from ..streams import Reader, Stream
 from ..types import Event
+from .sse import SSEConnections
 
 logger = logging.getLogger("streamserver.ws")
 
@@ -134,6 +135,7 @@ async def serve_socket(
     resume: ResumeStream,
     *,
     sockets: set[Socket],
+    batcher: SSEConnections,
     heartbeat_s: float,
     max_message_bytes: int,
     send_timeout_s: float,
@@ -197,7 +199,7 @@ async def serve_socket(
                         # for attached readers to write what they have (the chat route's reply).
                         reader = current.attach(position)
                         pump = socket.pump = asyncio.get_running_loop().create_task(
-                            _pump(ws, current, reader, send_timeout_s, request.transport)
+                            _pump(ws, current, reader, send_timeout_s, request.transport, batcher)
                         )
                         continue
             strikes += 1
@@ -293,12 +295,56 @@ _HEAD16 = struct.Struct("!BBH")
 _HEAD64 = struct.Struct("!BBQ")
 
 
+class _Tap:
+    """A caught-up reader's tap (``StreamLog.follow``): each new message becomes a frame collected
+    for one write at the end of this loop iteration, the flush ``SSEConnections`` schedules for
+    SSE too. No task switch per message; declined when the socket is backed up or closing."""
+
+    __slots__ = ("_batcher", "_pending", "reader", "sent", "transport", "ws")
+
+    def __init__(
+        self,
+        ws: web.WebSocketResponse,
+        transport: asyncio.Transport,
+        batcher: SSEConnections,
+        reader: Reader,
+        sent: list[bytes | str] | None,
+    ) -> None:
+        self.ws = ws
+        self.transport = transport
+        self.reader = reader
+        self.sent = sent
+        self._batcher = batcher
+        self._pending: list[bytes | str] = []
+
+    def tap(self, item: bytes | str) -> bool:
+        """Take one new message (``reader.pos`` is its position), or decline it."""
+        if not _writable_now(self.ws, self.transport):
+            return False
+        if not self._pending:
+            # Scheduled before the pump could be woken: what is collected is written first.
+            self._batcher.flush_soon(self)
+        self._pending.append(item)
+        sent = self.sent
+        if sent is not None and len(sent) == self.reader.pos:
+            sent.append(item)
+        return True
+
+    def flush(self) -> None:
+        """Write the collected messages as consecutive frames."""
+        frames = _text_frames(self._pending)
+        self._pending.clear()
+        if not self.transport.is_closing():
+            self.transport.write(frames)
+
+
 async def _pump(
     ws: web.WebSocketResponse,
     stream: Stream,
     reader: Reader,
     send_timeout_s: float,
     transport: asyncio.Transport | None,
+    batcher: SSEConnections,
 ) -> None:
     """Send the stream's messages from the reader's position in order until it ends.
 
@@ -310,12 +356,18 @@ async def _pump(
     if sent is not None and len(sent) < pos and log.available(len(sent)):
         # The client has more than any socket recorded writing (one was cut mid-write).
         sent.extend(log.read(len(sent))[: pos - len(sent)])
+    tap = _Tap(ws, transport, batcher, reader, sent).tap if transport is not None else None
     try:
         while True:
             if pos >= log.end:
                 if log.closed:
                     break
-                await log.wait(pos)
+                if tap is None:
+                    await log.wait(pos)
+                else:
+                    # Caught up: each new message is framed from the producer's own step.
+                    await log.follow(reader, tap)
+                    pos = reader.pos
                 continue
             items = log.read(pos)
             if len(items) > 1 and transport is not None and _writable_now(ws, transport):
