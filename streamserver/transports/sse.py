@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import re
 import socket
 from typing import Protocol
@@ -20,6 +21,8 @@ from aiohttp_sse import EventSourceResponse
 from ..config import ServerSettings
 from ..streams import Stream
 from ..types import Event
+
+logger = logging.getLogger("streamserver.sse")
 
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 
@@ -119,7 +122,10 @@ class SSEConnections:
     def _flush(self) -> None:
         flushes, self._flushes = self._flushes, []
         for conn in flushes:
-            conn.flush()
+            try:
+                conn.flush()
+            except Exception:  # one connection's failure must not lose the others' writes
+                logger.exception("writing to a streaming connection failed")
 
     def _schedule(self) -> None:
         loop = asyncio.get_running_loop()

@@ -315,25 +315,27 @@ class _Tap:
         self.reader = reader
         self.sent = sent
         self._batcher = batcher
-        self._pending: list[bytes | str] = []
+        self._pending: list[bytes] = []
 
     def tap(self, item: bytes | str) -> bool:
         """Take one new message (``reader.pos`` is its position), or decline it."""
         if not _writable_now(self.ws, self.transport):
             return False
+        frame = _text_frames((item,))  # framed here: a bad item fails in the producer's step
         if not self._pending:
             # Scheduled before the pump could be woken: what is collected is written first.
             self._batcher.flush_soon(self)
-        self._pending.append(item)
+        self._pending.append(frame)
         sent = self.sent
         if sent is not None and len(sent) == self.reader.pos:
             sent.append(item)
         return True
 
     def flush(self) -> None:
-        """Write the collected messages as consecutive frames."""
-        frames = _text_frames(self._pending)
-        self._pending.clear()
+        """Write the collected frames at once."""
+        pending = self._pending
+        frames = pending[0] if len(pending) == 1 else b"".join(pending)
+        pending.clear()
         if not self.transport.is_closing():
             self.transport.write(frames)
 
