@@ -336,7 +336,10 @@ class _Tap:
         pending = self._pending
         frames = pending[0] if len(pending) == 1 else b"".join(pending)
         pending.clear()
-        if not self.transport.is_closing():
+        ws = self.ws
+        # A close frame may have gone out since the tap (the peer's close answered, a policy
+        # close): nothing may follow it.
+        if not ws.closed and ws.close_code is None and not self.transport.is_closing():
             self.transport.write(frames)
 
 
