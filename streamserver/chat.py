@@ -91,6 +91,7 @@ def socket_handler(path: str, route: RouteSettings, service_key: web.AppKey[Stre
                     with contextlib.suppress(TimeoutError):
                         async with asyncio.timeout(_DRAIN_WAIT_S):
                             await stream.log.drained()
+                await asyncio.sleep(0)  # a tap's pending write (and its record) goes first
                 items = list(stream.sent or ())
                 stream.sent = None  # read once; the log keeps what a resume needs
                 if summary.outcome == "completed" and stream.log.available(len(items)):

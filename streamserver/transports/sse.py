@@ -24,6 +24,10 @@ from ..types import Event
 
 logger = logging.getLogger("streamserver.sse")
 
+_BATCH_BYTES = 65536
+"""A connection's tap takes at most this much in one loop iteration; then its reader takes the
+ordinary path, with flow control and the send timeout."""
+
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 
 
@@ -147,7 +151,7 @@ class Connection:
     behind is written to through aiohttp, with drain and the send timeout.
     """
 
-    __slots__ = ("_connections", "_pending", "chunked", "quiet", "transport")
+    __slots__ = ("_bytes", "_connections", "_pending", "chunked", "quiet", "transport")
 
     def __init__(
         self, transport: asyncio.Transport, chunked: bool, connections: SSEConnections
@@ -158,17 +162,25 @@ class Connection:
         """Nothing sent since the last ping tick."""
         self._connections = connections
         self._pending: list[bytes] = []
+        self._bytes = 0
 
     def tap(self, item: bytes | str) -> bool:
         """Take one new event for writing at the end of this loop iteration (``StreamLog.follow``);
         False when the socket is backed up, so the reader takes the ordinary path."""
         transport = self.transport
-        if transport.is_closing() or transport.get_write_buffer_size():
+        # A full batch already collected this iteration: the reader takes the ordinary path,
+        # where the send timeout and flow control apply and the producer can be held back.
+        if (
+            self._bytes >= _BATCH_BYTES
+            or transport.is_closing()
+            or transport.get_write_buffer_size()
+        ):
             return False
         if not self._pending:
             # Scheduled before the reader could be woken: what is collected is written first.
             self._connections.flush_soon(self)
         self._pending.append(item)  # type: ignore[arg-type]
+        self._bytes += len(item)
         return True
 
     def flush(self) -> None:
@@ -176,6 +188,7 @@ class Connection:
         pending = self._pending
         data = pending[0] if len(pending) == 1 else b"".join(pending)
         pending.clear()
+        self._bytes = 0
         self._send(data)
 
     def ping_if_quiet(self) -> None:

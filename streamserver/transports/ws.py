@@ -300,7 +300,7 @@ class _Tap:
     for one write at the end of this loop iteration, the flush ``SSEConnections`` schedules for
     SSE too. No task switch per message; declined when the socket is backed up or closing."""
 
-    __slots__ = ("_batcher", "_pending", "reader", "sent", "transport", "ws")
+    __slots__ = ("_batcher", "_bytes", "_pending", "_taken", "reader", "sent", "transport", "ws")
 
     def __init__(
         self,
@@ -316,31 +316,44 @@ class _Tap:
         self.sent = sent
         self._batcher = batcher
         self._pending: list[bytes] = []
+        self._bytes = 0
+        self._taken: list[tuple[int, bytes | str]] = []
+        """Position and message of each collected one, for ``sent`` once it is written."""
 
     def tap(self, item: bytes | str) -> bool:
-        """Take one new message (``reader.pos`` is its position), or decline it."""
-        if not _writable_now(self.ws, self.transport):
+        """Take one new message (``reader.pos`` is its position), or decline it: the socket is
+        backed up or closing, or a full batch is already collected this iteration (the reader
+        then goes through aiohttp's writer, with flow control, and the producer can be held)."""
+        if self._bytes >= _BATCH_BYTES or not _writable_now(self.ws, self.transport):
             return False
         frame = _text_frames((item,))  # framed here: a bad item fails in the producer's step
         if not self._pending:
             # Scheduled before the pump could be woken: what is collected is written first.
             self._batcher.flush_soon(self)
         self._pending.append(frame)
-        sent = self.sent
-        if sent is not None and len(sent) == self.reader.pos:
-            sent.append(item)
+        self._bytes += len(frame)
+        if self.sent is not None:
+            self._taken.append((self.reader.pos, item))
         return True
 
     def flush(self) -> None:
-        """Write the collected frames at once."""
-        pending = self._pending
+        """Write the collected frames at once, and record them as sent."""
+        pending, taken = self._pending, self._taken
         frames = pending[0] if len(pending) == 1 else b"".join(pending)
         pending.clear()
+        self._bytes = 0
+        self._taken = []
         ws = self.ws
         # A close frame may have gone out since the tap (the peer's close answered, a policy
-        # close): nothing may follow it.
-        if not ws.closed and ws.close_code is None and not self.transport.is_closing():
-            self.transport.write(frames)
+        # close): nothing may follow it, and what is dropped here never reached the client.
+        if ws.closed or ws.close_code is not None or self.transport.is_closing():
+            return
+        self.transport.write(frames)
+        sent = self.sent
+        if sent is not None:
+            for pos, item in taken:
+                if len(sent) == pos:
+                    sent.append(item)
 
 
 async def _pump(
