@@ -12,6 +12,7 @@ import contextlib
 import logging
 import re
 import socket
+from abc import ABC, abstractmethod
 from typing import Protocol
 
 from aiohttp import web
@@ -24,9 +25,9 @@ from ..types import Event
 
 logger = logging.getLogger("streamserver.sse")
 
-_BATCH_BYTES = 65536
-"""A connection's tap takes at most this much in one loop iteration; then its reader takes the
-ordinary path, with flow control and the send timeout."""
+BATCH_BYTES = 65536
+"""A tap takes at most this much in one loop iteration; then its reader takes the ordinary path,
+with flow control and the send timeout (and the producer can be held back)."""
 
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 
@@ -143,7 +144,44 @@ class SSEConnections:
             self._schedule()
 
 
-class Connection:
+class Batch(ABC):
+    """Writes a tap collected during one loop iteration, written at once when ``SSEConnections``
+    flushes (at most ``BATCH_BYTES`` of them): the batching SSE and WebSocket taps share."""
+
+    __slots__ = ("_bytes", "_flusher", "_pending")
+
+    def __init__(self, flusher: SSEConnections) -> None:
+        self._flusher = flusher
+        self._pending: list[bytes] = []
+        self._bytes = 0
+
+    @property
+    def full(self) -> bool:
+        """A whole batch is collected: take nothing more this iteration."""
+        return self._bytes >= BATCH_BYTES
+
+    def collect(self, data: bytes) -> None:
+        """Add ``data`` to this iteration's write."""
+        if not self._pending:
+            # Scheduled before the reader could be woken: what is collected is written first.
+            self._flusher.flush_soon(self)
+        self._pending.append(data)
+        self._bytes += len(data)
+
+    def take(self) -> bytes:
+        """Everything collected, as one ``bytes``; the batch starts empty again."""
+        pending = self._pending
+        data = pending[0] if len(pending) == 1 else b"".join(pending)
+        pending.clear()
+        self._bytes = 0
+        return data
+
+    @abstractmethod
+    def flush(self) -> None:
+        """Write what was collected."""
+
+
+class Connection(Batch):
     """One client's socket while it reads a stream: the log's tap, a flush and a ping target.
 
     Writes go straight to the transport, framed as the response's body is (HTTP/1.1 chunks, or
@@ -151,45 +189,30 @@ class Connection:
     behind is written to through aiohttp, with drain and the send timeout.
     """
 
-    __slots__ = ("_bytes", "_connections", "_pending", "chunked", "quiet", "transport")
+    __slots__ = ("chunked", "quiet", "transport")
 
     def __init__(
         self, transport: asyncio.Transport, chunked: bool, connections: SSEConnections
     ) -> None:
+        super().__init__(connections)
         self.transport = transport
         self.chunked = chunked
         self.quiet = False
         """Nothing sent since the last ping tick."""
-        self._connections = connections
-        self._pending: list[bytes] = []
-        self._bytes = 0
 
     def tap(self, item: bytes | str) -> bool:
         """Take one new event for writing at the end of this loop iteration (``StreamLog.follow``);
-        False when the socket is backed up, so the reader takes the ordinary path."""
+        False when the socket is backed up or a whole batch is collected, so the reader takes the
+        ordinary path."""
         transport = self.transport
-        # A full batch already collected this iteration: the reader takes the ordinary path,
-        # where the send timeout and flow control apply and the producer can be held back.
-        if (
-            self._bytes >= _BATCH_BYTES
-            or transport.is_closing()
-            or transport.get_write_buffer_size()
-        ):
+        if self.full or transport.is_closing() or transport.get_write_buffer_size():
             return False
-        if not self._pending:
-            # Scheduled before the reader could be woken: what is collected is written first.
-            self._connections.flush_soon(self)
-        self._pending.append(item)  # type: ignore[arg-type]
-        self._bytes += len(item)
+        self.collect(item)  # type: ignore[arg-type]
         return True
 
     def flush(self) -> None:
         """Write the collected events as one chunk."""
-        pending = self._pending
-        data = pending[0] if len(pending) == 1 else b"".join(pending)
-        pending.clear()
-        self._bytes = 0
-        self._send(data)
+        self._send(self.take())
 
     def ping_if_quiet(self) -> None:
         """Send a keep-alive comment if nothing went out since the last tick."""

@@ -27,7 +27,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from ..errors import StreamRejected
 from ..streams import Reader, Stream
 from ..types import Event
-from .sse import SSEConnections
+from .sse import BATCH_BYTES, Batch, SSEConnections
 
 logger = logging.getLogger("streamserver.ws")
 
@@ -260,11 +260,6 @@ def _decode(message: Any, max_bytes: int) -> tuple[str, dict[str, Any], dict[str
     return kind, fields, None
 
 
-_BATCH_BYTES = 65536
-"""A batch is written at once only this big, and only into an empty buffer: it cannot pile up
-unbounded; anything else goes through aiohttp's writer, with its flow control."""
-
-
 def _writable_now(ws: web.WebSocketResponse, transport: asyncio.Transport) -> bool:
     """Open in both directions (no close frame sent or received) and nothing waiting to go out."""
     return (
@@ -295,12 +290,13 @@ _HEAD16 = struct.Struct("!BBH")
 _HEAD64 = struct.Struct("!BBQ")
 
 
-class _Tap:
+class _Tap(Batch):
     """A caught-up reader's tap (``StreamLog.follow``): each new message becomes a frame collected
-    for one write at the end of this loop iteration, the flush ``SSEConnections`` schedules for
-    SSE too. No task switch per message; declined when the socket is backed up or closing."""
+    for one write at the end of this loop iteration, batched as SSE's are. No task switch per
+    message; declined when the socket is backed up or closing, or a whole batch is collected (the
+    reader then goes through aiohttp's writer, with flow control, and the producer can be held)."""
 
-    __slots__ = ("_batcher", "_bytes", "_pending", "_taken", "reader", "sent", "transport", "ws")
+    __slots__ = ("_taken", "reader", "sent", "transport", "ws")
 
     def __init__(
         self,
@@ -310,38 +306,26 @@ class _Tap:
         reader: Reader,
         sent: list[bytes | str] | None,
     ) -> None:
+        super().__init__(batcher)
         self.ws = ws
         self.transport = transport
         self.reader = reader
         self.sent = sent
-        self._batcher = batcher
-        self._pending: list[bytes] = []
-        self._bytes = 0
         self._taken: list[tuple[int, bytes | str]] = []
         """Position and message of each collected one, for ``sent`` once it is written."""
 
     def tap(self, item: bytes | str) -> bool:
-        """Take one new message (``reader.pos`` is its position), or decline it: the socket is
-        backed up or closing, or a full batch is already collected this iteration (the reader
-        then goes through aiohttp's writer, with flow control, and the producer can be held)."""
-        if self._bytes >= _BATCH_BYTES or not _writable_now(self.ws, self.transport):
+        """Take one new message (``reader.pos`` is its position), or decline it."""
+        if self.full or not _writable_now(self.ws, self.transport):
             return False
-        frame = _text_frames((item,))  # framed here: a bad item fails in the producer's step
-        if not self._pending:
-            # Scheduled before the pump could be woken: what is collected is written first.
-            self._batcher.flush_soon(self)
-        self._pending.append(frame)
-        self._bytes += len(frame)
+        self.collect(_text_frames((item,)))  # framed here: a bad item fails in the producer
         if self.sent is not None:
             self._taken.append((self.reader.pos, item))
         return True
 
     def flush(self) -> None:
         """Write the collected frames at once, and record them as sent."""
-        pending, taken = self._pending, self._taken
-        frames = pending[0] if len(pending) == 1 else b"".join(pending)
-        pending.clear()
-        self._bytes = 0
+        frames, taken = self.take(), self._taken
         self._taken = []
         ws = self.ws
         # A close frame may have gone out since the tap (the peer's close answered, a policy
@@ -391,7 +375,7 @@ async def _pump(
             if len(items) > 1 and transport is not None and _writable_now(ws, transport):
                 # Several messages ready and nothing queued: one write for all of them.
                 frames = _text_frames(items)
-                if len(frames) <= _BATCH_BYTES:
+                if len(frames) <= BATCH_BYTES:  # into an empty buffer: bounded
                     transport.write(frames)
                     if sent is not None and pos <= len(sent) < pos + len(items):
                         sent.extend(items[len(sent) - pos :])
