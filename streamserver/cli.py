@@ -101,11 +101,7 @@ def _serve(path: str, host: str | None, port: int | None) -> int:
         level=config.server.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    for noisy in (
-        "aiohttp.access",
-        "httpx",
-        "httpx2",
-    ):  # one line per request is too much by default
+    for noisy in ("httpx", "httpx2"):  # one line per request is too much by default
         logging.getLogger(noisy).setLevel(logging.WARNING)
     logging.getLogger("aiohttp.server").addFilter(_malformed_requests_in_one_line)
     app = create_app(config)
@@ -118,6 +114,9 @@ def _serve(path: str, host: str | None, port: int | None) -> int:
             port=port,
             backlog=_BACKLOG,
             handler_cancellation=True,  # a client that goes away cancels its handler at once
+            # No access log (a line per request is too much): without a logger aiohttp does not
+            # build an access logger for every connection only to find it disabled.
+            access_log=None,
             shutdown_timeout=config.server.shutdown_grace_s + 5,
             print=lambda _: print(
                 f"streamserver {__version__} listening on http://{_url_host(host)}:{port}",

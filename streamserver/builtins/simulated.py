@@ -13,6 +13,7 @@ output repeatable, and ``tokens_per_second = 0`` means as fast as possible (benc
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 import re
 from collections.abc import AsyncIterator, Iterator, Sequence
@@ -107,6 +108,40 @@ def _sentence_pool() -> list[tuple[list[str], list[str]]]:
     return _pool
 
 
+class _Pacer:
+    """Wakes the streams of one event loop that are due in the same millisecond with one timer.
+
+    ``asyncio.sleep`` per token costs a future, a timer handle pushed into the loop's heap and
+    popped from it (a Python ``__lt__`` call per comparison) and a cancel: about 8 µs per token
+    with 1,000 paced streams, more than the whole pipeline after it. Here a token costs a future
+    and a list append, and one timer serves every stream due in that millisecond (about 4 µs).
+    A stream is woken at the first millisecond boundary at or after its due time, never early;
+    the loop rounds its own timeouts to milliseconds anyway.
+    """
+
+    __slots__ = ("loop", "slots")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.slots: dict[int, list[asyncio.Future[None]]] = {}
+
+    def wait(self, due: float) -> asyncio.Future[None]:
+        """A future that is done once the loop's clock has reached ``due``."""
+        slot = math.ceil(due * 1000)
+        future = self.loop.create_future()
+        waiting = self.slots.get(slot)
+        if waiting is None:
+            self.slots[slot] = waiting = []
+            self.loop.call_at(slot / 1000, self._wake, slot)
+        waiting.append(future)
+        return future
+
+    def _wake(self, slot: int) -> None:
+        for future in self.slots.pop(slot):
+            if not future.done():  # a cancelled stream's
+                future.set_result(None)
+
+
 @dataclass(frozen=True, slots=True)
 class SimulatedOptions:
     """``[providers.simulated]`` options."""
@@ -134,6 +169,12 @@ class SimulatedProvider:
         self.options = options
         self._rng = random.Random()
         """Shared by this provider's unseeded streams (a generator each would be 2.5 KiB)."""
+        self._pacer: _Pacer | None = None
+
+    def _pacer_for(self, loop: asyncio.AbstractEventLoop) -> _Pacer:
+        if self._pacer is None or self._pacer.loop is not loop:
+            self._pacer = _Pacer(loop)
+        return self._pacer
 
     @property
     def models(self) -> Sequence[str]:
@@ -160,7 +201,9 @@ class SimulatedProvider:
         jitter = options.jitter * gap
         if options.ttft_ms > 0:
             await asyncio.sleep(options.ttft_ms / 1000)
-        clock = asyncio.get_running_loop().time
+        loop = asyncio.get_running_loop()
+        clock = loop.time
+        pace = self._pacer_for(loop).wait
         due = clock()
         count = 0
         cut_short = False
@@ -171,9 +214,8 @@ class SimulatedProvider:
             if gap:
                 # Paced against a schedule, not by sleeping a gap after each token: late wakeups
                 # under load do not slow the average rate.
-                delay = due - clock()
-                if delay > 0:
-                    await asyncio.sleep(delay)
+                if due > clock():
+                    await pace(due)
                 due += gap + jitter * (2 * rng.random() - 1) if jitter else gap
             elif not count & 63:
                 await asyncio.sleep(0)  # flat out, but let the rest of the server breathe

@@ -252,8 +252,10 @@ def _detect_dead_peer(request: web.Request, timeout_s: float) -> None:
     keepalive probes cover a connection with nothing to send. Linux only; elsewhere a no-op.
     """
     sock = request.transport.get_extra_info("socket") if request.transport else None
-    if sock is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
+    if sock is None:
         return
+    # Not a TCP socket (a Unix socket): the first option fails and the rest are skipped. Asking
+    # ``sock.family`` first would build an IntEnum per connection.
     with contextlib.suppress(OSError, AttributeError):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, int(timeout_s * 1000))
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)

@@ -169,6 +169,40 @@ async def test_tokens_per_second_paces_the_stream():
     assert spread < 29 / 100 + 1.5
 
 
+async def test_paced_tokens_keep_their_schedule_and_are_never_early():
+    # Paced streams due in the same millisecond share one timer; none may be woken before its
+    # time, and late wakeups must not add up (the schedule is absolute).
+    provider = simulated(tokens_per_second=200, ttft_ms=0, jitter=0)
+    runs = await asyncio.gather(*(timed(provider, request(max_tokens=20)) for _ in range(50)))
+
+    for _, arrivals, _ in runs:
+        assert len(arrivals) == 20
+        offsets = [t - arrivals[0] for t in arrivals]
+        assert all(offset >= i * 0.005 - 0.0005 for i, offset in enumerate(offsets))
+        assert offsets[-1] < 19 * 0.005 + 1.0
+
+
+async def test_a_cancelled_paced_stream_does_not_disturb_the_others():
+    provider = simulated(tokens_per_second=200, ttft_ms=0, jitter=0)
+    doomed = asyncio.create_task(generate(provider, request(max_tokens=20)))
+    survivor = asyncio.create_task(generate(provider, request(max_tokens=20)))
+    await asyncio.sleep(0.02)
+    doomed.cancel()
+
+    tokens, finish = await survivor
+    assert len(tokens) == 20 and finish is not None
+    with pytest.raises(asyncio.CancelledError):
+        await doomed
+
+
+def test_one_provider_paces_streams_on_successive_event_loops():
+    # An app can be started, stopped and started again on a new loop (tests, embedding).
+    provider = simulated(tokens_per_second=500, ttft_ms=0, jitter=0)
+    for _ in range(2):
+        tokens, finish = asyncio.run(generate(provider, request(max_tokens=5)))
+        assert len(tokens) == 5 and finish is not None
+
+
 async def test_ttft_ms_delays_the_first_token():
     first, _, _ = await timed(simulated(ttft_ms=150), request("hi there", "echo"))
 
