@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -64,12 +65,21 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
             add("2", "paced 1000×50: ≥ 95% of the asked rate delivered",
                 f"{_rate(delivered)} of {_rate(asked)} tok/s = {delivered / asked:.1%}",
                 delivered >= 0.95 * asked)  # fmt: skip
+        # The floor's figure of the same run says what this machine allowed at all.
+        floor = s.get("paced", {}).get("raw") or {}
+
+        def beside(key: str, show: Callable[[Any], str]) -> str:
+            value = floor.get(key)
+            return f" (raw floor: {show(value)} in the same run)" if value is not None else ""
+
         ttft = paced["ttft_p99_ms"]
-        add("2", "paced 1000×50: TTFT p99 ≤ 50 ms", _ms(ttft), ttft is not None and ttft <= 50)
+        add("2", "paced 1000×50: TTFT p99 ≤ 50 ms", _ms(ttft) + beside("ttft_p99_ms", _ms),
+            ttft is not None and ttft <= 50)  # fmt: skip
         gap = paced["gap_p99_ms"]
-        add("2", "paced 1000×50: gap p99 ≤ 30 ms", _ms(gap), gap is not None and gap <= 30)
+        add("2", "paced 1000×50: gap p99 ≤ 30 ms", _ms(gap) + beside("gap_p99_ms", _ms),
+            gap is not None and gap <= 30)  # fmt: skip
         peak = paced["peak_rss_kib"]
-        add("2", "paced 1000×50: peak memory ≤ 64 MiB", _mib(peak),
+        add("2", "paced 1000×50: peak memory ≤ 64 MiB", _mib(peak) + beside("peak_rss_kib", _mib),
             peak is not None and peak <= 64 * 1024)  # fmt: skip
     else:
         add("2", "paced 1000×50", "not measured", None)
@@ -83,8 +93,10 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
             f"for {live:.1f} s (ramp {slow['ramp_s']:.1f} s)" if live is not None else "-",
             errors == 0 and live is not None and live >= 30)  # fmt: skip
         per = slow.get("kib_per_stream")
+        minimal = (s.get("slow", {}).get("aiohttp-sse") or {}).get("kib_per_stream")
         add("3", "10,000 slow streams: ≤ 15 KiB server memory per stream",
-            f"{per:.1f} KiB per stream" if per is not None else "not measured",
+            (f"{per:.1f} KiB per stream" if per is not None else "not measured")
+            + (f" (aiohttp-sse minimal: {minimal:.1f} KiB)" if minimal is not None else ""),
             per is not None and per <= 15)  # fmt: skip
     else:
         add("3", "10,000 slow streams", "not measured", None)
