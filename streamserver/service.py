@@ -205,6 +205,7 @@ class StreamService:
             config.limits.high_water_events,
             retain=resume.retain_s > 0 or resume.grace_s > 0,
             max_bytes=resume.max_bytes_per_stream,
+            compress=transport != "ws",  # WebSocket logs hold text frames
         )
         stream = Stream(
             stream_id,

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import struct
 import time
-from collections.abc import Callable
-from typing import Literal, TypeAlias
+from collections.abc import Awaitable, Callable, Generator
+from typing import Any, Literal, TypeAlias, cast
+
+import lz4.block
 
 from .types import StreamEnd, StreamStart
 
@@ -22,6 +25,9 @@ CancelReason: TypeAlias = Literal["cancelled", "client_gone", "shutdown", "limit
 
 _DROP_BATCH = 32
 """Without retention, events every reader has written are dropped this many at a time."""
+
+_SEGMENT = 16
+"""With retention, events every reader has written are compressed this many at a time."""
 
 Tap: TypeAlias = Callable[[bytes | str], bool]
 """Hands a reader one new event synchronously; returns False to decline (the reader then wakes
@@ -38,7 +44,9 @@ class StreamLog:
     """
 
     __slots__ = (
+        "_archive",
         "_base",
+        "_compress",
         "_items",
         "_max_bytes",
         "_parked",
@@ -54,10 +62,15 @@ class StreamLog:
         "trimmed",
     )
 
-    def __init__(self, high_water: int, *, retain: bool = True, max_bytes: int = 0) -> None:
+    def __init__(
+        self, high_water: int, *, retain: bool = True, max_bytes: int = 0, compress: bool = False
+    ) -> None:
         self._items: list[bytes | str] = []
         self._base = 0
-        """Sequence number of ``_items[0]`` (above 0 once read events are dropped)."""
+        """Sequence number of ``_items[0]`` (above 0 once read events are dropped or archived)."""
+        self._compress = compress and retain
+        """Keep retained events every reader has written compressed (bytes logs only)."""
+        self._archive: _Archive | None = None
         self.end = 0
         """Sequence number the next appended event gets."""
         self._retain = retain
@@ -107,25 +120,35 @@ class StreamLog:
 
     def read(self, pos: int) -> list[bytes | str]:
         """Every event from ``pos`` to the end (empty if none). ``pos`` must not be trimmed."""
-        return self._items[pos - self._base :]
+        if pos >= self._base:
+            return self._items[pos - self._base :]
+        assert self._archive is not None, "read before the oldest kept event"
+        return [*self._archive.read(pos), *self._items]
 
     def available(self, pos: int) -> bool:
         """Whether the events from ``pos`` on are still kept (a position past the end of a live
         stream is kept too: its reader waits for it)."""
+        archive = self._archive
+        if archive is not None and archive.base < archive.end:
+            return pos >= archive.base
         return pos >= self._base
 
-    async def wait(self, pos: int) -> None:
-        """Return once an event at ``pos`` exists or the log is closed."""
+    def wait(self, pos: int) -> Awaitable[None]:
+        """Done once an event at ``pos`` exists or the log is closed."""
         if pos < self.end or self.closed:
-            return
-        await self._park(Reader(pos), None)
+            return _READY
+        return self._park(Reader(pos), None)
 
-    async def follow(self, reader: Reader, tap: Tap) -> None:
+    def follow(self, reader: Reader, tap: Tap) -> Awaitable[None]:
         """Hand each new event to ``tap`` as it is appended (advancing ``reader``) until the tap
-        declines one or the log closes; return then, with that event unread."""
+        declines one or the log closes; done then, with that event unread.
+
+        Not a coroutine itself: a reader that follows a stream for its whole life holds one
+        suspended frame (``_park``'s), not two.
+        """
         if reader.pos < self.end or self.closed:
-            return
-        await self._park(reader, tap)
+            return _READY
+        return self._park(reader, tap)
 
     async def _park(self, reader: Reader, tap: Tap | None) -> None:
         reader.waiter = asyncio.get_running_loop().create_future()
@@ -204,17 +227,58 @@ class StreamLog:
             # Read events go in batches, not one by one as each is read.
             if self.floor - self._base >= _DROP_BATCH:
                 self._drop(self.floor - self._base)
-        elif self._max_bytes and self.nbytes > self._max_bytes:
-            # Keep what resume needs within the budget: the oldest events every reader has had go.
-            count = 0
-            excess = self.nbytes - self._max_bytes
-            while count < self.floor - self._base and excess > 0:
-                excess -= len(self._items[count])
-                count += 1
-            self._drop(count)
-            self.trimmed += count
+        else:
+            if self._compress and (
+                self.floor - self._base >= _SEGMENT
+                or (self.closed and self._items and self.floor >= self.end)
+            ):
+                self._archive_read()
+            if self._max_bytes and self.nbytes > self._max_bytes:
+                self._trim()
         if self._writable is not None and (self.floor >= self._wake_floor or not readers):
             self._wake_producer()
+
+    def _archive_read(self) -> None:
+        """Compress what every reader has written, a segment at a time, and a closed log's last
+        events too: resume reads them back rarely, and they are most of a stream's memory."""
+        archive = self._archive
+        if archive is None:
+            archive = self._archive = _Archive(self._base)
+        items = cast(list[bytes], self._items)
+        while self.floor - self._base >= _SEGMENT:
+            archive.add(items[:_SEGMENT])
+            del items[:_SEGMENT]
+            self._base += _SEGMENT
+        if self.closed and items and self.floor >= self.end:
+            archive.add(items)  # the one segment that may be short: nothing follows it
+            self._base += len(items)
+            items.clear()
+
+    def _trim(self) -> None:
+        """Keep what resume needs within ``max_bytes``: the oldest events every reader has
+        written go (whole archived segments first)."""
+        excess = self.nbytes - self._max_bytes
+        archive = self._archive
+        dropped = 0
+        while (
+            excess > 0
+            and archive is not None
+            and archive.base < archive.end
+            and archive.oldest_end() <= self.floor
+        ):
+            count, size = archive.drop_oldest()
+            self.nbytes -= size
+            excess -= size
+            dropped += count
+        count = 0
+        while count < self.floor - self._base and excess > 0:
+            excess -= len(self._items[count])
+            count += 1
+        self._drop(count)
+        if count and archive is not None:
+            # Loose events go only once the archive is empty; the next segment starts after them.
+            archive.base = archive.end = self._base
+        self.trimmed += dropped + count
 
     def _drop(self, count: int) -> None:
         if count:
@@ -222,6 +286,79 @@ class StreamLog:
             self.nbytes -= len(items[0]) if count == 1 else sum(len(i) for i in items[:count])
             del items[:count]
             self._base += count
+
+
+class _Archive:
+    """A retained log's events that every reader has written, LZ4-compressed in segments of
+    ``_SEGMENT`` (only the last may be shorter, once the log is closed).
+
+    A production token event of ~82 bytes is ~136 bytes as a bytes object in a list, and ~20 in
+    a segment; LZ4 compresses a segment in ~2 µs. A resume from before ``end`` decompresses the
+    segments it needs.
+    """
+
+    __slots__ = ("_blobs", "_sizes", "base", "end")
+
+    def __init__(self, base: int) -> None:
+        self.base = base
+        """Sequence number of the oldest archived event."""
+        self.end = base
+        """Sequence number after the newest archived event."""
+        self._blobs: list[bytes] = []
+        self._sizes: list[int] = []
+        """Uncompressed bytes of each segment's events."""
+
+    def add(self, items: list[bytes]) -> None:
+        """Archive the events that follow ``end``."""
+        lengths = [len(item) for item in items]
+        header = struct.pack(f"<{len(items) + 1}I", len(items), *lengths)
+        self._blobs.append(lz4.block.compress(b"".join([header, *items])))
+        self._sizes.append(sum(lengths))
+        self.end += len(items)
+
+    def read(self, pos: int) -> list[bytes]:
+        """The archived events from ``pos`` (``base <= pos < end``) on."""
+        first = (pos - self.base) // _SEGMENT
+        events: list[bytes] = []
+        for blob in self._blobs[first:]:
+            events += _unpack(blob)
+        return events[pos - self.base - first * _SEGMENT :]
+
+    def oldest_end(self) -> int:
+        """Sequence number after the oldest segment's events."""
+        return min(self.base + _SEGMENT, self.end)
+
+    def drop_oldest(self) -> tuple[int, int]:
+        """Forget the oldest segment; how many events and uncompressed bytes it held."""
+        count = self.oldest_end() - self.base
+        del self._blobs[0]
+        size = self._sizes.pop(0)
+        self.base += count
+        return count, size
+
+
+def _unpack(blob: bytes) -> list[bytes]:
+    data: bytes = lz4.block.decompress(blob)
+    (count,) = struct.unpack_from("<I", data)
+    offset = 4 * (count + 1)
+    events: list[bytes] = []
+    for length in struct.unpack_from(f"<{count}I", data, 4):
+        events.append(data[offset : offset + length])
+        offset += length
+    return events
+
+
+class _Ready:
+    """Awaitable and already done: awaiting it does not suspend."""
+
+    __slots__ = ()
+
+    def __await__(self) -> Generator[Any, None, None]:
+        return
+        yield  # a generator that ends at once
+
+
+_READY = _Ready()
 
 
 class Reader:
