@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import sqlite3
 
 from ..conversations import Conversation, StoredMessage
 from ..hookspecs import Register, hookimpl
@@ -36,6 +38,8 @@ class SQLiteConversationStore:
 
     def _connect(self) -> sqlite3.Connection:
         if self._db is None:
+            import sqlite3  # on first use: about 1 MiB a server without chat need not carry
+
             if self.path != ":memory:":
                 Path(self.path).parent.mkdir(parents=True, exist_ok=True)
             db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
