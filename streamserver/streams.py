@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-import struct
 import time
+from array import array
 from collections.abc import Awaitable, Callable, Generator
 from typing import Any, Literal, TypeAlias, cast
 
@@ -28,6 +28,8 @@ _DROP_BATCH = 32
 
 _SEGMENT = 16
 """With retention, events every reader has written are compressed this many at a time."""
+_WIDTH = array("I").itemsize
+"""Bytes per event length in a segment."""
 
 Tap: TypeAlias = Callable[[bytes | str], bool]
 """Hands a reader one new event synchronously; returns False to decline (the reader then wakes
@@ -309,19 +311,22 @@ class _Archive:
         """Uncompressed bytes of each segment's events."""
 
     def add(self, items: list[bytes]) -> None:
-        """Archive the events that follow ``end``."""
-        lengths = [len(item) for item in items]
-        header = struct.pack(f"<{len(items) + 1}I", len(items), *lengths)
-        self._blobs.append(lz4.block.compress(b"".join([header, *items])))
-        self._sizes.append(sum(lengths))
+        """Archive the events that follow ``end``: their lengths, then the events, compressed.
+        (How many there are follows from the segment's place: ``_SEGMENT``, or what is left.)"""
+        data = b"".join([array("I", map(len, items)).tobytes(), *items])
+        self._blobs.append(lz4.block.compress(data))
+        self._sizes.append(len(data) - _WIDTH * len(items))
         self.end += len(items)
 
     def read(self, pos: int) -> list[bytes]:
         """The archived events from ``pos`` (``base <= pos < end``) on."""
         first = (pos - self.base) // _SEGMENT
+        start = self.base + first * _SEGMENT
         events: list[bytes] = []
         for blob in self._blobs[first:]:
-            events += _unpack(blob)
+            count = min(_SEGMENT, self.end - start)
+            events += _unpack(blob, count)
+            start += count
         return events[pos - self.base - first * _SEGMENT :]
 
     def oldest_end(self) -> int:
@@ -337,12 +342,13 @@ class _Archive:
         return count, size
 
 
-def _unpack(blob: bytes) -> list[bytes]:
+def _unpack(blob: bytes, count: int) -> list[bytes]:
     data: bytes = lz4.block.decompress(blob)
-    (count,) = struct.unpack_from("<I", data)
-    offset = 4 * (count + 1)
+    lengths = array("I")
+    lengths.frombytes(data[: _WIDTH * count])
+    offset = _WIDTH * count
     events: list[bytes] = []
-    for length in struct.unpack_from(f"<{count}I", data, 4):
+    for length in lengths:
         events.append(data[offset : offset + length])
         offset += length
     return events
