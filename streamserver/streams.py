@@ -13,6 +13,7 @@ import asyncio
 import secrets
 import time
 from array import array
+from bisect import bisect_right
 from collections.abc import Awaitable, Callable, Generator
 from typing import Any, Literal, TypeAlias, cast
 
@@ -27,7 +28,7 @@ _DROP_BATCH = 32
 """Without retention, events every reader has written are dropped this many at a time."""
 
 _SEGMENT = 16
-"""With retention, events every reader has written are compressed this many at a time."""
+"""With retention, events every reader has written are compressed at least this many at a time."""
 _WIDTH = array("I").itemsize
 """Bytes per event length in a segment."""
 
@@ -241,20 +242,18 @@ class StreamLog:
             self._wake_producer()
 
     def _compact(self) -> None:
-        """Compress what every reader has written, a segment at a time, and a closed log's last
-        events too: resume reads them back rarely, and they are most of a stream's memory."""
+        """Compress what every reader has written, at least ``_SEGMENT`` events at a time (all
+        that are ready in one segment, so a burst costs one call), and a closed log's last events
+        too: resume reads them back rarely, and they are most of a stream's memory."""
         archive = self._archive
         if archive is None:
             archive = self._archive = _Archive(self._base)
         items = cast(list[bytes], self._items)
-        while self.floor - self._base >= _SEGMENT:
-            archive.add(items[:_SEGMENT])
-            del items[:_SEGMENT]
-            self._base += _SEGMENT
-        if self.closed and items and self.floor >= self.end:
-            archive.add(items)  # the one segment that may be short: nothing follows it
-            self._base += len(items)
-            items.clear()
+        count = self.floor - self._base
+        if count >= _SEGMENT or (self.closed and 0 < count >= len(items)):
+            archive.add(items[:count])
+            del items[:count]
+            self._base += count
 
     def _trim(self) -> None:
         """Keep what resume needs within ``max_bytes``: the oldest events every reader has
@@ -291,15 +290,15 @@ class StreamLog:
 
 
 class _Archive:
-    """A retained log's events that every reader has written, LZ4-compressed in segments of
-    ``_SEGMENT`` (only the last may be shorter, once the log is closed).
+    """A retained log's events that every reader has written, LZ4-compressed in segments of at
+    least ``_SEGMENT`` (what was ready together; only a closed log's last one may be shorter).
 
     A production token event of ~82 bytes is ~136 bytes as a bytes object in a list, and ~24 in
-    a segment (the segment's own cost included); archiving a segment takes ~3 µs, LZ4 ~1.3 of
+    a segment (the segment's own cost included); archiving 16 events takes ~3 µs, LZ4 ~1.3 of
     them. A resume from before ``end`` decompresses the segments it needs.
     """
 
-    __slots__ = ("_blobs", "_sizes", "base", "end")
+    __slots__ = ("_blobs", "_sizes", "_starts", "base", "end")
 
     def __init__(self, base: int) -> None:
         self.base = base
@@ -307,36 +306,38 @@ class _Archive:
         self.end = base
         """Sequence number after the newest archived event."""
         self._blobs: list[bytes] = []
-        self._sizes: list[int] = []
+        self._starts = array("q")
+        """Sequence number of each segment's first event."""
+        self._sizes = array("q")
         """Uncompressed bytes of each segment's events."""
 
     def add(self, items: list[bytes]) -> None:
-        """Archive the events that follow ``end``: their lengths, then the events, compressed.
-        (How many there are follows from the segment's place: ``_SEGMENT``, or what is left.)"""
+        """Archive the events that follow ``end``: their lengths, then the events, compressed."""
         data = b"".join([array("I", map(len, items)).tobytes(), *items])
         self._blobs.append(lz4.block.compress(data))
+        self._starts.append(self.end)
         self._sizes.append(len(data) - _WIDTH * len(items))
         self.end += len(items)
 
     def read(self, pos: int) -> list[bytes]:
         """The archived events from ``pos`` (``base <= pos < end``) on."""
-        first = (pos - self.base) // _SEGMENT
-        start = self.base + first * _SEGMENT
+        starts = self._starts
+        first = bisect_right(starts, pos) - 1
         events: list[bytes] = []
-        for blob in self._blobs[first:]:
-            count = min(_SEGMENT, self.end - start)
-            events += _unpack(blob, count)
-            start += count
-        return events[pos - self.base - first * _SEGMENT :]
+        for index in range(first, len(starts)):
+            stop = starts[index + 1] if index + 1 < len(starts) else self.end
+            events += _unpack(self._blobs[index], stop - starts[index])
+        return events[pos - starts[first] :]
 
     def oldest_end(self) -> int:
         """Sequence number after the oldest segment's events."""
-        return min(self.base + _SEGMENT, self.end)
+        return self._starts[1] if len(self._starts) > 1 else self.end
 
     def drop_oldest(self) -> tuple[int, int]:
         """Forget the oldest segment; how many events and uncompressed bytes it held."""
         count = self.oldest_end() - self.base
         del self._blobs[0]
+        del self._starts[0]
         size = self._sizes.pop(0)
         self.base += count
         return count, size
