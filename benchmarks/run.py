@@ -456,8 +456,16 @@ def environment(pin: bool) -> dict[str, Any]:
     commit = ""
     with contextlib.suppress(Exception):
         commit = subprocess.run(
-            ["git", "describe", "--always", "--dirty"], cwd=REPO, capture_output=True, text=True
+            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
         ).stdout.strip()
+        # Changed files make the figures another commit's, except the results being rewritten.
+        changed = subprocess.run(
+            ["git", "status", "--porcelain", "--", ".", ":!benchmarks/results"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+        commit += "-dirty" if changed else ""
     return {
         "python": platform.python_version(),
         "cpu": cpu,
