@@ -59,6 +59,12 @@ class OpenAIProvider:
         import openai
 
         self._openai = openai
+        chunk = openai.types.chat.ChatCompletionChunk
+        self._post_as: tuple[Any, Any] = (
+            chunk,
+            openai.AsyncStream[openai.types.chat.ChatCompletionChunk],
+        )
+        """``cast_to`` and ``stream_cls`` for ``client.post``: the stream is never iterated."""
         self.options = options
         self.error_responses: Counter[int] = Counter()
         api_key = "not-needed"
@@ -113,11 +119,18 @@ class OpenAIProvider:
         }
         if request.max_tokens is not None:
             body["max_tokens"] = request.max_tokens
+        body.update(self.options.extra_body)
         try:
-            async with self.client.chat.completions.with_streaming_response.create(
-                **body, extra_body=self.options.extra_body or None
-            ) as streamed:
-                response = streamed.http_response
+            # client.post, not chat.completions.create: the body goes out as it is, where create
+            # first walks it against the SDK's typed parameters (~0.6 ms of CPU per request with a
+            # 1 KB prompt, more with a long history). Auth, base_url, timeouts and retries are the
+            # client's either way; the stream class is only a holder for the unread response.
+            cast_to, stream_cls = self._post_as
+            stream = await self.client.post(
+                "/chat/completions", body=body, cast_to=cast_to, stream=True, stream_cls=stream_cls
+            )
+            async with stream:
+                response = stream.response
                 reason, model, usage = "stop", request.model, None
                 decoder = SSEDecoder()
                 async for raw in response.aiter_bytes():
