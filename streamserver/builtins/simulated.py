@@ -120,9 +120,9 @@ class _Pacer:
     """Wakes the streams of one event loop that are due in the same millisecond with one timer.
 
     ``asyncio.sleep`` per token costs a future, a timer handle pushed into the loop's heap and
-    popped from it (a Python ``__lt__`` call per comparison) and a cancel: about 8 µs per token
-    with 1,000 paced streams, more than the whole pipeline after it. Here a token costs a future
-    and a list append, and one timer serves every stream due in that millisecond (about 4 µs).
+    popped from it (a Python ``__lt__`` call per comparison) and a cancel. Here a token costs a
+    future and a list append, and one timer serves every stream due in that millisecond: 1,000
+    paced tasks alone took 8-9 µs of CPU per token with ``asyncio.sleep`` and 3.8 with this.
     A stream is woken at the first millisecond boundary at or after its due time, never early;
     the loop rounds its own timeouts to milliseconds anyway.
     """
