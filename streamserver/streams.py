@@ -249,11 +249,10 @@ class StreamLog:
         if archive is None:
             archive = self._archive = _Archive(self._base)
         items = cast(list[bytes], self._items)
-        count = self.floor - self._base
-        if count >= _SEGMENT or (self.closed and 0 < count >= len(items)):
-            archive.add(items[:count])
-            del items[:count]
-            self._base += count
+        count = self.floor - self._base  # at least _SEGMENT, or all of a closed log's (see caller)
+        archive.add(items[:count])
+        del items[:count]
+        self._base += count
 
     def _trim(self) -> None:
         """Keep what resume needs within ``max_bytes``: the oldest events every reader has
