@@ -9,12 +9,12 @@ Embedding::
     app.add_subapp("/llm", streamserver.create_app("config.toml"))   # or: streamserver.setup(app, cfg)
 """
 
-from .app import create_app, setup
 from .config import Config, load_config
 from .errors import ConfigError, ProviderError, StreamRejected
 from .hookspecs import hookimpl
 from .inprocess import Segment, generate, generate_sync
 from .version import __version__
+from .web.app import create_app, setup
 
 __all__ = [
     "Config",

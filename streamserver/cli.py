@@ -21,13 +21,13 @@ from collections.abc import Sequence
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from . import fake_upstream
-from .app import create_app
-from .ask import ask
+from .client.ask import ask
 from .config import Config, load_config
+from .devtools import fake_upstream
 from .errors import ConfigError
 from .service import StreamService
 from .version import __version__
+from .web.app import create_app
 
 DEFAULT_CONFIG = "config.toml"
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from . import options
+from . import schema
 from .errors import ConfigError
 from .plugins import Kind, PluginRegistry
 from .types import Registration
@@ -283,7 +283,7 @@ def _validate(
         tables[name] = {k: v for k, v in table.items() if k not in subtables[name]}
     sink_sections = subtables["metrics"]
     sections: dict[str, Any] = {
-        name: options.build(cls, tables.get(name, {}), name) for name, cls in _SECTIONS.items()
+        name: schema.build(cls, tables.get(name, {}), name) for name, cls in _SECTIONS.items()
     }
     server: ServerSettings = sections["server"]
     cors: CorsSettings = sections["cors"]
@@ -338,9 +338,7 @@ def _validate(
         section = sink_sections.get(name, {})
         registration = registry.get("metrics_sinks", name)
         sinks.append(
-            Part(
-                name, registration, options.build(registration.options, section, f"metrics.{name}")
-            )
+            Part(name, registration, schema.build(registration.options, section, f"metrics.{name}"))
         )
 
     conversations: ConversationsSettings = sections["conversations"]
@@ -355,7 +353,7 @@ def _validate(
     store = Part(
         conversations.store,
         store_registration,
-        options.build(store_registration.options, subtables["conversations"].get(conversations.store, {}),
+        schema.build(store_registration.options, subtables["conversations"].get(conversations.store, {}),
                       f"conversations.{conversations.store}"),
     )  # fmt: skip
 
@@ -394,7 +392,7 @@ def _parts(registry: PluginRegistry, kind: Kind, table: object, section: str) ->
                 continue
             parts[name] = Part(name, registration, defaults)
     for name, body in table.items():
-        key = options.join_key(section, name)
+        key = schema.join_key(section, name)
         if not isinstance(body, Mapping):
             raise ConfigError(key, "a table", got=body)
         body = dict(body)
@@ -418,9 +416,9 @@ def _parts(registry: PluginRegistry, kind: Kind, table: object, section: str) ->
         timing = BufferTiming()
         if kind == "buffers":
             timing_keys = {k: body.pop(k) for k in ("max_delay_ms", "max_chars") if k in body}
-            timing = options.build(BufferTiming, timing_keys, key)
+            timing = schema.build(BufferTiming, timing_keys, key)
         parts[name] = Part(
-            name, registration, options.build(registration.options, body, key), timing
+            name, registration, schema.build(registration.options, body, key), timing
         )
     return parts
 
@@ -432,14 +430,14 @@ def _routes(table: object, parts: Mapping[str, Mapping[str, Part]]) -> dict[str,
         )
     routes: dict[str, RouteSettings] = {}
     for path, body in table.items():
-        key = options.join_key("routes", path)
+        key = schema.join_key("routes", path)
         if not path.startswith("/"):
             raise ConfigError(key, "a path starting with /", got=path)
         if isinstance(body, Mapping) and body.get("transport") == "openai":
             body = {"formatter": "openai", "methods": ["POST"], **body}
         if isinstance(body, Mapping) and body.get("conversation"):
             body = {"formatter": "chat", **body}
-        route = options.build(RouteSettings, body, key)
+        route = schema.build(RouteSettings, body, key)
         if route.transport == "openai" and (
             route.formatter != "openai" or route.methods != ("POST",)
         ):

@@ -97,5 +97,5 @@ def shutdown(app: web.Application) -> Any:
 def register_routes(app: web.Application) -> None:
     """Called once while the app is built: add extra routes with ``app.router.add_get(...)``.
 
-    Wrap a handler with ``streamserver.app.guarded(path, handler)`` to put it behind the same auth,
+    Wrap a handler with ``streamserver.web.app.guarded(path, handler)`` to put it behind the same auth,
     rate limits and CORS as the built-in routes."""

@@ -21,7 +21,7 @@ from typing import Any
 from .config import Config, RouteSettings, load_config
 from .errors import ProviderError
 from .service import StreamService
-from .stream_request import parse_stream_params
+from .web.request import parse_stream_params
 
 _ROUTE = RouteSettings(
     transport="ws", formatter="production", allow=("model", "provider", "max_tokens", "buffer")

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Protocol, TypeAlias
 
 from .errors import ProviderError
-from .sinks import SinkFanout
+from .sink_fanout import SinkFanout
 from .streams import Stream
 from .types import (
     Buffer,

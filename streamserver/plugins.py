@@ -30,7 +30,7 @@ DEFAULT_PLUGINS = (
     "streamserver.builtins.anthropic_provider",
     "streamserver.builtins.buffers",
     "streamserver.builtins.formatters",
-    "streamserver.builtins.compat_formatters",
+    "streamserver.builtins.ecosystem_formatters",
     "streamserver.builtins.sinks",
     "streamserver.builtins.prometheus_sink",
     "streamserver.builtins.sqlite_conversations",

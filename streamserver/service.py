@@ -18,12 +18,12 @@ from .conversations import ConversationStore
 from .errors import ConfigError, StreamRejected
 from .pipeline import Encoder, Epilogue, StreamPlan, StreamRun
 from .security import Access
-from .sinks import SinkFanout
-from .stream_request import StreamParams
+from .sink_fanout import SinkFanout
 from .streams import Stream, StreamLog, StreamRegistry
 from .transports.sse import SSEConnections, SSEEncoder
 from .transports.ws import Socket, WSEncoder
 from .types import GenerationRequest, MetricsSink, Provider, StreamStart, Transport
+from .web.request import StreamParams
 
 log = logging.getLogger("streamserver")
 

@@ -22,7 +22,7 @@ from aiohttp.test_utils import TestServer
 from httpx_sse import ServerSentEvent, aconnect_sse
 
 import streamserver
-from streamserver.fake_upstream import FakeUpstream
+from streamserver.devtools.fake_upstream import FakeUpstream
 
 # tests/ is importable so that plugins.modules can name "fakes.scripted_provider".
 sys.path.insert(0, str(Path(__file__).resolve().parent))

@@ -13,7 +13,7 @@ from aiohttp.test_utils import TestServer
 from conftest import SCRIPTED, Client, base_config, script, wait_until
 
 import streamserver
-from streamserver.app import SERVICE
+from streamserver.web.keys import SERVICE
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ from conftest import SCRIPTED, base_config, script
 from fakes.tcp_proxy import TCPProxy
 
 import streamserver
-from streamserver.app import SERVICE
 from streamserver.client import (
     End,
     Error,
@@ -23,6 +22,7 @@ from streamserver.client import (
     WebSocketStream,
     stream_sync,
 )
+from streamserver.web.keys import SERVICE
 
 DELTAS = [f"word{i} " for i in range(60)]
 

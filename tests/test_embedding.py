@@ -17,8 +17,8 @@ from aiohttp.test_utils import TestServer
 from conftest import FAST_SIMULATED, Received, ServeFactory, base_config, wait_until
 
 import streamserver
-from streamserver.app import CONFIG
 from streamserver.builtins.simulated import tokenize
+from streamserver.web.keys import CONFIG
 
 PROMPT = "Embedded apps stream too."
 

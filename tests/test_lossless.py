@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import streamserver
-from streamserver.app import SERVICE
+from streamserver.web.keys import SERVICE
 
 BUFFERS = ["raw", "delimiter", "word", "sentence"]
 FORMATTERS = ["simple", "events", "progress", "production", "openai", "ai-sdk", "text"]

@@ -137,7 +137,7 @@ async def test_a_non_streaming_failure_is_an_error_response(base_url):
 
 async def test_cancelling_the_sdk_stream_closes_the_server_stream(serve):
     import streamserver
-    from streamserver.app import SERVICE
+    from streamserver.web.keys import SERVICE
 
     app = streamserver.create_app(base_config(**SCRIPTED))
     client = await serve(app=app)

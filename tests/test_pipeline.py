@@ -8,7 +8,7 @@ import pytest
 from conftest import SCRIPTED, base_config, script, wait_until
 
 import streamserver
-from streamserver.app import SERVICE
+from streamserver.web.keys import SERVICE
 
 
 def stream_tasks() -> list[asyncio.Task[object]]:

@@ -8,7 +8,7 @@ import json
 from conftest import SCRIPTED, base_config, script, wait_until
 
 import streamserver
-from streamserver.app import SERVICE
+from streamserver.web.keys import SERVICE
 
 DELTAS = [f"d{i} " for i in range(30)]
 

@@ -15,7 +15,7 @@ from conftest import SCRIPTED, base_config, script
 from httpx_sse import aconnect_sse
 
 import streamserver
-from streamserver.app import SERVICE
+from streamserver.web.keys import SERVICE
 
 NOISE = ("Traceback", "Task was destroyed", "Unclosed", "Error")
 

@@ -13,7 +13,7 @@ import pytest
 from conftest import base_config, wait_until
 
 import streamserver
-from streamserver.app import SERVICE
+from streamserver.web.keys import SERVICE
 
 FIXTURES = Path(__file__).resolve().parent / "plugin_fixtures"
 PROMPT = "Sinks must never touch this text: 🙂, tabs\t and\r\nline ends."
@@ -104,7 +104,7 @@ async def test_a_blocking_sink_does_not_delay_streams(serve):
 async def test_calls_for_a_stuck_sink_beyond_its_queue_are_dropped_with_a_warning(
     serve, monkeypatch, caplog
 ):
-    monkeypatch.setattr(streamserver.sinks, "QUEUE_LIMIT", 4)
+    monkeypatch.setattr(streamserver.sink_fanout, "QUEUE_LIMIT", 4)
     app = streamserver.create_app(with_sinks("blocking", blocking={"block_s": 5}))
     client = await serve(app=app)
     (blocking,) = [s for s in app[SERVICE].sink_list if type(s).__name__ == "BlockingSink"]

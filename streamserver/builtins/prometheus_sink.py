@@ -171,7 +171,8 @@ def register_metrics_sinks(register: Register) -> None:
 @hookimpl
 def register_routes(app: web.Application) -> None:
     """``GET /metrics`` when the ``prometheus`` sink is on."""
-    from ..app import CONFIG, SERVICE, guarded
+    from ..web.app import guarded
+    from ..web.keys import CONFIG, SERVICE
 
     config = app[CONFIG]
     part = next((p for p in config.sinks if p.name == "prometheus"), None)

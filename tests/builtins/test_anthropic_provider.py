@@ -9,7 +9,7 @@ import pytest
 from conftest import FAST_SIMULATED, base_config
 
 import streamserver
-from streamserver.fake_upstream import Plan
+from streamserver.devtools.fake_upstream import Plan
 
 
 def anthropic_config(base_url: str, **options):

@@ -9,8 +9,8 @@ import pytest
 from conftest import upstream_config, wait_until
 
 import streamserver
-from streamserver.app import SERVICE
-from streamserver.fake_upstream import Plan
+from streamserver.devtools.fake_upstream import Plan
+from streamserver.web.keys import SERVICE
 
 
 def contents(got) -> str:

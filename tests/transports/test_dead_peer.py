@@ -21,7 +21,7 @@ from aiohttp.test_utils import TestServer
 from conftest import SCRIPTED, base_config, script, wait_until
 
 import streamserver
-from streamserver.app import SERVICE
+from streamserver.web.keys import SERVICE
 
 TAG = f"{os.getpid() % 100000}"
 NAMESPACE = f"ssdp{TAG}"

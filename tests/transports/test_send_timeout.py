@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 from conftest import base_config, wait_until
 
 import streamserver
-from streamserver.app import SERVICE
+from streamserver.web.keys import SERVICE
 
 SEND_TIMEOUT_S = 0.5
 ENDLESS = {"ttft_ms": 0, "tokens_per_second": 0, "answer_tokens": 1_000_000}

@@ -12,7 +12,7 @@ import websockets
 from conftest import SCRIPTED, base_config, script, wait_until
 
 import streamserver
-from streamserver.app import SERVICE
+from streamserver.web.keys import SERVICE
 
 
 def ws_url(client, path="/ws/stream") -> str:

@@ -10,7 +10,7 @@ import websockets
 from conftest import SCRIPTED, base_config, script, wait_until
 
 import streamserver
-from streamserver.app import SERVICE
+from streamserver.web.keys import SERVICE
 
 DELTAS = [f"w{i} " for i in range(40)]
 KEYS = "alice:sk-alice-0123456789,bob:sk-bob-9876543210"

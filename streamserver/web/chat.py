@@ -19,16 +19,16 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
-from .config import RouteSettings
-from .conversations import Conversation, ConversationStore, Status, StoredMessage, check_id, window
-from .errors import StreamRejected
-from .http_errors import json_errors
-from .security import KEY_ID
-from .service import StreamService
-from .stream_request import parse_stream_params
-from .streams import Stream
-from .transports import ws
-from .types import Event, StreamEnd
+from ..config import RouteSettings
+from ..conversations import Conversation, ConversationStore, Status, StoredMessage, check_id, window
+from ..errors import StreamRejected
+from ..security import KEY_ID
+from ..service import StreamService
+from ..streams import Stream
+from ..transports import ws
+from ..types import Event, StreamEnd
+from .guard import json_errors
+from .request import parse_stream_params
 
 log = logging.getLogger("streamserver.chat")
 T = TypeVar("T")

@@ -13,7 +13,7 @@ import sys
 from dataclasses import asdict
 from typing import Any
 
-from .client import End, Error, StreamClient, StreamFailed, Token, WebSocketStream
+from .http import End, Error, StreamClient, StreamFailed, Token, WebSocketStream
 
 
 async def ask(prompt: str, url: str, *, ws: bool, raw: bool, options: dict[str, Any]) -> int:

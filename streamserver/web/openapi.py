@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .config import Config, RouteSettings
-from .version import __version__
+from ..config import Config, RouteSettings
+from ..version import __version__
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
 _EVENT = {

@@ -1,11 +1,4 @@
-"""Python clients for streamserver: over HTTP (SSE, with resume), over WebSocket, and in-process.
-
-::
-
-    async with StreamClient("http://127.0.0.1:8000") as client:
-        async for event in client.stream("Tell me a story"):
-            if isinstance(event, Token):
-                print(event.content, end="", flush=True)
+"""The clients of a running server: ``StreamClient`` over SSE and ``WebSocketStream``.
 
 A dropped connection is resumed with ``Last-Event-ID`` (exponential backoff with jitter, bounded
 attempts), so the caller sees every token exactly once and the server generates the answer once.
@@ -23,7 +16,7 @@ from typing import Any, TypeAlias
 
 import aiohttp
 
-from .sse_decoder import SSEDecoder
+from ..sse_decoder import SSEDecoder
 
 __all__ = [
     "End",

@@ -13,9 +13,9 @@ from typing import Any
 
 from aiohttp import web
 
-from .config import Config, RouteSettings
-from .errors import StreamRejected
-from .types import Message
+from ..config import Config, RouteSettings
+from ..errors import StreamRejected
+from ..types import Message
 
 _OVERRIDES = ("model", "provider", "max_tokens", "buffer", "format")
 _FIELDS = frozenset({"prompt", "messages", *_OVERRIDES})

@@ -10,28 +10,26 @@ import inspect
 import json
 import logging
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
-from . import chat, openai_api, openapi, security
-from .config import Config, RouteSettings, load_config
-from .errors import StreamRejected
-from .http_errors import error_response, json_errors
-from .service import StreamService
-from .stream_request import parse_stream_params, read_fields
-from .streams import Stream
-from .transports import sse, ws
+from .. import security
+from ..config import Config, RouteSettings, load_config
+from ..errors import StreamRejected
+from ..service import StreamService
+from ..streams import Stream
+from ..transports import sse, ws
+from . import chat, openai_api, openapi
+from .guard import error_response, json_errors
+from .keys import CONFIG, SERVICE, Handler
+from .request import parse_stream_params, read_fields
 
 log = logging.getLogger("streamserver")
 
-CONFIG = web.AppKey("streamserver.config", Config)
-SERVICE = web.AppKey("streamserver.service", StreamService)
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-STATIC_DIR = Path(__file__).resolve().parent / "static"
+STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 """The demo page and its script and stylesheet, shipped in the package."""
 ConfigSource = str | os.PathLike[str] | Mapping[str, Any] | Config
 

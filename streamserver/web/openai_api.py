@@ -15,12 +15,12 @@ from typing import Any
 
 from aiohttp import web
 
-from .config import RouteSettings
-from .errors import StreamRejected
-from .service import StreamService
-from .stream_request import StreamParams, parse_stream_params
-from .streams import Stream
-from .transports import sse
+from ..config import RouteSettings
+from ..errors import StreamRejected
+from ..service import StreamService
+from ..streams import Stream
+from ..transports import sse
+from .request import StreamParams, parse_stream_params
 
 _IGNORED = frozenset(
     {"temperature", "top_p", "frequency_penalty", "presence_penalty", "stop", "seed", "user", "logit_bias",

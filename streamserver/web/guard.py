@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from .errors import StreamRejected
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+from ..errors import StreamRejected
+from .keys import Handler
 
 
 def error_response(error: StreamRejected) -> web.Response:

@@ -1,0 +1,32 @@
+"""Python clients of a running streamserver: over HTTP (SSE, with resume) and over WebSocket,
+and the ``streamserver ask`` command built on them.
+
+::
+
+    async with StreamClient("http://127.0.0.1:8000") as client:
+        async for event in client.stream("Tell me a story"):
+            if isinstance(event, Token):
+                print(event.content, end="", flush=True)
+"""
+
+from .http import (
+    End,
+    Error,
+    Start,
+    StreamClient,
+    StreamFailed,
+    Token,
+    WebSocketStream,
+    stream_sync,
+)
+
+__all__ = [
+    "End",
+    "Error",
+    "Start",
+    "StreamClient",
+    "StreamFailed",
+    "Token",
+    "WebSocketStream",
+    "stream_sync",
+]

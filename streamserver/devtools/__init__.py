@@ -1,0 +1,1 @@
+"""Tools for developing against streamserver without a real model: the fake upstream."""

@@ -1,0 +1,19 @@
+"""The app's typed state keys and the handler type: one home that every handler, and any plugin
+that adds routes, imports instead of the app factory."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from ..config import Config
+from ..service import StreamService
+
+CONFIG = web.AppKey("config", Config)
+"""The validated configuration the app serves."""
+SERVICE = web.AppKey("service", StreamService)
+"""The app's runtime: providers, sinks, the stream registry."""
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+"""An aiohttp request handler."""
