@@ -16,6 +16,7 @@ import logging
 from dataclasses import dataclass
 
 from streamserver import hookimpl
+from streamserver.types import BaseSink
 
 log = logging.getLogger("streamserver.slow_first_token")
 
@@ -25,19 +26,16 @@ class SlowFirstTokenOptions:
     threshold_ms: float = 2000.0
 
 
-class SlowFirstTokenSink:
+class SlowFirstTokenSink(BaseSink):
     """Logs a warning, and counts, when a stream's time to first token passes the threshold.
 
-    It runs on the sinks' worker thread (no ``inline = True``), so even a slow log handler could
-    never delay a stream.
+    It runs on the sinks' worker thread (``BaseSink.inline`` is False), so even a slow log handler
+    could never delay a stream. ``BaseSink`` ignores the lifecycle calls it does not override.
     """
 
     def __init__(self, options: SlowFirstTokenOptions) -> None:
         self.threshold_s = options.threshold_ms / 1000
         self.slow = 0
-
-    def stream_started(self, info):
-        pass
 
     def first_token(self, info, ttft_s):
         if ttft_s > self.threshold_s:
@@ -46,12 +44,6 @@ class SlowFirstTokenSink:
                 "slow first token: stream %s (%s/%s on %s) took %.0f ms",
                 info.stream_id, info.provider, info.model, info.route, ttft_s * 1000,
             )  # fmt: skip
-
-    def stream_finished(self, info, summary):
-        pass
-
-    def request_rejected(self, route, status, code):
-        pass
 
     def snapshot(self):
         return {"slow_first_tokens": self.slow}

@@ -15,8 +15,7 @@ from typing import Any, Literal
 
 from . import schema
 from .errors import ConfigError
-from .plugins import Kind, PluginRegistry
-from .types import Registration
+from .plugins import Kind, PluginRegistry, Registration
 
 Override = Literal["model", "provider", "max_tokens", "buffer", "format"]
 

@@ -8,10 +8,8 @@ once for every part they offer::
     def register_buffers(register):
         register("markdown", MarkdownBuffer, options=MarkdownOptions)
 
-``register(name, factory, *, options=NoOptions, description="")``: ``options`` is a frozen
-dataclass whose fields are the keys allowed in that part's config section; the core validates the
-section into an instance of it and passes that instance to the factory. Names are global per kind:
-two plugins registering one name is a start-up error that names both.
+``Register`` below says what ``register`` takes. Names are global per kind: two plugins
+registering one name is a start-up error that names both.
 
 None of these hooks runs per token or per stream: the ``register_*`` hooks run once when the
 plugins load, the app hooks once per application.
@@ -20,7 +18,7 @@ plugins load, the app hooks once per application.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pluggy
 
@@ -30,7 +28,25 @@ if TYPE_CHECKING:
 hookspec = pluggy.HookspecMarker("streamserver")
 hookimpl = pluggy.HookimplMarker("streamserver")
 
-Register = Callable[..., None]
+
+class Register(Protocol):
+    """What a ``register_*`` hook receives: call it once per part the plugin offers."""
+
+    def __call__(
+        self,
+        name: str,
+        factory: Callable[..., Any],
+        *,
+        options: type = ...,
+        description: str = "",
+    ) -> None:
+        """Offer ``factory`` under ``name``.
+
+        ``options`` is a frozen dataclass whose fields are the keys allowed in the part's config
+        section (default: none allowed); the core validates the section into an instance of it and
+        passes that to the factory. ``description`` shows in ``check-config``.
+        """
+        ...
 
 
 @hookspec

@@ -221,7 +221,7 @@ class StreamRun:
         iterator = plan.provider.stream(plan.request)
         tokens = 0
         # A buffer that holds nothing back (``raw``) is skipped: each delta is its own segment.
-        passthrough = getattr(buffer, "passthrough", False)
+        passthrough = getattr(buffer, "passthrough", False)  # optional: Buffer.passthrough
         high_water = log_.high_water
         try:
             # Hot loop. Shaped for speed: locals only, no per-token hook, no allocation beyond
@@ -325,7 +325,8 @@ class StreamRun:
 
 
 async def _aclose(iterator: AsyncIterator[object]) -> None:
-    """Close a provider's iterator (and with it the upstream request), whatever it is."""
+    """Close a provider's iterator, and with it the upstream request (``Provider.stream``: an
+    iterator with ``aclose``, as every async generator has, is closed; any other is dropped)."""
     aclose = getattr(iterator, "aclose", None)
     if aclose is not None:
         try:

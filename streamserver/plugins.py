@@ -16,13 +16,12 @@ import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from types import ModuleType
-from typing import Literal, TypeAlias
+from typing import Any, Literal, TypeAlias
 
 import pluggy
 
 from . import hookspecs
 from .errors import ConfigError
-from .types import NoOptions, Registration
 
 DEFAULT_PLUGINS = (
     "streamserver.builtins.simulated",
@@ -47,6 +46,23 @@ KINDS: tuple[Kind, ...] = (
     "metrics_sinks",
     "conversation_stores",
 )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class NoOptions:
+    """The options class of a part that takes none: its config section must be empty."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Registration:
+    """One named factory a plugin registered (see ``hookspecs.Register``)."""
+
+    kind: str
+    name: str
+    factory: Callable[..., Any]
+    options: type
+    plugin: str
+    description: str = ""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -138,12 +154,12 @@ class PluginRegistry:
                 continue
             impl.function(register=self._registrar(kind, impl.plugin_name))
 
-    def _registrar(self, kind: Kind, plugin: str) -> Callable[..., None]:
+    def _registrar(self, kind: Kind, plugin: str) -> hookspecs.Register:
         table = self.parts[kind]
 
         def register(
             name: str,
-            factory: Callable[..., object],
+            factory: Callable[..., Any],
             *,
             options: type = NoOptions,
             description: str = "",

@@ -178,7 +178,7 @@ class StreamService:
             known = {f.name for f in dataclasses.fields(formatter_settings)}
             overrides = {k: v for k, v in formatter_options.items() if k in known}
             formatter_settings = dataclasses.replace(formatter_settings, **overrides)
-        formatter = formatter_part.registration.factory(formatter_settings, transport)  # type: ignore[operator]
+        formatter = formatter_part.registration.factory(formatter_settings, transport)
         encoder: Encoder = (
             WSEncoder()
             if transport == "ws"
@@ -190,7 +190,7 @@ class StreamService:
             info=info,
             provider=provider,
             request=GenerationRequest(params.messages, model, max_tokens),
-            buffer=buffer_part.registration.factory(buffer_part.options),  # type: ignore[operator]
+            buffer=buffer_part.registration.factory(buffer_part.options),
             max_delay_s=buffer_part.timing.max_delay_ms / 1000,
             max_chars=buffer_part.timing.max_chars,
             formatter=formatter,
@@ -218,7 +218,7 @@ class StreamService:
         stream.info = info
         if epilogue is not None:
             stream.sent = []
-        stream.headers.update(getattr(formatter, "headers", {}))
+        stream.headers.update(getattr(formatter, "headers", {}))  # optional: Formatter.headers
         run = StreamRun(stream, plan, self.sinks)
         self.streams.add(
             stream,

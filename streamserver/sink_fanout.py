@@ -4,7 +4,8 @@ A sink that raises is logged and skipped. A sink that blocks cannot slow streams
 on a worker thread of their own unless they declare ``inline = True`` (the built-ins do: they only
 update counters, and inline calls keep ``/v1/stream/metrics`` exact the moment a stream ends). The
 worker's queue is bounded; when a stuck sink lets it fill, calls are dropped and counted.
-Methods a sink does not define are simply not called (``stream_resumed`` is optional).
+Every sink method is optional (see ``types.MetricsSink``): each sink's methods are looked up once,
+when the app starts, and one it does not define is never called.
 """
 
 from __future__ import annotations
@@ -12,10 +13,10 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from .types import MetricsSink, StreamEnd, StreamStart
+from .types import SINK_METHODS, MetricsSink, StreamEnd, StreamStart
 
 log = logging.getLogger("streamserver.sinks")
 
@@ -28,21 +29,24 @@ class SinkFanout:
 
     def __init__(self, sinks: Sequence[MetricsSink]) -> None:
         self.sinks = tuple(sinks)
-        self.inline = tuple(s for s in self.sinks if getattr(s, "inline", False))
-        self.threaded = tuple(s for s in self.sinks if not getattr(s, "inline", False))
+        inline = [s for s in self.sinks if getattr(s, "inline", False)]
+        threaded = [s for s in self.sinks if not getattr(s, "inline", False)]
+        # Bound methods by lifecycle call, resolved once: a call is then a loop over what exists.
+        self._inline = _methods(inline)
+        self._threaded = _methods(threaded)
         self.dropped = 0
         self._queue: queue.Queue[Any] = queue.Queue(QUEUE_LIMIT)
         self._worker: threading.Thread | None = None
-        if self.threaded:
+        if threaded:
             self._worker = threading.Thread(
                 target=self._work, name="streamserver-sinks", daemon=True
             )
             self._worker.start()
 
     def _each(self, method: str, *args: object) -> None:
-        for sink in self.inline:
-            _call(sink, method, args)
-        if self.threaded:
+        for function in self._inline[method]:
+            _call(function, method, args)
+        if self._threaded[method]:
             try:
                 self._queue.put_nowait((method, args))
             except queue.Full:
@@ -53,8 +57,8 @@ class SinkFanout:
     def _work(self) -> None:
         while (item := self._queue.get()) is not _STOP:
             method, args = item
-            for sink in self.threaded:
-                _call(sink, method, args)
+            for function in self._threaded[method]:
+                _call(function, method, args)
 
     def close(self, timeout_s: float = 2.0) -> None:
         """Let the worker finish what is queued (up to ``timeout_s``), then stop it."""
@@ -66,31 +70,37 @@ class SinkFanout:
             self._worker.join(timeout_s)
 
     def stream_started(self, info: StreamStart) -> None:
-        """See ``MetricsSink.stream_started``."""
+        """Tell every sink a stream started."""
         self._each("stream_started", info)
 
     def first_token(self, info: StreamStart, ttft_s: float) -> None:
-        """See ``MetricsSink.first_token``."""
+        """Tell every sink a stream's first token arrived."""
         self._each("first_token", info, ttft_s)
 
     def stream_finished(self, info: StreamStart, summary: StreamEnd) -> None:
-        """See ``MetricsSink.stream_finished``."""
+        """Tell every sink a stream ended."""
         self._each("stream_finished", info, summary)
 
     def request_rejected(self, route: str, status: int, code: str) -> None:
-        """See ``MetricsSink.request_rejected``."""
+        """Tell every sink a request was refused."""
         self._each("request_rejected", route, status, code)
 
     def stream_resumed(self, info: StreamStart) -> None:
-        """A reader reattached to a stream with ``Last-Event-ID`` (optional for sinks)."""
+        """Tell every sink a reader reattached past a stream's start."""
         self._each("stream_resumed", info)
 
 
-def _call(sink: object, method: str, args: tuple[object, ...]) -> None:
-    function = getattr(sink, method, None)
-    if function is None:
-        return
+def _methods(sinks: Sequence[MetricsSink]) -> dict[str, tuple[Callable[..., object], ...]]:
+    found: dict[str, tuple[Callable[..., object], ...]] = {}
+    for method in SINK_METHODS:
+        functions = (getattr(sink, method, None) for sink in sinks)
+        found[method] = tuple(f for f in functions if f is not None)
+    return found
+
+
+def _call(function: Callable[..., object], method: str, args: tuple[object, ...]) -> None:
     try:
         function(*args)
     except Exception:
-        log.exception("metrics sink %s failed in %s", type(sink).__name__, method)
+        owner = type(getattr(function, "__self__", function)).__name__
+        log.exception("metrics sink %s failed in %s", owner, method)

@@ -1,16 +1,18 @@
 """The interfaces every part of the pipeline is written against.
 
 Providers, buffers, formatters and metrics sinks are ``typing.Protocol``s: a plugin implements one
-without importing anything from the core but these names. The data that crosses them is plain,
-frozen and serialisable, so a stream's events can live in another process's store one day.
+without importing anything from the core but these names. Members marked *optional* may be left
+out; the core reads them once per stream or per app (never per token) and uses the default. The
+data that crosses them is plain, frozen and serialisable, so a stream's events can live in another
+process's store one day.
 
 Pipeline: ``Provider --deltas--> Buffer --segments--> Formatter --events--> StreamLog``.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Literal, Protocol, TypeAlias
 
 Transport: TypeAlias = Literal["sse", "ws"]
@@ -67,8 +69,6 @@ class Provider(Protocol):
     """Turns a generation request into an async iterator of deltas.
 
     One instance per ``[providers.<name>]`` section, created at start-up and closed at shutdown.
-    Closing the iterator (``aclose()``) must close the upstream request at once: that is how a
-    client that goes away stops the generation it no longer wants.
     """
 
     @property
@@ -77,12 +77,21 @@ class Provider(Protocol):
         ...
 
     def stream(self, request: GenerationRequest) -> AsyncIterator[Delta]:
-        """Start generating; the returned iterator yields text deltas then at most one Finish."""
+        """Start generating; the returned iterator yields text deltas then at most one Finish.
+
+        When the stream ends for any reason the core calls the iterator's ``aclose()`` if it has
+        one (an async generator does), and that must close the upstream request at once: it is how
+        a client that goes away stops the generation it no longer wants.
+        """
         ...
 
     async def aclose(self) -> None:
         """Release connections and clients at shutdown."""
         ...
+
+    error_responses: Mapping[int, int]
+    """Optional: the upstream's HTTP error responses so far, by status (retried ones included),
+    for ``/metrics``. A provider without it reports none."""
 
 
 class Buffer(Protocol):
@@ -93,6 +102,10 @@ class Buffer(Protocol):
     The core drives the flush timer (``max_delay_ms``) and ``max_chars`` for every buffer, using
     ``held`` to know whether text is waiting.
     """
+
+    passthrough: bool
+    """Optional (default False): True for a buffer that never holds text back (``raw``). The core
+    then skips it and makes each delta its own segment, with no push, no ``held`` and no timer."""
 
     @property
     def held(self) -> int:
@@ -174,10 +187,11 @@ class Formatter(Protocol):
     """
 
     token_event: str | None
-    """SSE event name of segment events (``None`` = the default ``message``).
+    """SSE event name of segment events (``None`` = the default ``message``)."""
 
-    A formatter may also have a ``headers`` mapping: extra response headers its clients expect.
-    """
+    headers: Mapping[str, str]
+    """Optional (default none): extra response headers its clients expect (e.g. the AI SDK's
+    ``x-vercel-ai-ui-message-stream``), read once when the stream starts."""
 
     def start(self, info: StreamStart) -> Sequence[Event]:
         """Events sent before the first segment (may be empty)."""
@@ -197,12 +211,16 @@ class Formatter(Protocol):
 
 
 class MetricsSink(Protocol):
-    """Observes stream lifecycles; never called per token.
+    """Observes stream lifecycles; never called per token. One instance per app.
 
     Calls run on a worker thread of their own, so a slow sink never slows a stream, unless the sink
-    has ``inline = True`` (then it must not block: it runs on the event loop). Optional methods:
-    ``stream_resumed(info)``.
+    has ``inline = True`` (then it must not block: it runs on the event loop). Every method is
+    optional: the core calls only those a sink defines. ``BaseSink`` has them all as no-ops, so a
+    sink that subclasses it overrides just what it needs.
     """
+
+    inline: bool
+    """Optional (default False): run on the event loop instead of the sinks' worker thread."""
 
     def stream_started(self, info: StreamStart) -> None:
         """A stream was accepted and its generation started."""
@@ -216,6 +234,10 @@ class MetricsSink(Protocol):
         """The stream ended, whatever the outcome."""
         ...
 
+    def stream_resumed(self, info: StreamStart) -> None:
+        """A reader reattached to the stream past its first event (``Last-Event-ID``, ``resume``)."""
+        ...
+
     def request_rejected(self, route: str, status: int, code: str) -> None:
         """A stream request was refused before it started."""
         ...
@@ -225,19 +247,36 @@ class MetricsSink(Protocol):
         ...
 
 
-@dataclass(frozen=True, slots=True)
-class NoOptions:
-    """The options class of a plugin that takes none: its config section must be empty."""
+SINK_METHODS = (
+    "stream_started",
+    "first_token",
+    "stream_finished",
+    "stream_resumed",
+    "request_rejected",
+)
+"""The lifecycle calls a metrics sink may receive (``snapshot`` is read, not sent)."""
 
 
-@dataclass(slots=True)
-class Registration:
-    """One named factory registered by a plugin (see ``hookspecs``)."""
+class BaseSink:
+    """A metrics sink that ignores everything: subclass it and override what you observe."""
 
-    kind: str
-    name: str
-    factory: object
-    options: type
-    plugin: str
-    description: str = ""
-    aliases: tuple[str, ...] = field(default_factory=tuple)
+    inline = False
+
+    def stream_started(self, info: StreamStart) -> None:
+        """Ignored."""
+
+    def first_token(self, info: StreamStart, ttft_s: float) -> None:
+        """Ignored."""
+
+    def stream_finished(self, info: StreamStart, summary: StreamEnd) -> None:
+        """Ignored."""
+
+    def stream_resumed(self, info: StreamStart) -> None:
+        """Ignored."""
+
+    def request_rejected(self, route: str, status: int, code: str) -> None:
+        """Ignored."""
+
+    def snapshot(self) -> dict[str, object]:
+        """No figures."""
+        return {}

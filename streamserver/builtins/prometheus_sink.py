@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from ..hookspecs import Register, hookimpl
-from ..types import StreamEnd, StreamStart
+from ..types import BaseSink, StreamEnd, StreamStart
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 _DURATION_BUCKETS = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
@@ -42,7 +42,7 @@ class PrometheusOptions:
     """Where the exposition is served."""
 
 
-class PrometheusSink:
+class PrometheusSink(BaseSink):
     """Stream lifecycle as Prometheus counters, a gauge and histograms."""
 
     inline = True  # prometheus-client updates are lock-protected counter increments
@@ -142,10 +142,6 @@ class PrometheusSink:
         """Count a refusal by route, status and code."""
         self.rejected.labels(route, str(status), code).inc()
 
-    def snapshot(self) -> dict[str, object]:
-        """Nothing for the JSON endpoint: the figures are at ``path``."""
-        return {}
-
     def render(self, upstream_errors: Mapping[str, Mapping[int, int]]) -> bytes:
         """The text exposition; ``upstream_errors`` are the providers' error-response counts."""
         for provider, by_status in upstream_errors.items():
@@ -183,7 +179,9 @@ def register_routes(app: web.Application) -> None:
         service = request.app[SERVICE]
         sink = next(s for s in service.sink_list if isinstance(s, PrometheusSink))
         upstream = {
-            name: dict(getattr(p, "error_responses", {})) for name, p in service.providers.items()
+            # optional: Provider.error_responses
+            name: dict(getattr(p, "error_responses", {}))
+            for name, p in service.providers.items()
         }
         return web.Response(
             body=sink.render(upstream), headers={"Content-Type": CONTENT_TYPE_LATEST}

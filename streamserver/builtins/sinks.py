@@ -9,7 +9,7 @@ from collections import Counter, deque
 from dataclasses import dataclass
 
 from ..hookspecs import Register, hookimpl
-from ..types import StreamEnd, StreamStart
+from ..types import BaseSink, StreamEnd, StreamStart
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,7 +20,7 @@ class MemoryOptions:
     """How many recent streams the latency percentiles are computed over."""
 
 
-class MemorySink:
+class MemorySink(BaseSink):
     """Counts in process memory: tokens, outcomes, rejections, and recent latencies."""
 
     inline = True  # plain counter updates: safe on the event loop, and exact when read
@@ -35,9 +35,6 @@ class MemorySink:
         self.rejected: Counter[str] = Counter()
         self.ttft_s: deque[float] = deque(maxlen=options.window)
         self.duration_s: deque[float] = deque(maxlen=options.window)
-
-    def stream_started(self, info: StreamStart) -> None:
-        """Nothing to count until it finishes (the registry counts live streams)."""
 
     def first_token(self, info: StreamStart, ttft_s: float) -> None:
         """Remember the time to first token."""
@@ -94,7 +91,7 @@ class LogOptions:
     """The logger the lines go to (configure its handler like any Python logger)."""
 
 
-class LogSink:
+class LogSink(BaseSink):
     """One structured JSON line per finished stream: id, route, provider, model, key id (never the
     key), tokens, time to first token, duration, outcome. Runs on the sinks' worker thread, so a
     slow log handler never delays a stream."""
@@ -126,10 +123,6 @@ class LogSink:
             "error": None if summary.error is None else summary.error.code,
         }
         self.log.info(json.dumps(record))
-
-    def snapshot(self) -> dict[str, object]:
-        """Nothing for the JSON endpoint."""
-        return {}
 
 
 @hookimpl

@@ -368,8 +368,9 @@ async def stream_metrics(request: web.Request) -> web.Response:
         "trimmed_events": service.streams.trimmed,
     }
     for sink in service.sink_list:
+        snapshot = getattr(sink, "snapshot", None)  # optional: MetricsSink.snapshot
         try:
-            figures.update(sink.snapshot())
+            figures.update(snapshot() if snapshot is not None else {})
         except Exception:  # one broken sink must not hide the others' figures
             log.exception("metrics sink %s failed in snapshot", type(sink).__name__)
     return web.json_response(figures)
