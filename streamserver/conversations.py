@@ -1,4 +1,5 @@
-"""Conversation history: the store interface, the SQLite store, and the window sent to a provider.
+"""Conversation history: the store interface and the window sent to a provider (the SQLite store
+is a built-in plugin, ``builtins/sqlite_conversations.py``).
 
 A conversation is a list of messages. A reply that was cancelled or failed is stored as the text the
 user actually received, marked as such, so the history never claims what the user did not see.

@@ -16,10 +16,11 @@ from typing import Any
 from .config import Config, Part, RouteSettings
 from .conversations import ConversationStore
 from .errors import ConfigError, StreamRejected
+from .log import StreamLog
 from .pipeline import Encoder, Epilogue, StreamPlan, StreamRun
 from .security import Access
 from .sink_fanout import SinkFanout
-from .streams import Stream, StreamLog, StreamRegistry
+from .streams import Stream, StreamRegistry
 from .transports.sse import SSEConnections, SSEEncoder
 from .transports.ws import Socket, WSEncoder
 from .types import GenerationRequest, MetricsSink, Provider, StreamStart, Transport

@@ -28,7 +28,6 @@ from streamserver.devtools.fake_upstream import FakeUpstream
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 REPO = Path(__file__).resolve().parent.parent
-TEST_PLUGINS = Path(__file__).resolve().parent / "plugins"
 
 FAST_SIMULATED = {"ttft_ms": 0, "tokens_per_second": 0, "seed": 7, "answer_tokens": 40}
 

@@ -1,4 +1,4 @@
-"""The SSE routes of the contract (DESIGN.md section 4) in their exact wire shape, as an independent
+"""The SSE routes of the contract (the README's route table) in their exact wire shape, as an independent
 SSE parser (httpx-sse) reads them from the routes the shipped ``config.toml`` declares; plus
 ``/health``, ``/v1/stream/metrics`` and the JSON errors of refused requests."""
 

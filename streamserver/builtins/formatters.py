@@ -1,4 +1,4 @@
-"""Built-in formatters: the wire shapes of the contract's routes (DESIGN.md section 4).
+"""Built-in formatters: the wire shapes of the contract's routes (the README's route table).
 
 Each has an SSE form (event name + JSON data) and a WebSocket form (one JSON message with a
 ``type``). Token events are built with the C string escaper rather than ``json.dumps`` on a dict:

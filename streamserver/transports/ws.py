@@ -25,7 +25,8 @@ from typing import Any, Literal
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from ..errors import StreamRejected
-from ..streams import Reader, Stream
+from ..log import Reader
+from ..streams import Stream
 from ..types import Event
 from .sse import BATCH_BYTES, Batch, SSEConnections
 
