@@ -24,8 +24,10 @@ from httpx_sse import ServerSentEvent, aconnect_sse
 import streamserver
 from streamserver.devtools.fake_upstream import FakeUpstream
 
-# tests/ is importable so that plugins.modules can name "fakes.scripted_provider".
+# tests/ is importable for the fakes (``fakes.tcp_proxy``), and tests/plugin_fixtures/, the home of
+# every test plugin, so that ``plugins.modules`` can name one ("scripted_provider").
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent / "plugin_fixtures"))
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -139,10 +141,10 @@ async def wait_until(predicate: Callable[[], bool], timeout: float = 2.0) -> Non
 
 
 SCRIPTED = {
-    "plugins": {"modules": ["fakes.scripted_provider"]},
+    "plugins": {"modules": ["scripted_provider"]},
     "providers": {"simulated": dict(FAST_SIMULATED), "scripted": {}},
 }
-"""Config sections that add the scripted test provider (see ``tests/fakes/scripted_provider.py``)."""
+"""Config sections that add the scripted test provider (see ``tests/plugin_fixtures/scripted_provider.py``)."""
 
 
 def script(deltas: list[str], **options: Any) -> str:

@@ -17,7 +17,7 @@ from aiohttp.test_utils import TestServer
 from conftest import FAST_SIMULATED, Received, ServeFactory, base_config, wait_until
 
 import streamserver
-from streamserver.builtins.simulated import tokenize
+from streamserver.tokens import tokenize
 from streamserver.web.keys import CONFIG
 
 PROMPT = "Embedded apps stream too."

@@ -95,8 +95,7 @@ def test_underscore_files_in_plugins_dir_are_not_plugins(tmp_path):
 # --- (c) plugins.modules ---------------------------------------------------------------------
 
 
-def test_module_named_in_plugins_modules_is_loaded(monkeypatch):
-    monkeypatch.syspath_prepend(str(FIXTURES))
+def test_module_named_in_plugins_modules_is_loaded():
     config = load(plugins={"modules": ["fixture_module_plugin"]})
     assert "fixture-module-buffer" in config.buffers
     assert config.registry.sources["fixture_module_plugin"].origin == "plugins.modules"
@@ -212,8 +211,7 @@ def test_plugin_registering_a_builtin_name_names_the_builtin_too(tmp_path):
     assert "my_word" in message
 
 
-def test_one_plugin_name_from_two_sources_names_both_origins(tmp_path, monkeypatch):
-    monkeypatch.syspath_prepend(str(FIXTURES))
+def test_one_plugin_name_from_two_sources_names_both_origins(tmp_path):
     folder = plugin_dir(tmp_path, fixture_module_plugin=raw_buffer_plugin("other"))
     message = config_error(
         server={"plugins_dir": str(folder)}, plugins={"modules": ["fixture_module_plugin"]}
@@ -300,8 +298,7 @@ def greeter_file(tmp_path: Path, greeter_section: str) -> Path:
     return path
 
 
-def test_plugin_option_without_a_default_must_be_configured(monkeypatch):
-    monkeypatch.syspath_prepend(str(FIXTURES))
+def test_plugin_option_without_a_default_must_be_configured():
     message = config_error(
         plugins={"modules": ["required_option_provider"]}, providers={"greeter": {"times": 2}}
     )
@@ -323,8 +320,7 @@ async def test_required_plugin_option_when_given_reaches_the_provider(tmp_path, 
     assert text == "hello there hello there"
 
 
-async def test_a_buffer_with_a_required_option_is_offered_once_configured(serve, monkeypatch):
-    monkeypatch.syspath_prepend(str(FIXTURES))
+async def test_a_buffer_with_a_required_option_is_offered_once_configured(serve):
     plugins = {"modules": ["required_option_provider"]}
     route = {"/cut": {"formatter": "simple", "allow": ["buffer", "model"]}}
     unconfigured = await serve(base_config(plugins=plugins, routes=route))

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from conftest import FAST_SIMULATED, REPO, Client, Received, base_config
 
-from streamserver.builtins.simulated import tokenize
+from streamserver.tokens import tokenize
 
 SHIPPED_ROUTES = tomllib.loads((REPO / "config.toml").read_text(encoding="utf-8"))["routes"]
 

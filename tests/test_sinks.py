@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 import time
-from pathlib import Path
 
 import pytest
 from conftest import base_config, wait_until
@@ -15,13 +14,7 @@ from conftest import base_config, wait_until
 import streamserver
 from streamserver.web.keys import SERVICE
 
-FIXTURES = Path(__file__).resolve().parent / "plugin_fixtures"
 PROMPT = "Sinks must never touch this text: 🙂, tabs\t and\r\nline ends."
-
-
-@pytest.fixture(autouse=True)
-def fixture_plugins_importable(monkeypatch):
-    monkeypatch.syspath_prepend(str(FIXTURES))
 
 
 def with_sinks(*sinks: str, **sink_options: dict) -> dict:

@@ -15,19 +15,14 @@ from __future__ import annotations
 import asyncio
 import math
 import random
-import re
 import sys
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 
 from ..errors import ProviderError
 from ..hookspecs import Register, hookimpl
+from ..tokens import tokenize
 from ..types import Delta, Finish, GenerationRequest, Usage
-
-_PIECES = re.compile(
-    r"'(?:s|t|re|ve|m|ll|d)\b| ?[^\W\d_]+| ?\d{1,3}| ?[^\s\w]+|\s+(?!\S)|\s+|.", re.DOTALL
-)
-"""A GPT-2 style pre-tokenizer; the final ``.`` makes every character belong to some piece."""
 
 _CORPUS = """\
 Streaming changes how people experience a model. The first words arrive while the rest is still \
@@ -46,19 +41,6 @@ configuration file and can see at a glance what each route will do. Developers c
 buffer in a few lines and test it against the same guarantees as the built-in ones. The result \
 is a server that is pleasant to run and easy to trust.\
 """
-
-
-def tokenize(text: str) -> list[str]:
-    """Split ``text`` into token-sized pieces; ``"".join(tokenize(t)) == t`` for every ``t``."""
-    pieces: list[str] = []
-    for piece in _PIECES.findall(text):
-        # Long words become several sub-word tokens, as a BPE vocabulary would split them.
-        while len(piece) > 7:
-            cut = 5 if piece[0] == " " else 4
-            pieces.append(piece[:cut])
-            piece = piece[cut:]
-        pieces.append(piece)
-    return pieces
 
 
 class _MarkovText:

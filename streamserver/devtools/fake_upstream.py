@@ -21,7 +21,7 @@ from typing import Any, Literal
 from aiohttp import web
 from multidict import CIMultiDict
 
-from ..builtins.simulated import tokenize
+from ..tokens import tokenize
 
 Fault = Literal["rate_limit", "server_error", "drop", "stall", "malformed", "error_event"]
 

@@ -1,1 +1,2 @@
-"""Fakes that run for real: a scripted provider plugin, and (later) a fake OpenAI upstream."""
+"""Fakes that run for real and are not plugins (a TCP proxy that cuts connections). Test plugins
+live in ``tests/plugin_fixtures/``."""

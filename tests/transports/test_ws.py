@@ -226,7 +226,7 @@ async def test_heartbeat_closes_a_peer_that_stops_answering_pings(serve):
 
 
 async def test_a_failure_while_sending_closes_the_socket_with_1011_not_silence(serve):
-    config = base_config(plugins={"modules": ["fakes.broken_formatter"]})
+    config = base_config(plugins={"modules": ["broken_formatter"]})
     client = await serve(config)
     async with websockets.connect(ws_url(client)) as socket:
         await socket.send(json.dumps({"prompt": "hello", "model": "echo", "format": "broken"}))

@@ -1,6 +1,6 @@
 """A formatter plugin with a bug, for tests: its segments are numbers, not text.
 
-Load it with ``plugins.modules = ["fakes.broken_formatter"]``; it registers ``broken``.
+Load it with ``plugins.modules = ["broken_formatter"]``; it registers ``broken``.
 """
 
 from __future__ import annotations

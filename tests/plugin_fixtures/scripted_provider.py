@@ -7,7 +7,7 @@ The last user message is a JSON script::
 ``then = "fail"`` raises a ``ProviderError`` after the deltas; ``"hang"`` waits forever (until the
 stream is cancelled). The provider records when each of its iterators was closed, so tests can
 prove that cancellation reaches the upstream. Load it with ``plugins.modules =
-["fakes.scripted_provider"]``.
+["scripted_provider"]``.
 """
 
 from __future__ import annotations
