@@ -69,6 +69,10 @@ class Provider(Protocol):
     One instance per ``[providers.<name>]`` section, created at start-up and closed at shutdown.
     Closing the iterator (``aclose()``) must close the upstream request at once: that is how a
     client that goes away stops the generation it no longer wants.
+
+    A provider may have a ``max_retries: int`` attribute: the pipeline then opens the stream again,
+    up to that many times, when it fails with a ``retryable`` ``ProviderError`` before its first
+    text (see ``pipeline.py``). Without it a failure is never retried.
     """
 
     @property
@@ -164,6 +168,8 @@ class StreamFailure:
     message: str
     stream_id: str = ""
     retryable: bool = False
+    retry_after_s: float | None = None
+    """How long the upstream asked to wait before trying again (its ``Retry-After``), if it said."""
 
 
 class Formatter(Protocol):

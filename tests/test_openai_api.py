@@ -6,7 +6,9 @@ import asyncio
 
 import openai
 import pytest
-from conftest import SCRIPTED, base_config, script
+from conftest import SCRIPTED, base_config, script, upstream_config
+
+from streamserver.fake_upstream import Plan
 
 
 @pytest.fixture
@@ -133,6 +135,22 @@ async def test_a_non_streaming_failure_is_an_error_response(base_url):
     await sdk.close()
 
     assert caught.value.status_code == 502
+
+
+async def test_a_non_streaming_upstream_rate_limit_is_a_429_with_its_retry_after(serve, upstream):
+    fake, url = upstream
+    fake.queue(Plan(fault="rate_limit", retry_after_s=7))
+    client = await serve(upstream_config(url, max_retries=0))
+    sdk = openai.AsyncOpenAI(base_url=client.base_url + "/v1", api_key="unused", max_retries=0)
+    with pytest.raises(openai.RateLimitError) as caught:
+        await sdk.chat.completions.create(
+            model="fake-model", messages=[{"role": "user", "content": "x"}]
+        )
+    await sdk.close()
+
+    assert caught.value.status_code == 429
+    assert caught.value.response.headers["Retry-After"] == "7"
+    assert caught.value.code == "upstream_rate_limited"
 
 
 async def test_cancelling_the_sdk_stream_closes_the_server_stream(serve):
