@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
+import httpx
 import openai
 import pytest
 from conftest import SCRIPTED, base_config, script, upstream_config
@@ -98,6 +100,20 @@ async def test_bad_messages_raise_bad_request(base_url):
     with pytest.raises(openai.BadRequestError):
         await sdk.chat.completions.create(model="echo", messages=[])
     await sdk.close()
+
+
+async def test_a_message_with_a_lone_surrogate_is_a_400(base_url):
+    # The SDKs cannot even send one (they encode strictly); JSON can spell it: "\\ud83d".
+    body = {"model": "echo", "messages": [{"role": "user", "content": "half an emoji \ud83d"}]}
+    async with httpx.AsyncClient() as http:
+        response = await http.post(
+            base_url + "/chat/completions",
+            content=json.dumps(body),
+            headers={"Content-Type": "application/json"},
+        )
+
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "invalid_text"
 
 
 async def test_an_unknown_parameter_raises_bad_request(base_url):
