@@ -66,11 +66,20 @@ class StreamRejected(Exception):
 class ProviderError(Exception):
     """A provider failed: ``code`` and ``message`` are safe to show a client (no secrets).
 
-    ``retryable`` says whether trying again later may succeed (rate limit, upstream 5xx).
+    ``retryable`` says whether trying again later may succeed (rate limit, upstream 5xx, a broken
+    connection); ``retry_after_s`` is how long the upstream asked to wait (its ``Retry-After``).
     """
 
-    def __init__(self, code: str, message: str, *, retryable: bool = False) -> None:
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        *,
+        retryable: bool = False,
+        retry_after_s: float | None = None,
+    ) -> None:
         self.code = code
         self.message = message
         self.retryable = retryable
+        self.retry_after_s = retry_after_s
         super().__init__(message)

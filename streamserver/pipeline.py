@@ -8,7 +8,9 @@ segment one formatter call, one encode and one append. Metrics sinks see lifecyc
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
+import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -19,6 +21,7 @@ from .sink_fanout import SinkFanout
 from .streams import Stream
 from .types import (
     Buffer,
+    Delta,
     Event,
     Finish,
     Formatter,
@@ -89,6 +92,7 @@ class StreamRun:
         "_encode",
         "_ended_with",
         "_format",
+        "_iterator",
         "_log",
         "_segments",
         "_started",
@@ -115,6 +119,8 @@ class StreamRun:
         self._ttft: float | None = None
         self._waiting = False
         self._watch: tuple[asyncio.TimerHandle | None, int, int] = (None, -1, 0)
+        self._iterator: AsyncIterator[Delta] | None = None
+        """The provider's open iterator (the current attempt's, while retrying)."""
         # Bound once: _emit runs for every segment.
         self._format = plan.formatter.segment
         self._encode = plan.encoder.segment
@@ -150,7 +156,9 @@ class StreamRun:
             failure = self._failure_of(reason)
         except ProviderError as exc:
             outcome = "error"
-            failure = StreamFailure(exc.code, exc.message, stream.id, exc.retryable)
+            failure = StreamFailure(
+                exc.code, exc.message, stream.id, exc.retryable, exc.retry_after_s
+            )
         except Exception:
             log.exception("stream %s failed", stream.id)
             outcome = "error"
@@ -211,6 +219,50 @@ class StreamRun:
         self._watch = (handle, self._tokens, quiet)
 
     async def _generate(self) -> None:
+        opening = self._opening()
+        try:
+            # The first text comes through _opening (which retries); the rest straight from the
+            # provider's iterator, so the retry costs the tokens after the first nothing.
+            if await self._relay(opening) and self._iterator is not None:
+                await self._relay(self._iterator)
+        finally:
+            await _aclose(opening)
+            if self._iterator is not None:
+                await _aclose(self._iterator)
+
+    async def _opening(self) -> AsyncIterator[Delta]:
+        """The provider's deltas up to its first text, opening the stream again (up to the
+        provider's ``max_retries`` times) when it fails with a retryable error before that text.
+
+        Until the first text the client has seen only the start event, so a retry is invisible to
+        it; after it, a failure ends the stream (the text already sent cannot be taken back). This
+        is the one retry of a provider: an SDK's own retries stop when the response's headers
+        arrive, and an upstream that answers, then drops before its first token, is retried too.
+        """
+        provider, request = self.plan.provider, self.plan.request
+        retries: int = getattr(provider, "max_retries", 0)  # optional: Provider.max_retries
+        for attempt in itertools.count():
+            iterator = self._iterator = provider.stream(request)
+            try:
+                async for delta in iterator:
+                    yield delta
+                    if type(delta) is str and delta:
+                        return  # the rest is read from the iterator itself (_generate)
+                self._iterator = None  # ended without text: nothing more to read
+                return
+            except ProviderError as exc:
+                if not exc.retryable or attempt >= retries:
+                    raise
+                delay = retry_delay(attempt, exc.retry_after_s)
+                if delay is None:
+                    raise
+                self._iterator = None
+                await _aclose(iterator)
+                log.info("stream %s: retrying the provider after %s", self.stream.id, exc.code)
+                await asyncio.sleep(delay)
+
+    async def _relay(self, deltas: AsyncIterator[Delta]) -> bool:
+        """Relay ``deltas`` into the log; False once ``max_tokens`` is reached."""
         plan = self.plan
         log_ = self.stream.log
         buffer = plan.buffer
@@ -218,51 +270,48 @@ class StreamRun:
         emit = self._emit
         max_tokens = plan.max_tokens
         max_chars = plan.max_chars
-        iterator = plan.provider.stream(plan.request)
-        tokens = 0
+        tokens = self._tokens
         # A buffer that holds nothing back (``raw``) is skipped: each delta is its own segment.
         passthrough = getattr(buffer, "passthrough", False)  # optional: Buffer.passthrough
         high_water = log_.high_water
-        try:
-            # Hot loop. Shaped for speed: locals only, no per-token hook, no allocation beyond
-            # what the buffer, formatter and encoder need.
-            async for delta in iterator:
-                if type(delta) is not str:
-                    if isinstance(delta, Finish):
-                        self._ended_with = delta
-                    continue
-                if not delta:
-                    continue
-                if not tokens:
-                    self._ttft = time.monotonic() - self._started
-                    self.sinks.first_token(plan.info, self._ttft)
-                tokens += 1
-                self._tokens = tokens
-                if passthrough:
-                    emit(delta)
-                else:
-                    for text in push(delta):
-                        emit(text)
-                    held = buffer.held
-                    if held:
-                        if max_chars and held >= max_chars:
-                            self._flush()
-                        elif self._timer is None and plan.max_delay_s:
-                            self._timer = asyncio.get_running_loop().call_later(
-                                plan.max_delay_s, self._flush
-                            )
-                    elif self._timer is not None:
-                        self._timer.cancel()
-                        self._timer = None
-                if tokens >= max_tokens:
-                    self._ended_with = Finish("length", plan.request.model)
-                    break
-                if log_.end - log_.floor >= high_water:  # the slowest reader is far behind
-                    self._waiting = True
-                    await log_.writable()
-                    self._waiting = False
-        finally:
-            await _aclose(iterator)
+        # Hot loop. Shaped for speed: locals only, no per-token hook, no allocation beyond
+        # what the buffer, formatter and encoder need.
+        async for delta in deltas:
+            if type(delta) is not str:
+                if isinstance(delta, Finish):
+                    self._ended_with = delta
+                continue
+            if not delta:
+                continue
+            if not tokens:
+                self._ttft = time.monotonic() - self._started
+                self.sinks.first_token(plan.info, self._ttft)
+            tokens += 1
+            self._tokens = tokens
+            if passthrough:
+                emit(delta)
+            else:
+                for text in push(delta):
+                    emit(text)
+                held = buffer.held
+                if held:
+                    if max_chars and held >= max_chars:
+                        self._flush()
+                    elif self._timer is None and plan.max_delay_s:
+                        self._timer = asyncio.get_running_loop().call_later(
+                            plan.max_delay_s, self._flush
+                        )
+                elif self._timer is not None:
+                    self._timer.cancel()
+                    self._timer = None
+            if tokens >= max_tokens:
+                self._ended_with = Finish("length", plan.request.model)
+                return False
+            if log_.end - log_.floor >= high_water:  # the slowest reader is far behind
+                self._waiting = True
+                await log_.writable()
+                self._waiting = False
+        return True
 
     def _emit(self, text: str) -> None:
         data = self._format(text, self._tokens)
@@ -322,6 +371,21 @@ class StreamRun:
         self.stream.summary = summary
         self.stream.log.close()
         self.sinks.stream_finished(self.plan.info, summary)
+
+
+MAX_RETRY_WAIT_S = 60.0
+"""A longer ``Retry-After`` is not waited for: the failure goes to the client, with the wait."""
+
+
+def retry_delay(attempt: int, retry_after_s: float | None) -> float | None:
+    """How long to wait before retry ``attempt`` (0 = the first); ``None``: do not retry.
+
+    The upstream's ``Retry-After`` when it gave one (up to ``MAX_RETRY_WAIT_S``), else exponential
+    backoff from 0.5 s up to 8 s with up to 25 % jitter, so retries from many streams spread out.
+    """
+    if retry_after_s is not None:
+        return retry_after_s if retry_after_s <= MAX_RETRY_WAIT_S else None
+    return min(0.5 * 2.0**attempt, 8.0) * (1 - 0.25 * random.random())
 
 
 async def _aclose(iterator: AsyncIterator[object]) -> None:

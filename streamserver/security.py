@@ -4,7 +4,9 @@
   Bearer``; every key is compared in constant time. Logs and limits use the key's id, never the key.
 - Browsers' EventSource and WebSocket cannot send headers: ``POST /v1/tickets`` (with a key) returns
   a short-lived ticket, HMAC-signed and bound to one path, accepted as ``?ticket=``. A key in a URL
-  (``?api_key=``, ``?key=``, ``?token=``, ``?access_token=``) is refused: URLs end up in logs.
+  is refused (URLs end up in logs): a parameter named like one (``api_key``, ``apikey``, ``key``,
+  ``token``, ``access_token``, ``authorization``, in any case, with ``-``, ``_`` or neither), a
+  value shaped like one (``sk-`` and at least 16 more key characters), or a configured key.
 - Limits per identity (the key id, or the client address when auth is off): a token bucket of
   requests per minute, and concurrent streams; both answer 429 with ``Retry-After``.
 """
@@ -17,9 +19,10 @@ import hmac
 import json
 import math
 import os
+import re
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -30,7 +33,10 @@ from .errors import ConfigError, StreamRejected
 KEY_ID = web.RequestKey("streamserver.key_id", str)
 """The identity of the caller of this request (an API key id, or ``addr:<client address>``)."""
 
-_KEYS_IN_URL = ("api_key", "apikey", "key", "token", "access_token")
+_KEY_NAMES = frozenset({"apikey", "key", "token", "accesstoken", "authorization"})
+"""Query parameter names that carry a key, compacted (lower case, no ``-`` or ``_``)."""
+_KEY_SHAPE = re.compile(r"sk-[A-Za-z0-9_-]{16,}")
+"""What OpenAI's, Anthropic's and most keys (ours in the README's example too) look like."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,14 +61,22 @@ class Access:
         self._buckets: dict[str, tuple[float, float]] = {}
         self.active: dict[str, int] = {}
 
+    def _key_in(self, query: Mapping[str, str]) -> bool:
+        """Whether a query string carries an API key, by the parameter's name or the value."""
+        for name, value in query.items():
+            if name.lower().replace("_", "").replace("-", "") in _KEY_NAMES:
+                return True
+            if _KEY_SHAPE.fullmatch(value) or (self.keys and self._match(value) is not None):
+                return True
+        return False
+
     def identify(self, request: web.Request) -> str:
         """The caller's identity, or a 400/401 ``StreamRejected``. Public paths need no key."""
-        for name in _KEYS_IN_URL:
-            if name in request.query:
-                raise StreamRejected(
-                    400, "key_in_url", "never put an API key in a URL: send 'Authorization: Bearer <key>', "
-                    "or get a ticket from POST /v1/tickets for EventSource",
-                )  # fmt: skip
+        if self._key_in(request.query):
+            raise StreamRejected(
+                400, "key_in_url", "never put an API key in a URL: send 'Authorization: Bearer <key>', "
+                "or get a ticket from POST /v1/tickets for EventSource",
+            )  # fmt: skip
         if not self.enabled:
             return f"addr:{request.remote}"
         header = request.headers.get("Authorization", "")

@@ -93,6 +93,10 @@ class Provider(Protocol):
     """Optional: the upstream's HTTP error responses so far, by status (retried ones included),
     for ``/metrics``. A provider without it reports none."""
 
+    max_retries: int
+    """Optional (default 0): when the stream fails with a ``retryable`` ``ProviderError`` before
+    its first text, the pipeline opens it again, up to this many times (see ``pipeline.py``)."""
+
 
 class Buffer(Protocol):
     """Turns deltas into segments (whole words, sentences, ...), one instance per stream.
@@ -177,6 +181,8 @@ class StreamFailure:
     message: str
     stream_id: str = ""
     retryable: bool = False
+    retry_after_s: float | None = None
+    """How long the upstream asked to wait before trying again (its ``Retry-After``), if it said."""
 
 
 class Formatter(Protocol):

@@ -198,6 +198,34 @@ async def test_an_empty_message_is_refused_and_nothing_is_stored(serve, chat_con
     assert missing.status_code == 404
 
 
+async def test_a_message_with_a_lone_surrogate_is_refused_as_bad_input_and_nothing_is_stored(
+    serve, chat_config
+):
+    client = await serve(chat_config())
+    async with websockets.connect(chat_url(client)) as socket:
+        refused = await turn(socket, "half an emoji: \ud83d", model="echo")  # sent as "\\ud83d"
+        after = await turn(socket, "a whole one: 🙂", model="echo")
+    history = (await client.http.get("/v1/conversations/c1")).json()
+
+    assert refused == [refused[0]] and refused[0]["type"] == "error"
+    assert refused[0]["code"] == "invalid_text"
+    assert after[-1] == {"type": "done", "message_count": 2}  # the socket stayed usable
+    assert [m["content"] for m in history["messages"]] == ["a whole one: 🙂"] * 2
+
+
+async def test_a_reply_with_a_lone_surrogate_from_a_broken_upstream_is_stored_losslessly(
+    serve, chat_config
+):
+    client = await serve(chat_config())
+    async with websockets.connect(chat_url(client)) as socket:
+        replies = await turn(socket, script(["half ", "\ud83d", " emoji"]), model="scripted")
+    history = (await client.http.get("/v1/conversations/c1")).json()
+
+    assert replies[-1] == {"type": "done", "message_count": 2}
+    assert history["messages"][1]["content"] == "half \ud83d emoji"
+    assert history["messages"][1]["status"] == "complete"
+
+
 @pytest.mark.parametrize(
     "bad_id", ["x" * 65, "has%20space", "semi;colon", "dot.dot", "%C3%A9t%C3%A9"]
 )

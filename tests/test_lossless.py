@@ -187,3 +187,14 @@ async def test_a_lone_surrogate_arrives_as_its_json_escape_over_both_transports(
     assert await sse_text(scripted_client, fmt, "raw", parts) == "".join(parts)
     received = await asyncio.wait_for(ws_text(scripted_client, fmt, "raw", parts), timeout=10)
     assert received == "".join(parts)
+
+
+async def test_the_text_format_writes_a_lone_surrogate_as_its_six_character_escape(
+    scripted_client,
+):
+    # Plain text has no escape of its own and UTF-8 cannot carry the code unit: the text format
+    # writes the same \ud83d the JSON formats do, visibly, instead of dropping it or failing.
+    parts = ["half an emoji: ", "\ud83d", " then more"]
+    text = await sse_text(scripted_client, "text", "raw", parts)
+
+    assert text == "half an emoji: \\ud83d then more"

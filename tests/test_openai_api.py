@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
+import httpx
 import openai
 import pytest
-from conftest import SCRIPTED, base_config, script
+from conftest import SCRIPTED, base_config, script, upstream_config
+
+from streamserver.devtools.fake_upstream import Plan
 
 
 @pytest.fixture
@@ -98,6 +102,20 @@ async def test_bad_messages_raise_bad_request(base_url):
     await sdk.close()
 
 
+async def test_a_message_with_a_lone_surrogate_is_a_400(base_url):
+    # The SDKs cannot even send one (they encode strictly); JSON can spell it: "\\ud83d".
+    body = {"model": "echo", "messages": [{"role": "user", "content": "half an emoji \ud83d"}]}
+    async with httpx.AsyncClient() as http:
+        response = await http.post(
+            base_url + "/chat/completions",
+            content=json.dumps(body),
+            headers={"Content-Type": "application/json"},
+        )
+
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "invalid_text"
+
+
 async def test_an_unknown_parameter_raises_bad_request(base_url):
     sdk = openai.AsyncOpenAI(base_url=base_url, api_key="unused", max_retries=0)
     with pytest.raises(openai.BadRequestError, match="frobnicate"):
@@ -133,6 +151,22 @@ async def test_a_non_streaming_failure_is_an_error_response(base_url):
     await sdk.close()
 
     assert caught.value.status_code == 502
+
+
+async def test_a_non_streaming_upstream_rate_limit_is_a_429_with_its_retry_after(serve, upstream):
+    fake, url = upstream
+    fake.queue(Plan(fault="rate_limit", retry_after_s=7))
+    client = await serve(upstream_config(url, max_retries=0))
+    sdk = openai.AsyncOpenAI(base_url=client.base_url + "/v1", api_key="unused", max_retries=0)
+    with pytest.raises(openai.RateLimitError) as caught:
+        await sdk.chat.completions.create(
+            model="fake-model", messages=[{"role": "user", "content": "x"}]
+        )
+    await sdk.close()
+
+    assert caught.value.status_code == 429
+    assert caught.value.response.headers["Retry-After"] == "7"
+    assert caught.value.code == "upstream_rate_limited"
 
 
 async def test_cancelling_the_sdk_stream_closes_the_server_stream(serve):

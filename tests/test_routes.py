@@ -329,6 +329,8 @@ REFUSED = [
     ("POST", "/v1/stream", {"json": {"prompt": "hi", "messages": []}}, 400, "invalid_field"),
     ("POST", "/v1/stream", {"json": {"messages": []}}, 400, "invalid_messages"),
     ("POST", "/v1/stream", {"json": {"messages": [{"role": "robot", "content": "x"}]}}, 400, "invalid_messages"),
+    ("POST", "/v1/stream", raw_json('{"prompt": "half an emoji \\ud83d"}'), 400, "invalid_text"),
+    ("POST", "/v1/stream", raw_json('{"messages": [{"role": "user", "content": "\\udc00"}]}'), 400, "invalid_text"),
     ("GET", "/v1/stream", {"params": {"prompt": "hi", "last_event_id": "not-an-id"}}, 400, "invalid_last_event_id"),
     ("GET", "/stream", {"params": {"prompt": "hi", "last_event_id": "st_unknown:3"}}, 404, "stream_not_found"),
 ]  # fmt: skip

@@ -68,6 +68,47 @@ async def test_a_key_in_the_url_is_refused(secured, name):
     assert "sk-alice" not in response.text
 
 
+@pytest.mark.parametrize("name", ["API_KEY", "Api-Key", "apiKey", "Token", "ACCESS_TOKEN", "KEY"])
+async def test_a_key_name_in_the_url_is_refused_whatever_its_case_or_separator(secured, name):
+    response = await secured.http.get(
+        "/stream", params={"prompt": "hi", name: "sk-alice-0123456789"}
+    )
+
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "key_in_url"
+
+
+async def test_a_value_shaped_like_a_key_is_refused_under_any_name(secured):
+    response = await secured.http.get(
+        "/stream", params={"prompt": "hi", "auth": "sk-proj-AbCdEf0123456789xyz"}
+    )
+
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "key_in_url"
+    assert "sk-proj" not in response.text
+
+
+async def test_a_configured_key_of_any_shape_is_refused_under_any_name(serve, monkeypatch):
+    monkeypatch.setenv("STREAMSERVER_API_KEYS", "carol:correct-horse-battery-staple")
+    client = await serve(base_config(auth={"mode": "api_key"}, **SCRIPTED))
+    response = await client.http.get(
+        "/stream", params={"prompt": "hi", "secret": "correct-horse-battery-staple"}
+    )
+
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "key_in_url"
+
+
+async def test_a_prompt_that_merely_mentions_sk_is_not_taken_for_a_key(secured):
+    got = await secured.sse(
+        "/stream",
+        params={"prompt": "sk-learn or pytorch?", "model": "echo"},
+        headers=auth("sk-bob-9876543210"),
+    )
+
+    assert got.status == 200
+
+
 async def test_a_ticket_opens_one_path_for_eventsource(secured):
     issued = await secured.http.post(
         "/v1/tickets", json={"path": "/stream"}, headers=auth("sk-alice-0123456789")

@@ -14,9 +14,9 @@ from urllib.parse import urljoin
 import pytest
 from aiohttp import web
 from conftest import Client, ServeFactory, base_config
-from streamserver.app import STATIC_DIR
 
 import streamserver
+from streamserver.web.app import STATIC_DIR
 
 JAVASCRIPT_TYPES = {"text/javascript", "application/javascript"}
 # The module specifiers of `import … from "…"` and `import "…"` (the page's modules use no others).

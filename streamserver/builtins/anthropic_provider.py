@@ -2,8 +2,9 @@
 
 An optional extra: ``pip install 'streamserver[anthropic]'``. Without it the type still exists, so a
 config that uses it gets a clear error that says what to install. As with ``openai``, the SDK
-handles auth, timeouts and retries before the first byte; the stream's raw bytes are decoded by our
-SSE decoder, and closing the iterator closes the upstream response.
+handles auth and timeouts, the pipeline retries a failure before the first token (``max_retries``);
+the stream's raw bytes are decoded by our SSE decoder, and closing the iterator closes the upstream
+response.
 """
 
 from __future__ import annotations
@@ -64,12 +65,14 @@ class AnthropicProvider:
                 "api_key_env", f"the environment variable {options.api_key_env} to hold the API key"
             )
         self.options = options
+        self.max_retries = options.max_retries
+        """Read by the pipeline, which retries a failure before the first token."""
         self.error_responses: Counter[int] = Counter()
         self.client = anthropic.AsyncAnthropic(
             api_key=api_key,
             base_url=options.base_url,
             timeout=anthropic.Timeout(options.timeout_s, connect=options.connect_timeout_s),
-            max_retries=options.max_retries,
+            max_retries=0,  # the pipeline retries, before the first token only
             default_headers=options.headers or None,
             http_client=anthropic.DefaultAsyncHttpxClient(
                 event_hooks={"response": [self._count_errors]}

@@ -1,10 +1,11 @@
 """The ``openai`` provider: OpenAI, or any OpenAI-compatible server (vLLM, llama.cpp, Ollama, LiteLLM).
 
-The official SDK's ``AsyncOpenAI`` does what it is good at: auth, ``base_url``, timeouts, and retries
-with exponential backoff and jitter that honour ``Retry-After`` (429, 5xx and connection errors,
-before the first byte of the stream). The stream's bytes are read raw and decoded by our SSE decoder
-into plain strings: no SDK model object per chunk on the hot path. Closing the iterator closes the
-upstream HTTP response at once.
+The official SDK's ``AsyncOpenAI`` does what it is good at: auth, ``base_url`` and timeouts. Retries
+are the pipeline's, not the SDK's: the SDK can retry only until the response's headers arrive, and
+an upstream that answers, then drops before its first token, must be retried too (with the same
+budget, ``max_retries``). The stream's bytes are read raw and decoded by our SSE decoder into plain
+strings: no SDK model object per chunk on the hot path. Closing the iterator closes the upstream HTTP
+response at once.
 """
 
 from __future__ import annotations
@@ -41,7 +42,8 @@ class OpenAIProviderOptions:
     """Longest wait for any read from the upstream (a stall longer than this ends the stream)."""
     connect_timeout_s: float = 10.0
     max_retries: int = 2
-    """Retries before the first token (429, 5xx, connection errors), with backoff and jitter."""
+    """Retries before the first token (429, 5xx, connection errors, a drop before any text), with
+    backoff and jitter; the pipeline does them."""
     headers: dict[str, str] = field(default_factory=dict)
     """Extra request headers (e.g. an organisation or a proxy's routing header)."""
     temperature: float | None = None
@@ -66,6 +68,8 @@ class OpenAIProvider:
         )
         """``cast_to`` and ``stream_cls`` for ``client.post``: the stream is never iterated."""
         self.options = options
+        self.max_retries = options.max_retries
+        """Read by the pipeline, which retries a failure before the first token."""
         self.error_responses: Counter[int] = Counter()
         api_key = "not-needed"
         if options.api_key_env:
@@ -80,7 +84,7 @@ class OpenAIProvider:
             api_key=api_key,
             base_url=options.base_url,
             timeout=openai.Timeout(options.timeout_s, connect=options.connect_timeout_s),
-            max_retries=options.max_retries,
+            max_retries=0,  # the pipeline retries (see the module's docstring)
             default_headers=options.headers or None,
             http_client=_http_client(openai, event_hooks={"response": [self._count_errors]}),
         )

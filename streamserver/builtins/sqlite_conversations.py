@@ -75,7 +75,11 @@ class SQLiteConversationStore:
             "SELECT role, content, status, created FROM messages WHERE conversation_id = ? ORDER BY seq",
             (conversation_id,),
         ).fetchall()
-        return Conversation(conversation_id, row[0], tuple(StoredMessage(*m) for m in messages))
+        return Conversation(
+            conversation_id,
+            row[0],
+            tuple(StoredMessage(m[0], _text(m[1]), m[2], m[3]) for m in messages),
+        )
 
     async def append(
         self, conversation_id: str, owner: str | None, messages: Sequence[StoredMessage]
@@ -98,7 +102,7 @@ class SQLiteConversationStore:
             ).fetchone()
             db.executemany(
                 "INSERT INTO messages (conversation_id, seq, role, content, status, created) VALUES (?, ?, ?, ?, ?, ?)",
-                [(conversation_id, count + i, m.role, m.content, m.status, m.created or time.time())
+                [(conversation_id, count + i, m.role, _storable(m.content), m.status, m.created or time.time())
                  for i, m in enumerate(messages)],
             )  # fmt: skip
         return int(count) + len(messages)
@@ -126,6 +130,23 @@ class SQLiteConversationStore:
         assert self._db is not None
         self._db.close()
         self._db = None
+
+
+def _storable(text: str) -> str | bytes:
+    """``text`` as SQLite can hold it: a reply from a broken upstream may carry half an emoji (a
+    lone surrogate), which UTF-8 cannot encode. That text goes in as a BLOB of its UTF-8 with the
+    surrogate kept (``surrogatepass``), so it is stored losslessly instead of failing the turn;
+    valid text, all of it in practice, stays TEXT."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogatepass")
+    return text
+
+
+def _text(content: str | bytes) -> str:
+    """A stored message's text, whichever way ``_storable`` stored it."""
+    return content.decode("utf-8", "surrogatepass") if isinstance(content, bytes) else content
 
 
 @hookimpl

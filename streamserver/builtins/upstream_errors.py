@@ -7,7 +7,10 @@ raise the HTTP library's own transport errors.
 
 from __future__ import annotations
 
+import datetime
+import email.utils
 import functools
+from collections.abc import Mapping
 from typing import Any
 
 from ..errors import ProviderError
@@ -29,7 +32,11 @@ def translate(exc: BaseException, sdk: Any) -> ProviderError | None:
     """The ``ProviderError`` for an exception raised by ``sdk`` or its HTTP client, else ``None``."""
     http = _http_library()
     if isinstance(exc, sdk.APIStatusError):
-        return status_error(exc.status_code)
+        return status_error(exc.status_code, retry_after(exc.response.headers))
+    if isinstance(exc, sdk.APIConnectionError) and _refused(exc):
+        return ProviderError(
+            "upstream_unavailable", "could not connect to the upstream", retryable=True
+        )
     if isinstance(exc, sdk.APITimeoutError | TimeoutError | http.TimeoutException):
         return ProviderError(
             "upstream_timeout", "the upstream did not answer in time", retryable=True
@@ -45,11 +52,51 @@ def translate(exc: BaseException, sdk: Any) -> ProviderError | None:
     return None
 
 
-def status_error(status: int) -> ProviderError:
-    """An upstream HTTP error status as a client-safe error."""
+def _refused(exc: BaseException) -> bool:
+    """Whether a connection error was caused by an OS-level refusal (nothing listening, no route,
+    an unknown host) rather than a timeout.
+
+    The SDKs' aiohttp transport reports every failed connect, a refused one included, as a
+    ``ConnectTimeout``; the ``OSError`` at the bottom of the chain says what really happened.
+    """
+    cause: BaseException | None = exc
+    for _ in range(16):  # a chain is a few links long; the bound guards against a cycle
+        if cause is None:
+            return False
+        if isinstance(cause, OSError) and not isinstance(cause, TimeoutError):
+            return True
+        cause = cause.__cause__ or cause.__context__
+    return False
+
+
+def retry_after(headers: Mapping[str, str]) -> float | None:
+    """The wait an upstream asked for, in seconds: ``retry-after-ms`` (OpenAI's), or
+    ``Retry-After`` as seconds or an HTTP date; ``None`` when it gave none that parses."""
+    milliseconds = headers.get("retry-after-ms")
+    try:
+        if milliseconds is not None:
+            return max(float(milliseconds) / 1000, 0.0)
+        value = headers.get("retry-after")
+        if value is None:
+            return None
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value or "")
+    except (TypeError, ValueError):
+        return None
+    return max((when - datetime.datetime.now(datetime.UTC)).total_seconds(), 0.0)
+
+
+def status_error(status: int, retry_after_s: float | None = None) -> ProviderError:
+    """An upstream HTTP error status as a client-safe error (with the wait it asked for)."""
     if status == 429:
         return ProviderError(
-            "upstream_rate_limited", "the upstream is rate limiting requests", retryable=True
+            "upstream_rate_limited",
+            "the upstream is rate limiting requests",
+            retryable=True,
+            retry_after_s=retry_after_s,
         )
     if status in (401, 403):
         return ProviderError("upstream_auth", "the upstream refused the configured API key")
@@ -59,7 +106,10 @@ def status_error(status: int) -> ProviderError:
         )
     if status >= 500 or status == 529:
         return ProviderError(
-            "upstream_error", f"the upstream failed with HTTP {status}", retryable=True
+            "upstream_error",
+            f"the upstream failed with HTTP {status}",
+            retryable=True,
+            retry_after_s=retry_after_s,
         )
     return ProviderError("upstream_rejected", f"the upstream rejected the request (HTTP {status})")
 

@@ -28,7 +28,7 @@ from ..streams import Stream
 from ..transports import ws
 from ..types import Event, StreamEnd
 from .guard import json_errors
-from .request import parse_stream_params
+from .request import parse_stream_params, valid_text
 
 log = logging.getLogger("streamserver.chat")
 T = TypeVar("T")
@@ -61,6 +61,7 @@ def socket_handler(path: str, route: RouteSettings, service_key: web.AppKey[Stre
             message = fields.pop("message", None)
             if not isinstance(message, str) or not message.strip():
                 raise StreamRejected(400, "missing_prompt", "a non-empty 'message' is required")
+            valid_text(message, "'message'")  # before anything is read or stored
             conversation = _owned(await _stored(store.get(conversation_id)), owner)
             history = list(conversation.messages) if conversation else []
             user = StoredMessage("user", message, created=time.time())

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -20,6 +21,7 @@ from ..errors import StreamRejected
 from ..service import StreamService
 from ..streams import Stream
 from ..transports import sse
+from ..types import StreamFailure
 from .request import StreamParams, parse_stream_params
 
 _IGNORED = frozenset(
@@ -135,7 +137,7 @@ async def _complete(stream: Stream) -> web.Response:
     pos = 0
     text: list[str] = []
     head: dict[str, Any] = {}
-    finish, usage, failure = "stop", None, None
+    finish, usage = "stop", None
     reader = stream.attach(0)
     try:
         while True:
@@ -145,9 +147,7 @@ async def _complete(stream: Stream) -> web.Response:
             log.advance(reader, pos)
             for item in items:
                 message = json.loads(item)
-                if "error" in message:
-                    failure = message["error"]
-                elif message.get("object") == "chat.completion.chunk":
+                if message.get("object") == "chat.completion.chunk":
                     head = head or message
                     for choice in message["choices"]:
                         text.append(choice["delta"].get("content") or "")
@@ -157,10 +157,9 @@ async def _complete(stream: Stream) -> web.Response:
                 break
     finally:
         stream.detach(reader)
-    if failure is not None:
-        status = 503 if failure.get("code") == "server_shutdown" else 502
-        return web.json_response({"error": failure}, status=status)
     summary = stream.summary
+    if summary is not None and summary.error is not None:
+        return openai_error(_rejection(summary.error))
     if usage is None and summary is not None and summary.usage is not None:
         usage = {
             "prompt_tokens": summary.usage.prompt_tokens,
@@ -177,3 +176,16 @@ async def _complete(stream: Stream) -> web.Response:
                      "logprobs": None, "finish_reason": finish}],
         "usage": usage,
     })  # fmt: skip
+
+
+def _rejection(failure: StreamFailure) -> StreamRejected:
+    """A failed non-streamed completion as the HTTP error it is: nothing was sent yet, so an
+    upstream's rate limit reaches the client as a 429 with its ``Retry-After`` (the SDKs wait and
+    retry on it), a shutdown as a 503, anything else as a 502 (a bad gateway)."""
+    if failure.code == "upstream_rate_limited":
+        headers = {}
+        if failure.retry_after_s is not None:
+            headers["Retry-After"] = str(math.ceil(failure.retry_after_s))
+        return StreamRejected(429, failure.code, failure.message, headers=headers)
+    status = 503 if failure.code == "server_shutdown" else 502
+    return StreamRejected(status, failure.code, failure.message)

@@ -7,6 +7,7 @@ it happens before any stream starts, so the client gets a plain JSON error, not 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -115,7 +116,7 @@ def _messages(fields: Mapping[str, Any]) -> tuple[Message, ...]:
     if messages is None:
         if not isinstance(prompt, str) or not prompt.strip():
             raise StreamRejected(400, "missing_prompt", "a non-empty 'prompt' is required")
-        return (Message("user", prompt),)
+        return (Message("user", valid_text(prompt, "'prompt'")),)
     if not isinstance(messages, list) or not messages:
         raise StreamRejected(400, "invalid_messages", "'messages' must be a non-empty list")
     checked = []
@@ -131,8 +132,29 @@ def _messages(fields: Mapping[str, Any]) -> tuple[Message, ...]:
                 "invalid_messages",
                 f'messages[{i}] must be {{"role": one of {", ".join(_ROLES)}, "content": a string}}',
             )
-        checked.append(Message(item["role"], item["content"]))
+        checked.append(Message(item["role"], valid_text(item["content"], f"messages[{i}].content")))
     return tuple(checked)
+
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+"""In a Python string from JSON, a surrogate is always alone: ``json`` joins a valid pair."""
+
+
+def valid_text(text: str, where: str) -> str:
+    """``text`` if it is valid Unicode, else a 400 naming ``where``.
+
+    JSON can spell half a UTF-16 pair (``"\\ud83d"``), but no provider, store or plain-text client
+    can take it: it is refused as bad input here, for every route, rather than fail later.
+    """
+    found = _LONE_SURROGATE.search(text)
+    if found is not None:
+        raise StreamRejected(
+            400,
+            "invalid_text",
+            f"{where} holds a lone surrogate (\\u{ord(found.group()):04x} at character "
+            f"{found.start()}), half of a UTF-16 pair: send the whole character",
+        )
+    return text
 
 
 def _max_tokens(value: object, cap: int) -> int | None:

@@ -91,6 +91,19 @@ async def test_an_error_event_mid_stream_becomes_an_error_event(serve, upstream)
     assert "Overloaded" in error["error"]
 
 
+async def test_a_drop_before_the_first_token_is_retried_and_the_answer_arrives_whole(
+    serve, upstream
+):
+    fake, url = upstream
+    fake.queue(Plan(fault="drop", after_tokens=0))  # message_start goes out, then the socket drops
+    client = await serve(anthropic_config(url))
+    got = await client.sse("/v1/stream", params={"prompt": "one two", "model": "claude-test"})
+
+    assert "error" not in got.names()
+    assert contents(got) == "one two"
+    assert len(fake.requests) == 2
+
+
 async def test_a_dropped_connection_ends_with_an_error_event(serve, upstream):
     fake, url = upstream
     fake.queue(Plan(fault="drop", after_tokens=1))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 
 import pytest
 from conftest import upstream_config, wait_until
@@ -95,6 +96,43 @@ async def test_retries_are_bounded_by_max_retries(serve, upstream):
     assert got.names() == ["stream_start", "error", "stream_end"]
     assert error["code"] == "upstream_error"
     assert len(fake.requests) == 2
+
+
+async def test_a_drop_before_the_first_token_is_retried_and_the_answer_arrives_whole(
+    serve, upstream
+):
+    fake, url = upstream
+    fake.queue(Plan(fault="drop", after_tokens=0))  # the role chunk goes out, then the socket drops
+    got = await stream(serve, url, prompt="one two three")
+
+    assert got.names()[-1] == "stream_end"
+    assert "error" not in got.names()
+    assert contents(got) == "one two three"
+    assert len(fake.requests) == 2
+
+
+async def test_a_drop_before_the_first_token_is_retried_at_most_max_retries_times(serve, upstream):
+    fake, url = upstream
+    fake.queue(*[Plan(fault="drop", after_tokens=0)] * 5)
+    got = await stream(serve, url, max_retries=1)
+
+    assert got.names() == ["stream_start", "error", "stream_end"]
+    assert json.loads(got.events[1].data)["code"] in (
+        "upstream_disconnected",
+        "upstream_incomplete",
+    )
+    assert len(fake.requests) == 2
+
+
+async def test_a_refused_connection_is_upstream_unavailable_not_a_timeout(serve):
+    with socket.socket() as probe:  # a port nothing listens on: the connection is refused
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    got = await stream(serve, f"http://127.0.0.1:{closed_port}/v1", max_retries=0)
+    error = json.loads(got.events[1].data)
+
+    assert got.names() == ["stream_start", "error", "stream_end"]
+    assert error["code"] == "upstream_unavailable"
 
 
 async def test_a_connection_dropped_mid_stream_ends_with_an_error_event(serve, upstream):

@@ -70,6 +70,7 @@ async def test_an_empty_prompt_is_refused_and_the_socket_stays_open(client):
         (json.dumps({"type": "dance"}), "unknown_type"),
         (json.dumps({"prompt": "x", "max_tokens": "many"}), "invalid_max_tokens"),
         (json.dumps({"prompt": "x", "model": "no-such-model"}), "unknown_model"),
+        (json.dumps({"prompt": "half an emoji \ud83d"}), "invalid_text"),
         (b"\x00\x01binary", "binary_not_supported"),
     ],
 )
