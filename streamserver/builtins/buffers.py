@@ -1,8 +1,9 @@
 """Built-in buffer strategies: raw, delimiter, word, sentence.
 
 The core adds the flush timer (``max_delay_ms``), the size cap (``max_chars``) and the final flush
-to every one of them, so each strategy only decides where a segment may end. All of them are
-lossless: they cut the text, never change it.
+to every one of them, so each strategy only decides where a segment may end. When the timer or the
+cap fires, a strategy gives up its held text through the last word boundary (``release``), so a slow
+stream still never shows half a word. All of them are lossless: they cut the text, never change it.
 """
 
 from __future__ import annotations
@@ -35,6 +36,12 @@ class RawBuffer:
         """Nothing is ever held."""
         return ""
 
+    release = flush
+
+
+_THROUGH_LAST_SPACE = re.compile(r".*\s", re.DOTALL)
+"""Held text through its last whitespace: what a timer release gives up (one backward scan)."""
+
 
 class HeldText(ABC):
     """Base for strategies that hold text until a cut point: ``cut`` says where a segment may end.
@@ -65,6 +72,18 @@ class HeldText(ABC):
     def flush(self) -> str:
         """Everything held."""
         text, self.text, self.held = self.text, "", 0
+        return text
+
+    def release(self) -> str:
+        """For the flush timer and the size cap: the held text through its last whitespace,
+        keeping the word in progress back. Held text with no whitespace at all (one long word, or
+        a script written without spaces) is released whole, so no text waits forever."""
+        whole_words = _THROUGH_LAST_SPACE.match(self.text)
+        if whole_words is None:
+            return self.flush()
+        end = whole_words.end()
+        text, self.text = self.text[:end], self.text[end:]
+        self.held = len(self.text)
         return text
 
     @abstractmethod
