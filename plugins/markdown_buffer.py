@@ -22,15 +22,17 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Annotated
 
 from streamserver import hookimpl
+from streamserver.options import AT_LEAST_ZERO
 
 
 @dataclass(frozen=True, slots=True)
 class MarkdownOptions:
     """``[buffers.markdown]`` options."""
 
-    max_hold_ms: float = 1000.0
+    max_hold_ms: Annotated[float, AT_LEAST_ZERO] = 1000.0
     """How long the flush timer lets an open code span, link or fenced block wait to close."""
 
 

@@ -14,15 +14,17 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Annotated
 
 from streamserver import hookimpl
+from streamserver.options import AT_LEAST_ZERO
 
 log = logging.getLogger("streamserver.slow_first_token")
 
 
 @dataclass(frozen=True, slots=True)
 class SlowFirstTokenOptions:
-    threshold_ms: float = 2000.0
+    threshold_ms: Annotated[float, AT_LEAST_ZERO] = 2000.0
 
 
 class SlowFirstTokenSink:

@@ -12,8 +12,10 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Annotated
 
 from ..hookspecs import Register, hookimpl
+from ..options import AT_LEAST_ONE
 
 _NOTHING: tuple[str, ...] = ()
 
@@ -123,7 +125,7 @@ class DelimiterBuffer(HeldText):
 class WordOptions:
     """``[buffers.word]`` options."""
 
-    min_words: int = 1
+    min_words: Annotated[int, AT_LEAST_ONE] = 1
     """Emit only when at least this many whole words are ready."""
 
 
