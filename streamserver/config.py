@@ -7,6 +7,7 @@ the file, the dotted key, what was expected and, for names, the choices (``Confi
 from __future__ import annotations
 
 import ipaddress
+import logging
 import os
 import socket
 import tomllib
@@ -20,6 +21,8 @@ from .errors import ConfigError
 from .options import ABOVE_ZERO, AT_LEAST_ONE, AT_LEAST_ZERO, Range
 from .plugins import Kind, PluginRegistry
 from .types import Registration
+
+log = logging.getLogger("streamserver.config")
 
 Override = Literal["model", "provider", "max_tokens", "buffer", "format"]
 
@@ -337,10 +340,19 @@ def _validate(
     plugin_settings: PluginsSettings = sections["plugins"]
     metrics: MetricsSettings = sections["metrics"]
 
+    plugins_dir = base / server.plugins_dir
+    if "plugins_dir" in raw.get("server", {}) and not plugins_dir.is_dir():
+        # Not an error (the default folder is often absent), but a folder named on purpose and
+        # missing is most likely a typo: its plugins would silently not load.
+        log.warning(
+            "%sserver.plugins_dir: %s is not a folder; no plugins are loaded from it",
+            f"{file}: " if file else "",
+            plugins_dir,
+        )
     if registry is None:
         registry = PluginRegistry()
         registry.load(
-            plugins_dir=base / server.plugins_dir,
+            plugins_dir=plugins_dir,
             modules=plugin_settings.modules,
             disabled=plugin_settings.disabled,
         )

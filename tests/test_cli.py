@@ -208,6 +208,20 @@ def test_check_config_refuses_a_negative_ttft_ms_with_exit_2(tmp_path):
     )
 
 
+def test_check_config_names_the_file_when_the_api_keys_variable_is_missing(tmp_path):
+    path = serve_config(tmp_path)
+    with path.open("a", encoding="utf-8") as file:
+        file.write('[auth]\nmode = "api_key"\napi_keys_env = "STREAMSERVER_TEST_UNSET_KEYS"\n')
+
+    result = run_cli("check-config", str(path), cwd=tmp_path)
+
+    assert result.returncode == 2
+    assert result.stderr.startswith(
+        f"streamserver: config error: {path}: auth.api_keys_env: expected the environment "
+        "variable STREAMSERVER_TEST_UNSET_KEYS"
+    )
+
+
 def test_serve_answers_health_while_running(tmp_path):
     _, _, health, _ = serve_then_signal(tmp_path, signal.SIGTERM)
     assert health == {"status": "healthy", "active_streams": 0}
