@@ -3,6 +3,7 @@ names the file, the dotted key, what was expected and, for names, the choices.""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -336,3 +337,39 @@ def test_overrides_are_validated_as_if_the_file_held_them(tmp_path):
     assert str(caught.value) == (
         f"{path}: server.port: expected an integer from 0 to 65535, got 70000"
     )
+
+
+def test_a_plugins_dir_that_does_not_exist_is_warned_about(tmp_path, caplog):
+    path = tmp_path / "config.toml"
+    path.write_text('[server]\nplugins_dir = "plugns"\n', encoding="utf-8")
+
+    with caplog.at_level(logging.WARNING, logger="streamserver.config"):
+        streamserver.load_config(path)
+
+    assert f"{path}: server.plugins_dir: {tmp_path / 'plugns'} is not a folder" in caplog.text
+
+
+def test_the_default_plugins_dir_may_be_absent_without_a_warning(tmp_path, caplog):
+    path = write_config(tmp_path, "").with_name("plain.toml")
+    path.write_text("[limits]\nmax_tokens = 100\n", encoding="utf-8")
+
+    with caplog.at_level(logging.WARNING, logger="streamserver.config"):
+        streamserver.load_config(path)
+
+    assert "plugins_dir" not in caplog.text
+
+
+def test_the_shipped_config_shows_every_section_and_every_core_key():
+    from dataclasses import fields
+
+    from streamserver.config import _ALL_SECTIONS, _SECTIONS, BufferTiming
+
+    text = (REPO / "config.toml").read_text(encoding="utf-8")
+    shown = {line.lstrip("# ").split(" =")[0] for line in text.splitlines() if " = " in line}
+    sections = {line.lstrip("# [").split("]")[0].split(".")[0] for line in text.splitlines()
+                if line.lstrip("# ").startswith("[")}  # fmt: skip
+
+    assert sections >= _ALL_SECTIONS
+    for cls in [*_SECTIONS.values(), BufferTiming]:
+        assert {f.name for f in fields(cls)} <= shown, cls.__name__
+    assert "[metrics.memory]" in text and "[formatters.openai]" in text
