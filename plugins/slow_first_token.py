@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Annotated
 
 from streamserver import hookimpl
+from streamserver.schema import AT_LEAST_ZERO
 from streamserver.types import BaseSink
 
 log = logging.getLogger("streamserver.slow_first_token")
@@ -23,7 +25,7 @@ log = logging.getLogger("streamserver.slow_first_token")
 
 @dataclass(frozen=True, slots=True)
 class SlowFirstTokenOptions:
-    threshold_ms: float = 2000.0
+    threshold_ms: Annotated[float, AT_LEAST_ZERO] = 2000.0
 
 
 class SlowFirstTokenSink(BaseSink):

@@ -10,11 +10,9 @@ import argparse
 import asyncio
 import errno
 import gc
-import ipaddress
 import logging
 import os
 import resource
-import socket
 import sys
 from collections.abc import Sequence
 
@@ -22,7 +20,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from .client.ask import ask
-from .config import Config, load_config
+from .config import Config, load_config, refuse_open_host
 from .devtools import fake_upstream
 from .errors import ConfigError
 from .service import StreamService
@@ -78,7 +76,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "ask":
             return _ask(args)
         if args.command == "fake-upstream":
-            _refuse_open_host(args.host, None)
+            refuse_open_host(args.host, None)
             fake_upstream.run(args.host, args.port, args.tokens_per_second)
             return 0
     except ConfigError as exc:
@@ -93,10 +91,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _serve(path: str, host: str | None, port: int | None) -> int:
-    config = load_config(path)
-    host = host or config.server.host
-    port = port if port is not None else config.server.port
-    _refuse_open_host(host, config.auth.mode)
+    given = {"host": host, "port": port}
+    config = load_config(
+        path, overrides={"server": {k: v for k, v in given.items() if v is not None}}
+    )
+    host, port = config.server.host, config.server.port
     logging.basicConfig(
         level=config.server.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -217,29 +216,6 @@ def _check(path: str) -> int:
 async def _check_models(config: Config) -> None:
     service = await StreamService.open(config)
     await service.close()
-
-
-def _refuse_open_host(host: str, mode: str | None) -> None:
-    """Beyond loopback, the operator must have chosen: keys, or explicitly none."""
-    if _is_loopback(host) or mode is not None:
-        return
-    raise ConfigError(
-        "auth.mode",
-        f"a choice before listening on server.host = {host}, which other machines can reach: "
-        'mode = "api_key" (keys from the environment variable in auth.api_keys_env) or, behind a proxy '
-        'that authenticates, mode = "none"',
-    )
-
-
-def _is_loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        try:
-            infos = socket.getaddrinfo(host, None)
-        except OSError:
-            return False
-        return all(ipaddress.ip_address(info[4][0]).is_loopback for info in infos)
 
 
 def _url_host(host: str) -> str:

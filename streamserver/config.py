@@ -6,16 +6,22 @@ the file, the dotted key, what was expected and, for names, the choices (``Confi
 
 from __future__ import annotations
 
+import ipaddress
+import logging
 import os
+import socket
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from . import schema
 from .errors import ConfigError
 from .plugins import Kind, PluginRegistry, Registration
+from .schema import ABOVE_ZERO, AT_LEAST_ONE, AT_LEAST_ZERO, Range
+
+log = logging.getLogger("streamserver.config")
 
 Override = Literal["model", "provider", "max_tokens", "buffer", "format"]
 
@@ -25,21 +31,21 @@ class ServerSettings:
     """``[server]``: where to listen and how SSE connections behave."""
 
     host: str = "127.0.0.1"
-    port: int = 8000
+    port: Annotated[int, Range(0, 65535)] = 8000
     plugins_dir: str = "plugins"
-    ping_interval_s: float = 15.0
+    ping_interval_s: Annotated[float, ABOVE_ZERO] = 15.0
     """Keep-alive comment every this many seconds, from the moment headers are sent."""
-    retry_ms: int = 2000
+    retry_ms: Annotated[int, AT_LEAST_ZERO] = 2000
     """The SSE ``retry:`` hint sent with the first event."""
-    send_timeout_s: float = 30.0
+    send_timeout_s: Annotated[float, ABOVE_ZERO] = 30.0
     """A reader whose writes make no progress this long is treated as gone."""
-    dead_peer_timeout_s: float = 30.0
+    dead_peer_timeout_s: Annotated[float, AT_LEAST_ZERO] = 30.0
     """A client that vanished without closing (no FIN, no RST) is dropped once a ping has gone
     unacknowledged this long (TCP_USER_TIMEOUT and keepalive; 0 = the kernel's defaults)."""
-    shutdown_grace_s: float = 10.0
-    ws_heartbeat_s: float = 20.0
+    shutdown_grace_s: Annotated[float, AT_LEAST_ZERO] = 10.0
+    ws_heartbeat_s: Annotated[float, AT_LEAST_ZERO] = 20.0
     """WebSocket ping interval; a peer that does not answer is closed (0 = off)."""
-    ws_max_message_bytes: int = 65_536
+    ws_max_message_bytes: Annotated[int, AT_LEAST_ONE] = 65_536
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
 
@@ -66,7 +72,7 @@ class RouteSettings:
     methods: tuple[Literal["GET", "POST"], ...] = ("GET",)
     allow: tuple[Override, ...] = ()
     """Request fields that may override the route's choices."""
-    max_tokens: int | None = None
+    max_tokens: Annotated[int, AT_LEAST_ONE] | None = None
     """Default ``max_tokens`` for requests that give none."""
     conversation: bool = False
     """A WebSocket chat route: the path has ``{conversation_id}`` and history is kept in the store."""
@@ -78,21 +84,21 @@ class RouteSettings:
 class LimitsSettings:
     """``[limits]``: what one request may ask for, and how far a reader may fall behind."""
 
-    max_body_bytes: int = 1_048_576
-    max_prompt_chars: int = 100_000
-    max_tokens: int = 8192
+    max_body_bytes: Annotated[int, AT_LEAST_ONE] = 1_048_576
+    max_prompt_chars: Annotated[int, AT_LEAST_ONE] = 100_000
+    max_tokens: Annotated[int, AT_LEAST_ONE] = 8192
     """Cap on ``max_tokens``; larger requests are refused with 400."""
-    high_water_events: int = 512
+    high_water_events: Annotated[int, AT_LEAST_ONE] = 512
     """Unread events at which the producer waits for its slowest reader (backpressure)."""
-    max_concurrent_streams: int = 10_000
+    max_concurrent_streams: Annotated[int, AT_LEAST_ONE] = 10_000
     """Streams generating at once, all clients together (429 beyond)."""
-    max_concurrent_streams_per_key: int = 100
+    max_concurrent_streams_per_key: Annotated[int, AT_LEAST_ONE] = 100
     """Streams generating at once for one API key (or one client address without auth)."""
-    requests_per_minute: float = 600.0
+    requests_per_minute: Annotated[float, AT_LEAST_ZERO] = 600.0
     """Per key (or client address): a token bucket; 429 with Retry-After beyond. 0 = no limit."""
-    max_stream_s: float = 0.0
+    max_stream_s: Annotated[float, AT_LEAST_ZERO] = 0.0
     """Longest a stream may run; it then ends with an error event ``limit_exceeded``. 0 = no limit."""
-    upstream_idle_s: float = 0.0
+    upstream_idle_s: Annotated[float, AT_LEAST_ZERO] = 0.0
     """A provider silent this long ends its stream with ``upstream_idle``. 0 = no limit."""
 
 
@@ -104,7 +110,7 @@ class AuthSettings:
     """Unset: no auth, and the server refuses to listen beyond loopback. Write "none" to allow it."""
     api_keys_env: str = "STREAMSERVER_API_KEYS"
     """Environment variable with the keys: ``id1:key1,id2:key2`` (an id names a key in logs and limits)."""
-    ticket_ttl_s: float = 300.0
+    ticket_ttl_s: Annotated[float, ABOVE_ZERO] = 300.0
     """Lifetime of a ticket from ``POST /v1/tickets`` (EventSource reconnects reuse it)."""
     ticket_secret_env: str = ""
     """Environment variable with the ticket signing secret; unset: a random one per process."""
@@ -118,18 +124,18 @@ class CorsSettings:
 
     origins: tuple[str, ...] = ()
     allow_credentials: bool = False
-    max_age_s: int = 600
+    max_age_s: Annotated[int, AT_LEAST_ZERO] = 600
 
 
 @dataclass(frozen=True, slots=True)
 class ResumeSettings:
     """``[resume]``: how long a stream outlives its readers, and how long its log is kept."""
 
-    grace_s: float = 0.0
-    retain_s: float = 60.0
-    max_streams: int = 10_000
+    grace_s: Annotated[float, AT_LEAST_ZERO] = 0.0
+    retain_s: Annotated[float, AT_LEAST_ZERO] = 60.0
+    max_streams: Annotated[int, AT_LEAST_ONE] = 10_000
     """Live and retained streams kept at most; the oldest finished ones are evicted first."""
-    max_bytes_per_stream: int = 4_194_304
+    max_bytes_per_stream: Annotated[int, AT_LEAST_ONE] = 4_194_304
     """A stream's retained events beyond this are dropped, oldest first (resume before them: 410)."""
 
 
@@ -145,9 +151,9 @@ class ConversationsSettings:
     """``[conversations]``: the store, and how much history a provider is sent."""
 
     store: str = "sqlite"
-    max_messages: int = 50
+    max_messages: Annotated[int, AT_LEAST_ONE] = 50
     """Most recent messages sent to the provider (older ones stay stored)."""
-    max_chars: int = 48_000
+    max_chars: Annotated[int, AT_LEAST_ONE] = 48_000
     """Most characters of history sent to the provider."""
 
 
@@ -155,9 +161,9 @@ class ConversationsSettings:
 class BufferTiming:
     """Options the core applies to every buffer: the flush timer and the size cap."""
 
-    max_delay_ms: float = 250.0
+    max_delay_ms: Annotated[float, AT_LEAST_ZERO] = 250.0
     """Flush held text once its oldest character has waited this long (0 = never)."""
-    max_chars: int = 4096
+    max_chars: Annotated[int, AT_LEAST_ZERO] = 4096
     """Flush held text once it grows past this many characters (0 = never)."""
 
 
@@ -235,11 +241,14 @@ def load_config(
     source: str | os.PathLike[str] | Mapping[str, Any] | Config,
     *,
     registry: PluginRegistry | None = None,
+    overrides: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> Config:
     """Read and validate a configuration: a TOML file's path, an already-parsed dict, or a Config.
 
     Relative paths inside a file (``server.plugins_dir``) are relative to that file. Pass a
-    ``registry`` to validate against plugins loaded by hand (tests, embedding).
+    ``registry`` to validate against plugins loaded by hand (tests, embedding), and ``overrides``
+    for keys set elsewhere (``serve --host``: ``{"server": {"host": ...}}``), validated with the
+    file as if it held them. ``serve`` and ``check-config`` both run this one validation.
     """
     if isinstance(source, Config):
         return source
@@ -258,10 +267,46 @@ def load_config(
             ) from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError("", f"valid TOML ({exc})", file=file) from None
+    if overrides:
+        raw = _overridden(raw, overrides)
     try:
         return _validate(raw, file, base, registry)
     except ConfigError as exc:
         raise exc.in_file(file) from None
+
+
+def _overridden(
+    raw: Mapping[str, Any], overrides: Mapping[str, Mapping[str, Any]]
+) -> dict[str, Any]:
+    merged = dict(raw)
+    for section, values in overrides.items():
+        table = raw.get(section, {})
+        # A section that is not a table is left for validation to refuse.
+        merged[section] = {**table, **values} if isinstance(table, Mapping) else table
+    return merged
+
+
+def refuse_open_host(host: str, mode: str | None) -> None:
+    """Beyond loopback, the operator must have chosen: keys, or explicitly none."""
+    if _is_loopback(host) or mode is not None:
+        return
+    raise ConfigError(
+        "auth.mode",
+        f"a choice before listening on server.host = {host}, which other machines can reach: "
+        'mode = "api_key" (keys from the environment variable in auth.api_keys_env) or, behind a proxy '
+        'that authenticates, mode = "none"',
+    )
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        try:
+            infos = socket.getaddrinfo(host, None)
+        except OSError:
+            return False
+        return all(ipaddress.ip_address(info[4][0]).is_loopback for info in infos)
 
 
 def _validate(
@@ -290,15 +335,23 @@ def _validate(
         raise ConfigError(
             "cors.origins", 'a list of origins without "*" when allow_credentials = true'
         )
-    if not 0 <= server.port <= 65535:
-        raise ConfigError("server.port", "a TCP port from 0 to 65535", got=server.port)
+    refuse_open_host(server.host, sections["auth"].mode)
     plugin_settings: PluginsSettings = sections["plugins"]
     metrics: MetricsSettings = sections["metrics"]
 
+    plugins_dir = base / server.plugins_dir
+    if "plugins_dir" in raw.get("server", {}) and not plugins_dir.is_dir():
+        # Not an error (the default folder is often absent), but a folder named on purpose and
+        # missing is most likely a typo: its plugins would silently not load.
+        log.warning(
+            "%sserver.plugins_dir: %s is not a folder; no plugins are loaded from it",
+            f"{file}: " if file else "",
+            plugins_dir,
+        )
     if registry is None:
         registry = PluginRegistry()
         registry.load(
-            plugins_dir=base / server.plugins_dir,
+            plugins_dir=plugins_dir,
             modules=plugin_settings.modules,
             disabled=plugin_settings.disabled,
         )

@@ -296,10 +296,10 @@ class StreamRun:
                 held = buffer.held
                 if held:
                     if max_chars and held >= max_chars:
-                        self._flush()
+                        self._release_over_cap()
                     elif self._timer is None and plan.max_delay_s:
                         self._timer = asyncio.get_running_loop().call_later(
-                            plan.max_delay_s, self._flush
+                            plan.max_delay_s, self._release_on_timer
                         )
                 elif self._timer is not None:
                     self._timer.cancel()
@@ -321,8 +321,37 @@ class StreamRun:
             log_.append(self._encode(log_.end, data))
             self._segments += 1
 
+    def _release_on_timer(self) -> None:
+        """The flush timer: emit the held text up to the last boundary the buffer respects.
+
+        What it keeps back (a word in progress) gets one more period, then goes out whatever it
+        is: so no text waits more than twice ``max_delay_ms``, and a stream that pauses mid-word
+        is not cut there unless the pause outlasts that.
+        """
+        self._timer = None
+        buffer = self.plan.buffer
+        text = self._release()
+        if text:
+            self._emit(text)
+        if buffer.held:
+            self._timer = asyncio.get_running_loop().call_later(
+                self.plan.max_delay_s, self._release_on_timer
+            )
+
+    def _release_over_cap(self) -> None:
+        """The size cap: release up to a boundary too, and everything if that is not enough."""
+        text = self._release()
+        if text:
+            self._emit(text)
+        if self.plan.buffer.held >= self.plan.max_chars:
+            self._flush()
+
+    def _release(self) -> str:
+        release = getattr(self.plan.buffer, "release", None)  # optional: Buffer.release
+        return release() if release is not None else self.plan.buffer.flush()
+
     def _flush(self) -> None:
-        """Emit whatever the buffer holds (timer, size cap, end of stream)."""
+        """Emit whatever the buffer holds (the end of the stream, or a cap release not enough)."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None

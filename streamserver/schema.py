@@ -3,7 +3,9 @@
 Used for the core's own sections and for every plugin's declared options, so an operator gets the
 same kind of message wherever the mistake is: the dotted key, what was expected, what was found.
 Supported field types: ``str``, ``int``, ``float``, ``bool``, ``Literal[...]``, ``X | None``,
-``tuple[T, ...]``, ``dict[str, T]`` and nested dataclasses.
+``tuple[T, ...]``, ``dict[str, T]`` and nested dataclasses. A number may declare its bounds with
+``Annotated``: ``ttft_ms: Annotated[float, AT_LEAST_ZERO] = 300.0`` refuses ``-5`` with the key and
+"expected a number at least 0"; ``Range`` makes any other bound.
 """
 
 from __future__ import annotations
@@ -12,11 +14,52 @@ import dataclasses
 import types
 import typing
 from collections.abc import Mapping
-from typing import Any, TypeVar
+from dataclasses import dataclass
+from typing import Annotated, Any, TypeVar
 
 from .errors import ConfigError
 
 T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Range:
+    """The values a number option accepts, declared as ``Annotated[int, Range(1, 65535)]``."""
+
+    minimum: float | None = None
+    maximum: float | None = None
+    minimum_excluded: bool = False
+    """True: the value must be greater than ``minimum`` (a rate or a size that cannot be 0)."""
+
+    def admits(self, value: float) -> bool:
+        """Whether ``value`` lies in the range."""
+        low, high = self.minimum, self.maximum
+        above_low = low is None or value > low or (value == low and not self.minimum_excluded)
+        return above_low and (high is None or value <= high)
+
+    def describe(self) -> str:
+        """``at least 0``, ``greater than 0``, ``from 1 to 65535``."""
+        low, high = _number(self.minimum), _number(self.maximum)
+        if self.minimum is not None and self.maximum is not None and not self.minimum_excluded:
+            return f"from {low} to {high}"
+        bounds = []
+        if self.minimum is not None:
+            bounds.append(f"greater than {low}" if self.minimum_excluded else f"at least {low}")
+        if self.maximum is not None:
+            bounds.append(f"at most {high}")
+        return " and ".join(bounds)
+
+
+AT_LEAST_ZERO = Range(minimum=0)
+"""A duration, a count or a rate where 0 has a meaning (none, off, no pause)."""
+AT_LEAST_ONE = Range(minimum=1)
+"""A count or a size that must hold something."""
+ABOVE_ZERO = Range(minimum=0, minimum_excluded=True)
+"""A duration or a rate that must be positive (0 would divide by zero or never happen)."""
+
+
+def _number(value: float | None) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def build(cls: type[T], table: object, key: str) -> T:
@@ -28,7 +71,7 @@ def build(cls: type[T], table: object, key: str) -> T:
     if not isinstance(table, Mapping):
         raise ConfigError(key, "a table", got=table)
     fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    hints = typing.get_type_hints(cls)
+    hints = typing.get_type_hints(cls, include_extras=True)  # keeps Annotated bounds
     for name in table:
         if name not in fields:
             raise ConfigError(join_key(key, name), "a known key", choices=fields)
@@ -47,6 +90,12 @@ def convert(hint: Any, value: object, key: str) -> Any:
     """Check ``value`` against the type ``hint``; return it in the dataclass's form."""
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
+    if origin is Annotated:
+        converted = convert(args[0], value, key)  # a wrong type is said as for the plain type
+        for bound in _ranges(hint):
+            if not bound.admits(converted):
+                raise ConfigError(key, describe(hint), got=value)
+        return converted
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
@@ -92,6 +141,8 @@ def describe(hint: Any) -> str:
     """A person's name for a type: ``a list of strings``, ``a number``, ``one of "a", "b"``."""
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
+    if origin is Annotated:
+        return " ".join([describe(args[0]), *(bound.describe() for bound in _ranges(hint))])
     if origin in (typing.Union, types.UnionType):
         return " or ".join(describe(a) for a in args if a is not type(None))
     if origin is typing.Literal:
@@ -104,6 +155,10 @@ def describe(hint: Any) -> str:
         return "a table"
     names = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
     return names.get(hint, str(hint))
+
+
+def _ranges(hint: Any) -> list[Range]:
+    return [meta for meta in hint.__metadata__ if isinstance(meta, Range)]
 
 
 def _plural(hint: Any) -> str:

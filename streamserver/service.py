@@ -44,7 +44,10 @@ class StreamService:
         self.sink_list = sinks
         self.sinks = SinkFanout(sinks)
         self.conversations = conversations
-        self.access = Access(config.auth, config.limits)
+        try:
+            self.access = Access(config.auth, config.limits)
+        except ConfigError as exc:  # the keys' variable is missing or empty: say which file
+            raise exc.in_file(config.file) from None
         self.streams = StreamRegistry(
             retain_s=config.resume.retain_s, max_streams=config.resume.max_streams
         )

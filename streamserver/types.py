@@ -104,7 +104,11 @@ class Buffer(Protocol):
     Lossless: the concatenation of every segment returned by ``push`` and the final ``flush``
     equals the concatenation of every pushed delta, character for character.
     The core drives the flush timer (``max_delay_ms``) and ``max_chars`` for every buffer, using
-    ``held`` to know whether text is waiting.
+    ``held`` to know whether text is waiting. When either fires it calls the buffer's
+    ``release() -> str`` if it has one: the held text up to the last boundary the strategy
+    respects (at least a word boundary), keeping the rest; ``""`` to keep everything a while
+    longer. A buffer without ``release`` is flushed whole. Whatever ``release`` keeps back, the
+    timer asks again one ``max_delay_ms`` later, so a buffer decides how long text may wait.
     """
 
     passthrough: bool
@@ -122,6 +126,15 @@ class Buffer(Protocol):
 
     def flush(self) -> str:
         """Return everything held (possibly ``""``) and empty the buffer."""
+        ...
+
+    def release(self) -> str:
+        """Optional (default: ``flush``): what the flush timer or the size cap may send now.
+
+        Called when text has waited ``max_delay_ms`` or passed ``max_chars``: return the held text
+        up to the last boundary the strategy respects (a word boundary at least) and keep the
+        rest, so a timer never cuts a word in half. A buffer without it is flushed whole.
+        """
         ...
 
 

@@ -175,6 +175,53 @@ def test_serve_refuses_a_public_host_without_an_auth_choice_with_exit_2(tmp_path
     assert "Traceback" not in result.stderr
 
 
+def test_check_config_refuses_a_public_host_without_an_auth_choice_as_serve_does(tmp_path):
+    path = serve_config(tmp_path)
+    path.write_text(
+        path.read_text(encoding="utf-8").replace("[server]\n", '[server]\nhost = "0.0.0.0"\n'),
+        encoding="utf-8",
+    )
+
+    result = run_cli("check-config", str(path), cwd=tmp_path)
+
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert f"{path}: auth.mode: expected a choice" in result.stderr
+    assert "server.host = 0.0.0.0" in result.stderr
+
+
+def test_check_config_refuses_a_negative_ttft_ms_with_exit_2(tmp_path):
+    path = serve_config(tmp_path)
+    path.write_text(
+        path.read_text(encoding="utf-8").replace(
+            "ttft_ms = 0\ntokens_per_second = 0", "ttft_ms = -300\ntokens_per_second = 0"
+        ),
+        encoding="utf-8",
+    )
+
+    result = run_cli("check-config", str(path), cwd=tmp_path)
+
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        f"streamserver: config error: {path}: "
+        "providers.simulated.ttft_ms: expected a number at least 0, got -300"
+    )
+
+
+def test_check_config_names_the_file_when_the_api_keys_variable_is_missing(tmp_path):
+    path = serve_config(tmp_path)
+    with path.open("a", encoding="utf-8") as file:
+        file.write('[auth]\nmode = "api_key"\napi_keys_env = "STREAMSERVER_TEST_UNSET_KEYS"\n')
+
+    result = run_cli("check-config", str(path), cwd=tmp_path)
+
+    assert result.returncode == 2
+    assert result.stderr.startswith(
+        f"streamserver: config error: {path}: auth.api_keys_env: expected the environment "
+        "variable STREAMSERVER_TEST_UNSET_KEYS"
+    )
+
+
 def test_serve_answers_health_while_running(tmp_path):
     _, _, health, _ = serve_then_signal(tmp_path, signal.SIGTERM)
     assert health == {"status": "healthy", "active_streams": 0}

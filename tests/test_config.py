@@ -3,6 +3,7 @@ names the file, the dotted key, what was expected and, for names, the choices.""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -275,3 +276,100 @@ def test_relative_plugins_dir_is_resolved_against_the_config_files_folder(tmp_pa
     assert config.registry.sources["shout_buffer"].origin == str(
         project.resolve() / "my-plugins" / "shout_buffer.py"
     )
+
+
+# --- bounds on numbers, and checks that need more than one key --------------------------------
+
+
+def test_a_negative_plugin_option_is_refused_with_the_file_key_and_bound(tmp_path):
+    path = write_config(tmp_path, "[providers.simulated]\nttft_ms = -5\n")
+
+    assert config_error(path) == (
+        f"{path}: providers.simulated.ttft_ms: expected a number at least 0, got -5"
+    )
+
+
+def test_a_zero_size_limit_is_refused(tmp_path):
+    path = write_config(tmp_path, "[limits]\nmax_body_bytes = 0\n")
+
+    assert config_error(path) == (
+        f"{path}: limits.max_body_bytes: expected an integer at least 1, got 0"
+    )
+
+
+def test_a_negative_buffer_timer_is_refused(tmp_path):
+    path = write_config(tmp_path, "[buffers.sentence]\nmax_delay_ms = -250\n")
+
+    assert config_error(path) == (
+        f"{path}: buffers.sentence.max_delay_ms: expected a number at least 0, got -250"
+    )
+
+
+def test_zero_keeps_its_meaning_where_it_has_one():
+    config = streamserver.load_config(
+        base_config(providers={"simulated": {"ttft_ms": 0, "tokens_per_second": 0}})
+    )
+
+    assert config.providers["simulated"].options.tokens_per_second == 0.0
+
+
+def test_a_public_host_without_an_auth_choice_is_refused_by_validation(tmp_path):
+    path = write_config(tmp_path, 'host = "0.0.0.0"\n')
+
+    message = config_error(path)
+
+    assert message.startswith(f"{path}: auth.mode: expected a choice before listening on ")
+    assert "server.host = 0.0.0.0" in message
+
+
+def test_a_public_host_with_auth_mode_none_is_accepted(tmp_path):
+    path = write_config(tmp_path, 'host = "0.0.0.0"\n[auth]\nmode = "none"\n')
+
+    assert streamserver.load_config(path).server.host == "0.0.0.0"
+
+
+def test_overrides_are_validated_as_if_the_file_held_them(tmp_path):
+    path = write_config(tmp_path, "")
+
+    with pytest.raises(ConfigError) as caught:
+        streamserver.load_config(path, overrides={"server": {"port": 70000}})
+
+    assert str(caught.value) == (
+        f"{path}: server.port: expected an integer from 0 to 65535, got 70000"
+    )
+
+
+def test_a_plugins_dir_that_does_not_exist_is_warned_about(tmp_path, caplog):
+    path = tmp_path / "config.toml"
+    path.write_text('[server]\nplugins_dir = "plugns"\n', encoding="utf-8")
+
+    with caplog.at_level(logging.WARNING, logger="streamserver.config"):
+        streamserver.load_config(path)
+
+    assert f"{path}: server.plugins_dir: {tmp_path / 'plugns'} is not a folder" in caplog.text
+
+
+def test_the_default_plugins_dir_may_be_absent_without_a_warning(tmp_path, caplog):
+    path = write_config(tmp_path, "").with_name("plain.toml")
+    path.write_text("[limits]\nmax_tokens = 100\n", encoding="utf-8")
+
+    with caplog.at_level(logging.WARNING, logger="streamserver.config"):
+        streamserver.load_config(path)
+
+    assert "plugins_dir" not in caplog.text
+
+
+def test_the_shipped_config_shows_every_section_and_every_core_key():
+    from dataclasses import fields
+
+    from streamserver.config import _ALL_SECTIONS, _SECTIONS, BufferTiming
+
+    text = (REPO / "config.toml").read_text(encoding="utf-8")
+    shown = {line.lstrip("# ").split(" =")[0] for line in text.splitlines() if " = " in line}
+    sections = {line.lstrip("# [").split("]")[0].split(".")[0] for line in text.splitlines()
+                if line.lstrip("# ").startswith("[")}  # fmt: skip
+
+    assert sections >= _ALL_SECTIONS
+    for cls in [*_SECTIONS.values(), BufferTiming]:
+        assert {f.name for f in fields(cls)} <= shown, cls.__name__
+    assert "[metrics.memory]" in text and "[formatters.openai]" in text

@@ -7,7 +7,7 @@ import json
 import logging
 
 import pytest
-from conftest import REPO, base_config
+from conftest import REPO, base_config, script
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -67,14 +67,78 @@ def test_markdown_keeps_its_place_across_a_timer_flush(markdown):
     assert list(buffer.push("span` after ")) == ["span` after "]
 
 
+def test_markdown_timer_release_keeps_an_open_link_back(markdown):
+    buffer = markdown()
+    assert list(buffer.push("See [the docs](https://exa")) == ["See "]
+
+    assert buffer.release() == ""
+    assert list(buffer.push("mple.org) and")) == ["[the docs](https://example.org) "]
+
+
+def test_markdown_timer_release_gives_up_the_text_before_an_open_construct(markdown):
+    buffer = markdown()
+    buffer.push("run`make te")
+
+    assert buffer.release() == "run"
+    assert buffer.release() == ""
+    assert list(buffer.push("st` now")) == ["`make test` "]
+
+
+def test_markdown_timer_release_gives_up_a_construct_open_longer_than_max_hold(config):
+    part = config.buffers["markdown"]
+    buffer = part.registration.factory(part.registration.options(max_hold_ms=0))
+    buffer.push("[a very long link text")
+
+    assert buffer.release() == "[a very long link text"
+
+
+def test_markdown_timer_release_gives_up_a_word_outside_any_construct(markdown):
+    buffer = markdown()
+    buffer.push("Hello wor")
+
+    assert buffer.release() == "wor"
+
+
+MARKDOWN_PIECES = ["`", "``", "```", "[", "]", "(", ")", " ", "\n", "a", "b c", "](x)", "🙂"]
+
+
 @settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(
-    st.lists(
-        st.sampled_from(["`", "``", "```", "[", "]", "(", ")", " ", "\n", "a", "b c", "](x)", "🙂"])
-    )
-)
+@given(st.lists(st.sampled_from(MARKDOWN_PIECES)))
 def test_markdown_is_lossless(markdown, deltas):
     assert "".join(segments(markdown(), deltas)) == "".join(deltas)
+
+
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.one_of(st.none(), st.sampled_from(MARKDOWN_PIECES))))
+def test_markdown_is_lossless_when_the_timer_releases_text(config, steps):
+    part = config.buffers["markdown"]
+    for max_hold_ms in (0, 60_000):
+        buffer = part.registration.factory(part.registration.options(max_hold_ms=max_hold_ms))
+        out = []
+        for step in steps:
+            out.extend([buffer.release()] if step is None else buffer.push(step))
+        out.append(buffer.flush())
+        assert "".join(out) == "".join(s for s in steps if s is not None)
+
+
+async def test_markdown_flush_timer_does_not_cut_an_ordinary_link(serve):
+    # The timer (100 ms) fires inside the link, 200 ms before the delta that closes it.
+    client = await serve(
+        base_config(
+            server={"plugins_dir": PLUGINS_DIR},
+            buffers={"markdown": {"max_delay_ms": 100}},
+            plugins={"modules": ["scripted_provider"]},
+            providers={"scripted": {}},
+        )
+    )
+    deltas = ["See [the docs](https://exa", "mple.org) and more"]
+    got = await client.sse(
+        "/v1/stream",
+        params={"prompt": script(deltas, gap_ms=300), "model": "scripted", "buffer": "markdown"},
+    )
+    contents = [json.loads(e.data)["content"] for e in got.events if e.event == "token"]
+
+    assert contents == ["See ", "[the docs](https://example.org) and ", "more"]
 
 
 async def test_markdown_buffer_per_request_over_http(serve):

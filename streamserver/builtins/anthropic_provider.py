@@ -14,10 +14,11 @@ import os
 from collections import Counter
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
 
 from ..errors import ConfigError, ProviderError
 from ..hookspecs import Register, hookimpl
+from ..schema import ABOVE_ZERO, AT_LEAST_ONE, AT_LEAST_ZERO
 from ..sse_decoder import SSEDecoder
 from ..types import Delta, Finish, GenerationRequest, Usage
 from .upstream_errors import incomplete, translate
@@ -38,11 +39,11 @@ class AnthropicProviderOptions:
     models: tuple[str, ...] = ()
     base_url: str | None = None
     api_key_env: str = "ANTHROPIC_API_KEY"
-    max_tokens: int = 1024
+    max_tokens: Annotated[int, AT_LEAST_ONE] = 1024
     """Sent when a request gives none (the Messages API requires it)."""
-    timeout_s: float = 60.0
-    connect_timeout_s: float = 10.0
-    max_retries: int = 2
+    timeout_s: Annotated[float, ABOVE_ZERO] = 60.0
+    connect_timeout_s: Annotated[float, ABOVE_ZERO] = 10.0
+    max_retries: Annotated[int, AT_LEAST_ZERO] = 2
     headers: dict[str, str] = field(default_factory=dict)
     temperature: float | None = None
 

@@ -1,8 +1,9 @@
 """Built-in buffer strategies: raw, delimiter, word, sentence.
 
 The core adds the flush timer (``max_delay_ms``), the size cap (``max_chars``) and the final flush
-to every one of them, so each strategy only decides where a segment may end. All of them are
-lossless: they cut the text, never change it.
+to every one of them, so each strategy only decides where a segment may end. When the timer or the
+cap fires, a strategy gives up its held text through the last word boundary (``release``), so a slow
+stream still never shows half a word. All of them are lossless: they cut the text, never change it.
 """
 
 from __future__ import annotations
@@ -11,8 +12,10 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Annotated
 
 from ..hookspecs import Register, hookimpl
+from ..schema import AT_LEAST_ONE
 
 _NOTHING: tuple[str, ...] = ()
 
@@ -34,6 +37,12 @@ class RawBuffer:
     def flush(self) -> str:
         """Nothing is ever held."""
         return ""
+
+    release = flush
+
+
+_THROUGH_LAST_SPACE = re.compile(r".*\s", re.DOTALL)
+"""Held text through its last whitespace: what a timer release gives up (one backward scan)."""
 
 
 class HeldText(ABC):
@@ -65,6 +74,18 @@ class HeldText(ABC):
     def flush(self) -> str:
         """Everything held."""
         text, self.text, self.held = self.text, "", 0
+        return text
+
+    def release(self) -> str:
+        """For the flush timer and the size cap: the held text through its last whitespace,
+        keeping the word in progress back. Held text with no whitespace at all (one long word, or
+        a script written without spaces) is released whole, so no text waits forever."""
+        whole_words = _THROUGH_LAST_SPACE.match(self.text)
+        if whole_words is None:
+            return self.flush()
+        end = whole_words.end()
+        text, self.text = self.text[:end], self.text[end:]
+        self.held = len(self.text)
         return text
 
     @abstractmethod
@@ -104,7 +125,7 @@ class DelimiterBuffer(HeldText):
 class WordOptions:
     """``[buffers.word]`` options."""
 
-    min_words: int = 1
+    min_words: Annotated[int, AT_LEAST_ONE] = 1
     """Emit only when at least this many whole words are ready."""
 
 

@@ -15,12 +15,13 @@ import os
 from collections import Counter
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
 
 from ..errors import ConfigError, ProviderError
 from ..hookspecs import Register, hookimpl
+from ..schema import ABOVE_ZERO, AT_LEAST_ZERO
 from ..sse_decoder import SSEDecoder
 from ..types import Delta, Finish, GenerationRequest, Usage
 from .upstream_errors import incomplete, translate
@@ -38,10 +39,10 @@ class OpenAIProviderOptions:
     """The server's ``/v1`` URL; unset = the SDK's default (OpenAI, or ``OPENAI_BASE_URL``)."""
     api_key_env: str = "OPENAI_API_KEY"
     """Environment variable holding the API key; "" for servers that need none."""
-    timeout_s: float = 60.0
+    timeout_s: Annotated[float, ABOVE_ZERO] = 60.0
     """Longest wait for any read from the upstream (a stall longer than this ends the stream)."""
-    connect_timeout_s: float = 10.0
-    max_retries: int = 2
+    connect_timeout_s: Annotated[float, ABOVE_ZERO] = 10.0
+    max_retries: Annotated[int, AT_LEAST_ZERO] = 2
     """Retries before the first token (429, 5xx, connection errors, a drop before any text), with
     backoff and jitter; the pipeline does them."""
     headers: dict[str, str] = field(default_factory=dict)

@@ -18,9 +18,11 @@ import random
 import sys
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Annotated
 
 from ..errors import ProviderError
 from ..hookspecs import Register, hookimpl
+from ..schema import AT_LEAST_ONE, AT_LEAST_ZERO, Range
 from ..tokens import tokenize
 from ..types import Delta, Finish, GenerationRequest, Usage
 
@@ -136,17 +138,17 @@ class _Pacer:
 class SimulatedOptions:
     """``[providers.simulated]`` options."""
 
-    ttft_ms: float = 300.0
+    ttft_ms: Annotated[float, AT_LEAST_ZERO] = 300.0
     """Delay before the first token."""
-    tokens_per_second: float = 40.0
+    tokens_per_second: Annotated[float, AT_LEAST_ZERO] = 40.0
     """Pace after the first token; 0 = as fast as possible."""
-    jitter: float = 0.25
+    jitter: Annotated[float, Range(0, 1)] = 0.25
     """Random variation of each gap, as a fraction of the mean gap (0 = metronome)."""
-    answer_tokens: int = 160
+    answer_tokens: Annotated[int, AT_LEAST_ONE] = 160
     """About how long a generated answer is (ends at the sentence that passes it)."""
     seed: int | None = None
     """Fix the randomness: the same request then gives the same text and pacing."""
-    fail_after_tokens: int | None = None
+    fail_after_tokens: Annotated[int, AT_LEAST_ZERO] | None = None
     """Raise a provider error after this many tokens."""
     models: tuple[str, ...] = ("simulated", "echo")
     """Model names offered; any name other than ``echo`` generates text."""

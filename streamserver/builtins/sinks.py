@@ -7,8 +7,10 @@ import json
 import logging
 from collections import Counter, deque
 from dataclasses import dataclass
+from typing import Annotated
 
 from ..hookspecs import Register, hookimpl
+from ..schema import AT_LEAST_ONE
 from ..types import BaseSink, StreamEnd, StreamStart
 
 
@@ -16,7 +18,7 @@ from ..types import BaseSink, StreamEnd, StreamStart
 class MemoryOptions:
     """``[metrics.memory]`` options."""
 
-    window: int = 1000
+    window: Annotated[int, AT_LEAST_ONE] = 1000
     """How many recent streams the latency percentiles are computed over."""
 
 

@@ -55,6 +55,47 @@ def test_held_counts_exactly_the_waiting_characters(deltas):
             assert buffer.held == pushed - emitted
 
 
+def released(buffer, steps: list[str | None]) -> list[str]:
+    """Drive ``buffer`` as the core does: a string is a delta, ``None`` a flush timer firing."""
+    out: list[str] = []
+    for step in steps:
+        if step is None:
+            text = buffer.release()
+            out.extend([text] if text else [])
+        else:
+            out.extend(buffer.push(step))
+    rest = buffer.flush()
+    return [*out, rest] if rest else out
+
+
+timer_steps = st.lists(
+    st.one_of(st.none(), st.text(alphabet=" \n\t.!?ab。", max_size=8), st.text())
+)
+
+
+@given(timer_steps)
+def test_every_buffer_stays_lossless_when_the_timer_releases_text(steps):
+    for buffer in all_buffers():
+        deltas = [step for step in steps if step is not None]
+        assert "".join(released(buffer, steps)) == "".join(deltas)
+
+
+@given(timer_steps)
+def test_a_timer_release_ends_at_whitespace_unless_it_empties_the_buffer(steps):
+    for buffer in all_buffers():
+        pushed = emitted = 0
+        for step in steps:
+            if step is not None:
+                pushed += len(step)
+                emitted += sum(len(s) for s in buffer.push(step))
+                continue
+            text = buffer.release()
+            emitted += len(text)
+            assert buffer.held == pushed - emitted
+            if buffer.held:
+                assert text == "" or text[-1].isspace(), (type(buffer).__name__, steps, text)
+
+
 GRAPHEMES = [
     "\U0001f468\u200d\U0001f469\u200d\U0001f467\u200d\U0001f466",  # a family: ZWJ sequence
     "\U0001f1eb\U0001f1f7",  # a flag: two regional indicators
@@ -171,6 +212,29 @@ def test_sentence_newline_ending_can_be_switched_off():
     assert segments(buffer, ["one\ntwo. three"]) == ["one\ntwo. ", "three"]
 
 
+def test_timer_release_keeps_the_word_in_progress():
+    buffer = SentenceBuffer(SentenceOptions())
+    buffer.push("Each part can be repl")
+
+    assert buffer.release() == "Each part can be "
+    assert buffer.held == len("repl")
+
+
+def test_timer_release_gives_up_a_word_with_no_boundary_whole():
+    buffer = WordBuffer(WordOptions())
+    buffer.push("Donaudampfschifffahrt")
+
+    assert buffer.release() == "Donaudampfschifffahrt"
+    assert buffer.held == 0
+
+
+def test_timer_release_of_a_word_buffer_ignores_min_words():
+    buffer = WordBuffer(WordOptions(min_words=3))
+    buffer.push("one two thr")
+
+    assert buffer.release() == "one two "
+
+
 async def read_until_text(client, params, want: str, within: float) -> tuple[str, float]:
     """Stream /v1/stream and return the text seen once it contains ``want``, and when."""
     loop = asyncio.get_running_loop()
@@ -194,6 +258,59 @@ async def test_flush_timer_releases_a_held_partial_word(serve):
 
     assert text == "hello wor"
     assert 0.04 <= elapsed < 1.0
+
+
+async def read_segments(client, params, want: str, within: float) -> list[str]:
+    """Stream /v1/stream and return its token segments once their text contains ``want``."""
+    contents: list[str] = []
+    async with asyncio.timeout(within):
+        async with client.http.stream("GET", "/v1/stream", params=params) as response:
+            async for line in response.aiter_lines():
+                if line.startswith("data: ") and '"content"' in line:
+                    contents.append(json.loads(line[6:])["content"])
+                    if want in "".join(contents):
+                        return contents
+    return contents
+
+
+async def test_flush_timer_does_not_cut_the_word_the_next_delta_completes(serve):
+    # The timer fires between the two deltas (at 200 of the 300 ms gap): the sentence is not
+    # complete, so it releases the whole words and keeps "repl" for the next delta.
+    client = await serve(base_config(buffers={"sentence": {"max_delay_ms": 200}}, **SCRIPTED))
+    deltas = ["Each part can be repl", "aced by a plugin. "]
+    params = {"prompt": script(deltas, gap_ms=300), "model": "scripted", "buffer": "sentence"}
+
+    got = await read_segments(client, params, "plugin. ", within=5)
+
+    assert got == ["Each part can be ", "replaced by a plugin. "]
+
+
+async def test_flush_timer_releases_the_word_in_progress_one_period_later(serve):
+    client = await serve(base_config(buffers={"sentence": {"max_delay_ms": 50}}, **SCRIPTED))
+    params = {
+        "prompt": script(["Each part can be repl"], then="hang"),
+        "model": "scripted",
+        "buffer": "sentence",
+    }
+
+    got = await read_segments(client, params, "repl", within=2)
+
+    assert got == ["Each part can be ", "repl"]
+
+
+async def test_max_chars_releases_through_the_last_word(serve):
+    client = await serve(
+        base_config(buffers={"sentence": {"max_chars": 10, "max_delay_ms": 0}}, **SCRIPTED)
+    )
+    params = {
+        "prompt": script(["one two three fo"], then="hang"),
+        "model": "scripted",
+        "buffer": "sentence",
+    }
+
+    got = await read_segments(client, params, "three ", within=2)
+
+    assert got == ["one two three "]
 
 
 async def test_flush_timer_off_holds_the_partial_word(serve):
