@@ -286,3 +286,40 @@ async def test_ask_ctrl_c_stops_the_stream_on_the_server(resumable, transport):
     assert provider.closed
     metrics = (await server.http.get("/v1/stream/metrics")).json()
     assert metrics["outcomes"] == {"cancelled": 1}
+
+
+ALICE = "sk-alice-0123456789"
+
+
+@pytest.fixture
+async def secured(serve, monkeypatch):
+    monkeypatch.setenv("STREAMSERVER_API_KEYS", f"alice:{ALICE}")
+    monkeypatch.delenv("STREAMSERVER_API_KEY", raising=False)
+    return await serve(base_config(auth={"mode": "api_key"}))
+
+
+@pytest.mark.parametrize("transport", [[], ["--ws"]], ids=["sse", "websocket"])
+async def test_ask_authenticates_with_api_key(secured, transport):
+    process = await run_ask(secured, *transport, "--api-key", ALICE, "--model", "echo", "let me in")
+    stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=30)
+
+    assert process.returncode == 0, stderr
+    assert stdout.decode() == "let me in\n"
+
+
+async def test_ask_takes_the_api_key_from_streamserver_api_key(secured, monkeypatch):
+    monkeypatch.setenv("STREAMSERVER_API_KEY", ALICE)
+    process = await run_ask(secured, "--model", "echo", "from the environment")
+    stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=30)
+
+    assert process.returncode == 0, stderr
+    assert stdout.decode() == "from the environment\n"
+
+
+async def test_ask_refused_for_want_of_a_key_says_how_to_give_one(secured):
+    process = await run_ask(secured, "--model", "echo", "no key")
+    _, stderr = await asyncio.wait_for(process.communicate(), timeout=30)
+
+    assert process.returncode == 1
+    assert "--api-key" in stderr.decode()
+    assert b"Traceback" not in stderr
