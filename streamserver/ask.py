@@ -70,10 +70,7 @@ async def _over_sse(
 async def _over_websocket(
     prompt: str, url: str, api_key: str | None, raw: bool, options: dict[str, Any]
 ) -> int:
-    ws_url = (
-        url.replace("http://", "ws://").replace("https://", "wss://").rstrip("/") + "/ws/stream"
-    )
-    async with WebSocketStream(ws_url, api_key=api_key) as socket:
+    async with WebSocketStream(url, api_key=api_key) as socket:
         try:
             async for message in socket.stream(prompt, **options):
                 if raw:
