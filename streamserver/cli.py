@@ -57,6 +57,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     ask_parser.add_argument("--model")
     ask_parser.add_argument("--buffer")
     ask_parser.add_argument("--max-tokens", type=int)
+    ask_parser.add_argument(
+        "--api-key",
+        default=os.environ.get("STREAMSERVER_API_KEY"),
+        help="the key a server with auth wants (default: $STREAMSERVER_API_KEY, which keeps it "
+        "out of the process list and the shell history)",
+    )
     fake = commands.add_parser(
         "fake-upstream",
         help="serve a fake OpenAI-compatible upstream (try the openai provider without a key)",
@@ -178,7 +184,16 @@ def _malformed_requests_in_one_line(record: logging.LogRecord) -> bool:
 def _ask(args: argparse.Namespace) -> int:
     options = {"model": args.model, "buffer": args.buffer, "max_tokens": args.max_tokens}
     try:
-        return asyncio.run(ask(args.prompt, args.url, ws=args.ws, raw=args.raw, options=options))
+        return asyncio.run(
+            ask(
+                args.prompt,
+                args.url,
+                api_key=args.api_key,
+                ws=args.ws,
+                raw=args.raw,
+                options=options,
+            )
+        )
     except KeyboardInterrupt:
         return 130
 

@@ -3,10 +3,12 @@
 - API keys come from an environment variable (``id:key`` pairs) and arrive as ``Authorization:
   Bearer``; every key is compared in constant time. Logs and limits use the key's id, never the key.
 - Browsers' EventSource and WebSocket cannot send headers: ``POST /v1/tickets`` (with a key) returns
-  a short-lived ticket, HMAC-signed and bound to one path, accepted as ``?ticket=``. A key in a URL
-  is refused (URLs end up in logs): a parameter named like one (``api_key``, ``apikey``, ``key``,
-  ``token``, ``access_token``, ``authorization``, in any case, with ``-``, ``_`` or neither), a
-  value shaped like one (``sk-`` and at least 16 more key characters), or a configured key.
+  a short-lived ticket, HMAC-signed and bound to one path, accepted as ``?ticket=``. A ticket opens
+  one WebSocket; for EventSource it serves every request within its TTL, since EventSource
+  reconnects by itself on the URL it was given, ticket included. A key in a URL is refused (URLs
+  end up in logs): a parameter named like one (``api_key``, ``apikey``, ``key``, ``token``,
+  ``access_token``, ``authorization``, in any case, with ``-``, ``_`` or neither), a value shaped
+  like one (``sk-`` and at least 16 more key characters), or a configured key.
 - Limits per identity (the key id, or the client address when auth is off): a token bucket of
   requests per minute, and concurrent streams; both answer 429 with ``Retry-After``.
 """
@@ -59,6 +61,9 @@ class Access:
         secret = os.environ.get(auth.ticket_secret_env, "") if auth.ticket_secret_env else ""
         self._secret = secret.encode() or secrets.token_bytes(32)
         self._buckets: dict[str, tuple[float, float]] = {}
+        self._spent: dict[str, float] = {}
+        """Signatures of the tickets that opened a WebSocket, with when they expire."""
+        self._spent_cap = _SPENT_PRUNE_AT
         self.active: dict[str, int] = {}
 
     def _key_in(self, query: Mapping[str, str]) -> bool:
@@ -90,7 +95,7 @@ class Access:
             return key_id
         ticket = request.query.get("ticket")
         if ticket:
-            return self._check_ticket(ticket, request.path)
+            return self._check_ticket(ticket, request.path, once=_is_websocket_upgrade(request))
         if request.path in self.auth.public_paths:
             return f"addr:{request.remote}"
         raise _unauthorized("an API key is required: send 'Authorization: Bearer <key>'")
@@ -110,7 +115,7 @@ class Access:
         payload = _b64(json.dumps({"k": key_id, "p": path, "e": round(expires, 3)}).encode())
         return Ticket(f"{payload}.{self._sign(payload)}", path, expires)
 
-    def _check_ticket(self, ticket: str, path: str) -> str:
+    def _check_ticket(self, ticket: str, path: str, *, once: bool) -> str:
         payload, _, signature = ticket.partition(".")
         if not hmac.compare_digest(signature.encode(), self._sign(payload).encode()):
             raise _unauthorized("the ticket is not valid")
@@ -121,7 +126,23 @@ class Access:
             raise StreamRejected(
                 403, "ticket_wrong_path", f"this ticket is for {claims['p']}, not {path}"
             )
+        if once:
+            self._spend(signature, claims["e"])
         return str(claims["k"])
+
+    def _spend(self, signature: str, expires_at: float) -> None:
+        """Take a ticket for good. A WebSocket lives on by itself once open, and reconnects
+        with a fresh ticket, so a ticket read from a log or a proxy must not open another."""
+        if signature in self._spent:
+            raise _unauthorized(
+                "this ticket has opened a WebSocket already; get a new one from POST /v1/tickets"
+            )
+        self._spent[signature] = expires_at
+        if len(self._spent) > self._spent_cap:
+            # An expired ticket is refused anyway: forget those, at a cost amortised over the adds.
+            now = time.time()
+            self._spent = {s: e for s, e in self._spent.items() if e >= now}
+            self._spent_cap = max(_SPENT_PRUNE_AT, 2 * len(self._spent))
 
     def _sign(self, payload: str) -> str:
         return _b64(hmac.new(self._secret, payload.encode(), hashlib.sha256).digest())
@@ -171,6 +192,14 @@ class Access:
             self.active[identity] = left
         else:
             self.active.pop(identity, None)
+
+
+_SPENT_PRUNE_AT = 1024
+"""Spent tickets held before the expired ones are first dropped."""
+
+
+def _is_websocket_upgrade(request: web.Request) -> bool:
+    return request.headers.get("Upgrade", "").lower() == "websocket"
 
 
 def _load_keys(auth: AuthSettings) -> list[tuple[str, bytes]]:

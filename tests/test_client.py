@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import signal
 import sys
+import warnings
 from urllib.parse import urlsplit
 
 import pytest
@@ -138,8 +140,7 @@ async def test_websocket_client_resumes_across_cuts_and_sees_each_token_once(res
     provider = app[SERVICE].providers["scripted"]
     received: list[str] = []
 
-    url = f"ws://127.0.0.1:{proxy_port}/ws/stream"
-    async with WebSocketStream(url, backoff_s=0.01) as socket:
+    async with WebSocketStream(f"http://127.0.0.1:{proxy_port}", backoff_s=0.01) as socket:
         async for message in socket.stream(script(DELTAS, gap_ms=5), model="scripted"):
             if message["type"] == "token":
                 received.append(message["content"])
@@ -157,8 +158,7 @@ async def test_websocket_client_resumes_across_cuts_and_sees_each_token_once(res
 
 async def test_websocket_client_raises_on_a_refused_prompt_and_yields_a_stream_failure(resumable):
     _, server = resumable
-    url = server.base_url.replace("http://", "ws://") + "/ws/stream"
-    async with WebSocketStream(url) as socket:
+    async with WebSocketStream(server.base_url) as socket:
         with pytest.raises(StreamFailed) as refused:
             async for _ in socket.stream("x", model="no-such-model"):
                 pass
@@ -174,9 +174,10 @@ async def test_websocket_client_without_grace_cannot_resume(serve):
     proxy = TCPProxy("127.0.0.1", urlsplit(server.base_url).port)
     proxy_port = await proxy.start()
 
-    url = f"ws://127.0.0.1:{proxy_port}/ws/stream"
     with pytest.raises(StreamFailed) as failed:
-        async with WebSocketStream(url, backoff_s=0.01, max_reconnects=2) as socket:
+        async with WebSocketStream(
+            f"http://127.0.0.1:{proxy_port}", backoff_s=0.01, max_reconnects=2
+        ) as socket:
             async for message in socket.stream(script(DELTAS, gap_ms=5), model="scripted"):
                 if message["type"] == "token":
                     proxy.cut()
@@ -187,8 +188,7 @@ async def test_websocket_client_without_grace_cannot_resume(serve):
 
 async def test_websocket_client_cancel(resumable):
     _, server = resumable
-    url = server.base_url.replace("http://", "ws://") + "/ws/stream"
-    async with WebSocketStream(url) as socket:
+    async with WebSocketStream(server.base_url) as socket:
         messages = []
         async for message in socket.stream(script(["part"], then="hang"), model="scripted"):
             messages.append(message)
@@ -196,6 +196,59 @@ async def test_websocket_client_cancel(resumable):
                 await socket.cancel()
 
     assert messages[-1] == {"type": "done", "full_response": "part", "cancelled": True}
+
+
+async def test_websocket_client_takes_the_base_url_like_stream_client(resumable):
+    _, server = resumable
+    async with WebSocketStream(server.base_url + "/") as socket:
+        messages = [m async for m in socket.stream("base url", model="echo")]
+
+    assert messages[-1] == {"type": "done", "full_response": "base url"}
+
+
+async def test_websocket_client_takes_another_route_as_path(serve):
+    routes = {"/ws/other": {"transport": "ws", "formatter": "simple", "allow": ["model"]}}
+    server = await serve(base_config(routes=routes))
+    async with WebSocketStream(server.base_url, path="/ws/other") as socket:
+        messages = [m async for m in socket.stream("other route", model="echo")]
+
+    assert messages[-1] == {"type": "done", "full_response": "other route"}
+
+
+async def test_websocket_client_refused_handshake_says_what_it_wants(resumable):
+    _, server = resumable
+    with pytest.raises(StreamFailed) as refused:
+        async with WebSocketStream(server.base_url + "/ws/stream"):
+            pass
+
+    assert refused.value.status == 404
+    assert "base URL" in refused.value.message
+
+
+def test_websocket_client_refuses_a_url_without_a_scheme_by_saying_what_it_wants():
+    with pytest.raises(ValueError, match=r"base URL, like http://127\.0\.0\.1:8000"):
+        WebSocketStream("127.0.0.1:8000")
+
+
+async def test_websocket_client_refused_handshake_leaks_no_session(resumable):
+    _, server = resumable
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(StreamFailed):
+            async with WebSocketStream(server.base_url + "/nowhere"):
+                pass
+        gc.collect()
+
+    assert [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)] == []
+
+
+async def test_websocket_client_closes_its_session_on_leaving(resumable):
+    _, server = resumable
+    async with WebSocketStream(server.base_url) as socket:
+        session = socket.session
+        _ = [m async for m in socket.stream("closed after", model="echo")]
+
+    assert session.closed
 
 
 async def test_in_process_generate_yields_segments_with_metadata():
@@ -286,3 +339,40 @@ async def test_ask_ctrl_c_stops_the_stream_on_the_server(resumable, transport):
     assert provider.closed
     metrics = (await server.http.get("/v1/stream/metrics")).json()
     assert metrics["outcomes"] == {"cancelled": 1}
+
+
+ALICE = "sk-alice-0123456789"
+
+
+@pytest.fixture
+async def secured(serve, monkeypatch):
+    monkeypatch.setenv("STREAMSERVER_API_KEYS", f"alice:{ALICE}")
+    monkeypatch.delenv("STREAMSERVER_API_KEY", raising=False)
+    return await serve(base_config(auth={"mode": "api_key"}))
+
+
+@pytest.mark.parametrize("transport", [[], ["--ws"]], ids=["sse", "websocket"])
+async def test_ask_authenticates_with_api_key(secured, transport):
+    process = await run_ask(secured, *transport, "--api-key", ALICE, "--model", "echo", "let me in")
+    stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=30)
+
+    assert process.returncode == 0, stderr
+    assert stdout.decode() == "let me in\n"
+
+
+async def test_ask_takes_the_api_key_from_streamserver_api_key(secured, monkeypatch):
+    monkeypatch.setenv("STREAMSERVER_API_KEY", ALICE)
+    process = await run_ask(secured, "--model", "echo", "from the environment")
+    stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=30)
+
+    assert process.returncode == 0, stderr
+    assert stdout.decode() == "from the environment\n"
+
+
+async def test_ask_refused_for_want_of_a_key_says_how_to_give_one(secured):
+    process = await run_ask(secured, "--model", "echo", "no key")
+    _, stderr = await asyncio.wait_for(process.communicate(), timeout=30)
+
+    assert process.returncode == 1
+    assert "--api-key" in stderr.decode()
+    assert b"Traceback" not in stderr

@@ -159,6 +159,33 @@ async def test_a_websocket_accepts_a_ticket(secured):
     assert refused.value.response.status_code == 401
 
 
+async def test_a_ticket_opens_one_websocket_only(secured):
+    ticket = (await secured.http.post("/v1/tickets", json={"path": "/ws/stream"},
+                                      headers=auth("sk-alice-0123456789"))).json()["ticket"]  # fmt: skip
+    url = secured.base_url.replace("http://", "ws://") + f"/ws/stream?ticket={ticket}"
+    async with websockets.connect(url) as socket:
+        await socket.send(json.dumps({"prompt": "first", "model": "echo"}))
+        first = [json.loads(await socket.recv()) for _ in range(3)]
+    with pytest.raises(websockets.InvalidStatus) as replayed:
+        async with websockets.connect(url):
+            pass
+
+    assert first[-1] == {"type": "done", "full_response": "first"}
+    assert replayed.value.response.status_code == 401
+    assert b"POST /v1/tickets" in replayed.value.response.body
+
+
+async def test_an_eventsource_ticket_serves_its_reconnects_within_its_ttl(secured):
+    # EventSource reconnects by itself on the URL it was given, ticket included.
+    ticket = (await secured.http.post("/v1/tickets", json={"path": "/stream"},
+                                      headers=auth("sk-alice-0123456789"))).json()["ticket"]  # fmt: skip
+    params = {"prompt": "again", "model": "echo", "ticket": ticket}
+    first = await secured.sse("/stream", params=params)
+    second = await secured.sse("/stream", params=params)
+
+    assert (first.status, second.status) == (200, 200)
+
+
 async def test_only_the_key_that_started_a_stream_may_resume_or_cancel_it(secured):
     async with secured.http.stream("GET", "/v1/stream", params={"prompt": script(["a"], then="hang"),
                                    "model": "scripted"}, headers=auth("sk-alice-0123456789")) as response:  # fmt: skip

@@ -1,14 +1,14 @@
 """``streamserver ask``: print an answer as it streams from a running server.
 
 Ctrl-C cancels the stream on the server; a dropped connection is resumed without a trace in the
-output. The API key, when the server wants one, comes from ``STREAMSERVER_API_KEY``.
+output. The API key, when the server wants one, comes from ``--api-key`` or, by default, from
+``STREAMSERVER_API_KEY``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import os
 import sys
 from dataclasses import asdict
 from typing import Any
@@ -16,9 +16,16 @@ from typing import Any
 from .http import End, Error, StreamClient, StreamFailed, Token, WebSocketStream
 
 
-async def ask(prompt: str, url: str, *, ws: bool, raw: bool, options: dict[str, Any]) -> int:
+async def ask(
+    prompt: str,
+    url: str,
+    *,
+    api_key: str | None,
+    ws: bool,
+    raw: bool,
+    options: dict[str, Any],
+) -> int:
     """Stream one answer to stdout; returns the exit status (130 when interrupted)."""
-    api_key = os.environ.get("STREAMSERVER_API_KEY")
     options = {k: v for k, v in options.items() if v is not None}
     try:
         if ws:
@@ -26,6 +33,11 @@ async def ask(prompt: str, url: str, *, ws: bool, raw: bool, options: dict[str, 
         return await _over_sse(prompt, url, api_key, raw, options)
     except StreamFailed as exc:
         print(f"\nstreamserver ask: {exc}", file=sys.stderr)
+        if exc.status == 401:
+            print(
+                "streamserver ask: give the key with --api-key or STREAMSERVER_API_KEY",
+                file=sys.stderr,
+            )
         return 1
 
 
@@ -58,10 +70,7 @@ async def _over_sse(
 async def _over_websocket(
     prompt: str, url: str, api_key: str | None, raw: bool, options: dict[str, Any]
 ) -> int:
-    ws_url = (
-        url.replace("http://", "ws://").replace("https://", "wss://").rstrip("/") + "/ws/stream"
-    )
-    async with WebSocketStream(ws_url, api_key=api_key) as socket:
+    async with WebSocketStream(url, api_key=api_key) as socket:
         try:
             async for message in socket.stream(prompt, **options):
                 if raw:

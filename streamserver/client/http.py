@@ -251,20 +251,24 @@ RESUME_REFUSED = frozenset(
 class WebSocketStream:
     """A ``/ws/stream`` connection: send prompts, read messages, ``cancel()`` the current one.
 
-    A connection that drops mid-stream is replaced and the stream resumed (``{"type": "resume",
-    "stream_id", "received"}``, exponential backoff with jitter, bounded attempts): the caller sees
-    every message once, and the server generates the answer once."""
+    It takes the server's base URL, as ``StreamClient`` does (``http://127.0.0.1:8000``, or
+    ``https://…``, ``ws://…``, ``wss://…``; a mounted app's prefix included), and connects to
+    ``path`` under it. A connection that drops mid-stream is replaced and the stream resumed
+    (``{"type": "resume", "stream_id", "received"}``, exponential backoff with jitter, bounded
+    attempts): the caller sees every message once, and the server generates the answer once."""
 
     def __init__(
         self,
-        url: str,
+        base_url: str,
         *,
         api_key: str | None = None,
+        path: str = "/ws/stream",
         max_reconnects: int = 8,
         backoff_s: float = 0.2,
         max_backoff_s: float = 5.0,
     ) -> None:
-        self.url = url
+        self.url = _websocket_url(base_url, path)
+        """The WebSocket URL connected to: ``path`` under the base URL, in ``ws``/``wss``."""
         self.max_reconnects = max_reconnects
         self.backoff_s = backoff_s
         self.max_backoff_s = max_backoff_s
@@ -276,14 +280,34 @@ class WebSocketStream:
 
     async def __aenter__(self) -> WebSocketStream:
         self._session = aiohttp.ClientSession(headers=self._headers)
-        self._socket = await self._session.ws_connect(self.url)
+        try:
+            self._socket = await self._session.ws_connect(self.url)
+        except aiohttp.WSServerHandshakeError as exc:
+            await self.close()  # ``__aexit__`` does not run when ``__aenter__`` fails
+            raise _handshake_refused(self.url, exc.status) from None
+        except BaseException:
+            await self.close()
+            raise
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Close the socket and the HTTP session it runs on."""
         if self._socket is not None:
             await self._socket.close()
+            self._socket = None
         if self._session is not None:
             await self._session.close()
+            self._session = None
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        """The open HTTP session (use the stream as ``async with``)."""
+        if self._session is None:
+            raise RuntimeError("use WebSocketStream as 'async with WebSocketStream(...) as socket'")
+        return self._session
 
     async def stream(self, prompt: str, **fields: Any) -> AsyncIterator[dict[str, Any]]:
         """Send a prompt and yield the server's messages up to and including ``done``.
@@ -347,6 +371,34 @@ class WebSocketStream:
         """Stop the current stream; its ``done`` message (with ``cancelled``) still arrives."""
         assert self._socket is not None
         await self._socket.send_json({"type": "cancel"})
+
+
+def _websocket_url(base_url: str, path: str) -> str:
+    """``path`` under a server's base URL, with the scheme a WebSocket uses (``http`` → ``ws``)."""
+    scheme, sep, rest = base_url.partition("://")
+    ws_scheme = _WEBSOCKET_SCHEMES.get(scheme.lower()) if sep else None
+    if ws_scheme is None:
+        raise ValueError(
+            f"expected the server's base URL, like http://127.0.0.1:8000, got {base_url!r}"
+        )
+    return f"{ws_scheme}://{rest.rstrip('/')}{path}"
+
+
+_WEBSOCKET_SCHEMES = {"http": "ws", "https": "wss", "ws": "ws", "wss": "wss"}
+
+
+def _handshake_refused(url: str, status: int) -> StreamFailed:
+    if status == 401:
+        return StreamFailed("unauthorized", f"{url} wants an API key (api_key=...)", status)
+    if status == 403:
+        return StreamFailed("forbidden", f"{url} refused the handshake (HTTP 403)", status)
+    # Anything else is most often the wrong URL: a page (200) or no route (404) there.
+    return StreamFailed(
+        "handshake_failed",
+        f"{url} answered HTTP {status}, not a WebSocket: WebSocketStream takes the server's base "
+        "URL, like StreamClient (http://127.0.0.1:8000), and connects to path (/ws/stream) under it",
+        status,
+    )
 
 
 async def _backoff(attempt: int, base_s: float, cap_s: float) -> None:
