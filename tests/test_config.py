@@ -275,3 +275,11 @@ def test_relative_plugins_dir_is_resolved_against_the_config_files_folder(tmp_pa
     assert config.registry.sources["shout_buffer"].origin == str(
         project.resolve() / "my-plugins" / "shout_buffer.py"
     )
+
+
+def test_log_format_is_text_or_json(tmp_path):
+    accepted = streamserver.load_config(write_config(tmp_path, 'log_format = "json"\n'))
+    message = config_error(write_config(tmp_path, 'log_format = "xml"\n', name="bad.toml"))
+
+    assert accepted.server.log_format == "json"
+    assert "server.log_format" in message and "(choices: json, text)" in message

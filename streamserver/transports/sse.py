@@ -21,6 +21,7 @@ from aiohttp.abc import AbstractStreamWriter
 from aiohttp_sse import EventSourceResponse
 
 from ..config import ServerSettings
+from ..logs import note_served
 from ..streams import Stream
 from ..types import Event
 
@@ -319,6 +320,7 @@ async def send_stream(
     watch_peer(request, settings)
     log = stream.log
     reader = stream.attach(start)
+    note_served(request, stream)
     chunked = response.headers.get("Transfer-Encoding") == "chunked"
     conn = Connection(transport, chunked, connections)
     connections.add(conn)

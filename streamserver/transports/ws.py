@@ -25,6 +25,7 @@ from typing import Any, Literal
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from ..errors import StreamRejected
+from ..logs import note_served
 from ..streams import Reader, Stream
 from ..types import Event
 from .sse import BATCH_BYTES, Batch, SSEConnections, reset_connection, watch_peer
@@ -238,6 +239,7 @@ async def serve_socket(
                         # Attached now, not when the pump first runs: the stream's epilogue waits
                         # for attached readers to write what they have (the chat route's reply).
                         reader = current.attach(position)
+                        note_served(request, current)
                         pump = socket.pump = asyncio.get_running_loop().create_task(
                             _pump(socket, current, reader, batcher)
                         )
