@@ -14,7 +14,7 @@ from .errors import ConfigError, ProviderError, StreamRejected
 from .hookspecs import hookimpl
 from .inprocess import Segment, generate, generate_sync
 from .version import __version__
-from .web.app import create_app, setup
+from .web.app import create_app, drain, setup
 
 __all__ = [
     "Config",
@@ -24,6 +24,7 @@ __all__ = [
     "StreamRejected",
     "__version__",
     "create_app",
+    "drain",
     "generate",
     "generate_sync",
     "hookimpl",

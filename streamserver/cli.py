@@ -1,7 +1,8 @@
 """The ``streamserver`` command: ``serve``, ``check-config``, ``--version``.
 
 A configuration mistake prints one line (file, dotted key, what was expected) and exits with 2;
-Ctrl-C and SIGTERM stop the server cleanly: streams are drained, then it exits 0.
+Ctrl-C and SIGTERM stop the server cleanly: streams are drained while it still listens, then it
+exits 0; a second signal during the drain exits at once with 1.
 """
 
 from __future__ import annotations
@@ -13,21 +14,25 @@ import gc
 import logging
 import os
 import resource
+import signal
 import sys
 from collections.abc import Sequence
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
+from . import logs
 from .client.ask import ask
 from .config import Config, load_config, refuse_open_host
 from .devtools import fake_upstream
 from .errors import ConfigError
 from .service import StreamService
 from .version import __version__
-from .web.app import create_app
+from .web.app import create_app, drain
 
 DEFAULT_CONFIG = "config.toml"
+
+log = logging.getLogger("streamserver")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -102,38 +107,70 @@ def _serve(path: str, host: str | None, port: int | None) -> int:
         path, overrides={"server": {k: v for k, v in given.items() if v is not None}}
     )
     host, port = config.server.host, config.server.port
-    logging.basicConfig(
-        level=config.server.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    logs.configure(config.server)
     for noisy in ("httpx", "httpx2"):  # one line per request is too much by default
         logging.getLogger(noisy).setLevel(logging.WARNING)
     logging.getLogger("aiohttp.server").addFilter(_malformed_requests_in_one_line)
+    for line in _describe(config):
+        log.info("%s", line)
     app = create_app(config)
     _raise_file_limit()
     app.on_startup.append(_tune_gc)
     try:
-        web.run_app(
-            app,
-            host=host,
-            port=port,
-            backlog=_BACKLOG,
-            handler_cancellation=True,  # a client that goes away cancels its handler at once
-            # No access log (a line per request is too much): without a logger aiohttp does not
-            # build an access logger for every connection only to find it disabled.
-            access_log=None,
-            shutdown_timeout=config.server.shutdown_grace_s + 5,
-            print=lambda _: print(
-                f"streamserver {__version__} listening on http://{_url_host(host)}:{port}",
-                flush=True,
-            ),
-        )
+        return asyncio.run(_run(app, host, port, config))
     except OSError as exc:
         if exc.errno not in _LISTEN_ERRORS:
             raise
         print(f"streamserver: cannot listen on {host}:{port}: {exc.strerror}", file=sys.stderr)
         return 1
+
+
+async def _run(app: web.Application, host: str, port: int, config: Config) -> int:
+    """Serve until SIGTERM or Ctrl-C, then drain with the listener still open, then stop.
+
+    ``web.run_app`` closes the listening socket before the drain (``on_shutdown``): clients
+    would be refused, and idle keep-alive connections dropped, for the whole grace. A second
+    signal during the drain exits at once with status 1."""
+    runner = web.AppRunner(
+        app,
+        handle_signals=False,
+        handler_cancellation=True,  # a client that goes away cancels its handler at once
+        access_log_class=logs.AccessLogger,
+        access_log=logging.getLogger(logs.ACCESS),
+        shutdown_timeout=config.server.shutdown_grace_s + 5,
+    )
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port, backlog=_BACKLOG).start()
+        print(
+            f"streamserver {__version__} listening on http://{_url_host(host)}:{port}", flush=True
+        )
+        await _signalled()
+        log.info("shutting down: new streams get 503 (a second SIGTERM or Ctrl-C exits at once)")
+        await drain(app)  # before cleanup, which stops listening
+    finally:
+        await runner.cleanup()
+    log.info("stopped")
     return 0
+
+
+async def _signalled() -> None:
+    """Return at the first SIGTERM or SIGINT; from then on, the next one ends the process."""
+    loop = asyncio.get_running_loop()
+    first = asyncio.Event()
+
+    def on_signal(name: str) -> None:
+        if not first.is_set():
+            log.info("%s received", name)
+            first.set()
+            return
+        log.warning("%s received again while draining: exiting now, status 1", name)
+        logging.shutdown()  # flush what is logged before the process ends without unwinding
+        os._exit(1)
+
+    for number in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(number, on_signal, number.name)
+    await first.wait()
 
 
 _BACKLOG = 4096
@@ -202,30 +239,37 @@ def _check(path: str) -> int:
     config = load_config(path)
     asyncio.run(_check_models(config))
     print(f"{path}: OK")
-    print("plugins:")
-    for source in config.registry.sources.values():
-        print(f"  {source.name}  ({source.origin})")
+    for line in _describe(config)[1:]:
+        print(line)
+    return 0
+
+
+def _describe(config: Config) -> list[str]:
+    """What a config serves: its file, the plugins loaded, the parts, the routes (one line each;
+    ``check-config`` prints them, ``serve`` logs them)."""
+    lines = [f"config: {config.file or '(not from a file)'}", "plugins:"]
+    lines += [f"  {source.name}  ({source.origin})" for source in config.registry.sources.values()]
     for kind, parts in (
         ("providers", config.providers),
         ("buffers", config.buffers),
         ("formatters", config.formatters),
     ):
-        print(
+        lines.append(
             f"{kind}: "
             + ", ".join(
                 f"{name} ({part.registration.name})" if name != part.registration.name else name
                 for name, part in parts.items()
             )
         )
-    print("metrics sinks: " + ", ".join(part.name for part in config.sinks))
-    print("routes:")
+    lines.append("metrics sinks: " + ", ".join(part.name for part in config.sinks))
+    lines.append("routes:")
     for route_path, route in config.routes.items():
-        print(
+        lines.append(
             f"  {' '.join(route.methods):8} {route_path:20} {route.transport}  formatter={route.formatter} "
             f"buffer={route.buffer} provider={route.provider or '(default)'} model={route.model or '(default)'}"
             f" allow={','.join(route.allow) or '-'}"
         )
-    return 0
+    return lines
 
 
 async def _check_models(config: Config) -> None:

@@ -47,6 +47,8 @@ class ServerSettings:
     """WebSocket ping interval; a peer that does not answer is closed (0 = off)."""
     ws_max_message_bytes: Annotated[int, AT_LEAST_ONE] = 65_536
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["text", "json"] = "text"
+    """``serve``'s log lines: plain text, or one JSON object a line (for a log collector)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -57,6 +57,7 @@ class StreamService:
         self.sockets: set[Socket] = set()
         """Open WebSockets: closed with 1001 (going away) at shutdown, once their streams end."""
         self.draining = False
+        self._drained: asyncio.Future[None] | None = None
         self.started_at = time.time()
 
     @classmethod
@@ -261,18 +262,40 @@ class StreamService:
 
     async def drain(self, grace_s: float) -> None:
         """Refuse new streams, give live ones ``grace_s`` to finish, then cancel the rest; close
-        the WebSockets (1001) once they have sent what their streams ended with."""
+        the WebSockets (1001) once they have sent what their streams ended with.
+
+        Called again (the command line drains before aiohttp's shutdown, which drains too), it
+        waits for the first drain instead of starting another."""
+        if self._drained is None:
+            self._drained = asyncio.ensure_future(self._drain(grace_s))
+        await self._drained
+
+    async def _drain(self, grace_s: float) -> None:
         self.draining = True
+        began = time.monotonic()
         live = [s.task for s in self.streams.live() if s.task is not None]
+        log.info(
+            "draining: %d live streams, %d WebSockets; up to %gs to finish",
+            len(live),
+            len(self.sockets),
+            grace_s,
+        )
         if live:
             await asyncio.wait(live, timeout=grace_s)
-        for stream in self.streams.live():
+        cut = self.streams.live()
+        for stream in cut:
             stream.cancel("shutdown")
-        remaining = [s.task for s in self.streams.live() if s.task is not None]
+        remaining = [s.task for s in cut if s.task is not None]
         if remaining:
             await asyncio.wait(remaining, timeout=5)
         if self.sockets:
             await asyncio.gather(*(socket.close_going_away() for socket in list(self.sockets)))
+        log.info(
+            "drained in %.2fs: %d streams finished, %d ended with server_shutdown",
+            time.monotonic() - began,
+            len(live) - len(cut),
+            len(cut),
+        )
 
 
 def _make(part: Part, section: str, file: str | None) -> Any:

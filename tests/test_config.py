@@ -373,3 +373,11 @@ def test_the_shipped_config_shows_every_section_and_every_core_key():
     for cls in [*_SECTIONS.values(), BufferTiming]:
         assert {f.name for f in fields(cls)} <= shown, cls.__name__
     assert "[metrics.memory]" in text and "[formatters.openai]" in text
+
+
+def test_log_format_is_text_or_json(tmp_path):
+    accepted = streamserver.load_config(write_config(tmp_path, 'log_format = "json"\n'))
+    message = config_error(write_config(tmp_path, 'log_format = "xml"\n', name="bad.toml"))
+
+    assert accepted.server.log_format == "json"
+    assert "server.log_format" in message and "(choices: json, text)" in message

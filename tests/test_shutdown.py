@@ -27,7 +27,7 @@ def free_port() -> int:
 
 
 async def serve_process(
-    tmp_path, *, shutdown_grace_s: float
+    tmp_path, *, shutdown_grace_s: float, log_format: str = "text"
 ) -> tuple[asyncio.subprocess.Process, int]:
     """``streamserver serve`` in its own process: the simulated model at 20 tokens/s, conversations
     in ``tmp_path/c.sqlite3``; returns once it listens."""
@@ -35,7 +35,7 @@ async def serve_process(
     config = tmp_path / "config.toml"
     config.write_text(
         f'[server]\nport = {port}\nplugins_dir = "{tmp_path}"\n'
-        f"shutdown_grace_s = {shutdown_grace_s}\n"
+        f'shutdown_grace_s = {shutdown_grace_s}\nlog_format = "{log_format}"\n'
         "[providers.simulated]\nttft_ms = 0\ntokens_per_second = 20\nanswer_tokens = 400\n"
         f'[conversations.sqlite]\npath = "{tmp_path / "c.sqlite3"}"\n',
         encoding="utf-8",
@@ -146,3 +146,71 @@ async def test_sigterm_during_a_conversation_turn_stores_the_reply_before_exitin
     assert messages[-1] == {"type": "done", "message_count": 2, "status": "failed"}
     assert stored == [("user", "a long answer, please", "complete"), ("assistant", sent, "failed")]
     assert not any(noise in stderr.decode() for noise in NOISE), stderr.decode()
+
+
+async def start_long_stream(
+    client: httpx.AsyncClient,
+) -> tuple[asyncio.Task[list], asyncio.Event]:
+    """A stream far longer than the grace (400 tokens at 20 tokens/s), once its first token is in."""
+    started = asyncio.Event()
+    reader = asyncio.create_task(read_stream(client, {"prompt": "long"}, started))
+    await asyncio.wait_for(started.wait(), timeout=20)
+    return reader, started
+
+
+async def http_exchange(reader, writer, path: str) -> bytes:
+    """One keep-alive ``GET path`` on an open connection; the response's head and body."""
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    await writer.drain()
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+    return head + await reader.readexactly(length)
+
+
+async def test_during_the_grace_new_connections_are_answered_503_and_health_says_draining(
+    tmp_path,
+):
+    server, port = await serve_process(tmp_path, shutdown_grace_s=2)
+    base_url = f"http://127.0.0.1:{port}"
+    async with httpx.AsyncClient(base_url=base_url, timeout=10) as client:
+        running, _ = await start_long_stream(client)
+        server.send_signal(signal.SIGTERM)
+        await asyncio.sleep(0.3)
+        async with httpx.AsyncClient(base_url=base_url, timeout=5) as newcomer:  # new connections
+            health = await newcomer.get("/health")
+            refused = await newcomer.get("/v1/stream", params={"prompt": "new"})
+        events = await asyncio.wait_for(running, timeout=10)
+    await asyncio.wait_for(server.communicate(), timeout=20)
+
+    assert health.status_code == 503
+    assert health.json() == {"status": "draining", "active_streams": 1}
+    assert refused.status_code == 503
+    assert refused.headers["Retry-After"]
+    assert refused.json()["error"]["code"] == "server_shutting_down"
+    assert [name for name, _ in events[-2:]] == ["error", "stream_end"]
+    assert events[-2][1]["code"] == "server_shutdown"
+    assert server.returncode == 0
+
+
+async def test_an_idle_keep_alive_connection_gets_a_response_during_the_grace_then_a_close(
+    tmp_path,
+):
+    server, port = await serve_process(tmp_path, shutdown_grace_s=2)
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+        running, _ = await start_long_stream(client)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        before = await http_exchange(reader, writer, "/health")  # then idle, kept alive
+        server.send_signal(signal.SIGTERM)
+        await asyncio.sleep(0.3)
+        during = await http_exchange(reader, writer, "/health")
+        closed = await asyncio.wait_for(reader.read(), timeout=5)  # b"": the server closed it
+        writer.close()
+        await asyncio.wait_for(running, timeout=10)
+    await asyncio.wait_for(server.communicate(), timeout=20)
+
+    assert before.startswith(b"HTTP/1.1 200")
+    assert during.startswith(b"HTTP/1.1 503")
+    assert b"Connection: close" in during
+    assert b'"draining"' in during
+    assert closed == b""
+    assert server.returncode == 0

@@ -12,6 +12,7 @@ import contextlib
 import logging
 import re
 import socket
+import struct
 from abc import ABC, abstractmethod
 from typing import Protocol
 
@@ -20,6 +21,7 @@ from aiohttp.abc import AbstractStreamWriter
 from aiohttp_sse import EventSourceResponse
 
 from ..config import ServerSettings
+from ..logs import note_served
 from ..streams import Stream
 from ..types import Event
 
@@ -245,23 +247,47 @@ class SSEResponse(EventSourceResponse):
         await web.StreamResponse.write_eof(self, data)
 
 
-def _detect_dead_peer(request: web.Request, timeout_s: float) -> None:
-    """Make the kernel drop a connection whose peer vanished without FIN or RST (Wi-Fi off).
+def reset_connection(transport: asyncio.Transport) -> None:
+    """Drop a connection whose peer takes nothing: a reset (``SO_LINGER`` 0), not a close.
 
-    ``TCP_USER_TIMEOUT``: data (our pings) unacknowledged this long aborts the connection;
-    keepalive probes cover a connection with nothing to send. Linux only; elsewhere a no-op.
+    A plain close of a socket with unsent output leaves the kernel probing a zero window with
+    those bytes for minutes; a reset frees them now and tells the peer at once."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_NONE)
+    transport.abort()
+
+
+_LINGER_NONE = struct.pack("ii", 1, 0)
+"""``struct linger`` on, 0 s: ``close`` resets the connection and discards what is unsent."""
+
+
+def watch_peer(request: web.Request, settings: ServerSettings) -> None:
+    """Make the kernel drop a connection whose peer vanished without FIN or RST (Wi-Fi off), or
+    takes nothing (a zero window), even for the bytes it holds after the server let go.
+
+    ``TCP_USER_TIMEOUT``: data unacknowledged, or a zero window, this long resets the connection:
+    the shorter of ``dead_peer_timeout_s`` (our pings go unanswered) and ``send_timeout_s`` (the
+    send timeout only sees the bytes still in our buffers; a socket closed with the kernel's send
+    queue full would otherwise linger as long as the peer keeps its window shut). Keepalive probes
+    cover a connection with nothing to send. Linux only; elsewhere a no-op.
     """
     sock = request.transport.get_extra_info("socket") if request.transport else None
     if sock is None:
         return
+    dead_peer_s = settings.dead_peer_timeout_s
+    user_timeout_s = min((t for t in (dead_peer_s, settings.send_timeout_s) if t > 0), default=0)
     # Not a TCP socket (a Unix socket): the first option fails and the rest are skipped. Asking
     # ``sock.family`` first would build an IntEnum per connection.
     with contextlib.suppress(OSError, AttributeError):
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, int(timeout_s * 1000))
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, max(1, int(timeout_s / 2)))
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, max(1, int(timeout_s / 6)))
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 3)
+        if user_timeout_s:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, int(user_timeout_s * 1000))
+        if dead_peer_s > 0:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, max(1, int(dead_peer_s / 2)))
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, max(1, int(dead_peer_s / 6)))
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 3)
 
 
 def parse_event_id(value: str) -> tuple[str, int] | None:
@@ -291,10 +317,10 @@ async def send_stream(
     if transport is None:  # gone before the headers went out
         return response
     settings = connections.settings
-    if settings.dead_peer_timeout_s > 0:
-        _detect_dead_peer(request, settings.dead_peer_timeout_s)
+    watch_peer(request, settings)
     log = stream.log
     reader = stream.attach(start)
+    note_served(request, stream)
     chunked = response.headers.get("Transfer-Encoding") == "chunked"
     conn = Connection(transport, chunked, connections)
     connections.add(conn)
@@ -320,7 +346,7 @@ async def send_stream(
     except (ConnectionError, TimeoutError, RuntimeError):
         # The client went away (reset, stalled past send_timeout, or closed under us).
         if not transport.is_closing():
-            transport.abort()  # a stalled peer never drains: do not wait for it
+            reset_connection(transport)  # a stalled peer never drains: do not wait for it
     finally:
         connections.discard(conn)
         stream.detach(reader)

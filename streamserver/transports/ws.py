@@ -26,9 +26,10 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from ..errors import StreamRejected
 from ..log import Reader
+from ..logs import note_served
 from ..streams import Stream
 from ..types import Event
-from .sse import BATCH_BYTES, Batch, SSEConnections
+from .sse import BATCH_BYTES, Batch, SSEConnections, reset_connection, watch_peer
 
 logger = logging.getLogger("streamserver.ws")
 
@@ -113,21 +114,60 @@ class _Flood:
 
 
 class Socket:
-    """One open WebSocket and the pump sending its current stream, for closing it at shutdown."""
+    """One open WebSocket and the pump sending its current stream, for closing it at shutdown.
 
-    __slots__ = ("pump", "ws")
+    Whatever ends it (the peer's close, a missing pong, shutdown), a peer that takes nothing for
+    ``send_timeout_s`` is reset: aiohttp's own closes wait for the output to drain, which a peer
+    with a zero window never lets happen."""
 
-    def __init__(self, ws: web.WebSocketResponse) -> None:
+    __slots__ = ("pump", "send_timeout_s", "transport", "write_deadline", "ws")
+
+    def __init__(
+        self,
+        ws: web.WebSocketResponse,
+        transport: asyncio.Transport | None,
+        send_timeout_s: float,
+    ) -> None:
         self.ws = ws
+        self.transport = transport
+        self.send_timeout_s = send_timeout_s
         self.pump: asyncio.Task[None] | None = None
+        self.write_deadline: float | None = None
+        """When the write the pump is waiting on times out (``None``: no write waiting)."""
 
     async def close_going_away(self, timeout_s: float = 5.0) -> None:
         """Let the pump send what its stream has left (its end), then close with 1001: the
         client learns the server is going away instead of waiting on a silent socket."""
         if self.pump is not None and not self.pump.done():
             await asyncio.wait([self.pump], timeout=timeout_s)
-        with contextlib.suppress(ConnectionError, RuntimeError):
-            await self.ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutting down")
+        try:
+            async with asyncio.timeout(self.send_timeout_s):
+                with contextlib.suppress(ConnectionError, RuntimeError):
+                    await self.ws.close(
+                        code=WSCloseCode.GOING_AWAY, message=b"server shutting down"
+                    )
+        except TimeoutError:  # the close frame waits behind output the peer does not take
+            self.reset()
+
+    def reset(self) -> None:
+        """Drop the connection now (the peer takes nothing)."""
+        if self.transport is not None:
+            reset_connection(self.transport)
+
+    def reset_if_stuck(self) -> None:
+        """The socket is over but may still hold output the peer has not taken (aiohttp then
+        closes the transport once it drains: maybe never). Reset it unless it drains by the
+        deadline of the write that was waiting, or within ``send_timeout_s`` from now."""
+        transport = self.transport
+        if transport is None or not transport.get_write_buffer_size():
+            return
+        loop = asyncio.get_running_loop()
+        deadline = self.write_deadline or loop.time() + self.send_timeout_s
+        loop.call_at(deadline, self._reset_unless_drained)
+
+    def _reset_unless_drained(self) -> None:
+        if self.transport is not None and self.transport.get_write_buffer_size():
+            self.reset()
 
 
 async def serve_socket(
@@ -153,7 +193,8 @@ async def serve_socket(
         compress=False,
     )
     await ws.prepare(request)
-    socket = Socket(ws)
+    watch_peer(request, batcher.settings)
+    socket = Socket(ws, request.transport, send_timeout_s)
     sockets.add(socket)
     current: Stream | None = None
     reader: Reader | None = None
@@ -199,8 +240,9 @@ async def serve_socket(
                         # Attached now, not when the pump first runs: the stream's epilogue waits
                         # for attached readers to write what they have (the chat route's reply).
                         reader = current.attach(position)
+                        note_served(request, current)
                         pump = socket.pump = asyncio.get_running_loop().create_task(
-                            _pump(ws, current, reader, send_timeout_s, request.transport, batcher)
+                            _pump(socket, current, reader, batcher)
                         )
                         continue
             strikes += 1
@@ -219,6 +261,7 @@ async def serve_socket(
             await asyncio.wait([pump])
         if current is not None and reader is not None:
             current.detach(reader)  # in case the pump was cancelled before it first ran
+        socket.reset_if_stuck()
     return ws
 
 
@@ -342,17 +385,18 @@ class _Tap(Batch):
 
 
 async def _pump(
-    ws: web.WebSocketResponse,
+    socket: Socket,
     stream: Stream,
     reader: Reader,
-    send_timeout_s: float,
-    transport: asyncio.Transport | None,
     batcher: SSEConnections,
 ) -> None:
     """Send the stream's messages from the reader's position in order until it ends.
 
-    A peer that accepts nothing for ``send_timeout_s`` is dropped (the connection is aborted: a
-    close frame could not reach it either), which ends the socket and detaches its reader."""
+    A peer that accepts nothing for ``send_timeout_s`` is dropped (the connection is reset: a
+    close frame could not reach it either), which ends the socket and detaches its reader. If the
+    socket ends first (a missing pong), its deadline stays (``Socket.reset_if_stuck``)."""
+    ws, transport, send_timeout_s = socket.ws, socket.transport, socket.send_timeout_s
+    loop = asyncio.get_running_loop()
     log = stream.log
     sent = stream.sent
     pos = reader.pos
@@ -383,7 +427,8 @@ async def _pump(
                     pos += len(items)
                     log.advance(reader, pos)
                     continue
-            async with asyncio.timeout(send_timeout_s):
+            socket.write_deadline = deadline = loop.time() + send_timeout_s
+            async with asyncio.timeout_at(deadline):
                 for item in items:
                     # backslashreplace: a lone surrogate (half an emoji from a broken upstream)
                     # goes as the JSON escape it came from; strict UTF-8 would kill the socket.
@@ -392,10 +437,10 @@ async def _pump(
                     if sent is not None and len(sent) == pos:
                         sent.append(item)
                     pos += 1
+            socket.write_deadline = None
             log.advance(reader, pos)
     except TimeoutError:
-        if transport is not None:
-            transport.abort()
+        socket.reset()
     except (ConnectionError, RuntimeError):
         pass
     except Exception:

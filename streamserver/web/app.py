@@ -54,8 +54,9 @@ def setup(app: web.Application, config: ConfigSource) -> Config:
     loaded = load_config(config)
     app[CONFIG] = loaded
     app.cleanup_ctx.append(_service_lifetime)
-    app.on_shutdown.append(_drain)
+    app.on_shutdown.append(drain)
     app.on_response_prepare.append(_add_cors_headers)
+    app.on_response_prepare.append(_close_when_draining)
     methods: dict[str, set[str]] = {}
 
     def add(
@@ -387,9 +388,25 @@ async def _service_lifetime(app: web.Application) -> AsyncIterator[None]:
         await service.close()
 
 
-async def _drain(app: web.Application) -> None:
+async def drain(app: web.Application) -> None:
+    """Refuse new streams (503), give live ones ``server.shutdown_grace_s``, end the rest.
+
+    It runs in ``on_shutdown``, which aiohttp calls after it has closed the listening sockets.
+    To keep accepting during the grace (a load balancer sees the 503s and ``/health``
+    ``draining``), await it first, before ``AppRunner.cleanup`` (``streamserver serve`` does);
+    the ``on_shutdown`` call then waits for the same drain."""
     if SERVICE in app:
         await app[SERVICE].drain(app[CONFIG].server.shutdown_grace_s)
+
+
+async def _close_when_draining(request: web.Request, response: web.StreamResponse) -> None:
+    # A keep-alive connection answered during the drain is closed after its response, so the
+    # client's next request opens a new connection (to another instance, once this one stops
+    # listening) instead of meeting a connection closed under it.
+    service = request.app.get(SERVICE)
+    if service is not None and service.draining:
+        response.force_close()
+        response.headers["Connection"] = "close"  # the headers are built: say it ourselves
 
 
 async def _call_hooks(app: web.Application, hook: str) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import shutil
 import subprocess
@@ -110,3 +111,46 @@ async def _read_until(process: asyncio.subprocess.Process, marker: bytes) -> boo
         if marker in line:
             return True
     return False
+
+
+WS_CLIENT = """
+import asyncio, json, sys, websockets
+async def main():
+    async with websockets.connect(sys.argv[1], ping_interval=None) as socket:
+        await socket.send(sys.argv[2])
+        async for message in socket:
+            print(message, flush=True)
+asyncio.run(main())
+"""
+
+
+async def test_a_vanished_websocket_client_is_detected_without_the_heartbeat(peer_namespace):
+    # No heartbeat and nothing to send (the model hangs): only the socket's keepalive can tell.
+    config = base_config(server={"ws_heartbeat_s": 0, "dead_peer_timeout_s": 1}, **SCRIPTED)
+    app = streamserver.create_app(config)
+    server = TestServer(app, host=HOST_ADDRESS)
+    await server.start_server()
+    provider = app[SERVICE].providers["scripted"]
+    url = str(server.make_url("/ws/stream")).replace("http://", "ws://")
+    prompt = json.dumps({"prompt": script(["hello "], then="hang"), "model": "scripted"})
+    client = await asyncio.create_subprocess_exec(
+        "ip", "netns", "exec", NAMESPACE, sys.executable, "-c", WS_CLIENT, url, prompt,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    detected = None
+    try:
+        assert await asyncio.wait_for(_read_until(client, b'"content": "hello "'), timeout=15)
+        ip("link", "set", PEER_LINK, "down", namespace=True)
+        client.kill()
+        cut = time.monotonic()
+        with contextlib.suppress(AssertionError):
+            await wait_until(lambda: bool(provider.closed), timeout=10)
+            detected = time.monotonic() - cut
+    finally:
+        if client.returncode is None:
+            client.kill()
+        await client.wait()
+        await server.close()
+
+    assert detected is not None, "the stream was never cancelled: the dead peer went unnoticed"
+    assert detected < 1 + 1 + 2.5  # keepalive idle + dead_peer_timeout_s + slack
