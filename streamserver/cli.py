@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from . import logs
+from . import server_log
 from .client.ask import ask
 from .config import Config, load_config, refuse_open_host
 from .devtools import fake_upstream
@@ -107,7 +107,7 @@ def _serve(path: str, host: str | None, port: int | None) -> int:
         path, overrides={"server": {k: v for k, v in given.items() if v is not None}}
     )
     host, port = config.server.host, config.server.port
-    logs.configure(config.server)
+    server_log.configure(config.server)
     for noisy in ("httpx", "httpx2"):  # one line per request is too much by default
         logging.getLogger(noisy).setLevel(logging.WARNING)
     logging.getLogger("aiohttp.server").addFilter(_malformed_requests_in_one_line)
@@ -135,8 +135,8 @@ async def _run(app: web.Application, host: str, port: int, config: Config) -> in
         app,
         handle_signals=False,
         handler_cancellation=True,  # a client that goes away cancels its handler at once
-        access_log_class=logs.AccessLogger,
-        access_log=logging.getLogger(logs.ACCESS),
+        access_log_class=server_log.AccessLogger,
+        access_log=logging.getLogger(server_log.ACCESS),
         shutdown_timeout=config.server.shutdown_grace_s + 5,
     )
     await runner.setup()

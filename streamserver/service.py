@@ -16,7 +16,7 @@ from typing import Any
 from .config import Config, Part, RouteSettings
 from .conversations import ConversationStore
 from .errors import ConfigError, StreamRejected
-from .log import StreamLog
+from .event_log import StreamLog
 from .pipeline import Encoder, Epilogue, StreamPlan, StreamRun
 from .security import Access
 from .sink_fanout import SinkFanout

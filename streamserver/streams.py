@@ -1,4 +1,4 @@
-"""Live streams: each owns its generation task and its event log (``log.py``), a grace period
+"""Live streams: each owns its generation task and its event log (``event_log.py``), a grace period
 for a reader to come back, and the registry that finds, retains and evicts them.
 """
 
@@ -9,7 +9,7 @@ import secrets
 from collections.abc import Callable
 from typing import Literal, TypeAlias
 
-from .log import Reader, StreamLog
+from .event_log import Reader, StreamLog
 from .types import StreamEnd, StreamStart
 
 CancelReason: TypeAlias = Literal["cancelled", "client_gone", "shutdown", "limit", "upstream_idle"]

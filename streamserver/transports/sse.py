@@ -21,7 +21,7 @@ from aiohttp.abc import AbstractStreamWriter
 from aiohttp_sse import EventSourceResponse
 
 from ..config import ServerSettings
-from ..logs import note_served
+from ..server_log import note_served
 from ..streams import Stream
 from ..types import Event
 

@@ -25,8 +25,8 @@ from typing import Any, Literal
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from ..errors import StreamRejected
-from ..log import Reader
-from ..logs import note_served
+from ..event_log import Reader
+from ..server_log import note_served
 from ..streams import Stream
 from ..types import Event
 from .sse import BATCH_BYTES, Batch, SSEConnections, reset_connection, watch_peer

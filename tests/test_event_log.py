@@ -12,7 +12,7 @@ import tracemalloc
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streamserver.log import StreamLog
+from streamserver.event_log import StreamLog
 
 EVENTS = st.binary(max_size=200) | st.sampled_from(
     [b"", b"data: x\n\n", "id: s:1\ndata: 🙂\r\n\n".encode(), b"\n\n\n", b"\x00" * 40]
