@@ -14,159 +14,26 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any
 
 from . import schema
 from .errors import ConfigError
 from .plugins import Kind, PluginRegistry, Registration
-from .schema import ABOVE_ZERO, AT_LEAST_ONE, AT_LEAST_ZERO, Range
+from .settings import (
+    DEFAULT_ROUTES,
+    AuthSettings,
+    BufferTiming,
+    ConversationsSettings,
+    CorsSettings,
+    LimitsSettings,
+    MetricsSettings,
+    PluginsSettings,
+    ResumeSettings,
+    RouteSettings,
+    ServerSettings,
+)
 
 log = logging.getLogger("streamserver.config")
-
-Override = Literal["model", "provider", "max_tokens", "buffer", "format"]
-
-
-@dataclass(frozen=True, slots=True)
-class ServerSettings:
-    """``[server]``: where to listen and how SSE connections behave."""
-
-    host: str = "127.0.0.1"
-    port: Annotated[int, Range(0, 65535)] = 8000
-    plugins_dir: str = "plugins"
-    ping_interval_s: Annotated[float, ABOVE_ZERO] = 15.0
-    """Keep-alive comment every this many seconds, from the moment headers are sent."""
-    retry_ms: Annotated[int, AT_LEAST_ZERO] = 2000
-    """The SSE ``retry:`` hint sent with the first event."""
-    send_timeout_s: Annotated[float, ABOVE_ZERO] = 30.0
-    """A reader whose writes make no progress this long is treated as gone."""
-    dead_peer_timeout_s: Annotated[float, AT_LEAST_ZERO] = 30.0
-    """A client that vanished without closing (no FIN, no RST) is dropped once a ping has gone
-    unacknowledged this long (TCP_USER_TIMEOUT and keepalive; 0 = the kernel's defaults)."""
-    shutdown_grace_s: Annotated[float, AT_LEAST_ZERO] = 10.0
-    ws_heartbeat_s: Annotated[float, AT_LEAST_ZERO] = 20.0
-    """WebSocket ping interval; a peer that does not answer is closed (0 = off)."""
-    ws_max_message_bytes: Annotated[int, AT_LEAST_ONE] = 65_536
-    log_level: Literal["debug", "info", "warning", "error"] = "info"
-    log_format: Literal["text", "json"] = "text"
-    """``serve``'s log lines: plain text, or one JSON object a line (for a log collector)."""
-
-
-@dataclass(frozen=True, slots=True)
-class PluginsSettings:
-    """``[plugins]``: extra plugin modules, and plugins to switch off by name."""
-
-    modules: tuple[str, ...] = ()
-    disabled: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class RouteSettings:
-    """``[routes."<path>"]``: one streaming endpoint and the pipeline parts it uses."""
-
-    transport: Literal["sse", "ws", "openai"] = "sse"
-    """``openai`` serves the OpenAI chat completions API (its formatter is always ``openai``)."""
-    formatter: str = "events"
-    buffer: str = "raw"
-    provider: str | None = None
-    """Provider instance for requests that name no model; default: the first configured."""
-    model: str | None = None
-    """Default model; default: the provider's first model."""
-    methods: tuple[Literal["GET", "POST"], ...] = ("GET",)
-    allow: tuple[Override, ...] = ()
-    """Request fields that may override the route's choices."""
-    max_tokens: Annotated[int, AT_LEAST_ONE] | None = None
-    """Default ``max_tokens`` for requests that give none."""
-    conversation: bool = False
-    """A WebSocket chat route: the path has ``{conversation_id}`` and history is kept in the store."""
-    busy: Literal["reject", "replace"] = "reject"
-    """WebSocket: a new prompt while a stream runs is refused, or cancels and replaces it."""
-
-
-@dataclass(frozen=True, slots=True)
-class LimitsSettings:
-    """``[limits]``: what one request may ask for, and how far a reader may fall behind."""
-
-    max_body_bytes: Annotated[int, AT_LEAST_ONE] = 1_048_576
-    max_prompt_chars: Annotated[int, AT_LEAST_ONE] = 100_000
-    max_tokens: Annotated[int, AT_LEAST_ONE] = 8192
-    """Cap on ``max_tokens``; larger requests are refused with 400."""
-    high_water_events: Annotated[int, AT_LEAST_ONE] = 512
-    """Unread events at which the producer waits for its slowest reader (backpressure)."""
-    max_concurrent_streams: Annotated[int, AT_LEAST_ONE] = 10_000
-    """Streams generating at once, all clients together (429 beyond)."""
-    max_concurrent_streams_per_key: Annotated[int, AT_LEAST_ONE] = 100
-    """Streams generating at once for one API key (or one client address without auth)."""
-    requests_per_minute: Annotated[float, AT_LEAST_ZERO] = 600.0
-    """Per key (or client address): a token bucket; 429 with Retry-After beyond. 0 = no limit."""
-    max_stream_s: Annotated[float, AT_LEAST_ZERO] = 0.0
-    """Longest a stream may run; it then ends with an error event ``limit_exceeded``. 0 = no limit."""
-    upstream_idle_s: Annotated[float, AT_LEAST_ZERO] = 0.0
-    """A provider silent this long ends its stream with ``upstream_idle``. 0 = no limit."""
-
-
-@dataclass(frozen=True, slots=True)
-class AuthSettings:
-    """``[auth]``: who may use the server."""
-
-    mode: Literal["none", "api_key"] | None = None
-    """Unset: no auth, and the server refuses to listen beyond loopback. Write "none" to allow it."""
-    api_keys_env: str = "STREAMSERVER_API_KEYS"
-    """Environment variable with the keys: ``id1:key1,id2:key2`` (an id names a key in logs and limits)."""
-    ticket_ttl_s: Annotated[float, ABOVE_ZERO] = 300.0
-    """Lifetime of a ticket from ``POST /v1/tickets`` (EventSource reconnects reuse it)."""
-    ticket_secret_env: str = ""
-    """Environment variable with the ticket signing secret; unset: a random one per process."""
-    public_paths: tuple[str, ...] = ("/health",)
-    """Paths that need no key (the demo page and its files are always public)."""
-
-
-@dataclass(frozen=True, slots=True)
-class CorsSettings:
-    """``[cors]``: which browser origins may call the API (an allowlist; empty = same origin only)."""
-
-    origins: tuple[str, ...] = ()
-    allow_credentials: bool = False
-    max_age_s: Annotated[int, AT_LEAST_ZERO] = 600
-
-
-@dataclass(frozen=True, slots=True)
-class ResumeSettings:
-    """``[resume]``: how long a stream outlives its readers, and how long its log is kept."""
-
-    grace_s: Annotated[float, AT_LEAST_ZERO] = 0.0
-    retain_s: Annotated[float, AT_LEAST_ZERO] = 60.0
-    max_streams: Annotated[int, AT_LEAST_ONE] = 10_000
-    """Live and retained streams kept at most; the oldest finished ones are evicted first."""
-    max_bytes_per_stream: Annotated[int, AT_LEAST_ONE] = 4_194_304
-    """A stream's retained events beyond this are dropped, oldest first (resume before them: 410)."""
-
-
-@dataclass(frozen=True, slots=True)
-class MetricsSettings:
-    """``[metrics]``: which metrics sinks are on."""
-
-    sinks: tuple[str, ...] = ("memory",)
-
-
-@dataclass(frozen=True, slots=True)
-class ConversationsSettings:
-    """``[conversations]``: the store, and how much history a provider is sent."""
-
-    store: str = "sqlite"
-    max_messages: Annotated[int, AT_LEAST_ONE] = 50
-    """Most recent messages sent to the provider (older ones stay stored)."""
-    max_chars: Annotated[int, AT_LEAST_ONE] = 48_000
-    """Most characters of history sent to the provider."""
-
-
-@dataclass(frozen=True, slots=True)
-class BufferTiming:
-    """Options the core applies to every buffer: the flush timer and the size cap."""
-
-    max_delay_ms: Annotated[float, AT_LEAST_ZERO] = 250.0
-    """Flush held text once its oldest character has waited this long (0 = never)."""
-    max_chars: Annotated[int, AT_LEAST_ZERO] = 4096
-    """Flush held text once it grows past this many characters (0 = never)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,26 +68,6 @@ class Config:
     registry: PluginRegistry
 
 
-DEFAULT_ROUTES: dict[str, dict[str, Any]] = {
-    "/stream": {"formatter": "simple", "allow": ["model"]},
-    "/stream/v2": {"formatter": "events", "allow": ["model"]},
-    "/stream/safe": {"formatter": "events", "allow": ["model"]},
-    "/stream/progress": {"formatter": "progress", "allow": ["model"]},
-    "/v1/stream": {
-        "formatter": "production",
-        "methods": ["GET", "POST"],
-        "allow": ["model", "provider", "max_tokens", "buffer", "format"],
-    },
-    "/v1/chat/completions": {"transport": "openai"},
-    "/ws/stream": {
-        "transport": "ws",
-        "formatter": "simple",
-        "allow": ["model", "provider", "max_tokens", "buffer", "format"],
-    },
-    "/ws/chat/{conversation_id}": {"transport": "ws", "conversation": True, "allow": ["model"]},
-}
-"""The contract's stream routes, used when the file has no ``[routes]`` table."""
-
 _SECTIONS = {
     "server": ServerSettings,
     "plugins": PluginsSettings,
@@ -231,12 +78,38 @@ _SECTIONS = {
     "auth": AuthSettings,
     "cors": CorsSettings,
 }
-_PART_SECTIONS: dict[str, Kind] = {
-    "providers": "providers",
-    "buffers": "buffers",
-    "formatters": "formatters",
-}
-_ALL_SECTIONS = {*_SECTIONS, *_PART_SECTIONS, "routes"}
+"""The settings sections, each validated into its dataclass."""
+
+
+@dataclass(frozen=True, slots=True)
+class PartKind:
+    """How one kind of part is configured: the one table every kind of part goes through.
+
+    A *named* kind has a section of instances, ``[buffers.<name>]``, each a registered type (its
+    name, or a ``type`` key) with that type's options. A *chosen* kind is picked by a key of a
+    settings section (``metrics.sinks``, ``conversations.store``), and each chosen part's options
+    sit in a sub-table of that section (``[metrics.<sink>]``).
+    """
+
+    kind: Kind
+    section: str
+    choice: str | None = None
+    """Chosen kinds: the settings key that names the parts (a name, or a list of names)."""
+    implied: bool = False
+    """Named kinds: every registered name is also an instance with its default options."""
+    default: Mapping[str, Any] | None = None
+    """Named kinds: the instances when the file has no such section."""
+
+
+PART_KINDS = (
+    PartKind("providers", "providers", default={"simulated": {}}),
+    PartKind("buffers", "buffers", implied=True),
+    PartKind("formatters", "formatters", implied=True),
+    PartKind("metrics_sinks", "metrics", choice="sinks"),
+    PartKind("conversation_stores", "conversations", choice="store"),
+)
+_NAMED_SECTIONS = {k.section for k in PART_KINDS if k.choice is None}
+_ALL_SECTIONS = {*_SECTIONS, *_NAMED_SECTIONS, "routes"}
 
 
 def load_config(
@@ -317,17 +190,17 @@ def _validate(
     for name in raw:
         if name not in _ALL_SECTIONS:
             raise ConfigError(name, "a known section", choices=_ALL_SECTIONS)
-    # [metrics] and [conversations] hold their own keys plus one sub-table of options per part
-    # ([metrics.<sink>], [conversations.<store>]).
+    # A section that chooses parts holds its own keys plus one sub-table of options per part.
     tables = dict(raw)
     subtables: dict[str, dict[str, Any]] = {}
-    for name in ("metrics", "conversations"):
-        table = raw.get(name, {})
+    for kind in PART_KINDS:
+        if kind.choice is None:
+            continue
+        table = raw.get(kind.section, {})
         if not isinstance(table, Mapping):
-            raise ConfigError(name, "a table", got=table)
-        subtables[name] = {k: v for k, v in table.items() if isinstance(v, Mapping)}
-        tables[name] = {k: v for k, v in table.items() if k not in subtables[name]}
-    sink_sections = subtables["metrics"]
+            raise ConfigError(kind.section, "a table", got=table)
+        subtables[kind.section] = {k: v for k, v in table.items() if isinstance(v, Mapping)}
+        tables[kind.section] = {k: v for k, v in table.items() if not isinstance(v, Mapping)}
     sections: dict[str, Any] = {
         name: schema.build(cls, tables.get(name, {}), name) for name, cls in _SECTIONS.items()
     }
@@ -339,7 +212,6 @@ def _validate(
         )
     refuse_open_host(server.host, sections["auth"].mode)
     plugin_settings: PluginsSettings = sections["plugins"]
-    metrics: MetricsSettings = sections["metrics"]
 
     plugins_dir = base / server.plugins_dir
     if "plugins_dir" in raw.get("server", {}) and not plugins_dir.is_dir():
@@ -358,58 +230,20 @@ def _validate(
             disabled=plugin_settings.disabled,
         )
 
-    raw_providers = raw.get("providers", {"simulated": {}})
-    parts = {
-        section: _parts(
-            registry,
-            kind,
-            raw.get(section, {}) if section != "providers" else raw_providers,
-            section,
-        )
-        for section, kind in _PART_SECTIONS.items()
-    }
+    parts: dict[Kind, Any] = {}
+    for kind in PART_KINDS:
+        if kind.choice is None:
+            table = raw.get(kind.section, kind.default or {})
+            parts[kind.kind] = _named_parts(registry, kind, table)
+        else:
+            settings = sections[kind.section]
+            parts[kind.kind] = _chosen_parts(
+                registry, kind, getattr(settings, kind.choice), subtables[kind.section]
+            )
     if not parts["providers"]:
         raise ConfigError(
             "providers", "at least one provider section", choices=registry.names("providers")
         )
-
-    for name in sink_sections:
-        if name not in metrics.sinks:
-            raise ConfigError(
-                f"metrics.{name}",
-                "options for a sink listed in metrics.sinks",
-                choices=metrics.sinks,
-            )
-    sinks = []
-    for i, name in enumerate(metrics.sinks):
-        if name not in registry.parts["metrics_sinks"]:
-            raise ConfigError(
-                f"metrics.sinks[{i}]",
-                "a metrics sink name",
-                got=name,
-                choices=registry.names("metrics_sinks"),
-            )
-        section = sink_sections.get(name, {})
-        registration = registry.get("metrics_sinks", name)
-        sinks.append(
-            Part(name, registration, schema.build(registration.options, section, f"metrics.{name}"))
-        )
-
-    conversations: ConversationsSettings = sections["conversations"]
-    if conversations.store not in registry.parts["conversation_stores"]:
-        raise ConfigError("conversations.store", "a conversation store name", got=conversations.store,
-                          choices=registry.names("conversation_stores"))  # fmt: skip
-    for name in subtables["conversations"]:
-        if name != conversations.store:
-            raise ConfigError(f"conversations.{name}", "options for the store named in conversations.store",
-                              choices=[conversations.store])  # fmt: skip
-    store_registration = registry.get("conversation_stores", conversations.store)
-    store = Part(
-        conversations.store,
-        store_registration,
-        schema.build(store_registration.options, subtables["conversations"].get(conversations.store, {}),
-                      f"conversations.{conversations.store}"),
-    )  # fmt: skip
 
     routes = _routes(raw.get("routes", DEFAULT_ROUTES), parts)
     return Config(
@@ -418,27 +252,63 @@ def _validate(
         plugins=plugin_settings,
         limits=sections["limits"],
         resume=sections["resume"],
-        metrics=metrics,
+        metrics=sections["metrics"],
         routes=routes,
         providers=parts["providers"],
         buffers=parts["buffers"],
         formatters=parts["formatters"],
-        sinks=tuple(sinks),
-        conversations=conversations,
-        conversation_store=store,
+        sinks=parts["metrics_sinks"],
+        conversations=sections["conversations"],
+        conversation_store=parts["conversation_stores"][0],
         auth=sections["auth"],
         cors=sections["cors"],
         registry=registry,
     )
 
 
-def _parts(registry: PluginRegistry, kind: Kind, table: object, section: str) -> dict[str, Part]:
-    """Instances of one kind: every configured section, plus (except providers) every registered
-    name with its default options."""
+def _chosen_parts(
+    registry: PluginRegistry,
+    kind: PartKind,
+    chosen: str | tuple[str, ...],
+    options: Mapping[str, Any],
+) -> tuple[Part, ...]:
+    """The parts a settings key names, each with the options of its sub-table."""
+    key = f"{kind.section}.{kind.choice}"
+    names = (chosen,) if isinstance(chosen, str) else chosen
+    for name in options:
+        if name not in names:
+            raise ConfigError(
+                f"{kind.section}.{name}", f"options for a part named in {key}", choices=names
+            )
+    parts = []
+    for i, name in enumerate(names):
+        if name not in registry.parts[kind.kind]:
+            raise ConfigError(
+                key if isinstance(chosen, str) else f"{key}[{i}]",
+                f"a {kind.kind[:-1].replace('_', ' ')} name",
+                got=name,
+                choices=registry.names(kind.kind),
+            )
+        registration = registry.get(kind.kind, name)
+        section = f"{kind.section}.{name}"
+        parts.append(
+            Part(
+                name,
+                registration,
+                schema.build(registration.options, options.get(name, {}), section),
+            )
+        )
+    return tuple(parts)
+
+
+def _named_parts(registry: PluginRegistry, part_kind: PartKind, table: object) -> dict[str, Part]:
+    """Instances of one named kind: every configured section, plus (for implied kinds) every
+    registered name with its default options."""
+    kind, section = part_kind.kind, part_kind.section
     if not isinstance(table, Mapping):
         raise ConfigError(section, "a table of named sections", got=table)
     parts: dict[str, Part] = {}
-    if kind != "providers":
+    if part_kind.implied:
         for name, registration in registry.parts[kind].items():
             try:
                 defaults = registration.options()
@@ -477,7 +347,7 @@ def _parts(registry: PluginRegistry, kind: Kind, table: object, section: str) ->
     return parts
 
 
-def _routes(table: object, parts: Mapping[str, Mapping[str, Part]]) -> dict[str, RouteSettings]:
+def _routes(table: object, parts: Mapping[Kind, Any]) -> dict[str, RouteSettings]:
     if not isinstance(table, Mapping):
         raise ConfigError(
             "routes", 'a table of routes keyed by path, like [routes."/stream"]', got=table
@@ -499,11 +369,12 @@ def _routes(table: object, parts: Mapping[str, Mapping[str, Part]]) -> dict[str,
                 key,
                 'formatter = "openai" and methods = ["POST"] for an openai route (the defaults)',
             )
-        for field_name, section in (
+        named: tuple[tuple[str, Kind], ...] = (
             ("formatter", "formatters"),
             ("buffer", "buffers"),
             ("provider", "providers"),
-        ):
+        )
+        for field_name, section in named:
             value = getattr(route, field_name)
             if value is not None and value not in parts[section]:
                 raise ConfigError(

@@ -18,9 +18,10 @@ from collections.abc import AsyncGenerator, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .config import Config, RouteSettings, load_config
+from .config import Config, load_config
 from .errors import ProviderError
 from .service import StreamService
+from .settings import RouteSettings
 from .web.request import parse_stream_params
 
 _ROUTE = RouteSettings(

@@ -29,8 +29,8 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from .config import AuthSettings, CorsSettings, LimitsSettings
 from .errors import ConfigError, StreamRejected
+from .settings import AuthSettings, CorsSettings, LimitsSettings
 
 KEY_ID = web.RequestKey("streamserver.key_id", str)
 """The identity of the caller of this request (an API key id, or ``addr:<client address>``)."""

@@ -17,8 +17,8 @@ from typing import Any
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
-from .config import ServerSettings
 from .security import KEY_ID
+from .settings import ServerSettings
 from .streams import Stream
 
 SERVED = web.RequestKey("streamserver.served", list[Stream])

@@ -13,12 +13,13 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from .config import Config, Part, RouteSettings
+from .config import Config, Part
 from .conversations import ConversationStore
 from .errors import ConfigError, StreamRejected
 from .event_log import StreamLog
 from .pipeline import Encoder, Epilogue, StreamPlan, StreamRun
 from .security import Access
+from .settings import RouteSettings
 from .sink_fanout import SinkFanout
 from .streams import Stream, StreamRegistry
 from .transports.sse import SSEConnections, SSEEncoder

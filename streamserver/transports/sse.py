@@ -20,8 +20,8 @@ from aiohttp import web
 from aiohttp.abc import AbstractStreamWriter
 from aiohttp_sse import EventSourceResponse
 
-from ..config import ServerSettings
 from ..server_log import note_served
+from ..settings import ServerSettings
 from ..streams import Stream
 from ..types import Event
 

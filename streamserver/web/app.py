@@ -17,9 +17,10 @@ from typing import Any
 from aiohttp import web
 
 from .. import security
-from ..config import Config, RouteSettings, load_config
+from ..config import Config, load_config
 from ..errors import StreamRejected
 from ..service import StreamService
+from ..settings import RouteSettings
 from ..streams import Stream
 from ..transports import sse, ws
 from . import chat, openai_api, openapi

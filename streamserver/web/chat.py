@@ -19,11 +19,11 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
-from ..config import RouteSettings
 from ..conversations import Conversation, ConversationStore, Status, StoredMessage, check_id, window
 from ..errors import StreamRejected
 from ..security import KEY_ID
 from ..service import StreamService
+from ..settings import RouteSettings
 from ..streams import Stream
 from ..transports import ws
 from ..types import Event, StreamEnd

@@ -16,9 +16,9 @@ from typing import Any
 
 from aiohttp import web
 
-from ..config import RouteSettings
 from ..errors import StreamRejected
 from ..service import StreamService
+from ..settings import RouteSettings
 from ..streams import Stream
 from ..transports import sse
 from ..types import StreamFailure

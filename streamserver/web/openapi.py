@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..config import Config, RouteSettings
+from ..config import Config
+from ..settings import RouteSettings
 from ..version import __version__
 
 _ERROR = {"$ref": "#/components/schemas/Error"}

@@ -14,8 +14,9 @@ from typing import Any
 
 from aiohttp import web
 
-from ..config import Config, RouteSettings
+from ..config import Config
 from ..errors import StreamRejected
+from ..settings import RouteSettings
 from ..types import Message
 
 _OVERRIDES = ("model", "provider", "max_tokens", "buffer", "format")
