@@ -28,6 +28,7 @@ from functools import partial
 from typing import Any
 from urllib.parse import urlsplit
 
+import aiohttp
 import httpx
 import websockets
 from conftest import base_config
@@ -36,6 +37,7 @@ from httpx_sse import aconnect_sse
 
 import streamserver
 from streamserver.app import SERVICE
+from streamserver.client import StreamClient, StreamFailed, Token, WebSocketStream
 from streamserver.types import GenerationRequest, Message
 
 SEED = int(os.environ.get("STREAMSERVER_CUT_SEED", "14"))
@@ -44,7 +46,7 @@ ONLY = os.environ.get("STREAMSERVER_CUT_TRIALS", "")
 """Comma-separated trial numbers to run alone (to reproduce a failure); empty: all of them."""
 TRIALS = 200
 """Trials per transport."""
-AT_ONCE = 16
+AT_ONCE = 32
 """Trials running at the same time (each through its own proxy)."""
 MAX_CONNECTIONS = 12
 """Connections one trial may open: its cuts plus some, so a trial that never ends fails instead."""
@@ -54,7 +56,7 @@ CONFIG = base_config(
     providers={
         "simulated": {
             "ttft_ms": 2,
-            "tokens_per_second": 4000,
+            "tokens_per_second": 500,
             "jitter": 0.25,
             "seed": SEED,
             "answer_tokens": 50,
@@ -98,10 +100,10 @@ def random_cuts(rng: random.Random) -> list[Cut]:
     for _ in range(rng.randint(2, 5)):
         reset = rng.random() < 0.75
         if rng.random() < 0.75:
-            span = rng.choice([300, 1200, 3000])
+            span = rng.choice([300, 800, 2000])
             cuts.append(Cut(after_bytes=rng.randint(1, span), reset=reset))
         else:
-            cuts.append(Cut(after_s=rng.uniform(0, 0.04), reset=reset))
+            cuts.append(Cut(after_s=rng.uniform(0, 0.03), reset=reset))
     return cuts
 
 
@@ -172,8 +174,8 @@ async def run_trials(
     return outcome
 
 
-def draw_trials(transport: str, simulated_text: str) -> list[Trial]:
-    numbers = [int(n) for n in ONLY.split(",")] if ONLY else range(TRIALS)
+def draw_trials(transport: str, simulated_text: str, count: int = TRIALS) -> list[Trial]:
+    numbers = [int(n) for n in ONLY.split(",")] if ONLY else range(count)
     return [Trial.draw(transport, n, simulated_text) for n in numbers]
 
 
@@ -311,5 +313,66 @@ async def test_websocket_streams_cut_several_times_each_are_resumed_with_no_loss
     trials = draw_trials("ws", await simulated_text(app))
 
     outcome = await run_trials(client.base_url, trials, read_ws)
+
+    check(outcome, trials)
+
+
+# The package's own clients --------------------------------------------------------------------
+
+CLIENT_TRIALS = 100
+"""Trials per client: what they add is the clients' own resume logic, read by nobody else."""
+
+
+async def read_with_stream_client(trial: Trial, address: str) -> str:
+    """``StreamClient``: it resumes by itself; a cut before the stream named itself is a
+    ``StreamFailed`` (nothing to resume), and the caller starts again."""
+    for _ in range(MAX_CONNECTIONS):
+        async with StreamClient(f"http://{address}", backoff_s=0.001, max_reconnects=12) as client:
+            try:
+                tokens = [
+                    event.content
+                    async for event in client.stream(trial.prompt, model=trial.model)
+                    if isinstance(event, Token)
+                ]
+            except StreamFailed:
+                assert client.last is not None and client.last.stream_id is None, client.last
+                continue
+            assert "".join(tokens) == client.last.text
+            return "".join(tokens)
+    raise AssertionError(f"no end after {MAX_CONNECTIONS} streams")
+
+
+async def read_with_websocket_stream(trial: Trial, address: str) -> str:
+    """``WebSocketStream``: it resumes by itself; a cut during the handshake or before ``start``
+    is an error (nothing to resume), and the caller starts again."""
+    for _ in range(MAX_CONNECTIONS):
+        try:
+            async with WebSocketStream(f"ws://{address}/ws/stream", backoff_s=0.001,
+                                       max_reconnects=12) as socket:  # fmt: skip
+                messages = [m async for m in socket.stream(trial.prompt, model=trial.model)]
+        except (StreamFailed, aiohttp.ClientError, ConnectionError):
+            continue
+        text = "".join(m["content"] for m in messages if m["type"] == "token")
+        assert messages[-1] == {"type": "done", "full_response": text}, messages[-1]
+        return text
+    raise AssertionError(f"no done after {MAX_CONNECTIONS} sockets")
+
+
+async def test_stream_client_resumes_every_cut_with_no_loss_and_no_duplicate(serve):
+    app = streamserver.create_app(CONFIG)
+    client = await serve(app=app)
+    trials = draw_trials("sse-client", await simulated_text(app), CLIENT_TRIALS)
+
+    outcome = await run_trials(client.base_url, trials, read_with_stream_client)
+
+    check(outcome, trials)
+
+
+async def test_websocket_stream_resumes_every_cut_with_no_loss_and_no_duplicate(serve):
+    app = streamserver.create_app(CONFIG)
+    client = await serve(app=app)
+    trials = draw_trials("ws-client", await simulated_text(app), CLIENT_TRIALS)
+
+    outcome = await run_trials(client.base_url, trials, read_with_websocket_stream)
 
     check(outcome, trials)
