@@ -8,6 +8,8 @@ against the text the provider produced.
   the one after the last it saw (ids ``<stream_id>:<seq>`` with no gap and no repeat).
 - **WebSocket**: the client reads with the ``websockets`` library and resumes on a new socket with
   ``{"type": "resume", "stream_id", "received"}``; the messages must add up to the whole text.
+- **The package's clients**, ``StreamClient`` and ``WebSocketStream``, resume by themselves through
+  the same cuts.
 
 The texts are the seeded simulated model's, or random prompts streamed back by ``model=echo``
 (newlines, ``\\r``, NUL, SSE field names, JSON punctuation, combining marks, emoji and ZWJ
