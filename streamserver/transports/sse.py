@@ -312,19 +312,22 @@ async def send_stream(
     response = SSEResponse(
         headers={"X-Stream-ID": stream.id, **stream.headers}, sep="\n", allow_all_methods=True
     )
-    await response.prepare(request)
-    transport = request.transport
-    if transport is None:  # gone before the headers went out
-        return response
     settings = connections.settings
-    watch_peer(request, settings)
     log = stream.log
+    # Attached before the headers go out: a client already gone then leaves the stream as any
+    # reader does (parked for a resume, or cancelled) instead of leaving it generating unread.
     reader = stream.attach(start)
     note_served(request, stream)
-    chunked = response.headers.get("Transfer-Encoding") == "chunked"
-    conn = Connection(transport, chunked, connections)
-    connections.add(conn)
+    conn: Connection | None = None
     try:
+        await response.prepare(request)
+        transport = request.transport
+        if transport is None:  # gone before the headers went out
+            return response
+        watch_peer(request, settings)
+        chunked = response.headers.get("Transfer-Encoding") == "chunked"
+        conn = Connection(transport, chunked, connections)
+        connections.add(conn)
         while True:
             if reader.pos >= log.end:
                 if log.closed:
@@ -345,9 +348,10 @@ async def send_stream(
         await response.write_eof()
     except (ConnectionError, TimeoutError, RuntimeError):
         # The client went away (reset, stalled past send_timeout, or closed under us).
-        if not transport.is_closing():
-            reset_connection(transport)  # a stalled peer never drains: do not wait for it
+        if request.transport is not None and not request.transport.is_closing():
+            reset_connection(request.transport)  # a stalled peer never drains: do not wait for it
     finally:
-        connections.discard(conn)
+        if conn is not None:
+            connections.discard(conn)
         stream.detach(reader)
     return response

@@ -182,7 +182,7 @@ async def serve_socket(
     send_timeout_s: float,
     busy: Literal["reject", "replace"] = "reject",
     messages_per_s: float = 20.0,
-) -> web.WebSocketResponse:
+) -> web.StreamResponse:
     """Run one WebSocket connection: a prompt message starts a stream via ``start``, a resume
     message attaches to one already running (or retained) via ``resume``."""
     # No permessage-deflate: deflating each small token message is per-token CPU for a few bytes
@@ -192,7 +192,12 @@ async def serve_socket(
         max_msg_size=max_message_bytes * _HARD_LIMIT_FACTOR,
         compress=False,
     )
-    await ws.prepare(request)
+    try:
+        await ws.prepare(request)
+    except ConnectionError:
+        # Gone during the handshake: nothing started. Raised from a handler, aiohttp logs this
+        # as an error; an answer it cannot send is taken as the disconnect it is.
+        return web.Response(status=499, reason="Client Closed Request")
     watch_peer(request, batcher.settings)
     socket = Socket(ws, request.transport, send_timeout_s)
     sockets.add(socket)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 
 import aiohttp
 import pytest
 import websockets
 from conftest import SCRIPTED, base_config, script, wait_until
+from fakes.reset_client import send_then_reset
 
 import streamserver
 from streamserver.web.keys import SERVICE
@@ -259,3 +261,16 @@ async def test_messages_ready_together_go_out_in_one_write_and_arrive_whole(serv
     assert "".join(m["content"] for m in messages if m["type"] == "token") == "".join(deltas)
     assert len(messages) == 302  # start, 300 tokens, done
     assert len(writes) < 100, f"{len(writes)} writes for 302 messages"
+
+
+async def test_a_client_gone_during_the_handshake_is_not_logged_as_an_error(client, caplog):
+    upgrade = (
+        b"GET /ws/stream HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+
+    await send_then_reset(client.base_url, upgrade)
+    health = await client.http.get("/health")  # the server is still serving
+
+    assert health.status_code == 200
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
