@@ -20,6 +20,7 @@ from . import chat, openai_api, openapi, security
 from .config import Config, RouteSettings, load_config
 from .errors import StreamRejected
 from .http_errors import error_response, json_errors
+from .request_input import read_json_body
 from .service import StreamService
 from .stream_request import parse_stream_params, read_fields
 from .streams import Stream
@@ -274,13 +275,8 @@ async def issue_ticket(request: web.Request) -> web.Response:
         raise StreamRejected(
             403, "ticket_for_ticket", "a ticket cannot be exchanged for another ticket"
         )
-    try:
-        body = await request.json()
-    except ValueError:
-        raise StreamRejected(
-            400, "invalid_json", 'the body must be JSON: {"path": "/v1/stream"}'
-        ) from None
-    path = body.get("path") if isinstance(body, dict) else None
+    body = await read_json_body(request, service.config.limits.max_body_bytes)
+    path = body.get("path")
     if not isinstance(path, str) or not path.startswith("/"):
         raise StreamRejected(
             400, "invalid_path", "'path' must be the path the ticket is for, like /v1/stream"

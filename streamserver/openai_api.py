@@ -17,6 +17,7 @@ from aiohttp import web
 
 from .config import RouteSettings
 from .errors import StreamRejected
+from .request_input import read_json_body
 from .service import StreamService
 from .stream_request import StreamParams, parse_stream_params
 from .streams import Stream
@@ -49,7 +50,7 @@ def chat_completions_handler(
     async def handle(request: web.Request) -> web.StreamResponse:
         service = request.app[service_key]
         try:
-            body = await _read_body(request, service.config.limits.max_body_bytes)
+            body = await read_json_body(request, service.config.limits.max_body_bytes)
             params, stream_mode, include_usage = _params(body, route, service)
             stream = service.start(
                 path,
@@ -83,19 +84,6 @@ def models_handler(service_key: web.AppKey[StreamService]) -> Any:
         return web.json_response({"object": "list", "data": data})
 
     return handle
-
-
-async def _read_body(request: web.Request, limit: int) -> Mapping[str, Any]:
-    raw = await request.content.read(limit + 1)
-    if len(raw) > limit:
-        raise StreamRejected(413, "body_too_large", f"the body is larger than {limit} bytes")
-    try:
-        body = json.loads(raw)
-    except ValueError as exc:
-        raise StreamRejected(400, "invalid_json", f"the body is not valid JSON: {exc}") from None
-    if not isinstance(body, dict):
-        raise StreamRejected(400, "invalid_json", "the body must be a JSON object")
-    return body
 
 
 def _params(

@@ -6,7 +6,6 @@ it happens before any stream starts, so the client gets a plain JSON error, not 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -15,6 +14,7 @@ from aiohttp import web
 
 from .config import Config, RouteSettings
 from .errors import StreamRejected
+from .request_input import read_json_body
 from .types import Message
 
 _OVERRIDES = ("model", "provider", "max_tokens", "buffer", "format")
@@ -40,22 +40,7 @@ async def read_fields(request: web.Request, max_body_bytes: int) -> Mapping[str,
     """The request's fields: the JSON object of a POST, or the query string of a GET."""
     if request.method != "POST":
         return {k: v for k, v in request.query.items() if k not in _TRANSPORT_FIELDS}
-    if request.content_length is not None and request.content_length > max_body_bytes:
-        raise StreamRejected(
-            413, "body_too_large", f"the body is larger than {max_body_bytes} bytes"
-        )
-    body = await request.content.read(max_body_bytes + 1)
-    if len(body) > max_body_bytes:
-        raise StreamRejected(
-            413, "body_too_large", f"the body is larger than {max_body_bytes} bytes"
-        )
-    try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise StreamRejected(400, "invalid_json", f"the body is not valid JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise StreamRejected(400, "invalid_json", "the body must be a JSON object")
-    return data
+    return await read_json_body(request, max_body_bytes)
 
 
 def parse_stream_params(
