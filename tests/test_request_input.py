@@ -119,3 +119,17 @@ async def test_a_chunked_body_over_the_limit_is_413(client, path):
 
     assert status == 413
     assert json.loads(answer)["error"]["code"] == "body_too_large"
+
+
+NESTED = b"[" * 1000 + b"]" * 1000
+"""2 KB of JSON nested 1,000 deep: past the decoder's recursion limit."""
+
+
+@pytest.mark.parametrize("path", list(BODIES))
+async def test_deeply_nested_json_is_a_400_invalid_json(client, path):
+    response = await client.http.post(
+        path, content=b'{"a": ' + NESTED + b"}", headers={"Content-Type": "application/json"}
+    )
+
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "invalid_json"

@@ -71,6 +71,7 @@ async def test_an_empty_prompt_is_refused_and_the_socket_stays_open(client):
         (json.dumps({"prompt": "x", "max_tokens": "many"}), "invalid_max_tokens"),
         (json.dumps({"prompt": "x", "model": "no-such-model"}), "unknown_model"),
         (b"\x00\x01binary", "binary_not_supported"),
+        ('{"prompt": ' + "[" * 30000 + "]" * 30000 + "}", "invalid_json"),
     ],
 )
 async def test_bad_input_gets_an_error_message_and_the_socket_stays_usable(client, frame, code):
