@@ -14,7 +14,7 @@ from aiohttp import web
 
 from .config import Config, RouteSettings
 from .errors import StreamRejected
-from .request_input import read_json_body
+from .request_input import parse_count, read_json_body
 from .types import Message
 
 _OVERRIDES = ("model", "provider", "max_tokens", "buffer", "format")
@@ -123,10 +123,11 @@ def _messages(fields: Mapping[str, Any]) -> tuple[Message, ...]:
 def _max_tokens(value: object, cap: int) -> int | None:
     if value is None:
         return None
-    if isinstance(value, str) and value.isdigit():
-        value = int(value)
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise StreamRejected(400, "invalid_max_tokens", "'max_tokens' must be a positive integer")
+    value = parse_count(value)
+    if value is None or value < 1:
+        raise StreamRejected(
+            400, "invalid_max_tokens", "'max_tokens' must be a positive integer (ASCII digits)"
+        )
     if value > cap:
         raise StreamRejected(400, "max_tokens_too_large", f"'max_tokens' may be at most {cap}")
     return value

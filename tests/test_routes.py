@@ -314,6 +314,10 @@ REFUSED = [
     ("GET", "/v1/stream", {"params": {"prompt": "hi", "max_tokens": "0"}}, 400, "invalid_max_tokens"),
     ("GET", "/v1/stream", {"params": {"prompt": "hi", "max_tokens": "-3"}}, 400, "invalid_max_tokens"),
     ("GET", "/v1/stream", {"params": {"prompt": "hi", "max_tokens": "many"}}, 400, "invalid_max_tokens"),
+    ("GET", "/v1/stream", {"params": {"prompt": "hi", "max_tokens": "\u00b2"}}, 400, "invalid_max_tokens"),
+    ("GET", "/v1/stream", {"params": {"prompt": "hi", "max_tokens": "\u0663"}}, 400, "invalid_max_tokens"),
+    ("GET", "/v1/stream", {"params": {"prompt": "hi", "max_tokens": "1" * 5000}}, 400, "invalid_max_tokens"),
+    ("POST", "/v1/stream", {"json": {"prompt": "hi", "max_tokens": "\u00b2"}}, 400, "invalid_max_tokens"),
     ("POST", "/v1/stream", {"json": {"prompt": "hi", "max_tokens": 2.5}}, 400, "invalid_max_tokens"),
     ("POST", "/v1/stream", {"json": {"prompt": "hi", "max_tokens": True}}, 400, "invalid_max_tokens"),
     ("POST", "/v1/stream", {"json": {"prompt": "hi", "max_tokens": 10**9}}, 400, "max_tokens_too_large"),
@@ -330,6 +334,10 @@ REFUSED = [
     ("POST", "/v1/stream", {"json": {"messages": []}}, 400, "invalid_messages"),
     ("POST", "/v1/stream", {"json": {"messages": [{"role": "robot", "content": "x"}]}}, 400, "invalid_messages"),
     ("GET", "/v1/stream", {"params": {"prompt": "hi", "last_event_id": "not-an-id"}}, 400, "invalid_last_event_id"),
+    ("GET", "/v1/stream", {"params": {"prompt": "hi", "last_event_id": "st_x:\u00b2"}}, 400, "invalid_last_event_id"),
+    ("GET", "/v1/stream", {"params": {"prompt": "hi", "last_event_id": "st_x:\u0663"}}, 400, "invalid_last_event_id"),
+    ("GET", "/v1/stream", {"headers": {"Last-Event-ID": b"st_x:\xc2\xb2"}}, 400, "invalid_last_event_id"),
+    ("GET", "/v1/stream", {"headers": {"Last-Event-ID": "st_x:" + "9" * 5000}}, 400, "invalid_last_event_id"),
     ("GET", "/stream", {"params": {"prompt": "hi", "last_event_id": "st_unknown:3"}}, 404, "stream_not_found"),
 ]  # fmt: skip
 

@@ -69,6 +69,8 @@ async def test_an_empty_prompt_is_refused_and_the_socket_stays_open(client):
         (json.dumps({"prompt": "x", "colour": "blue"}), "unknown_field"),
         (json.dumps({"type": "dance"}), "unknown_type"),
         (json.dumps({"prompt": "x", "max_tokens": "many"}), "invalid_max_tokens"),
+        (json.dumps({"prompt": "x", "max_tokens": "\u00b2"}), "invalid_max_tokens"),
+        (json.dumps({"prompt": "x", "max_tokens": "\u0663"}), "invalid_max_tokens"),
         (json.dumps({"prompt": "x", "model": "no-such-model"}), "unknown_model"),
         (b"\x00\x01binary", "binary_not_supported"),
         ('{"prompt": ' + "[" * 30000 + "]" * 30000 + "}", "invalid_json"),
