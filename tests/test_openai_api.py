@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import httpx
 import openai
 import pytest
 from conftest import SCRIPTED, base_config, script
@@ -96,6 +97,15 @@ async def test_bad_messages_raise_bad_request(base_url):
     with pytest.raises(openai.BadRequestError):
         await sdk.chat.completions.create(model="echo", messages=[])
     await sdk.close()
+
+
+async def test_a_request_without_messages_is_told_messages_are_required(base_url):
+    async with httpx.AsyncClient() as http:
+        response = await http.post(base_url + "/chat/completions", json={"model": "echo"})
+
+    assert response.status_code == 400
+    assert "'messages'" in response.json()["error"]["message"]
+    assert "prompt" not in response.json()["error"]["message"]
 
 
 async def test_an_unknown_parameter_raises_bad_request(base_url):
