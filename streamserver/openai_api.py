@@ -103,8 +103,8 @@ def _params(
     options = body.get("stream_options") or {}
     if not isinstance(options, dict):
         raise StreamRejected(400, "invalid_value", "stream_options must be an object")
-    # Never absent, so that a missing list is refused as messages, not as a missing prompt.
-    fields = {"messages": body.get("messages", []), "model": body["model"]}
+    # Never absent or null, so that a missing list is refused as messages, not as a missing prompt.
+    fields = {"messages": body.get("messages") or [], "model": body["model"]}
     max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
     if max_tokens is not None:
         fields["max_tokens"] = max_tokens
