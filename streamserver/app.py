@@ -34,6 +34,8 @@ SERVICE = web.AppKey("streamserver.service", StreamService)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 """The demo page and its script and stylesheet, shipped in the package."""
+STATIC_FILES = frozenset(path.name for path in STATIC_DIR.iterdir() if path.is_file())
+"""The names ``/static/`` serves: the page's files, nothing else (no listing, no subpaths)."""
 ConfigSource = str | os.PathLike[str] | Mapping[str, Any] | Config
 
 
@@ -103,7 +105,7 @@ def setup(app: web.Application, config: ConfigSource) -> Config:
     # The demo page is public (it holds no data) and uses relative URLs, so it also works when the
     # app is mounted with add_subapp.
     app.router.add_get("/", demo_page)
-    app.router.add_static("/static/", STATIC_DIR)
+    app.router.add_get("/static/{name}", static_file)
     loaded.registry.call_app_hook("register_routes", app=app)
     return loaded
 
@@ -163,8 +165,11 @@ async def json_http_errors(request: web.Request, handler: Handler) -> web.Stream
         if exc.status < 400 or exc.status >= 500 or exc.content_type == "application/json":
             raise
         code = exc.reason.lower().replace(" ", "_")
+        # aiohttp's text says why when it has more than the reason (a WebSocket route asked for
+        # without an upgrade); its default text is only "<status>: <reason>".
+        message = exc.text if exc.text and exc.text != f"{exc.status}: {exc.reason}" else exc.reason
         headers = {k: v for k, v in exc.headers.items() if k in ("Allow", "Retry-After")}
-        return error_response(StreamRejected(exc.status, code, exc.reason, headers=headers))
+        return error_response(StreamRejected(exc.status, code, message, headers=headers))
 
 
 def _stream_handler(path: str, route: RouteSettings) -> Handler:
@@ -334,6 +339,17 @@ async def _resume_or_start(
 async def demo_page(request: web.Request) -> web.FileResponse:
     """``GET /``: the demo chat page (``static/index.html``)."""
     return web.FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
+
+
+async def static_file(request: web.Request) -> web.FileResponse:
+    """``GET /static/{name}``: one of the demo page's files.
+
+    Not ``add_static``: its missing file is an empty 404 that no middleware sees (the file is
+    looked for when the response is sent). Any other name is refused here, as a JSON 404."""
+    name = request.match_info["name"]
+    if name not in STATIC_FILES:
+        raise web.HTTPNotFound()
+    return web.FileResponse(STATIC_DIR / name)
 
 
 def _document(document: dict[str, Any]) -> Handler:

@@ -390,6 +390,25 @@ async def test_an_unknown_path_is_a_json_404(client):
     assert response.json()["error"]["code"] == "not_found"
 
 
+@pytest.mark.parametrize("path", ["/static/nope.js", "/static/", "/static/%2e%2e/app.py"])
+async def test_a_path_under_static_that_is_not_a_page_file_is_a_json_404(client, path):
+    response = await client.http.get(path)
+
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "not_found"
+
+
+async def test_the_demo_page_files_are_served(client):
+    page = await client.http.get("/")
+    script = await client.http.get("/static/app.js")
+    style = await client.http.get("/static/style.css")
+
+    assert page.status_code == script.status_code == style.status_code == 200
+    assert "static/app.js" in page.text
+    assert "javascript" in script.headers["Content-Type"]
+    assert style.headers["Content-Type"].startswith("text/css")
+
+
 async def test_a_method_the_route_does_not_serve_is_a_json_405_with_allow(client):
     response = await client.http.post("/stream", json={"prompt": "hi"})
 

@@ -261,3 +261,10 @@ async def test_messages_ready_together_go_out_in_one_write_and_arrive_whole(serv
     assert "".join(m["content"] for m in messages if m["type"] == "token") == "".join(deltas)
     assert len(messages) == 302  # start, 300 tokens, done
     assert len(writes) < 100, f"{len(writes)} writes for 302 messages"
+
+
+async def test_a_plain_get_of_a_websocket_route_is_a_json_400_that_says_to_upgrade(client):
+    response = await client.http.get("/ws/stream")
+
+    assert response.status_code == 400
+    assert "Upgrade" in response.json()["error"]["message"]
