@@ -7,7 +7,6 @@ App state lives under typed ``web.AppKey``s; the runtime opens and closes in ``c
 from __future__ import annotations
 
 import inspect
-import json
 import logging
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -93,7 +92,7 @@ def setup(app: web.Application, config: ConfigSource) -> Config:
     add("GET", "/v1/streams/{stream_id}", resume_stream)
     add("DELETE", "/v1/streams/{stream_id}", cancel_stream)
     add("POST", "/v1/tickets", issue_ticket)
-    app.router.add_get("/openapi.json", _document(openapi.build_spec(loaded)))
+    app.router.add_get("/openapi.json", openapi_document)
     get_conversation, delete_conversation = chat.history_handlers(SERVICE)
     add("GET", "/v1/conversations/{conversation_id}", get_conversation)
     add("DELETE", "/v1/conversations/{conversation_id}", delete_conversation)
@@ -352,13 +351,10 @@ async def static_file(request: web.Request) -> web.FileResponse:
     return web.FileResponse(STATIC_DIR / name)
 
 
-def _document(document: dict[str, Any]) -> Handler:
-    body = json.dumps(document).encode()
-
-    async def handle(request: web.Request) -> web.Response:
-        return web.Response(body=body, content_type="application/json")
-
-    return handle
+async def openapi_document(request: web.Request) -> web.Response:
+    """``GET /openapi.json``: the OpenAPI document of this server (its routes, its models)."""
+    service = request.app[SERVICE]
+    return web.json_response(openapi.build_spec(service.config, service.models()))
 
 
 async def health(request: web.Request) -> web.Response:

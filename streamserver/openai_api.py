@@ -23,12 +23,12 @@ from .stream_request import StreamParams, parse_stream_params
 from .streams import Stream
 from .transports import sse
 
-_IGNORED = frozenset(
+IGNORED_PARAMETERS = frozenset(
     {"temperature", "top_p", "frequency_penalty", "presence_penalty", "stop", "seed", "user", "logit_bias",
      "parallel_tool_calls", "metadata", "store", "service_tier", "n"}
 )  # fmt: skip
 """Parameters accepted for compatibility; the provider's own configuration decides sampling."""
-_USED = frozenset(
+USED_PARAMETERS = frozenset(
     {"model", "messages", "stream", "stream_options", "max_tokens", "max_completion_tokens"}
 )
 
@@ -89,7 +89,7 @@ def models_handler(service_key: web.AppKey[StreamService]) -> Any:
 def _params(
     body: Mapping[str, Any], route: RouteSettings, service: StreamService
 ) -> tuple[StreamParams, bool, bool]:
-    unknown = sorted(set(body) - _USED - _IGNORED)
+    unknown = sorted(set(body) - USED_PARAMETERS - IGNORED_PARAMETERS)
     if unknown:
         raise StreamRejected(
             400, "unknown_parameter", f"unrecognized request argument supplied: {unknown[0]}"

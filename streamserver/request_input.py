@@ -61,14 +61,16 @@ def parse_count(value: object) -> int | None:
     """``value`` as a whole number of 0 or more, or ``None`` if it is not one (the caller refuses
     it, naming the field).
 
-    A JSON integer, or a string of at most ``MAX_DIGITS`` ASCII digits (a query parameter, a
-    header): ``str.isdigit`` alone also takes ``²`` (which ``int`` refuses) and Arabic-Indic
-    digits (which ``int`` reads).
+    A JSON integer (``3.0`` is one, as JSON Schema counts), or a string of at most
+    ``MAX_DIGITS`` ASCII digits (a query parameter, a header): ``str.isdigit`` alone also takes
+    ``²`` (which ``int`` refuses) and Arabic-Indic digits (which ``int`` reads).
     """
     if isinstance(value, str):
         if value.isascii() and value.isdigit() and len(value) <= MAX_DIGITS:
             return int(value)
         return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
     if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
         return value
     return None

@@ -71,6 +71,9 @@ def parse_stream_params(
                 400, "override_not_allowed", f"this route does not accept {name!r}"
             )
         values[name] = fields[name]
+    for name in ("model", "provider", "buffer", "format"):
+        if name in values and not isinstance(values[name], str):
+            raise StreamRejected(400, "invalid_field", f"{name!r} must be a string")
     max_tokens = _max_tokens(values.get("max_tokens"), config.limits.max_tokens)
     for name, choices in (("buffer", config.buffers), ("format", config.formatters)):
         value = values.get(name)
@@ -80,9 +83,6 @@ def parse_stream_params(
                 f"unknown_{name}",
                 f"unknown {name} {value!r}; choices: {', '.join(sorted(choices))}",
             )
-    for name in ("model", "provider"):
-        if name in values and not isinstance(values[name], str):
-            raise StreamRejected(400, "invalid_field", f"{name!r} must be a string")
     return StreamParams(
         messages=messages,
         model=values.get("model"),

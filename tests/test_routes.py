@@ -328,6 +328,8 @@ REFUSED = [
     ("POST", "/v1/stream", {"json": {"prompt": "hi", "colour": "blue"}}, 400, "unknown_field"),
     ("GET", "/v1/stream", {"params": {"prompt": "hi", "colour": "blue"}}, 400, "unknown_field"),
     ("POST", "/v1/stream", {"json": {"prompt": "hi", "buffer": "no-such"}}, 400, "unknown_buffer"),
+    ("POST", "/v1/stream", {"json": {"prompt": "hi", "buffer": {"an": "object"}}}, 400, "invalid_field"),
+    ("POST", "/v1/stream", {"json": {"prompt": "hi", "format": ["a", "list"]}}, 400, "invalid_field"),
     ("POST", "/v1/stream", {"json": {"prompt": "hi", "format": "no-such"}}, 400, "unknown_format"),
     ("POST", "/v1/stream", {"json": {"prompt": "hi", "provider": "no-such"}}, 400, "unknown_provider"),
     ("POST", "/v1/stream", {"json": {"prompt": "hi", "messages": []}}, 400, "invalid_field"),
