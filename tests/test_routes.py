@@ -481,3 +481,10 @@ async def test_the_ai_sdk_format_speaks_the_ui_message_stream_protocol(client):
     assert parts[0]["messageId"] == "msg_" + got.headers["X-Stream-ID"]
     assert "".join(p["delta"] for p in parts if p["type"] == "text-delta") == "hi there"
     assert {p["id"] for p in parts if p["type"].startswith("text-")} == {"text-1"}
+
+
+async def test_max_tokens_written_as_an_integral_float_is_that_integer(client):
+    got = await stream(client, "POST", "/v1/stream", max_tokens=3.0)
+
+    assert got.status == 200
+    assert got.json()[-1]["tokens_generated"] == 3
