@@ -19,7 +19,8 @@ from .errors import StreamRejected
 from .types import Message
 
 Status: TypeAlias = Literal["complete", "cancelled", "failed"]
-_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+CONVERSATION_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+"""What a conversation id is (the OpenAPI document says the same)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +66,7 @@ class ConversationStore(Protocol):
 
 def check_id(conversation_id: str) -> str:
     """A conversation id is 1-64 characters of ``A-Z a-z 0-9 _ -``; anything else is a 400."""
-    if not _ID.fullmatch(conversation_id):
+    if not CONVERSATION_ID.fullmatch(conversation_id):
         raise StreamRejected(
             400,
             "invalid_conversation_id",

@@ -116,6 +116,15 @@ async def test_a_message_with_a_lone_surrogate_is_a_400(base_url):
     assert response.json()["error"]["code"] == "invalid_text"
 
 
+async def test_a_request_without_messages_is_told_messages_are_required(base_url):
+    async with httpx.AsyncClient() as http:
+        response = await http.post(base_url + "/chat/completions", json={"model": "echo"})
+
+    assert response.status_code == 400
+    assert "'messages'" in response.json()["error"]["message"]
+    assert "prompt" not in response.json()["error"]["message"]
+
+
 async def test_an_unknown_parameter_raises_bad_request(base_url):
     sdk = openai.AsyncOpenAI(base_url=base_url, api_key="unused", max_retries=0)
     with pytest.raises(openai.BadRequestError, match="frobnicate"):

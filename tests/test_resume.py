@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 
+import pytest
 from conftest import SCRIPTED, base_config, script, wait_until
 
 import streamserver
@@ -164,6 +165,20 @@ async def test_retained_streams_expire_after_retain_s(serve):
 
     assert kept.status_code == 200
     assert expired.status_code == 404
+
+
+@pytest.mark.parametrize("seq", ["\u00b2", "\u0663", "9" * 5000])
+async def test_a_last_event_id_whose_seq_is_not_ascii_digits_is_refused(serve, seq):
+    client = await serve(base_config(**SCRIPTED))
+    got = await client.sse("/v1/stream", params={"prompt": script(["a"]), "model": "scripted"})
+    stream_id = got.headers["X-Stream-ID"]
+
+    response = await client.http.get(
+        f"/v1/streams/{stream_id}", params={"last_event_id": f"{stream_id}:{seq}"}
+    )
+
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "invalid_last_event_id"
 
 
 async def test_a_last_event_id_past_the_end_of_a_live_stream_is_refused(serve):

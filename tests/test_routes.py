@@ -314,6 +314,10 @@ REFUSED = [
     ("GET", "/v1/stream", {"params": {"prompt": "hi", "max_tokens": "0"}}, 400, "invalid_max_tokens"),
     ("GET", "/v1/stream", {"params": {"prompt": "hi", "max_tokens": "-3"}}, 400, "invalid_max_tokens"),
     ("GET", "/v1/stream", {"params": {"prompt": "hi", "max_tokens": "many"}}, 400, "invalid_max_tokens"),
+    ("GET", "/v1/stream", {"params": {"prompt": "hi", "max_tokens": "\u00b2"}}, 400, "invalid_max_tokens"),
+    ("GET", "/v1/stream", {"params": {"prompt": "hi", "max_tokens": "\u0663"}}, 400, "invalid_max_tokens"),
+    ("GET", "/v1/stream", {"params": {"prompt": "hi", "max_tokens": "1" * 5000}}, 400, "invalid_max_tokens"),
+    ("POST", "/v1/stream", {"json": {"prompt": "hi", "max_tokens": "\u00b2"}}, 400, "invalid_max_tokens"),
     ("POST", "/v1/stream", {"json": {"prompt": "hi", "max_tokens": 2.5}}, 400, "invalid_max_tokens"),
     ("POST", "/v1/stream", {"json": {"prompt": "hi", "max_tokens": True}}, 400, "invalid_max_tokens"),
     ("POST", "/v1/stream", {"json": {"prompt": "hi", "max_tokens": 10**9}}, 400, "max_tokens_too_large"),
@@ -324,6 +328,8 @@ REFUSED = [
     ("POST", "/v1/stream", {"json": {"prompt": "hi", "colour": "blue"}}, 400, "unknown_field"),
     ("GET", "/v1/stream", {"params": {"prompt": "hi", "colour": "blue"}}, 400, "unknown_field"),
     ("POST", "/v1/stream", {"json": {"prompt": "hi", "buffer": "no-such"}}, 400, "unknown_buffer"),
+    ("POST", "/v1/stream", {"json": {"prompt": "hi", "buffer": {"an": "object"}}}, 400, "invalid_field"),
+    ("POST", "/v1/stream", {"json": {"prompt": "hi", "format": ["a", "list"]}}, 400, "invalid_field"),
     ("POST", "/v1/stream", {"json": {"prompt": "hi", "format": "no-such"}}, 400, "unknown_format"),
     ("POST", "/v1/stream", {"json": {"prompt": "hi", "provider": "no-such"}}, 400, "unknown_provider"),
     ("POST", "/v1/stream", {"json": {"prompt": "hi", "messages": []}}, 400, "invalid_field"),
@@ -332,6 +338,10 @@ REFUSED = [
     ("POST", "/v1/stream", raw_json('{"prompt": "half an emoji \\ud83d"}'), 400, "invalid_text"),
     ("POST", "/v1/stream", raw_json('{"messages": [{"role": "user", "content": "\\udc00"}]}'), 400, "invalid_text"),
     ("GET", "/v1/stream", {"params": {"prompt": "hi", "last_event_id": "not-an-id"}}, 400, "invalid_last_event_id"),
+    ("GET", "/v1/stream", {"params": {"prompt": "hi", "last_event_id": "st_x:\u00b2"}}, 400, "invalid_last_event_id"),
+    ("GET", "/v1/stream", {"params": {"prompt": "hi", "last_event_id": "st_x:\u0663"}}, 400, "invalid_last_event_id"),
+    ("GET", "/v1/stream", {"headers": {"Last-Event-ID": b"st_x:\xc2\xb2"}}, 400, "invalid_last_event_id"),
+    ("GET", "/v1/stream", {"headers": {"Last-Event-ID": "st_x:" + "9" * 5000}}, 400, "invalid_last_event_id"),
     ("GET", "/stream", {"params": {"prompt": "hi", "last_event_id": "st_unknown:3"}}, 404, "stream_not_found"),
 ]  # fmt: skip
 
@@ -382,6 +392,25 @@ async def test_an_unknown_path_is_a_json_404(client):
 
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "not_found"
+
+
+@pytest.mark.parametrize("path", ["/static/nope.js", "/static/", "/static/%2e%2e/app.py"])
+async def test_a_path_under_static_that_is_not_a_page_file_is_a_json_404(client, path):
+    response = await client.http.get(path)
+
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "not_found"
+
+
+async def test_the_demo_page_files_are_served(client):
+    page = await client.http.get("/")
+    script = await client.http.get("/static/app.js")
+    style = await client.http.get("/static/style.css")
+
+    assert page.status_code == script.status_code == style.status_code == 200
+    assert "static/app.js" in page.text
+    assert "javascript" in script.headers["Content-Type"]
+    assert style.headers["Content-Type"].startswith("text/css")
 
 
 async def test_a_method_the_route_does_not_serve_is_a_json_405_with_allow(client):
@@ -454,3 +483,10 @@ async def test_the_ai_sdk_format_speaks_the_ui_message_stream_protocol(client):
     assert parts[0]["messageId"] == "msg_" + got.headers["X-Stream-ID"]
     assert "".join(p["delta"] for p in parts if p["type"] == "text-delta") == "hi there"
     assert {p["id"] for p in parts if p["type"].startswith("text-")} == {"text-1"}
+
+
+async def test_max_tokens_written_as_an_integral_float_is_that_integer(client):
+    got = await stream(client, "POST", "/v1/stream", max_tokens=3.0)
+
+    assert got.status == 200
+    assert got.json()[-1]["tokens_generated"] == 3

@@ -20,6 +20,7 @@ from aiohttp import web
 from aiohttp.abc import AbstractStreamWriter
 from aiohttp_sse import EventSourceResponse
 
+from ..request_input import parse_count
 from ..server_log import note_served
 from ..settings import ServerSettings
 from ..streams import Stream
@@ -293,9 +294,10 @@ def watch_peer(request: web.Request, settings: ServerSettings) -> None:
 def parse_event_id(value: str) -> tuple[str, int] | None:
     """``"<stream_id>:<seq>"`` to its parts, or ``None`` if it is not one of ours."""
     stream_id, sep, seq = value.rpartition(":")
-    if not sep or not stream_id or not seq.isdigit():
+    number = parse_count(seq)
+    if not sep or not stream_id or number is None:
         return None
-    return stream_id, int(seq)
+    return stream_id, number
 
 
 async def send_stream(

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import struct
 import time
@@ -26,6 +25,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from ..errors import StreamRejected
 from ..event_log import Reader
+from ..request_input import parse_json_object
 from ..server_log import note_served
 from ..streams import Stream
 from ..types import Event
@@ -292,11 +292,9 @@ def _decode(message: Any, max_bytes: int) -> tuple[str, dict[str, Any], dict[str
             error_message("message_too_large", f"messages may be at most {max_bytes} bytes"),
         )
     try:
-        fields = json.loads(data)
-    except ValueError as exc:
-        return "", {}, error_message("invalid_json", f"the message is not valid JSON: {exc}")
-    if not isinstance(fields, dict):
-        return "", {}, error_message("invalid_json", "the message must be a JSON object")
+        fields = parse_json_object(data, "the message")
+    except StreamRejected as exc:
+        return "", {}, error_message(exc.code, exc.message)
     kind = fields.pop("type", "prompt")
     if kind not in ("prompt", "cancel", "resume"):
         return (

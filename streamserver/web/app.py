@@ -7,7 +7,6 @@ App state lives under typed ``web.AppKey``s; the runtime opens and closes in ``c
 from __future__ import annotations
 
 import inspect
-import json
 import logging
 import os
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -19,6 +18,7 @@ from aiohttp import web
 from .. import security
 from ..config import Config, load_config
 from ..errors import StreamRejected
+from ..request_input import read_json_body
 from ..service import StreamService
 from ..settings import RouteSettings
 from ..streams import Stream
@@ -32,6 +32,8 @@ log = logging.getLogger("streamserver")
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 """The demo page and its script and stylesheet, shipped in the package."""
+STATIC_FILES = frozenset(path.name for path in STATIC_DIR.iterdir() if path.is_file())
+"""The names ``/static/`` serves: the page's files, nothing else (no listing, no subpaths)."""
 ConfigSource = str | os.PathLike[str] | Mapping[str, Any] | Config
 
 
@@ -90,7 +92,7 @@ def setup(app: web.Application, config: ConfigSource) -> Config:
     add("GET", "/v1/streams/{stream_id}", resume_stream)
     add("DELETE", "/v1/streams/{stream_id}", cancel_stream)
     add("POST", "/v1/tickets", issue_ticket)
-    app.router.add_get("/openapi.json", _document(openapi.build_spec(loaded)))
+    app.router.add_get("/openapi.json", openapi_document)
     get_conversation, delete_conversation = chat.history_handlers(SERVICE)
     add("GET", "/v1/conversations/{conversation_id}", get_conversation)
     add("DELETE", "/v1/conversations/{conversation_id}", delete_conversation)
@@ -102,7 +104,7 @@ def setup(app: web.Application, config: ConfigSource) -> Config:
     # The demo page is public (it holds no data) and uses relative URLs, so it also works when the
     # app is mounted with add_subapp.
     app.router.add_get("/", demo_page)
-    app.router.add_static("/static/", STATIC_DIR)
+    app.router.add_get("/static/{name}", static_file)
     loaded.registry.call_app_hook("register_routes", app=app)
     return loaded
 
@@ -162,8 +164,11 @@ async def json_http_errors(request: web.Request, handler: Handler) -> web.Stream
         if exc.status < 400 or exc.status >= 500 or exc.content_type == "application/json":
             raise
         code = exc.reason.lower().replace(" ", "_")
+        # aiohttp's text says why when it has more than the reason (a WebSocket route asked for
+        # without an upgrade); its default text is only "<status>: <reason>".
+        message = exc.text if exc.text and exc.text != f"{exc.status}: {exc.reason}" else exc.reason
         headers = {k: v for k, v in exc.headers.items() if k in ("Allow", "Retry-After")}
-        return error_response(StreamRejected(exc.status, code, exc.reason, headers=headers))
+        return error_response(StreamRejected(exc.status, code, message, headers=headers))
 
 
 def _stream_handler(path: str, route: RouteSettings) -> Handler:
@@ -274,13 +279,8 @@ async def issue_ticket(request: web.Request) -> web.Response:
         raise StreamRejected(
             403, "ticket_for_ticket", "a ticket cannot be exchanged for another ticket"
         )
-    try:
-        body = await request.json()
-    except ValueError:
-        raise StreamRejected(
-            400, "invalid_json", 'the body must be JSON: {"path": "/v1/stream"}'
-        ) from None
-    path = body.get("path") if isinstance(body, dict) else None
+    body = await read_json_body(request, service.config.limits.max_body_bytes)
+    path = body.get("path")
     if not isinstance(path, str) or not path.startswith("/"):
         raise StreamRejected(
             400, "invalid_path", "'path' must be the path the ticket is for, like /v1/stream"
@@ -340,13 +340,21 @@ async def demo_page(request: web.Request) -> web.FileResponse:
     return web.FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
 
 
-def _document(document: dict[str, Any]) -> Handler:
-    body = json.dumps(document).encode()
+async def static_file(request: web.Request) -> web.FileResponse:
+    """``GET /static/{name}``: one of the demo page's files.
 
-    async def handle(request: web.Request) -> web.Response:
-        return web.Response(body=body, content_type="application/json")
+    Not ``add_static``: its missing file is an empty 404 that no middleware sees (the file is
+    looked for when the response is sent). Any other name is refused here, as a JSON 404."""
+    name = request.match_info["name"]
+    if name not in STATIC_FILES:
+        raise web.HTTPNotFound()
+    return web.FileResponse(STATIC_DIR / name)
 
-    return handle
+
+async def openapi_document(request: web.Request) -> web.Response:
+    """``GET /openapi.json``: the OpenAPI document of this server (its routes, its models)."""
+    service = request.app[SERVICE]
+    return web.json_response(openapi.build_spec(service.config, service.models()))
 
 
 async def health(request: web.Request) -> web.Response:

@@ -17,6 +17,7 @@ from typing import Any
 from aiohttp import web
 
 from ..errors import StreamRejected
+from ..request_input import read_json_body
 from ..service import StreamService
 from ..settings import RouteSettings
 from ..streams import Stream
@@ -24,12 +25,12 @@ from ..transports import sse
 from ..types import StreamFailure
 from .request import StreamParams, parse_stream_params
 
-_IGNORED = frozenset(
+IGNORED_PARAMETERS = frozenset(
     {"temperature", "top_p", "frequency_penalty", "presence_penalty", "stop", "seed", "user", "logit_bias",
      "parallel_tool_calls", "metadata", "store", "service_tier", "n"}
 )  # fmt: skip
 """Parameters accepted for compatibility; the provider's own configuration decides sampling."""
-_USED = frozenset(
+USED_PARAMETERS = frozenset(
     {"model", "messages", "stream", "stream_options", "max_tokens", "max_completion_tokens"}
 )
 
@@ -51,7 +52,7 @@ def chat_completions_handler(
     async def handle(request: web.Request) -> web.StreamResponse:
         service = request.app[service_key]
         try:
-            body = await _read_body(request, service.config.limits.max_body_bytes)
+            body = await read_json_body(request, service.config.limits.max_body_bytes)
             params, stream_mode, include_usage = _params(body, route, service)
             stream = service.start(
                 path,
@@ -87,23 +88,10 @@ def models_handler(service_key: web.AppKey[StreamService]) -> Any:
     return handle
 
 
-async def _read_body(request: web.Request, limit: int) -> Mapping[str, Any]:
-    raw = await request.content.read(limit + 1)
-    if len(raw) > limit:
-        raise StreamRejected(413, "body_too_large", f"the body is larger than {limit} bytes")
-    try:
-        body = json.loads(raw)
-    except ValueError as exc:
-        raise StreamRejected(400, "invalid_json", f"the body is not valid JSON: {exc}") from None
-    if not isinstance(body, dict):
-        raise StreamRejected(400, "invalid_json", "the body must be a JSON object")
-    return body
-
-
 def _params(
     body: Mapping[str, Any], route: RouteSettings, service: StreamService
 ) -> tuple[StreamParams, bool, bool]:
-    unknown = sorted(set(body) - _USED - _IGNORED)
+    unknown = sorted(set(body) - USED_PARAMETERS - IGNORED_PARAMETERS)
     if unknown:
         raise StreamRejected(
             400, "unknown_parameter", f"unrecognized request argument supplied: {unknown[0]}"
@@ -117,7 +105,8 @@ def _params(
     options = body.get("stream_options") or {}
     if not isinstance(options, dict):
         raise StreamRejected(400, "invalid_value", "stream_options must be an object")
-    fields = {"messages": body.get("messages"), "model": body["model"]}
+    # Never absent or null, so that a missing list is refused as messages, not as a missing prompt.
+    fields = {"messages": body.get("messages") or [], "model": body["model"]}
     max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
     if max_tokens is not None:
         fields["max_tokens"] = max_tokens

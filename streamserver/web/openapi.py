@@ -7,11 +7,18 @@ error shape; WebSocket routes are listed with their upgrade and the 400 a plain 
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..config import Config
+from ..conversations import CONVERSATION_ID
+from ..request_input import MAX_DIGITS
 from ..settings import RouteSettings
 from ..version import __version__
+from .openai_api import IGNORED_PARAMETERS
+
+Models = Mapping[str, Sequence[str]]
+"""The models each provider offers, by provider name."""
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
 _EVENT = {
@@ -20,12 +27,14 @@ _EVENT = {
     "properties": {
         "event": {"type": "string"},
         "data": {"type": "string", "description": "JSON in every shape but `text`"},
-        "id": {"type": "string", "pattern": "^[^:]+:[0-9]+$"},
+        "id": {"type": "string", "pattern": "^.+:[0-9]+$"},
         "retry": {"type": "integer"},
     },
 }
 _SSE = {"text/event-stream": {"schema": _EVENT}}
 _STRING = {"type": "string"}
+_EVENT_ID = {"type": "string", "pattern": f"^[A-Za-z0-9_-]+:[0-9]{{1,{MAX_DIGITS}}}$"}
+"""``<stream_id>:<seq>``, as ``Last-Event-ID`` and ``?last_event_id=`` take it."""
 
 
 def _errors(*statuses: int) -> dict[str, Any]:
@@ -55,16 +64,21 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
     }
 
 
-def build_spec(config: Config) -> dict[str, Any]:
-    """The OpenAPI document for ``config``."""
+def build_spec(config: Config, models: Models) -> dict[str, Any]:
+    """The OpenAPI document for ``config`` and the ``models`` its providers offer.
+
+    It says what the server accepts, no more: a request valid by the document is not refused
+    for its shape (only for auth, limits or state: 401, 404, 409, 429)."""
     paths: dict[str, Any] = {}
     for path, route in config.routes.items():
         if route.transport == "openai":
-            paths[path] = {"post": _chat_completions(route)}
+            paths[path] = {"post": _chat_completions(config, models)}
         elif route.transport == "ws":
             paths[path] = {"get": _websocket(path, route)}
         else:
-            paths[path] = {method.lower(): _stream(path, route, method) for method in route.methods}
+            paths[path] = {
+                method.lower(): _stream(route, method, config, models) for method in route.methods
+            }
     guarded = _errors(400, 401, 429)
     paths["/health"] = {
         "get": {
@@ -149,7 +163,7 @@ def build_spec(config: Config) -> dict[str, Any]:
                         "schema": {
                             "type": "object",
                             "required": ["path"],
-                            "properties": {"path": _STRING},
+                            "properties": {"path": {"type": "string", "pattern": "^/"}},
                         }
                     }
                 },
@@ -162,9 +176,7 @@ def build_spec(config: Config) -> dict[str, Any]:
             },
         }
     }
-    conversation_id = [
-        {"name": "conversation_id", "in": "path", "required": True, "schema": _STRING}
-    ]
+    conversation_id = [_CONVERSATION_ID]
     paths["/v1/conversations/{conversation_id}"] = {
         "get": {
             "summary": "A conversation's history",
@@ -223,7 +235,7 @@ def build_spec(config: Config) -> dict[str, Any]:
                     "additionalProperties": False,
                     "properties": {
                         "role": {"enum": ["system", "user", "assistant"]},
-                        "content": _STRING,
+                        "content": {"type": "string", "maxLength": config.limits.max_prompt_chars},
                     },
                 },
             },
@@ -235,13 +247,40 @@ def build_spec(config: Config) -> dict[str, Any]:
     }
 
 
-def _overrides(route: RouteSettings) -> dict[str, Any]:
+_CONVERSATION_ID: dict[str, Any] = {
+    "name": "conversation_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "pattern": f"^{CONVERSATION_ID.pattern}$"},
+}
+
+
+_QUERY_PROMPT_CHARS = 500
+"""The longest prompt the document offers in a query string: aiohttp refuses a request line over
+8190 bytes, and one character can take 12 in a URL (four UTF-8 bytes, percent-encoded)."""
+
+
+def _prompt(config: Config, *, in_query: bool = False) -> dict[str, Any]:
+    """A prompt the server takes: some text that is not only whitespace, within the limit."""
+    limit = config.limits.max_prompt_chars
+    return {
+        "type": "string",
+        "pattern": r"\S",
+        "maxLength": min(limit, _QUERY_PROMPT_CHARS) if in_query else limit,
+    }
+
+
+def _max_tokens(config: Config) -> dict[str, Any]:
+    return {"type": "integer", "minimum": 1, "maximum": config.limits.max_tokens}
+
+
+def _overrides(route: RouteSettings, config: Config, models: Models) -> dict[str, Any]:
     kinds = {
-        "model": _STRING,
-        "provider": _STRING,
-        "max_tokens": {"type": "integer", "minimum": 1},
-        "buffer": _STRING,
-        "format": _STRING,
+        "model": {"enum": sorted({m for offered in models.values() for m in offered})},
+        "provider": {"enum": sorted(models)},
+        "max_tokens": _max_tokens(config),
+        "buffer": {"enum": sorted(config.buffers)},
+        "format": {"enum": sorted(config.formatters)},
     }
     return {name: kinds[name] for name in route.allow}
 
@@ -251,12 +290,12 @@ def _last_event_id() -> dict[str, Any]:
         "name": "Last-Event-ID",
         "in": "header",
         "required": False,
-        "schema": _STRING,
+        "schema": _EVENT_ID,
         "description": "<stream_id>:<seq> of the last event seen: resume after it",
     }
 
 
-def _stream(path: str, route: RouteSettings, method: str) -> dict[str, Any]:
+def _stream(route: RouteSettings, method: str, config: Config, models: Models) -> dict[str, Any]:
     operation: dict[str, Any] = {
         "summary": f"Stream tokens as Server-Sent Events ({route.formatter} shape)",
         "responses": {
@@ -267,12 +306,18 @@ def _stream(path: str, route: RouteSettings, method: str) -> dict[str, Any]:
     }
     if method == "GET":
         operation["parameters"] = [
-            {"name": "prompt", "in": "query", "required": True, "schema": _STRING},
+            {
+                "name": "prompt",
+                "in": "query",
+                "required": True,
+                "schema": _prompt(config, in_query=True),
+                "description": "a URL is at most 8190 bytes: a longer prompt goes in a POST body",
+            },
             *(
                 {"name": name, "in": "query", "required": False, "schema": schema}
-                for name, schema in _overrides(route).items()
+                for name, schema in _overrides(route, config, models).items()
             ),
-            {"name": "last_event_id", "in": "query", "required": False, "schema": _STRING},
+            {"name": "last_event_id", "in": "query", "required": False, "schema": _EVENT_ID},
             _last_event_id(),
         ]
     else:
@@ -284,14 +329,12 @@ def _stream(path: str, route: RouteSettings, method: str) -> dict[str, Any]:
                         "type": "object",
                         "additionalProperties": False,
                         "properties": {
-                            "prompt": _STRING,
-                            "messages": {
-                                "type": "array",
-                                "minItems": 1,
-                                "items": {"$ref": "#/components/schemas/Message"},
-                            },
-                            **_overrides(route),
+                            "prompt": _prompt(config),
+                            "messages": _MESSAGES,
+                            **_overrides(route, config, models),
                         },
+                        # One or the other, never both.
+                        "oneOf": [{"required": ["prompt"]}, {"required": ["messages"]}],
                     }
                 }
             },
@@ -299,12 +342,24 @@ def _stream(path: str, route: RouteSettings, method: str) -> dict[str, Any]:
     return operation
 
 
-def _websocket(path: str, route: RouteSettings) -> dict[str, Any]:
-    parameters = (
-        [{"name": "conversation_id", "in": "path", "required": True, "schema": _STRING}]
-        if ("{conversation_id}" in path)
-        else []
+_MESSAGES = {"type": "array", "minItems": 1, "items": {"$ref": "#/components/schemas/Message"}}
+
+
+_UPGRADE: list[dict[str, Any]] = [
+    {"name": name, "in": "header", "required": True, "schema": schema}
+    for name, schema in (
+        ("Upgrade", {"enum": ["websocket"]}),
+        ("Connection", {"enum": ["Upgrade"]}),
+        ("Sec-WebSocket-Version", {"enum": ["13"]}),
+        ("Sec-WebSocket-Key", {"type": "string", "pattern": "^[A-Za-z0-9+/]{21}[AQgw]==$"}),
     )
+]
+"""The headers of a WebSocket handshake (RFC 6455 section 4.1): a plain GET is a 400."""
+
+
+def _websocket(path: str, route: RouteSettings) -> dict[str, Any]:
+    parameters: list[dict[str, Any]] = [_CONVERSATION_ID] if "{conversation_id}" in path else []
+    parameters += _UPGRADE
     return {
         "summary": "WebSocket (send JSON prompts, receive JSON messages)",
         "description": (
@@ -316,7 +371,20 @@ def _websocket(path: str, route: RouteSettings) -> dict[str, Any]:
     }
 
 
-def _chat_completions(route: RouteSettings) -> dict[str, Any]:
+def _chat_completions(config: Config, models: Models) -> dict[str, Any]:
+    # Sampling parameters are taken and ignored: any value (n only as 1).
+    ignored: dict[str, Any] = {name: {} for name in sorted(IGNORED_PARAMETERS)}
+    used: dict[str, Any] = {
+        "model": {"enum": sorted({m for offered in models.values() for m in offered})},
+        "messages": _MESSAGES,
+        "stream": {"type": "boolean"},
+        "max_tokens": _max_tokens(config),
+        "max_completion_tokens": _max_tokens(config),
+        "stream_options": {
+            "type": "object",
+            "properties": {"include_usage": {"type": "boolean"}},
+        },
+    }
     return {
         "summary": "OpenAI-compatible chat completions (stream true: SSE chunks; false: one completion)",
         "requestBody": {
@@ -326,20 +394,8 @@ def _chat_completions(route: RouteSettings) -> dict[str, Any]:
                     "schema": {
                         "type": "object",
                         "required": ["model", "messages"],
-                        "properties": {
-                            "model": _STRING,
-                            "messages": {
-                                "type": "array",
-                                "minItems": 1,
-                                "items": {"$ref": "#/components/schemas/Message"},
-                            },
-                            "stream": {"type": "boolean"},
-                            "max_tokens": {"type": "integer", "minimum": 1},
-                            "stream_options": {
-                                "type": "object",
-                                "properties": {"include_usage": {"type": "boolean"}},
-                            },
-                        },
+                        "additionalProperties": False,
+                        "properties": {**ignored, "n": {"const": 1}, **used},
                     }
                 }
             },

@@ -6,7 +6,6 @@ it happens before any stream starts, so the client gets a plain JSON error, not 
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from aiohttp import web
 
 from ..config import Config
 from ..errors import StreamRejected
+from ..request_input import parse_count, read_json_body
 from ..settings import RouteSettings
 from ..types import Message
 
@@ -42,22 +42,7 @@ async def read_fields(request: web.Request, max_body_bytes: int) -> Mapping[str,
     """The request's fields: the JSON object of a POST, or the query string of a GET."""
     if request.method != "POST":
         return {k: v for k, v in request.query.items() if k not in _TRANSPORT_FIELDS}
-    if request.content_length is not None and request.content_length > max_body_bytes:
-        raise StreamRejected(
-            413, "body_too_large", f"the body is larger than {max_body_bytes} bytes"
-        )
-    body = await request.content.read(max_body_bytes + 1)
-    if len(body) > max_body_bytes:
-        raise StreamRejected(
-            413, "body_too_large", f"the body is larger than {max_body_bytes} bytes"
-        )
-    try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise StreamRejected(400, "invalid_json", f"the body is not valid JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise StreamRejected(400, "invalid_json", "the body must be a JSON object")
-    return data
+    return await read_json_body(request, max_body_bytes)
 
 
 def parse_stream_params(
@@ -88,6 +73,9 @@ def parse_stream_params(
                 400, "override_not_allowed", f"this route does not accept {name!r}"
             )
         values[name] = fields[name]
+    for name in ("model", "provider", "buffer", "format"):
+        if name in values and not isinstance(values[name], str):
+            raise StreamRejected(400, "invalid_field", f"{name!r} must be a string")
     max_tokens = _max_tokens(values.get("max_tokens"), config.limits.max_tokens)
     for name, choices in (("buffer", config.buffers), ("format", config.formatters)):
         value = values.get(name)
@@ -97,9 +85,6 @@ def parse_stream_params(
                 f"unknown_{name}",
                 f"unknown {name} {value!r}; choices: {', '.join(sorted(choices))}",
             )
-    for name in ("model", "provider"):
-        if name in values and not isinstance(values[name], str):
-            raise StreamRejected(400, "invalid_field", f"{name!r} must be a string")
     return StreamParams(
         messages=messages,
         model=values.get("model"),
@@ -161,10 +146,11 @@ def valid_text(text: str, where: str) -> str:
 def _max_tokens(value: object, cap: int) -> int | None:
     if value is None:
         return None
-    if isinstance(value, str) and value.isdigit():
-        value = int(value)
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise StreamRejected(400, "invalid_max_tokens", "'max_tokens' must be a positive integer")
+    value = parse_count(value)
+    if value is None or value < 1:
+        raise StreamRejected(
+            400, "invalid_max_tokens", "'max_tokens' must be a positive integer (ASCII digits)"
+        )
     if value > cap:
         raise StreamRejected(400, "max_tokens_too_large", f"'max_tokens' may be at most {cap}")
     return value

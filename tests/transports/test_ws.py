@@ -71,9 +71,12 @@ async def test_an_empty_prompt_is_refused_and_the_socket_stays_open(client):
         (json.dumps({"prompt": "x", "colour": "blue"}), "unknown_field"),
         (json.dumps({"type": "dance"}), "unknown_type"),
         (json.dumps({"prompt": "x", "max_tokens": "many"}), "invalid_max_tokens"),
+        (json.dumps({"prompt": "x", "max_tokens": "\u00b2"}), "invalid_max_tokens"),
+        (json.dumps({"prompt": "x", "max_tokens": "\u0663"}), "invalid_max_tokens"),
         (json.dumps({"prompt": "x", "model": "no-such-model"}), "unknown_model"),
         (json.dumps({"prompt": "half an emoji \ud83d"}), "invalid_text"),
         (b"\x00\x01binary", "binary_not_supported"),
+        ('{"prompt": ' + "[" * 30000 + "]" * 30000 + "}", "invalid_json"),
     ],
 )
 async def test_bad_input_gets_an_error_message_and_the_socket_stays_usable(client, frame, code):
@@ -274,3 +277,10 @@ async def test_a_client_gone_during_the_handshake_is_not_logged_as_an_error(clie
 
     assert health.status_code == 200
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+async def test_a_plain_get_of_a_websocket_route_is_a_json_400_that_says_to_upgrade(client):
+    response = await client.http.get("/ws/stream")
+
+    assert response.status_code == 400
+    assert "Upgrade" in response.json()["error"]["message"]
