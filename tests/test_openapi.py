@@ -35,9 +35,12 @@ def server(tmp_path_factory):
     text = text.replace("answer_tokens = 160", "answer_tokens = 20")
     text = text.replace('path = "conversations.sqlite3"', f'path = "{tmp / "c.sqlite3"}"')
     config.write_text(text + "\n", encoding="utf-8")
+    # The server's log goes to a file: it writes an access line per request, and a pipe nobody
+    # reads until the end fills up (64 KiB) and stalls the server mid-run.
+    log = tmp / "server.log"
     process = subprocess.Popen(
         [sys.executable, "-m", "streamserver", "serve", "--config", str(config)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.DEVNULL, stderr=log.open("w", encoding="utf-8"), text=True,
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 20
@@ -48,11 +51,12 @@ def server(tmp_path_factory):
         except OSError:
             if time.monotonic() > deadline or process.poll() is not None:
                 process.kill()
-                raise RuntimeError(f"server did not start: {process.communicate()[1]}") from None
+                raise RuntimeError(f"server did not start: {log.read_text()}") from None
             time.sleep(0.1)
     yield base
     process.terminate()
-    _, stderr = process.communicate(timeout=30)
+    process.wait(timeout=30)
+    stderr = log.read_text(encoding="utf-8")
     assert "Traceback" not in stderr, stderr
 
 
