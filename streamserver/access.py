@@ -1,4 +1,4 @@
-"""Who may call, how often, and from which origin: API keys, tickets, rate limits, CORS.
+"""Who may call, and how much: API keys, tickets, rate limits and concurrent streams.
 
 - API keys come from an environment variable (``id:key`` pairs) and arrive as ``Authorization:
   Bearer``; every key is compared in constant time. Logs and limits use the key's id, never the key.
@@ -24,13 +24,13 @@ import os
 import re
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from aiohttp import web
 
 from .errors import ConfigError, StreamRejected
-from .settings import AuthSettings, CorsSettings, LimitsSettings
+from .settings import AuthSettings, LimitsSettings
 
 KEY_ID = web.RequestKey("streamserver.key_id", str)
 """The identity of the caller of this request (an API key id, or ``addr:<client address>``)."""
@@ -64,7 +64,6 @@ class Access:
         self._spent: dict[str, float] = {}
         """Signatures of the tickets that opened a WebSocket, with when they expire."""
         self._spent_cap = _SPENT_PRUNE_AT
-        self.active: dict[str, int] = {}
 
     def _key_in(self, query: Mapping[str, str]) -> bool:
         """Whether a query string carries an API key, by the parameter's name or the value."""
@@ -169,29 +168,18 @@ class Access:
         ):  # forget the idle, so many one-off clients cannot grow this
             self._buckets = {k: v for k, v in self._buckets.items() if now - v[1] < 120}
 
-    def check_concurrency(self, identity: str, active_total: int) -> None:
-        """Refuse a new stream past the global or per-identity limit (429)."""
-        if active_total >= self.limits.max_concurrent_streams:
+    def check_concurrency(self, total: int, mine: int) -> None:
+        """Refuse a new stream when ``total`` streams (all callers) or ``mine`` (this caller's)
+        already generate at the limit (429). The stream registry keeps both counts."""
+        if total >= self.limits.max_concurrent_streams:
             raise StreamRejected(429, "too_many_streams", "the server is at its stream limit; retry shortly",
                                  headers={"Retry-After": "1"})  # fmt: skip
-        if self.active.get(identity, 0) >= self.limits.max_concurrent_streams_per_key:
+        if mine >= self.limits.max_concurrent_streams_per_key:
             raise StreamRejected(
                 429, "too_many_streams_for_key",
                 f"at most {self.limits.max_concurrent_streams_per_key} streams at once per key",
                 headers={"Retry-After": "1"},
             )  # fmt: skip
-
-    def stream_started(self, identity: str) -> None:
-        """Count a stream against its identity."""
-        self.active[identity] = self.active.get(identity, 0) + 1
-
-    def stream_ended(self, identity: str) -> None:
-        """Release a stream's slot."""
-        left = self.active.get(identity, 1) - 1
-        if left:
-            self.active[identity] = left
-        else:
-            self.active.pop(identity, None)
 
 
 _SPENT_PRUNE_AT = 1024
@@ -226,36 +214,3 @@ def _unauthorized(message: str) -> StreamRejected:
 
 def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-def cors_headers(cors: CorsSettings, origin: str | None) -> dict[str, str]:
-    """The CORS response headers for a request from ``origin`` (none if it is not allowed)."""
-    if not origin or not cors.origins:
-        return {}
-    if origin not in cors.origins and "*" not in cors.origins:
-        return {}
-    headers = {"Access-Control-Allow-Origin": origin if cors.allow_credentials or "*" not in cors.origins else "*",
-               "Access-Control-Expose-Headers": "X-Stream-ID", "Vary": "Origin"}  # fmt: skip
-    if cors.allow_credentials:
-        headers["Access-Control-Allow-Credentials"] = "true"
-    return headers
-
-
-def preflight(cors: CorsSettings, methods: str) -> Handler:
-    """An ``OPTIONS`` handler answering CORS preflights for one path."""
-
-    async def handle(request: web.Request) -> web.StreamResponse:
-        headers = cors_headers(cors, request.headers.get("Origin"))
-        if not headers:
-            return web.Response(status=403)
-        headers.update({
-            "Access-Control-Allow-Methods": methods,
-            "Access-Control-Allow-Headers": "Authorization, Content-Type, Last-Event-ID",
-            "Access-Control-Max-Age": str(cors.max_age_s),
-        })  # fmt: skip
-        return web.Response(status=204, headers=headers)
-
-    return handle

@@ -17,13 +17,17 @@ plugins load, the app hooks once per application.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 import pluggy
 
 if TYPE_CHECKING:
     from aiohttp import web
+
+    from .config import Config
+    from .types import MetricsSink, Provider
 
 hookspec = pluggy.HookspecMarker("streamserver")
 hookimpl = pluggy.HookimplMarker("streamserver")
@@ -72,8 +76,10 @@ def register_buffers(register: Register) -> None:
 def register_formatters(register: Register) -> None:
     """Called once when plugins load. Register formatters (wire shapes).
 
-    The factory is called once per stream as ``factory(options, transport)`` where transport is
-    ``"sse"`` or ``"ws"``, and returns a fresh ``streamserver.types.Formatter``.
+    The factory is called once per stream as ``factory(options, form)``, where form is the
+    stream's ``streamserver.types.MessageForm`` (``"sse"``: SSE events; ``"json"``: one JSON
+    message per event, as WebSocket and in-process readers get them), and returns a fresh
+    ``streamserver.types.Formatter``.
     """
 
 
@@ -109,9 +115,42 @@ def shutdown(app: web.Application) -> Any:
     """Called once when the app stops, before providers close. May return an awaitable."""
 
 
-@hookspec
-def register_routes(app: web.Application) -> None:
-    """Called once while the app is built: add extra routes with ``app.router.add_get(...)``.
+class Runtime(Protocol):
+    """What a plugin's route handler may read of the running app."""
 
-    Wrap a handler with ``streamserver.web.app.guarded(path, handler)`` to put it behind the same auth,
-    rate limits and CORS as the built-in routes."""
+    @property
+    def providers(self) -> Mapping[str, Provider]:
+        """The provider instances, by their ``[providers.<name>]`` name."""
+        ...
+
+    @property
+    def metrics_sinks(self) -> Sequence[MetricsSink]:
+        """The metrics sink instances, in ``metrics.sinks`` order."""
+        ...
+
+
+RouteHandler = Callable[["web.Request", Runtime], Awaitable["web.StreamResponse"]]
+"""A plugin route's handler: the request, and the app's runtime."""
+
+
+@dataclass(frozen=True, slots=True)
+class RouteSpec:
+    """One route a plugin adds (``register_routes``)."""
+
+    method: str
+    path: str
+    handler: RouteHandler
+    summary: str = ""
+    """One line for ``/openapi.json``."""
+    content_type: str = "application/json"
+    """What a successful answer holds, for ``/openapi.json``."""
+
+
+@hookspec
+def register_routes(config: Config) -> Sequence[RouteSpec] | None:
+    """Called once while the app is built, with its validated config. Return the routes the
+    plugin adds (or none).
+
+    The core puts each behind the same auth, rate limits and CORS as the built-in routes
+    (``auth.public_paths`` opens one to everyone), answers a ``StreamRejected`` its handler raises
+    in the contract's error shape, and lists it in ``/openapi.json``."""

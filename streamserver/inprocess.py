@@ -20,9 +20,9 @@ from typing import Any
 
 from .config import Config, load_config
 from .errors import ProviderError
+from .request_input import parse_stream_params
 from .service import StreamService
 from .settings import RouteSettings
-from .web.request import parse_stream_params
 
 _ROUTE = RouteSettings(
     transport="ws", formatter="production", allow=("model", "provider", "max_tokens", "buffer")
@@ -68,7 +68,7 @@ class Generation:
         if self._prompt is not None:
             fields["prompt"] = self._prompt
         stream = service.start(
-            "(in-process)", _ROUTE, parse_stream_params(fields, _ROUTE, config), "ws"
+            "(in-process)", _ROUTE, parse_stream_params(fields, _ROUTE, config), "json"
         )
         reader = stream.attach(0)
         model = ""

@@ -14,8 +14,9 @@ import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Protocol, TypeAlias
+from typing import TypeAlias
 
+from .encoding import Encoder
 from .errors import ProviderError
 from .sink_fanout import SinkFanout
 from .streams import Stream
@@ -35,18 +36,6 @@ from .types import (
 )
 
 log = logging.getLogger("streamserver.pipeline")
-
-
-class Encoder(Protocol):
-    """A transport's encoding of events into log items (bytes for SSE, text frames for WS)."""
-
-    def segment(self, seq: int, data: str) -> bytes | str:
-        """Encode the data of one token event."""
-        ...
-
-    def event(self, seq: int, event: Event) -> bytes | str:
-        """Encode any other event."""
-        ...
 
 
 Epilogue: TypeAlias = Callable[[Stream, StreamEnd], Awaitable[Sequence[Event]]]

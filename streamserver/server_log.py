@@ -17,7 +17,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
-from .security import KEY_ID
+from .access import KEY_ID
 from .settings import ServerSettings
 from .streams import Stream
 

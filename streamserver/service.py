@@ -10,22 +10,21 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+from .access import Access
 from .config import Config, Part
 from .conversations import ConversationStore
+from .encoding import encoder_for
 from .errors import ConfigError, StreamRejected
 from .event_log import StreamLog
-from .pipeline import Encoder, Epilogue, StreamPlan, StreamRun
-from .security import Access
+from .pipeline import Epilogue, StreamPlan, StreamRun
+from .request_input import StreamParams
 from .settings import RouteSettings
 from .sink_fanout import SinkFanout
 from .streams import Stream, StreamRegistry
-from .transports.sse import SSEConnections, SSEEncoder
-from .transports.ws import Socket, WSEncoder
-from .types import GenerationRequest, MetricsSink, Provider, StreamStart, Transport
-from .web.request import StreamParams
+from .types import GenerationRequest, MessageForm, MetricsSink, Provider, StreamStart
 
 log = logging.getLogger("streamserver")
 
@@ -42,7 +41,7 @@ class StreamService:
     ) -> None:
         self.config = config
         self.providers = dict(providers)
-        self.sink_list = sinks
+        self.metrics_sinks = sinks
         self.sinks = SinkFanout(sinks)
         self.conversations = conversations
         try:
@@ -52,11 +51,6 @@ class StreamService:
         self.streams = StreamRegistry(
             retain_s=config.resume.retain_s, max_streams=config.resume.max_streams
         )
-        self.streams.on_finished = lambda stream: self.access.stream_ended(stream.key_id or "")
-        self.sse = SSEConnections(config.server)
-        """Open SSE connections: batched direct writes and keep-alive pings."""
-        self.sockets: set[Socket] = set()
-        """Open WebSockets: closed with 1001 (going away) at shutdown, once their streams end."""
         self.draining = False
         self._drained: asyncio.Future[None] | None = None
         self.started_at = time.time()
@@ -103,7 +97,6 @@ class StreamService:
 
     async def close(self) -> None:
         """Close every provider (their upstream clients), the conversation store, the sinks."""
-        self.sse.close()
         await asyncio.to_thread(self.sinks.close)
         try:
             await self.conversations.aclose()
@@ -151,13 +144,16 @@ class StreamService:
         path: str,
         route: RouteSettings,
         params: StreamParams,
-        transport: Transport,
+        form: MessageForm,
         *,
         key_id: str = "",
         formatter_options: Mapping[str, Any] | None = None,
         epilogue: Epilogue | None = None,
     ) -> Stream:
         """Accept a checked request: build its pipeline and start generating.
+
+        ``form`` is the message form its readers take (``"sse"`` bytes, or ``"json"`` messages for
+        a WebSocket or an in-process reader): the caller knows it, the runtime knows no transport.
 
         ``formatter_options`` overrides the formatter's configured options for this stream (those
         its options class has), e.g. ``include_usage`` from an OpenAI request. ``epilogue`` runs
@@ -171,7 +167,7 @@ class StreamService:
                 "the server is shutting down; retry shortly",
                 headers={"Retry-After": "5"},
             )
-        self.access.check_concurrency(key_id, self.streams.active)
+        self.access.check_concurrency(self.streams.active, self.streams.active_for(key_id))
         provider_name, provider, model = self.resolve(route, params)
         config = self.config
         stream_id = self.streams.new_id()
@@ -184,12 +180,8 @@ class StreamService:
             known = {f.name for f in dataclasses.fields(formatter_settings)}
             overrides = {k: v for k, v in formatter_options.items() if k in known}
             formatter_settings = dataclasses.replace(formatter_settings, **overrides)
-        formatter = formatter_part.registration.factory(formatter_settings, transport)
-        encoder: Encoder = (
-            WSEncoder()
-            if transport == "ws"
-            else SSEEncoder(stream_id, formatter.token_event, config.server.retry_ms)
-        )
+        formatter = formatter_part.registration.factory(formatter_settings, form)
+        encoder = encoder_for(form, stream_id, formatter.token_event, config.server.retry_ms)
         # What the client (or route) asked for goes upstream; the cap is enforced by the core only.
         max_tokens = params.max_tokens or route.max_tokens
         plan = StreamPlan(
@@ -211,7 +203,7 @@ class StreamService:
             config.limits.high_water_events,
             retain=resume.retain_s > 0 or resume.grace_s > 0,
             max_bytes=resume.max_bytes_per_stream,
-            compress=transport != "ws",  # WebSocket logs hold text frames
+            compress=form == "sse",  # JSON message logs hold text
         )
         stream = Stream(
             stream_id,
@@ -219,7 +211,7 @@ class StreamService:
             stream_log,
             grace_s=resume.grace_s,
             key_id=key_id,
-            transport="ws" if transport == "ws" else "sse",
+            form=form,
         )
         stream.info = info
         if epilogue is not None:
@@ -230,7 +222,6 @@ class StreamService:
             stream,
             lambda: asyncio.get_running_loop().create_task(run.run(), name=f"stream {stream_id}"),
         )
-        self.access.stream_started(key_id)
         return stream
 
     def owned_stream(self, stream_id: str, key_id: str) -> Stream:
@@ -261,26 +252,24 @@ class StreamService:
         """Tell the sinks a request was refused."""
         self.sinks.request_rejected(route, error.status, error.code)
 
-    async def drain(self, grace_s: float) -> None:
-        """Refuse new streams, give live ones ``grace_s`` to finish, then cancel the rest; close
-        the WebSockets (1001) once they have sent what their streams ended with.
+    async def drain(
+        self, grace_s: float, then: Callable[[], Awaitable[None]] | None = None
+    ) -> None:
+        """Refuse new streams, give live ones ``grace_s`` to finish, then cancel the rest; then
+        ``then`` (the transports close their connections: WebSockets with 1001, once they have
+        sent what their streams ended with).
 
         Called again (the command line drains before aiohttp's shutdown, which drains too), it
         waits for the first drain instead of starting another."""
         if self._drained is None:
-            self._drained = asyncio.ensure_future(self._drain(grace_s))
+            self._drained = asyncio.ensure_future(self._drain(grace_s, then))
         await self._drained
 
-    async def _drain(self, grace_s: float) -> None:
+    async def _drain(self, grace_s: float, then: Callable[[], Awaitable[None]] | None) -> None:
         self.draining = True
         began = time.monotonic()
         live = [s.task for s in self.streams.live() if s.task is not None]
-        log.info(
-            "draining: %d live streams, %d WebSockets; up to %gs to finish",
-            len(live),
-            len(self.sockets),
-            grace_s,
-        )
+        log.info("draining: %d live streams; up to %gs to finish", len(live), grace_s)
         if live:
             await asyncio.wait(live, timeout=grace_s)
         cut = self.streams.live()
@@ -289,8 +278,8 @@ class StreamService:
         remaining = [s.task for s in cut if s.task is not None]
         if remaining:
             await asyncio.wait(remaining, timeout=5)
-        if self.sockets:
-            await asyncio.gather(*(socket.close_going_away() for socket in list(self.sockets)))
+        if then is not None:
+            await then()
         log.info(
             "drained in %.2fs: %d streams finished, %d ended with server_shutdown",
             time.monotonic() - began,

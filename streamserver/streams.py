@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Literal, TypeAlias
 
 from .event_log import Reader, StreamLog
-from .types import StreamEnd, StreamStart
+from .types import MessageForm, StreamEnd, StreamStart
 
 CancelReason: TypeAlias = Literal["cancelled", "client_gone", "shutdown", "limit", "upstream_idle"]
 
@@ -23,6 +23,7 @@ class Stream:
         "_registry",
         "cancel_reason",
         "ending",
+        "form",
         "grace_s",
         "headers",
         "id",
@@ -33,7 +34,6 @@ class Stream:
         "sent",
         "summary",
         "task",
-        "transport",
     )
 
     def __init__(
@@ -44,11 +44,12 @@ class Stream:
         *,
         grace_s: float,
         key_id: str | None = None,
-        transport: str = "sse",
+        form: MessageForm = "sse",
     ) -> None:
         self.id = stream_id
         self.route = route
-        self.transport = transport
+        self.form = form
+        """The message form of its log's items (``"sse"`` bytes, ``"json"`` text messages)."""
         """What its log holds: ``sse`` events (bytes) or ``ws`` messages (text)."""
         self.log = log
         self.key_id = key_id
@@ -117,11 +118,11 @@ class StreamRegistry:
         self.max_streams = max_streams
         self.streams: dict[str, Stream] = {}
         self.active = 0
+        """Streams generating now (the concurrency limits count these)."""
+        self._active_by_key: dict[str, int] = {}
         self.total = 0
         self.evicted = 0
         self.trimmed_events = 0
-        self.on_finished: Callable[[Stream], None] | None = None
-        """Called as each stream's task ends (the app releases its concurrency slot)."""
 
     def new_id(self) -> str:
         """A fresh, unguessable stream id (URL- and SSE-id-safe)."""
@@ -132,6 +133,8 @@ class StreamRegistry:
         self._make_room()
         self.streams[stream.id] = stream
         self.active += 1
+        key = stream.key_id or ""
+        self._active_by_key[key] = self._active_by_key.get(key, 0) + 1
         self.total += 1
         stream._registry = self
         stream.task = run()
@@ -141,14 +144,22 @@ class StreamRegistry:
         """The live or retained stream with this id, if any."""
         return self.streams.get(stream_id)
 
+    def active_for(self, key_id: str) -> int:
+        """Streams generating now for one caller (an API key id, or a client address)."""
+        return self._active_by_key.get(key_id, 0)
+
     def live(self) -> list[Stream]:
         """Streams whose generation is still running."""
         return [s for s in self.streams.values() if not s.finished]
 
     def _finished(self, stream: Stream) -> None:
         self.active -= 1
-        if self.on_finished is not None:
-            self.on_finished(stream)
+        key = stream.key_id or ""
+        left = self._active_by_key.get(key, 1) - 1
+        if left:
+            self._active_by_key[key] = left
+        else:
+            self._active_by_key.pop(key, None)
         if self.retain_s > 0:
             asyncio.get_running_loop().call_later(self.retain_s, self._forget, stream.id)
         else:

@@ -15,8 +15,9 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol, TypeAlias
 
-Transport: TypeAlias = Literal["sse", "ws"]
-"""The two wire forms a formatter can produce."""
+MessageForm: TypeAlias = Literal["sse", "json"]
+"""The two forms a formatter writes a stream's events in: ``"sse"``, an SSE event name and data;
+``"json"``, one JSON text message per event (WebSocket frames, in-process readers)."""
 
 Outcome: TypeAlias = Literal["completed", "cancelled", "client_gone", "error", "limit", "shutdown"]
 """How a stream ended, as metrics sinks see it."""

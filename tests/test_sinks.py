@@ -75,7 +75,7 @@ async def test_a_sink_that_raises_everywhere_is_logged_and_streams_complete(
 async def test_a_blocking_sink_does_not_delay_streams(serve):
     app = streamserver.create_app(with_sinks("blocking", blocking={"block_s": 5}))
     client = await serve(app=app)
-    (blocking,) = [s for s in app[SERVICE].sink_list if type(s).__name__ == "BlockingSink"]
+    (blocking,) = [s for s in app[SERVICE].metrics_sinks if type(s).__name__ == "BlockingSink"]
 
     try:
         began = time.monotonic()
@@ -100,7 +100,7 @@ async def test_calls_for_a_stuck_sink_beyond_its_queue_are_dropped_with_a_warnin
     monkeypatch.setattr(streamserver.sink_fanout, "QUEUE_LIMIT", 4)
     app = streamserver.create_app(with_sinks("blocking", blocking={"block_s": 5}))
     client = await serve(app=app)
-    (blocking,) = [s for s in app[SERVICE].sink_list if type(s).__name__ == "BlockingSink"]
+    (blocking,) = [s for s in app[SERVICE].metrics_sinks if type(s).__name__ == "BlockingSink"]
     fanout = app[SERVICE].sinks
 
     try:

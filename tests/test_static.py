@@ -16,7 +16,7 @@ from aiohttp import web
 from conftest import Client, ServeFactory, base_config
 
 import streamserver
-from streamserver.web.app import STATIC_DIR
+from streamserver.web.admin import STATIC_DIR
 
 JAVASCRIPT_TYPES = {"text/javascript", "application/javascript"}
 # The module specifiers of `import … from "…"` and `import "…"` (the page's modules use no others).

@@ -20,7 +20,7 @@ from json.encoder import encode_basestring
 from types import MappingProxyType
 
 from ..hookspecs import Register, hookimpl
-from ..types import Event, StreamEnd, StreamFailure, StreamStart, Transport
+from ..types import Event, MessageForm, StreamEnd, StreamFailure, StreamStart
 from .formatters import json_text
 
 _quote: Callable[[str], str] = encode_basestring
@@ -42,9 +42,9 @@ class OpenAIFormatter:
 
     token_event: str | None = None
 
-    def __init__(self, options: OpenAIOptions, transport: Transport) -> None:
+    def __init__(self, options: OpenAIOptions, form: MessageForm) -> None:
         self.include_usage = options.include_usage
-        self.ws = transport == "ws"
+        self.json = form == "json"
         self.head = ""
         self.tail = ""
 
@@ -89,7 +89,7 @@ class OpenAIFormatter:
                 "completion_tokens": usage.completion_tokens,
                 "total_tokens": usage.prompt_tokens + usage.completion_tokens,
             }) + "}"))  # fmt: skip
-        events.append(_DONE_WS if self.ws else _DONE_SSE)
+        events.append(_DONE_WS if self.json else _DONE_SSE)
         return events
 
     def error(self, failure: StreamFailure, summary: StreamEnd) -> Sequence[Event]:
@@ -102,7 +102,7 @@ class OpenAIFormatter:
                 "param": None,
             }
         }
-        return (Event(None, json_text(error)), _DONE_WS if self.ws else _DONE_SSE)
+        return (Event(None, json_text(error)), _DONE_WS if self.json else _DONE_SSE)
 
 
 class AISDKFormatter:
@@ -113,8 +113,8 @@ class AISDKFormatter:
     token_event: str | None = None
     headers: Mapping[str, str] = MappingProxyType({"x-vercel-ai-ui-message-stream": "v1"})
 
-    def __init__(self, options: object, transport: Transport) -> None:
-        self.ws = transport == "ws"
+    def __init__(self, options: object, form: MessageForm) -> None:
+        self.json = form == "json"
 
     def start(self, info: StreamStart) -> Sequence[Event]:
         """Opens the message, the step and the text part."""
@@ -135,7 +135,7 @@ class AISDKFormatter:
             Event(None, '{"type": "text-end", "id": "text-1"}'),
             Event(None, '{"type": "finish-step"}'),
             Event(None, last),
-            _DONE_WS if self.ws else _DONE_SSE,
+            _DONE_WS if self.json else _DONE_SSE,
         )
 
     def error(self, failure: StreamFailure, summary: StreamEnd) -> Sequence[Event]:
@@ -146,7 +146,7 @@ class AISDKFormatter:
                 None,
                 json_text({"type": "error", "errorText": f"{failure.message} ({failure.code})"}),
             ),
-            _DONE_WS if self.ws else _DONE_SSE,
+            _DONE_WS if self.json else _DONE_SSE,
         )
 
 
@@ -154,8 +154,8 @@ class TextFormatter:
     """Plain text: each segment is the data of a ``message`` event; ``event: done`` ends it and
     ``event: error`` carries a failure's message. WebSocket form: ``token`` / ``done`` JSON."""
 
-    def __init__(self, options: object, transport: Transport) -> None:
-        self.ws = transport == "ws"
+    def __init__(self, options: object, form: MessageForm) -> None:
+        self.json = form == "json"
         self.token_event: str | None = None
         self._after_cr = False
 
@@ -165,7 +165,7 @@ class TextFormatter:
 
     def segment(self, text: str, tokens: int) -> str | None:
         """The text itself (the SSE encoder splits it into ``data:`` lines)."""
-        if self.ws:
+        if self.json:
             return '{"type": "token", "content": ' + _quote(text) + "}"
         # A CRLF split across two segments is one line end: the CR already made it one.
         if self._after_cr and text[:1] == "\n":
@@ -175,7 +175,7 @@ class TextFormatter:
 
     def end(self, summary: StreamEnd) -> Sequence[Event]:
         """``event: done`` with the finish reason as its data."""
-        if self.ws:
+        if self.json:
             return (
                 Event(None, json_text({"type": "done", "finish_reason": summary.finish_reason})),
             )
@@ -183,7 +183,7 @@ class TextFormatter:
 
     def error(self, failure: StreamFailure, summary: StreamEnd) -> Sequence[Event]:
         """``event: error`` with the message, then ``done``."""
-        if self.ws:
+        if self.json:
             return (Event(None, json_text({"type": "error", "error": failure.message, "code": failure.code})),
                     *self.end(summary))  # fmt: skip
         return (Event("error", f"{failure.code}: {failure.message}"), *self.end(summary))

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from json.encoder import encode_basestring
 
 from ..hookspecs import Register, hookimpl
-from ..types import Event, StreamEnd, StreamFailure, StreamStart, Transport
+from ..types import Event, MessageForm, StreamEnd, StreamFailure, StreamStart
 
 _quote: Callable[[str], str] = encode_basestring
 """JSON string literal of a str, non-ASCII kept as is (the C implementation)."""
@@ -30,12 +30,12 @@ class JSONFormatter(ABC):
 
     token_event: str | None = "token"
 
-    def __init__(self, transport: Transport) -> None:
-        self.ws = transport == "ws"
+    def __init__(self, form: MessageForm) -> None:
+        self.json = form == "json"
 
     def event(self, name: str, payload: dict[str, object]) -> Event:
-        """One lifecycle event in this transport's form."""
-        if self.ws:
+        """One lifecycle event in this stream's message form."""
+        if self.json:
             return Event(None, json_text({"type": name, **payload}))
         return Event(name, json_text(payload))
 
@@ -62,25 +62,25 @@ class SimpleFormatter(JSONFormatter):
     ``token`` with ``content``, ``done`` with ``full_response``.
     """
 
-    def __init__(self, options: object, transport: Transport) -> None:
-        super().__init__(transport)
+    def __init__(self, options: object, form: MessageForm) -> None:
+        super().__init__(form)
         self.token_event = None
         self.text: list[str] = []
 
     def start(self, info: StreamStart) -> Sequence[Event]:
         """WebSocket form only: ``{"type": "start", "stream_id": id}``."""
-        return (self.event("start", {"stream_id": info.stream_id}),) if self.ws else ()
+        return (self.event("start", {"stream_id": info.stream_id}),) if self.json else ()
 
     def segment(self, text: str, tokens: int) -> str:
         """``{"token": t}`` (SSE) or ``{"type": "token", "content": t}`` (WebSocket)."""
-        if self.ws:
+        if self.json:
             self.text.append(text)
             return '{"type": "token", "content": ' + _quote(text) + "}"
         return '{"token": ' + _quote(text) + "}"
 
     def end(self, summary: StreamEnd) -> Sequence[Event]:
         """``{"done": true}``; the WebSocket form adds the whole text and whether it was cut short."""
-        if not self.ws:
+        if not self.json:
             return (Event(None, '{"done": true}'),)
         payload: dict[str, object] = {"type": "done", "full_response": "".join(self.text)}
         if summary.finish_reason == "cancelled":
@@ -89,7 +89,7 @@ class SimpleFormatter(JSONFormatter):
 
     def error(self, failure: StreamFailure, summary: StreamEnd) -> Sequence[Event]:
         """``{"error": message, "code": code}``, then the end event."""
-        if self.ws:
+        if self.json:
             return super().error(failure, summary)
         return (
             Event(None, json_text({"error": failure.message, "code": failure.code})),
@@ -101,12 +101,12 @@ class EventsFormatter(JSONFormatter):
     """``/stream/v2`` and ``/stream/safe``: ``event: token`` ``{"content": t}``, then
     ``event: done`` ``{"finished": true}``."""
 
-    def __init__(self, options: object, transport: Transport) -> None:
-        super().__init__(transport)
+    def __init__(self, options: object, form: MessageForm) -> None:
+        super().__init__(form)
 
     def segment(self, text: str, tokens: int) -> str:
         """``{"content": t}``."""
-        if self.ws:
+        if self.json:
             return '{"type": "token", "content": ' + _quote(text) + "}"
         return '{"content": ' + _quote(text) + "}"
 
@@ -122,8 +122,8 @@ class ProgressFormatter(JSONFormatter):
     """``/stream/progress``: ``start``, then ``token`` with a running ``total_tokens``, then
     ``complete`` with the whole response."""
 
-    def __init__(self, options: object, transport: Transport) -> None:
-        super().__init__(transport)
+    def __init__(self, options: object, form: MessageForm) -> None:
+        super().__init__(form)
         self.text: list[str] = []
 
     def start(self, info: StreamStart) -> Sequence[Event]:
@@ -133,7 +133,7 @@ class ProgressFormatter(JSONFormatter):
     def segment(self, text: str, tokens: int) -> str:
         """``{"content": t, "total_tokens": n}``."""
         self.text.append(text)
-        head = '{"type": "token", "content": ' if self.ws else '{"content": '
+        head = '{"type": "token", "content": ' if self.json else '{"content": '
         return f'{head}{_quote(text)}, "total_tokens": {tokens}}}'
 
     def end(self, summary: StreamEnd) -> Sequence[Event]:
@@ -155,8 +155,8 @@ class ProductionFormatter(JSONFormatter):
     """``/v1/stream``: ``stream_start``, ``token`` with its ``index``, ``stream_end`` with timings;
     ``error`` carries the ``stream_id``."""
 
-    def __init__(self, options: object, transport: Transport) -> None:
-        super().__init__(transport)
+    def __init__(self, options: object, form: MessageForm) -> None:
+        super().__init__(form)
         self.index = 0
         self.stream_id = ""
 
@@ -169,7 +169,7 @@ class ProductionFormatter(JSONFormatter):
         """``{"content": t, "index": i}``, ``i`` counting token events from 0."""
         index = self.index
         self.index = index + 1
-        head = '{"type": "token", "content": ' if self.ws else '{"content": '
+        head = '{"type": "token", "content": ' if self.json else '{"content": '
         return f'{head}{_quote(text)}, "index": {index}}}'
 
     def end(self, summary: StreamEnd) -> Sequence[Event]:
@@ -199,18 +199,18 @@ class ChatFormatter(JSONFormatter):
     """``/ws/chat/{id}``: ``token`` messages only; the chat route itself sends ``done`` with the
     conversation's ``message_count`` once the reply is stored. SSE form: like ``events``."""
 
-    def __init__(self, options: object, transport: Transport) -> None:
-        super().__init__(transport)
+    def __init__(self, options: object, form: MessageForm) -> None:
+        super().__init__(form)
 
     def segment(self, text: str, tokens: int) -> str:
         """``{"type": "token", "content": t}`` (``{"content": t}`` over SSE)."""
-        if self.ws:
+        if self.json:
             return '{"type": "token", "content": ' + _quote(text) + "}"
         return '{"content": ' + _quote(text) + "}"
 
     def end(self, summary: StreamEnd) -> Sequence[Event]:
         """Nothing over WebSocket (the route adds ``done``); ``done`` over SSE."""
-        return () if self.ws else (self.event("done", {"finished": True}),)
+        return () if self.json else (self.event("done", {"finished": True}),)
 
 
 @hookimpl

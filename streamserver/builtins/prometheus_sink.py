@@ -9,13 +9,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from ..hookspecs import Register, hookimpl
+from ..hookspecs import Register, RouteSpec, Runtime, hookimpl
 from ..types import BaseSink, StreamEnd, StreamStart
+
+if TYPE_CHECKING:
+    from ..config import Config
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 _DURATION_BUCKETS = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
@@ -165,28 +169,21 @@ def register_metrics_sinks(register: Register) -> None:
 
 
 @hookimpl
-def register_routes(app: web.Application) -> None:
-    """``GET /metrics`` when the ``prometheus`` sink is on."""
-    from ..web.app import guarded
-    from ..web.keys import CONFIG, SERVICE
-
-    config = app[CONFIG]
+def register_routes(config: Config) -> list[RouteSpec]:
+    """``GET /metrics`` when the ``prometheus`` sink is on (behind auth like every route: add the
+    path to ``auth.public_paths`` for a scraper without a key)."""
     part = next((p for p in config.sinks if p.name == "prometheus"), None)
     if part is None:
-        return
+        return []
+    return [RouteSpec("GET", part.options.path, metrics, "Prometheus exposition", "text/plain")]
 
-    async def metrics(request: web.Request) -> web.Response:
-        service = request.app[SERVICE]
-        sink = next(s for s in service.sink_list if isinstance(s, PrometheusSink))
-        upstream = {
-            # optional: Provider.error_responses
-            name: dict(getattr(p, "error_responses", {}))
-            for name, p in service.providers.items()
-        }
-        return web.Response(
-            body=sink.render(upstream), headers={"Content-Type": CONTENT_TYPE_LATEST}
-        )
 
-    # Behind auth like every other route (add the path to auth.public_paths for a scraper
-    # without a key).
-    app.router.add_get(part.options.path, guarded(part.options.path, metrics))
+async def metrics(request: web.Request, runtime: Runtime) -> web.Response:
+    """The exposition of the app's ``prometheus`` sink, with the providers' error counts."""
+    sink = next(s for s in runtime.metrics_sinks if isinstance(s, PrometheusSink))
+    upstream = {
+        # optional: Provider.error_responses
+        name: dict(getattr(p, "error_responses", {}))
+        for name, p in runtime.providers.items()
+    }
+    return web.Response(body=sink.render(upstream), headers={"Content-Type": CONTENT_TYPE_LATEST})

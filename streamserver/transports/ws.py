@@ -28,8 +28,8 @@ from ..event_log import Reader
 from ..request_input import parse_json_object
 from ..server_log import note_served
 from ..streams import Stream
-from ..types import Event
-from .sse import BATCH_BYTES, Batch, SSEConnections, reset_connection, watch_peer
+from .batching import BATCH_BYTES, Batch, Writers
+from .tcp import reset_connection, watch_peer
 
 logger = logging.getLogger("streamserver.ws")
 
@@ -68,20 +68,6 @@ class ResumeRequest:
                 "'received' must be how many of the stream's messages you have (0 or more)",
             )
         return cls(stream_id, received)
-
-
-class WSEncoder:
-    """WebSocket log items are the text frames themselves."""
-
-    __slots__ = ()
-
-    def segment(self, seq: int, data: str) -> str:
-        """A token message as the formatter wrote it."""
-        return data
-
-    def event(self, seq: int, event: Event) -> str:
-        """Any other message as the formatter wrote it."""
-        return event.data
 
 
 StartStream = Callable[[dict[str, Any]], Awaitable[Stream]]
@@ -176,7 +162,7 @@ async def serve_socket(
     resume: ResumeStream,
     *,
     sockets: set[Socket],
-    batcher: SSEConnections,
+    batcher: Writers,
     heartbeat_s: float,
     max_message_bytes: int,
     send_timeout_s: float,
@@ -349,7 +335,7 @@ class _Tap(Batch):
         self,
         ws: web.WebSocketResponse,
         transport: asyncio.Transport,
-        batcher: SSEConnections,
+        batcher: Writers,
         reader: Reader,
         sent: list[bytes | str] | None,
     ) -> None:
@@ -391,7 +377,7 @@ async def _pump(
     socket: Socket,
     stream: Stream,
     reader: Reader,
-    batcher: SSEConnections,
+    batcher: Writers,
 ) -> None:
     """Send the stream's messages from the reader's position in order until it ends.
 

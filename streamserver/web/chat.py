@@ -19,16 +19,16 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
+from ..access import KEY_ID
 from ..conversations import Conversation, ConversationStore, Status, StoredMessage, check_id, window
 from ..errors import StreamRejected
-from ..security import KEY_ID
-from ..service import StreamService
+from ..request_input import parse_stream_params, valid_text
 from ..settings import RouteSettings
 from ..streams import Stream
 from ..transports import ws
 from ..types import Event, StreamEnd
-from .guard import json_errors
-from .request import parse_stream_params, valid_text
+from .keys import SERVICE, Handler
+from .sockets import serve_route_socket
 
 log = logging.getLogger("streamserver.chat")
 T = TypeVar("T")
@@ -43,14 +43,14 @@ _STATUS: dict[str, Status] = {
 }
 
 
-def socket_handler(path: str, route: RouteSettings, service_key: web.AppKey[StreamService]) -> Any:
+def socket_handler(path: str, route: RouteSettings) -> Handler:
     """The handler of one conversation route."""
 
     latest: dict[str, str] = {}
     """Conversation id -> the id of its latest reply's stream, while that stream is kept."""
 
     async def handle(request: web.Request) -> web.StreamResponse:
-        service = request.app[service_key]
+        service = request.app[SERVICE]
         conversation_id = check_id(request.match_info["conversation_id"])
         store = service.conversations
         settings = service.config.conversations
@@ -113,7 +113,9 @@ def socket_handler(path: str, route: RouteSettings, service_key: web.AppKey[Stre
                     done["status"] = reply.status
                 return [Event(None, json.dumps(done))]
 
-            stream = service.start(path, route, params, "ws", key_id=identity, epilogue=store_reply)
+            stream = service.start(
+                path, route, params, "json", key_id=identity, epilogue=store_reply
+            )
             try:
                 user_count = await _stored(store.append(conversation_id, owner, [user]))
             except BaseException:
@@ -149,25 +151,14 @@ def socket_handler(path: str, route: RouteSettings, service_key: web.AppKey[Stre
             service.resume_point(stream, wanted.received, "invalid_resume")
             return stream
 
-        server = service.config.server
-        return await ws.serve_socket(
-            request,
-            start,
-            resume,
-            sockets=service.sockets,
-            batcher=service.sse,
-            heartbeat_s=server.ws_heartbeat_s,
-            max_message_bytes=server.ws_max_message_bytes,
-            send_timeout_s=server.send_timeout_s,
-            busy=route.busy,
-        )
+        return await serve_route_socket(request, route, start, resume)
 
     def _forget(conversation_id: str, stream_id: str) -> None:
         if latest.get(conversation_id) == stream_id:
             del latest[conversation_id]
 
     handle.__name__ = f"chat {path}"
-    return json_errors(handle)
+    return handle
 
 
 async def _stored(work: Awaitable[T]) -> T:
@@ -193,11 +184,11 @@ def _token_text(item: str) -> str:
     return message.get("content", "") if message.get("type") == "token" else ""
 
 
-def history_handlers(service_key: web.AppKey[StreamService]) -> tuple[Any, Any]:
+def history_handlers() -> tuple[Handler, Handler]:
     """``GET`` and ``DELETE /v1/conversations/{conversation_id}``."""
 
     async def get(request: web.Request) -> web.Response:
-        service = request.app[service_key]
+        service = request.app[SERVICE]
         conversation_id = check_id(request.match_info["conversation_id"])
         owner = request[KEY_ID] if service.access.enabled else None
         conversation = _owned(await service.conversations.get(conversation_id), owner)
@@ -213,7 +204,7 @@ def history_handlers(service_key: web.AppKey[StreamService]) -> tuple[Any, Any]:
         })  # fmt: skip
 
     async def delete(request: web.Request) -> web.Response:
-        service = request.app[service_key]
+        service = request.app[SERVICE]
         conversation_id = check_id(request.match_info["conversation_id"])
         owner = request[KEY_ID] if service.access.enabled else None
         store: ConversationStore = service.conversations
@@ -223,4 +214,4 @@ def history_handlers(service_key: web.AppKey[StreamService]) -> tuple[Any, Any]:
             raise StreamRejected(404, "conversation_not_found", "no conversation has that id")
         return web.json_response({"id": conversation_id, "deleted": True})
 
-    return json_errors(get), json_errors(delete)
+    return get, delete

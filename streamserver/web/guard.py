@@ -1,16 +1,32 @@
-"""The contract's JSON error responses, for every refusal before a stream starts."""
+"""The guard every route passes: auth, rate limits and CORS, and the one way a refusal becomes a
+response.
+
+A handler refuses by raising ``StreamRejected``. ``guarded`` catches it, tells the metrics sinks
+when a stream request was refused, and answers in the route's error shape: the contract's
+``{"error": {"code", "message"}}``, or OpenAI's for the OpenAI-compatible routes. aiohttp's own
+refusals (404, 405, 413) get the same shape from ``json_http_errors``. The SSE stream handler is
+the one handler that is not wrapped (a wrapping coroutine would be one more frame held for the
+whole life of every stream): it calls ``admit`` and ``refuse`` itself.
+"""
 
 from __future__ import annotations
 
-import functools
+from collections.abc import Callable
 
 from aiohttp import web
 
+from ..access import KEY_ID
 from ..errors import StreamRejected
-from .keys import Handler
+from ..settings import CorsSettings
+from .keys import SERVICE, Handler
+
+ErrorShape = Callable[[StreamRejected], web.Response]
+"""How a route answers a refusal."""
+
+_CORS = web.RequestKey("streamserver.cors", dict)
 
 
-def error_response(error: StreamRejected) -> web.Response:
+def contract_error(error: StreamRejected) -> web.Response:
     """``{"error": {"code", "message"}}`` with the error's status and headers."""
     return web.json_response(
         {"error": {"code": error.code, "message": error.message}},
@@ -19,14 +35,120 @@ def error_response(error: StreamRejected) -> web.Response:
     )
 
 
-def json_errors(handler: Handler) -> Handler:
-    """Turn a ``StreamRejected`` raised by ``handler`` into the JSON error response."""
+def openai_error(error: StreamRejected) -> web.Response:
+    """OpenAI's error body: ``{"error": {"message", "type", "param", "code"}}``."""
+    kind = "invalid_request_error" if error.status < 500 else "server_error"
+    if error.status == 429:
+        kind = "rate_limit_error"
+    body = {"error": {"message": error.message, "type": kind, "param": None, "code": error.code}}
+    return web.json_response(body, status=error.status, headers=error.headers)
 
-    @functools.wraps(handler)
+
+def guarded(
+    path: str,
+    handler: Handler,
+    *,
+    shape: ErrorShape = contract_error,
+    starts_streams: bool = False,
+) -> Handler:
+    """``handler`` behind the guard: the caller admitted (or refused), and a ``StreamRejected``
+    the handler raises answered in ``shape``.
+
+    Plugins get this for the routes they add (``register_routes``); ``auth.public_paths`` opens a
+    path to everyone. ``starts_streams``: the handler's own refusals are refused stream requests,
+    reported to the metrics sinks (the guard's own refusals always are)."""
+
     async def handle(request: web.Request) -> web.StreamResponse:
+        try:
+            admit(request, path)
+        except StreamRejected as exc:
+            return refuse(request, exc, shape, report=path)
         try:
             return await handler(request)
         except StreamRejected as exc:
-            return error_response(exc)
+            return refuse(request, exc, shape, report=path if starts_streams else None)
+
+    handle.__name__ = getattr(handler, "__name__", "handler")
+    return handle
+
+
+def admit(request: web.Request, path: str) -> None:
+    """Mark ``request`` for CORS, identify its caller and charge its rate limit (or raise)."""
+    service = request.app[SERVICE]
+    cors = cors_headers(service.config.cors, request.headers.get("Origin"))
+    if cors:
+        request[_CORS] = cors
+    identity = service.access.identify(request)
+    if path not in service.config.auth.public_paths:
+        service.access.check_rate(identity)
+    request[KEY_ID] = identity
+
+
+def refuse(
+    request: web.Request,
+    error: StreamRejected,
+    shape: ErrorShape = contract_error,
+    *,
+    report: str | None = None,
+) -> web.Response:
+    """The response to a refusal; ``report`` names the route when the sinks should hear of it."""
+    if report is not None:
+        request.app[SERVICE].reject(report, error)
+    return shape(error)
+
+
+@web.middleware
+async def json_http_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Give aiohttp's own 4xx (404, 405, 413) the contract's JSON error shape."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400 or exc.status >= 500 or exc.content_type == "application/json":
+            raise
+        code = exc.reason.lower().replace(" ", "_")
+        # aiohttp's text says why when it has more than the reason (a WebSocket route asked for
+        # without an upgrade); its default text is only "<status>: <reason>".
+        message = exc.text if exc.text and exc.text != f"{exc.status}: {exc.reason}" else exc.reason
+        headers = {k: v for k, v in exc.headers.items() if k in ("Allow", "Retry-After")}
+        return contract_error(StreamRejected(exc.status, code, message, headers=headers))
+
+
+def cors_headers(cors: CorsSettings, origin: str | None) -> dict[str, str]:
+    """The CORS response headers for a request from ``origin`` (none if it is not allowed)."""
+    if not origin or not cors.origins:
+        return {}
+    if origin not in cors.origins and "*" not in cors.origins:
+        return {}
+    allowed = origin if cors.allow_credentials or "*" not in cors.origins else "*"
+    headers = {
+        "Access-Control-Allow-Origin": allowed,
+        "Access-Control-Expose-Headers": "X-Stream-ID",
+        "Vary": "Origin",
+    }
+    if cors.allow_credentials:
+        headers["Access-Control-Allow-Credentials"] = "true"
+    return headers
+
+
+async def add_cors_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """``on_response_prepare``: the CORS headers ``admit`` found for this request."""
+    headers = request.get(_CORS)
+    if headers:
+        response.headers.update(headers)
+
+
+def preflight(cors: CorsSettings, methods: str) -> Handler:
+    """An ``OPTIONS`` handler answering CORS preflights for one path."""
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        headers = cors_headers(cors, request.headers.get("Origin"))
+        if not headers:
+            return web.Response(status=403)
+        headers.update({
+            "Access-Control-Allow-Methods": methods,
+            "Access-Control-Allow-Headers": "Authorization, Content-Type, Last-Event-ID",
+            "Access-Control-Max-Age": str(cors.max_age_s),
+        })  # fmt: skip
+        return web.Response(status=204, headers=headers)
 
     return handle

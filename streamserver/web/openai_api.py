@@ -17,13 +17,15 @@ from typing import Any
 from aiohttp import web
 
 from ..errors import StreamRejected
-from ..request_input import read_json_body
+from ..request_input import StreamParams, parse_stream_params
 from ..service import StreamService
 from ..settings import RouteSettings
 from ..streams import Stream
 from ..transports import sse
 from ..types import StreamFailure
-from .request import StreamParams, parse_stream_params
+from .guard import openai_error
+from .keys import CONNECTIONS, SERVICE, Handler
+from .request import read_json_body
 
 IGNORED_PARAMETERS = frozenset(
     {"temperature", "top_p", "frequency_penalty", "presence_penalty", "stop", "seed", "user", "logit_bias",
@@ -35,57 +37,38 @@ USED_PARAMETERS = frozenset(
 )
 
 
-def openai_error(error: StreamRejected) -> web.Response:
-    """OpenAI's error body: ``{"error": {"message", "type", "param", "code"}}``."""
-    kind = "invalid_request_error" if error.status < 500 else "server_error"
-    if error.status == 429:
-        kind = "rate_limit_error"
-    body = {"error": {"message": error.message, "type": kind, "param": None, "code": error.code}}
-    return web.json_response(body, status=error.status, headers=error.headers)
-
-
-def chat_completions_handler(
-    path: str, route: RouteSettings, service_key: web.AppKey[StreamService]
-) -> Any:
-    """The handler of one ``transport = "openai"`` route."""
+def chat_completions_handler(path: str, route: RouteSettings) -> Handler:
+    """The handler of one ``transport = "openai"`` route (guarded in OpenAI's error shape)."""
 
     async def handle(request: web.Request) -> web.StreamResponse:
-        service = request.app[service_key]
-        try:
-            body = await read_json_body(request, service.config.limits.max_body_bytes)
-            params, stream_mode, include_usage = _params(body, route, service)
-            stream = service.start(
-                path,
-                route,
-                params,
-                "sse" if stream_mode else "ws",
-                formatter_options={"include_usage": include_usage},
-            )
-        except StreamRejected as exc:
-            service.reject(path, exc)
-            return openai_error(exc)
+        service = request.app[SERVICE]
+        body = await read_json_body(request, service.config.limits.max_body_bytes)
+        params, stream_mode, include_usage = _params(body, route, service)
+        stream = service.start(
+            path,
+            route,
+            params,
+            "sse" if stream_mode else "json",
+            formatter_options={"include_usage": include_usage},
+        )
         if stream_mode:
-            return await sse.send_stream(request, stream, 0, service.sse)
+            return await sse.send_stream(request, stream, 0, request.app[CONNECTIONS].writers)
         return await _complete(stream)
 
     handle.__name__ = f"chat completions {path}"
     return handle
 
 
-def models_handler(service_key: web.AppKey[StreamService]) -> Any:
+async def models(request: web.Request) -> web.Response:
     """``GET /v1/models``: every model every provider offers, in OpenAI's list shape."""
-
-    async def handle(request: web.Request) -> web.Response:
-        service = request.app[service_key]
-        created = int(service.started_at)
-        data = [
-            {"id": model, "object": "model", "created": created, "owned_by": provider}
-            for provider, models in service.models().items()
-            for model in models
-        ]
-        return web.json_response({"object": "list", "data": data})
-
-    return handle
+    service = request.app[SERVICE]
+    created = int(service.started_at)
+    data = [
+        {"id": model, "object": "model", "created": created, "owned_by": provider}
+        for provider, models in service.models().items()
+        for model in models
+    ]
+    return web.json_response({"object": "list", "data": data})
 
 
 def _params(
@@ -111,13 +94,9 @@ def _params(
     if max_tokens is not None:
         fields["max_tokens"] = max_tokens
     # The chat completions API always allows choosing the model and max_tokens.
-    open_route = RouteSettings(**{**_route_fields(route), "allow": ("model", "max_tokens")})
+    open_route = dataclasses.replace(route, allow=("model", "max_tokens"))
     params = parse_stream_params(fields, open_route, service.config)
     return params, bool(body.get("stream")), bool(options.get("include_usage"))
-
-
-def _route_fields(route: RouteSettings) -> dict[str, Any]:
-    return {f.name: getattr(route, f.name) for f in dataclasses.fields(route)}
 
 
 async def _complete(stream: Stream) -> web.Response:
@@ -148,7 +127,7 @@ async def _complete(stream: Stream) -> web.Response:
         stream.detach(reader)
     summary = stream.summary
     if summary is not None and summary.error is not None:
-        return openai_error(_rejection(summary.error))
+        return openai_error(_rejection(summary.error))  # a failed stream, not a refused request
     if usage is None and summary is not None and summary.usage is not None:
         usage = {
             "prompt_tokens": summary.usage.prompt_tokens,

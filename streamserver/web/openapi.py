@@ -12,6 +12,7 @@ from typing import Any
 
 from ..config import Config
 from ..conversations import CONVERSATION_ID
+from ..hookspecs import RouteSpec
 from ..request_input import MAX_DIGITS
 from ..settings import RouteSettings
 from ..version import __version__
@@ -64,8 +65,11 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
     }
 
 
-def build_spec(config: Config, models: Models) -> dict[str, Any]:
-    """The OpenAPI document for ``config`` and the ``models`` its providers offer.
+def build_spec(
+    config: Config, models: Models, plugin_routes: Sequence[RouteSpec] = ()
+) -> dict[str, Any]:
+    """The OpenAPI document for ``config``, the ``models`` its providers offer and the routes
+    plugins added.
 
     It says what the server accepts, no more: a request valid by the document is not refused
     for its shape (only for auth, limits or state: 401, 404, 409, 429)."""
@@ -195,18 +199,20 @@ def build_spec(config: Config, models: Models) -> dict[str, Any]:
             },
         },
     }
-    if any(part.name == "prometheus" for part in config.sinks):
-        prometheus = next(part for part in config.sinks if part.name == "prometheus")
-        paths[prometheus.options.path] = {
-            "get": {
-                "summary": "Prometheus exposition",
-                "responses": {
-                    "200": {
-                        "description": "Metrics",
-                        "content": {"text/plain": {"schema": _STRING}},
-                    }
+    for spec in plugin_routes:
+        paths.setdefault(spec.path, {})[spec.method.lower()] = {
+            "summary": spec.summary,
+            "responses": {
+                "200": {
+                    "description": spec.summary or "OK",
+                    "content": {
+                        spec.content_type: {
+                            "schema": _STRING if spec.content_type.startswith("text/") else {}
+                        }
+                    },
                 },
-            }
+                **_errors(401, 429),
+            },
         }
     return {
         "openapi": "3.1.0",

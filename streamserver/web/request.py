@@ -1,41 +1,41 @@
-"""Read a stream request (query string or JSON body) into checked parameters, or refuse it.
-
-Every refusal is a ``StreamRejected`` with a 4xx status and a message that says what to change;
-it happens before any stream starts, so the client gets a plain JSON error, not a broken stream.
-"""
+"""Read an HTTP request's body and fields: the whole body up to the limit, as a JSON object; the
+query string of a GET. What the fields mean is checked by ``request_input``."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
-from ..config import Config
 from ..errors import StreamRejected
-from ..request_input import parse_count, read_json_body
-from ..settings import RouteSettings
-from ..types import Message
+from ..request_input import parse_json_object
 
-_OVERRIDES = ("model", "provider", "max_tokens", "buffer", "format")
-_FIELDS = frozenset({"prompt", "messages", *_OVERRIDES})
 _TRANSPORT_FIELDS = frozenset({"last_event_id", "ticket"})
 """Query parameters read by the transport and the auth guard, not by the stream request."""
-_ROLES = ("system", "user", "assistant")
 
 
-@dataclass(frozen=True, slots=True)
-class StreamParams:
-    """A checked stream request: the conversation and the overrides the route allowed."""
+async def read_body(request: web.Request, limit: int) -> bytes:
+    """The whole body of ``request``, or 413 once it passes ``limit`` bytes.
 
-    messages: tuple[Message, ...]
-    model: str | None = None
-    provider: str | None = None
-    max_tokens: int | None = None
-    buffer: str | None = None
-    format: str | None = None
+    Read until the end of the body, not once: one read returns only what has arrived so far, and
+    a body sent in several TCP segments (any real network, chunked uploads) arrives in parts.
+    """
+    if request.content_length is not None and request.content_length > limit:
+        raise _too_large(limit)
+    parts: list[bytes] = []
+    size = 0
+    while chunk := await request.content.readany():
+        size += len(chunk)
+        if size > limit:  # a chunked body has no Content-Length to refuse it by up front
+            raise _too_large(limit)
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+async def read_json_body(request: web.Request, limit: int) -> dict[str, Any]:
+    """The whole body of ``request`` as a JSON object (413 past ``limit``, 400 if not one)."""
+    return parse_json_object(await read_body(request, limit), "the body")
 
 
 async def read_fields(request: web.Request, max_body_bytes: int) -> Mapping[str, Any]:
@@ -45,112 +45,5 @@ async def read_fields(request: web.Request, max_body_bytes: int) -> Mapping[str,
     return await read_json_body(request, max_body_bytes)
 
 
-def parse_stream_params(
-    fields: Mapping[str, Any], route: RouteSettings, config: Config
-) -> StreamParams:
-    """Check the fields against the route and the limits."""
-    unknown = sorted(set(fields) - _FIELDS)
-    if unknown:
-        raise StreamRejected(
-            400,
-            "unknown_field",
-            f"unknown field {unknown[0]!r}; known fields: {', '.join(sorted(_FIELDS))}",
-        )
-    messages = _messages(fields)
-    size = sum(len(m.content) for m in messages)
-    if size > config.limits.max_prompt_chars:
-        raise StreamRejected(
-            413,
-            "prompt_too_large",
-            f"the prompt has {size} characters; the limit is {config.limits.max_prompt_chars}",
-        )
-    values: dict[str, Any] = {}
-    for name in _OVERRIDES:
-        if fields.get(name) in (None, ""):
-            continue
-        if name not in route.allow:
-            raise StreamRejected(
-                400, "override_not_allowed", f"this route does not accept {name!r}"
-            )
-        values[name] = fields[name]
-    for name in ("model", "provider", "buffer", "format"):
-        if name in values and not isinstance(values[name], str):
-            raise StreamRejected(400, "invalid_field", f"{name!r} must be a string")
-    max_tokens = _max_tokens(values.get("max_tokens"), config.limits.max_tokens)
-    for name, choices in (("buffer", config.buffers), ("format", config.formatters)):
-        value = values.get(name)
-        if value is not None and value not in choices:
-            raise StreamRejected(
-                400,
-                f"unknown_{name}",
-                f"unknown {name} {value!r}; choices: {', '.join(sorted(choices))}",
-            )
-    return StreamParams(
-        messages=messages,
-        model=values.get("model"),
-        provider=values.get("provider"),
-        max_tokens=max_tokens,
-        buffer=values.get("buffer"),
-        format=values.get("format"),
-    )
-
-
-def _messages(fields: Mapping[str, Any]) -> tuple[Message, ...]:
-    prompt, messages = fields.get("prompt"), fields.get("messages")
-    if prompt is not None and messages is not None:
-        raise StreamRejected(400, "invalid_field", "send either 'prompt' or 'messages', not both")
-    if messages is None:
-        if not isinstance(prompt, str) or not prompt.strip():
-            raise StreamRejected(400, "missing_prompt", "a non-empty 'prompt' is required")
-        return (Message("user", valid_text(prompt, "'prompt'")),)
-    if not isinstance(messages, list) or not messages:
-        raise StreamRejected(400, "invalid_messages", "'messages' must be a non-empty list")
-    checked = []
-    for i, item in enumerate(messages):
-        if (
-            not isinstance(item, dict)
-            or item.get("role") not in _ROLES
-            or not isinstance(item.get("content"), str)
-            or set(item) - {"role", "content"}
-        ):
-            raise StreamRejected(
-                400,
-                "invalid_messages",
-                f'messages[{i}] must be {{"role": one of {", ".join(_ROLES)}, "content": a string}}',
-            )
-        checked.append(Message(item["role"], valid_text(item["content"], f"messages[{i}].content")))
-    return tuple(checked)
-
-
-_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
-"""In a Python string from JSON, a surrogate is always alone: ``json`` joins a valid pair."""
-
-
-def valid_text(text: str, where: str) -> str:
-    """``text`` if it is valid Unicode, else a 400 naming ``where``.
-
-    JSON can spell half a UTF-16 pair (``"\\ud83d"``), but no provider, store or plain-text client
-    can take it: it is refused as bad input here, for every route, rather than fail later.
-    """
-    found = _LONE_SURROGATE.search(text)
-    if found is not None:
-        raise StreamRejected(
-            400,
-            "invalid_text",
-            f"{where} holds a lone surrogate (\\u{ord(found.group()):04x} at character "
-            f"{found.start()}), half of a UTF-16 pair: send the whole character",
-        )
-    return text
-
-
-def _max_tokens(value: object, cap: int) -> int | None:
-    if value is None:
-        return None
-    value = parse_count(value)
-    if value is None or value < 1:
-        raise StreamRejected(
-            400, "invalid_max_tokens", "'max_tokens' must be a positive integer (ASCII digits)"
-        )
-    if value > cap:
-        raise StreamRejected(400, "max_tokens_too_large", f"'max_tokens' may be at most {cap}")
-    return value
+def _too_large(limit: int) -> StreamRejected:
+    return StreamRejected(413, "body_too_large", f"the body is larger than {limit} bytes")

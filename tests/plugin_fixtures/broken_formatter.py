@@ -17,7 +17,7 @@ class BrokenFormatter:
 
     token_event = "token"
 
-    def __init__(self, options: Any, transport: str) -> None:
+    def __init__(self, options: Any, form: str) -> None:
         pass
 
     def start(self, info: StreamStart) -> Sequence[Event]:

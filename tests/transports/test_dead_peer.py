@@ -101,7 +101,7 @@ async def test_a_vanished_client_is_detected_and_its_stream_cancelled(peer_names
 
     assert detected is not None, "the stream was never cancelled: the dead peer went unnoticed"
     assert detected < 0.3 + 1 + 2.5  # one ping interval + dead_peer_timeout_s + slack
-    metrics = app[SERVICE].sink_list[0].snapshot()
+    metrics = app[SERVICE].metrics_sinks[0].snapshot()
     assert metrics["outcomes"] == {"client_gone": 1}
 
 

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 from conftest import base_config, wait_until
 
 import streamserver
-from streamserver.web.keys import SERVICE
+from streamserver.web.keys import CONNECTIONS, SERVICE
 
 SEND_TIMEOUT_S = 0.5
 ENDLESS = {"ttft_ms": 0, "tokens_per_second": 0, "answer_tokens": 1_000_000}
@@ -158,5 +158,5 @@ async def test_a_websocket_reader_that_stops_reading_is_aborted_after_send_timeo
 
     assert aborted_after < SEND_TIMEOUT_S + 1.5
     assert streams.active == 0
-    assert not app[SERVICE].sockets
+    assert not app[CONNECTIONS].sockets
     assert health.json() == {"status": "healthy", "active_streams": 0}
