@@ -26,7 +26,6 @@ import pluggy
 if TYPE_CHECKING:
     from aiohttp import web
 
-    from .config import Config
     from .types import MetricsSink, Provider
 
 hookspec = pluggy.HookspecMarker("streamserver")
@@ -147,9 +146,10 @@ class RouteSpec:
 
 
 @hookspec
-def register_routes(config: Config) -> Sequence[RouteSpec] | None:
-    """Called once while the app is built, with its validated config. Return the routes the
-    plugin adds (or none).
+def register_routes(config: Any) -> Sequence[RouteSpec] | None:
+    """Called once while the app is built, with its validated ``streamserver.config.Config``
+    (typed ``Any`` here: the config module loads the plugins, so this module cannot import it).
+    Return the routes the plugin adds (or none).
 
     The core puts each behind the same auth, rate limits and CORS as the built-in routes
     (``auth.public_paths`` opens one to everyone), answers a ``StreamRejected`` its handler raises
