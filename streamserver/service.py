@@ -160,13 +160,7 @@ class StreamService:
         once generation has ended and adds the stream's last events; with one, the stream records
         what its transports sent (``Stream.sent``) for it to read.
         """
-        if self.draining:
-            raise StreamRejected(
-                503,
-                "server_shutting_down",
-                "the server is shutting down; retry shortly",
-                headers={"Retry-After": "5"},
-            )
+        self.refuse_if_draining()
         self.access.check_concurrency(self.streams.active, self.streams.active_for(key_id))
         provider_name, provider, model = self.resolve(route, params)
         config = self.config
@@ -223,6 +217,17 @@ class StreamService:
             lambda: asyncio.get_running_loop().create_task(run.run(), name=f"stream {stream_id}"),
         )
         return stream
+
+    def refuse_if_draining(self) -> None:
+        """503 ``server_shutting_down`` (with ``Retry-After``) once the drain has begun: no new
+        stream, and no new WebSocket, which would only be closed again."""
+        if self.draining:
+            raise StreamRejected(
+                503,
+                "server_shutting_down",
+                "the server is shutting down; retry shortly",
+                headers={"Retry-After": "5"},
+            )
 
     def owned_stream(self, stream_id: str, key_id: str) -> Stream:
         """The live or retained stream, if ``key_id`` may see it: with auth on, only the key that

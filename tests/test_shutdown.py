@@ -11,6 +11,7 @@ import time
 
 import httpx
 import pytest
+import websockets
 from conftest import SCRIPTED, base_config, script
 from httpx_sse import aconnect_sse
 
@@ -189,6 +190,34 @@ async def test_during_the_grace_new_connections_are_answered_503_and_health_says
     assert refused.json()["error"]["code"] == "server_shutting_down"
     assert [name for name, _ in events[-2:]] == ["error", "stream_end"]
     assert events[-2][1]["code"] == "server_shutdown"
+    assert server.returncode == 0
+
+
+async def test_during_the_grace_a_websocket_upgrade_is_answered_503_and_an_open_socket_finishes(
+    tmp_path,
+):
+    server, port = await serve_process(tmp_path, shutdown_grace_s=2)
+    http = httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10)
+    running, _ = await start_long_stream(http)  # the drain lasts while a stream runs
+    async with websockets.connect(f"ws://127.0.0.1:{port}/ws/stream") as opened:
+        server.send_signal(signal.SIGTERM)
+        await asyncio.sleep(0.3)
+        refused = []
+        for path in ("/ws/stream", "/ws/chat/drain-test"):
+            with pytest.raises(websockets.InvalidStatus) as caught:
+                async with websockets.connect(f"ws://127.0.0.1:{port}{path}"):
+                    pass
+            refused.append(caught.value.response)
+        await opened.send(json.dumps({"prompt": "still here?"}))
+        answer = json.loads(await asyncio.wait_for(opened.recv(), timeout=5))
+    await asyncio.wait_for(running, timeout=10)
+    await http.aclose()
+    await asyncio.wait_for(server.communicate(), timeout=20)
+
+    assert [r.status_code for r in refused] == [503, 503]
+    assert all(r.headers["Retry-After"] for r in refused)
+    assert [json.loads(r.body)["error"]["code"] for r in refused] == ["server_shutting_down"] * 2
+    assert answer["type"] == "error" and answer["code"] == "server_shutting_down"
     assert server.returncode == 0
 
 

@@ -148,8 +148,10 @@ async def _close_when_draining(request: web.Request, response: web.StreamRespons
     # A keep-alive connection answered during the drain is closed after its response, so the
     # client's next request opens a new connection (to another instance, once this one stops
     # listening) instead of meeting a connection closed under it.
+    # Not a 101: the upgraded connection is the WebSocket's, and "Connection: close" would fail
+    # its handshake.
     service = request.app.get(SERVICE)
-    if service is not None and service.draining:
+    if service is not None and service.draining and response.status != 101:
         response.force_close()
         response.headers["Connection"] = "close"  # the headers are built: say it ourselves
 

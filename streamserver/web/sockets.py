@@ -54,8 +54,11 @@ async def serve_route_socket(
     resume: ws.ResumeStream,
 ) -> web.StreamResponse:
     """Serve one WebSocket of ``route`` with the server's socket settings and the app's open
-    connections (the write batcher, and the sockets closed with 1001 at shutdown)."""
-    server = request.app[SERVICE].config.server
+    connections (the write batcher, and the sockets closed with 1001 at shutdown). During the
+    drain the upgrade is refused with 503."""
+    service = request.app[SERVICE]
+    service.refuse_if_draining()  # before the upgrade: a 503 a client and a balancer understand
+    server = service.config.server
     connections = request.app[CONNECTIONS]
     return await ws.serve_socket(
         request,
