@@ -14,16 +14,14 @@ Each has a WebSocket form: the same JSON objects as messages, then ``{"type": "d
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from json.encoder import encode_basestring
 from types import MappingProxyType
 
 from ..hookspecs import Register, hookimpl
 from ..types import Event, MessageForm, StreamEnd, StreamFailure, StreamStart
-from .formatters import json_text
+from .formatters import TOKEN_MESSAGE_HEAD, json_text, quote
 
-_quote: Callable[[str], str] = encode_basestring
 _DONE_WS = Event(None, '{"type": "done"}')
 _DONE_SSE = Event(None, "[DONE]")
 
@@ -60,8 +58,8 @@ class OpenAIFormatter:
     def start(self, info: StreamStart) -> Sequence[Event]:
         """The role chunk; fixes the id, ``created`` and model every later chunk repeats."""
         self.head = (
-            f'{{"id": {_quote("chatcmpl-" + info.stream_id)}, "object": "chat.completion.chunk", '
-            f'"created": {int(info.created)}, "model": {_quote(info.model)}, "system_fingerprint": null, '
+            f'{{"id": {quote("chatcmpl-" + info.stream_id)}, "object": "chat.completion.chunk", '
+            f'"created": {int(info.created)}, "model": {quote(info.model)}, "system_fingerprint": null, '
             '"choices": [{"index": 0, "delta": '
         )
         self.tail = '}, "logprobs": null, "finish_reason": null}]' + (
@@ -71,7 +69,7 @@ class OpenAIFormatter:
 
     def segment(self, text: str, tokens: int) -> str:
         """A content chunk."""
-        return self.head + '{"content": ' + _quote(text) + self.tail
+        return self.head + '{"content": ' + quote(text) + self.tail
 
     def end(self, summary: StreamEnd) -> Sequence[Event]:
         """The finish chunk, the usage chunk if asked, then ``[DONE]``."""
@@ -126,7 +124,7 @@ class AISDKFormatter:
 
     def segment(self, text: str, tokens: int) -> str:
         """A ``text-delta`` part."""
-        return '{"type": "text-delta", "id": "text-1", "delta": ' + _quote(text) + "}"
+        return '{"type": "text-delta", "id": "text-1", "delta": ' + quote(text) + "}"
 
     def end(self, summary: StreamEnd) -> Sequence[Event]:
         """Closes the text part and the step; ``finish`` (or ``abort`` when cancelled); ``[DONE]``."""
@@ -166,7 +164,7 @@ class TextFormatter:
     def segment(self, text: str, tokens: int) -> str | None:
         """The text itself (the SSE encoder splits it into ``data:`` lines)."""
         if self.json:
-            return '{"type": "token", "content": ' + _quote(text) + "}"
+            return TOKEN_MESSAGE_HEAD + quote(text) + "}"
         # A CRLF split across two segments is one line end: the CR already made it one.
         if self._after_cr and text[:1] == "\n":
             text = text[1:]
