@@ -18,7 +18,7 @@ from typing import Annotated
 
 from streamserver import hookimpl
 from streamserver.schema import AT_LEAST_ZERO
-from streamserver.types import BaseSink
+from streamserver.types import MetricsSink
 
 log = logging.getLogger("streamserver.slow_first_token")
 
@@ -28,11 +28,11 @@ class SlowFirstTokenOptions:
     threshold_ms: Annotated[float, AT_LEAST_ZERO] = 2000.0
 
 
-class SlowFirstTokenSink(BaseSink):
+class SlowFirstTokenSink(MetricsSink):
     """Logs a warning, and counts, when a stream's time to first token passes the threshold.
 
-    It runs on the sinks' worker thread (``BaseSink.inline`` is False), so even a slow log handler
-    could never delay a stream. ``BaseSink`` ignores the lifecycle calls it does not override.
+    It runs on the sinks' worker thread (``MetricsSink.inline`` is False by default), so even a slow log handler
+    could never delay a stream. Subclassing ``MetricsSink`` gives the lifecycle calls it does not override as no-ops.
     """
 
     def __init__(self, options: SlowFirstTokenOptions) -> None:

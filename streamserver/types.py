@@ -234,37 +234,32 @@ class MetricsSink(Protocol):
     """Observes stream lifecycles; never called per token. One instance per app.
 
     Calls run on a worker thread of their own, so a slow sink never slows a stream, unless the sink
-    has ``inline = True`` (then it must not block: it runs on the event loop). Every method is
-    optional: the core calls only those a sink defines. ``BaseSink`` has them all as no-ops, so a
-    sink that subclasses it overrides just what it needs.
+    has ``inline = True`` (then it must not block: it runs on the event loop). Every member is
+    optional: the core calls only the methods a sink defines. A sink that subclasses this Protocol
+    inherits every method as a no-op and overrides just what it observes.
     """
 
-    inline: bool
-    """Optional (default False): run on the event loop instead of the sinks' worker thread."""
+    inline: bool = False
+    """Run on the event loop instead of the sinks' worker thread."""
 
     def stream_started(self, info: StreamStart) -> None:
         """A stream was accepted and its generation started."""
-        ...
 
     def first_token(self, info: StreamStart, ttft_s: float) -> None:
         """The first text delta arrived ``ttft_s`` seconds after the stream started."""
-        ...
 
     def stream_finished(self, info: StreamStart, summary: StreamEnd) -> None:
         """The stream ended, whatever the outcome."""
-        ...
 
     def stream_resumed(self, info: StreamStart) -> None:
         """A reader reattached to the stream past its first event (``Last-Event-ID``, ``resume``)."""
-        ...
 
     def request_rejected(self, route: str, status: int, code: str) -> None:
         """A stream request was refused before it started."""
-        ...
 
     def snapshot(self) -> dict[str, object]:
-        """JSON-able figures for ``GET /v1/stream/metrics`` (an empty dict if it keeps none)."""
-        ...
+        """JSON-able figures for ``GET /v1/stream/metrics`` (none by default)."""
+        return {}
 
 
 SINK_METHODS = (
@@ -275,28 +270,3 @@ SINK_METHODS = (
     "request_rejected",
 )
 """The lifecycle calls a metrics sink may receive (``snapshot`` is read, not sent)."""
-
-
-class BaseSink:
-    """A metrics sink that ignores everything: subclass it and override what you observe."""
-
-    inline = False
-
-    def stream_started(self, info: StreamStart) -> None:
-        """Ignored."""
-
-    def first_token(self, info: StreamStart, ttft_s: float) -> None:
-        """Ignored."""
-
-    def stream_finished(self, info: StreamStart, summary: StreamEnd) -> None:
-        """Ignored."""
-
-    def stream_resumed(self, info: StreamStart) -> None:
-        """Ignored."""
-
-    def request_rejected(self, route: str, status: int, code: str) -> None:
-        """Ignored."""
-
-    def snapshot(self) -> dict[str, object]:
-        """No figures."""
-        return {}

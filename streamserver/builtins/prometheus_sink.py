@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from ..hookspecs import Register, RouteSpec, Runtime, hookimpl
-from ..types import BaseSink, StreamEnd, StreamStart
+from ..types import MetricsSink, StreamEnd, StreamStart
 
 if TYPE_CHECKING:
     from ..config import Config
@@ -46,7 +46,7 @@ class PrometheusOptions:
     """Where the exposition is served."""
 
 
-class PrometheusSink(BaseSink):
+class PrometheusSink(MetricsSink):
     """Stream lifecycle as Prometheus counters, a gauge and histograms."""
 
     inline = True  # prometheus-client updates are lock-protected counter increments

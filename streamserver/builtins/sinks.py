@@ -11,7 +11,7 @@ from typing import Annotated
 
 from ..hookspecs import Register, hookimpl
 from ..schema import AT_LEAST_ONE
-from ..types import BaseSink, StreamEnd, StreamStart
+from ..types import MetricsSink, StreamEnd, StreamStart
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,7 +22,7 @@ class MemoryOptions:
     """How many recent streams the latency percentiles are computed over."""
 
 
-class MemorySink(BaseSink):
+class MemorySink(MetricsSink):
     """Counts in process memory: tokens, outcomes, rejections, and recent latencies."""
 
     inline = True  # plain counter updates: safe on the event loop, and exact when read
@@ -93,7 +93,7 @@ class LogOptions:
     """The logger the lines go to (configure its handler like any Python logger)."""
 
 
-class LogSink(BaseSink):
+class LogSink(MetricsSink):
     """One structured JSON line per finished stream: id, route, provider, model, key id (never the
     key), tokens, time to first token, duration, outcome. Runs on the sinks' worker thread, so a
     slow log handler never delays a stream."""
