@@ -18,6 +18,7 @@ from collections.abc import AsyncGenerator, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .blocking import iterate_blocking
 from .config import Config, load_config
 from .errors import ProviderError
 from .request_input import parse_stream_params
@@ -131,13 +132,4 @@ def generate(
 def generate_sync(prompt: str | None = None, **options: Any) -> Iterator[Segment]:
     """``generate`` for code without an event loop: ``for segment in generate_sync("hi"): ...``."""
     loop = asyncio.new_event_loop()
-    segments = generate(prompt, **options).__aiter__()
-    try:
-        while True:
-            try:
-                yield loop.run_until_complete(anext(segments))
-            except StopAsyncIteration:
-                return
-    finally:
-        loop.run_until_complete(segments.aclose())
-        loop.close()
+    yield from iterate_blocking(loop, generate(prompt, **options).__aiter__())

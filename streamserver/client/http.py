@@ -16,18 +16,8 @@ from typing import Any, TypeAlias
 
 import aiohttp
 
+from ..blocking import iterate_blocking
 from ..sse_decoder import SSEDecoder
-
-__all__ = [
-    "End",
-    "Error",
-    "Start",
-    "StreamClient",
-    "StreamFailed",
-    "Token",
-    "WebSocketStream",
-    "stream_sync",
-]
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +83,31 @@ class StreamState:
         return "".join(self.text_parts)
 
 
-class StreamClient:
+class _SessionOwner:
+    """A client that opens an aiohttp session when its ``async with`` begins and closes it when
+    the block ends (or by ``close()``)."""
+
+    _session: aiohttp.ClientSession | None = None
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Close the HTTP session."""
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        """The open HTTP session (use the client as ``async with``)."""
+        if self._session is None:
+            name = type(self).__name__
+            raise RuntimeError(f"use {name} as 'async with {name}(...) as client'")
+        return self._session
+
+
+class StreamClient(_SessionOwner):
     """An async client for streamserver's production SSE route (``/v1/stream``), with resume."""
 
     def __init__(
@@ -124,22 +138,6 @@ class StreamClient:
     async def __aenter__(self) -> StreamClient:
         self._session = aiohttp.ClientSession(timeout=self._timeout, headers=self._headers)
         return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
-
-    async def close(self) -> None:
-        """Close the HTTP session."""
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
-
-    @property
-    def session(self) -> aiohttp.ClientSession:
-        """The open HTTP session (use the client as ``async with``)."""
-        if self._session is None:
-            raise RuntimeError("use StreamClient as 'async with StreamClient(...) as client'")
-        return self._session
 
     async def stream(
         self,
@@ -229,17 +227,7 @@ def stream_sync(base_url: str, prompt: str, **options: Any) -> Iterator[StreamEv
     loop = asyncio.new_event_loop()
     client = StreamClient(base_url, **client_options)
     loop.run_until_complete(client.__aenter__())
-    events = client.stream(prompt, **options)
-    try:
-        while True:
-            try:
-                yield loop.run_until_complete(anext(events))
-            except StopAsyncIteration:
-                return
-    finally:
-        loop.run_until_complete(events.aclose())
-        loop.run_until_complete(client.close())
-        loop.close()
+    yield from iterate_blocking(loop, client.stream(prompt, **options), client.close)
 
 
 RESUME_REFUSED = frozenset(
@@ -248,7 +236,7 @@ RESUME_REFUSED = frozenset(
 """Error codes a server answers a WebSocket resume with when it cannot serve it."""
 
 
-class WebSocketStream:
+class WebSocketStream(_SessionOwner):
     """A ``/ws/stream`` connection: send prompts, read messages, ``cancel()`` the current one.
 
     It takes the server's base URL, as ``StreamClient`` does (``http://127.0.0.1:8000``, or
@@ -290,24 +278,12 @@ class WebSocketStream:
             raise
         return self
 
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
-
     async def close(self) -> None:
         """Close the socket and the HTTP session it runs on."""
         if self._socket is not None:
             await self._socket.close()
             self._socket = None
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
-
-    @property
-    def session(self) -> aiohttp.ClientSession:
-        """The open HTTP session (use the stream as ``async with``)."""
-        if self._session is None:
-            raise RuntimeError("use WebSocketStream as 'async with WebSocketStream(...) as socket'")
-        return self._session
+        await super().close()
 
     async def stream(self, prompt: str, **fields: Any) -> AsyncIterator[dict[str, Any]]:
         """Send a prompt and yield the server's messages up to and including ``done``.
