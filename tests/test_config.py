@@ -34,39 +34,104 @@ def config_error(source: object) -> str:
 # --- mistakes in the core's own sections -------------------------------------------------------
 
 
-def test_unknown_top_level_section_names_file_section_and_choices(tmp_path):
-    path = write_config(tmp_path, "[serve]\nport = 1\n")
+MISTAKES = [
+    pytest.param(
+        "[serve]\nport = 1\n",
+        ["serve:", "a known section"],
+        ["server", "plugins", "providers", "buffers", "formatters", "metrics", "routes"],
+        id="unknown_top_level_section_names_file_section_and_choices",
+    ),
+    pytest.param(
+        "prot = 8000\n",
+        ["server.prot", "a known key"],
+        ["port"],
+        id="unknown_key_in_server_names_dotted_key_and_known_keys",
+    ),
+    pytest.param(
+        'port = "80"\n',
+        ["server.port", "an integer", "'80'"],
+        [],
+        id="string_where_integer_expected_is_refused",
+    ),
+    pytest.param(
+        "port = true\n",
+        ["server.port: expected an integer, got True"],
+        [],
+        id="boolean_where_integer_expected_is_refused",
+    ),
+    pytest.param(
+        '[routes."/stream"]\ntransport = "carrier-pigeon"\n',
+        ['routes."/stream".transport', "'carrier-pigeon'", "(choices: openai, sse, ws)"],
+        [],
+        id="literal_value_out_of_range_lists_the_choices",
+    ),
+    pytest.param(
+        '[routes."stream"]\nformatter = "simple"\n',
+        ["routes.stream", "a path starting with /"],
+        [],
+        id="route_path_without_leading_slash_is_refused",
+    ),
+    pytest.param(
+        '[routes."/stream"]\nformatter = "fancy"\n',
+        ['routes."/stream".formatter', "a configured formatter", "'fancy'"],
+        ["simple", "events", "progress", "production"],
+        id="unknown_formatter_in_route_lists_the_formatters",
+    ),
+    pytest.param(
+        '[routes."/stream"]\nbuffer = "paragraph"\n',
+        ['routes."/stream".buffer', "'paragraph'", "(choices: delimiter, raw, sentence, word)"],
+        [],
+        id="unknown_buffer_in_route_lists_the_buffers",
+    ),
+    pytest.param(
+        '[providers.simulated]\n[routes."/stream"]\nprovider = "gpt"\n',
+        ['routes."/stream".provider', "'gpt'", "(choices: simulated)"],
+        [],
+        id="unknown_provider_in_route_lists_the_configured_providers",
+    ),
+    pytest.param(
+        '[providers.x]\ntype = "nope"\n',
+        ["providers.x.type", "'nope'"],
+        ["simulated", "openai"],
+        id="unknown_provider_type_lists_the_registered_types",
+    ),
+    pytest.param(
+        '[providers.x]\ntype = ["simulated"]\n',
+        ["providers.x.type"],
+        [],
+        id="non_string_provider_type_is_a_config_error",
+    ),
+    pytest.param(
+        "[providers.simulated]\nbogus = 1\n",
+        ["providers.simulated.bogus", "a known key"],
+        ["ttft_ms", "tokens_per_second"],
+        id="unknown_option_in_plugin_section_lists_its_options",
+    ),
+    pytest.param(
+        '[providers.simulated]\nttft_ms = "fast"\n',
+        ["providers.simulated.ttft_ms: expected a number, got 'fast'"],
+        [],
+        id="wrong_type_in_plugin_option_is_refused",
+    ),
+    pytest.param(
+        '[metrics]\nsinks = ["memory", "statsd"]\n',
+        ["metrics.sinks[1]", "'statsd'"],
+        ["memory"],
+        id="unknown_metrics_sink_lists_the_sinks",
+    ),
+]
+"""A mistake in a file, what its message must say, and the choices it must offer."""
+
+
+@pytest.mark.parametrize(("toml", "says", "offers"), MISTAKES)
+def test_a_mistake_is_refused_naming_the_file_the_key_and_the_choices(tmp_path, toml, says, offers):
+    path = write_config(tmp_path, toml)
     message = config_error(path)
     assert str(path) in message
-    assert "serve:" in message
-    assert "a known section" in message
-    for section in ("server", "plugins", "providers", "buffers", "formatters", "metrics", "routes"):
-        assert section in message.split("choices:")[1]
-
-
-def test_unknown_key_in_server_names_dotted_key_and_known_keys(tmp_path):
-    path = write_config(tmp_path, "prot = 8000\n")
-    message = config_error(path)
-    assert str(path) in message
-    assert "server.prot" in message
-    assert "a known key" in message
-    assert "port" in message.split("choices:")[1]
-
-
-def test_string_where_integer_expected_is_refused(tmp_path):
-    path = write_config(tmp_path, 'port = "80"\n')
-    message = config_error(path)
-    assert str(path) in message
-    assert "server.port" in message
-    assert "an integer" in message
-    assert "'80'" in message
-
-
-def test_boolean_where_integer_expected_is_refused(tmp_path):
-    path = write_config(tmp_path, "port = true\n")
-    message = config_error(path)
-    assert str(path) in message
-    assert "server.port: expected an integer, got True" in message
+    for fragment in says:
+        assert fragment in message
+    for choice in offers:
+        assert choice in message.split("choices:")[1]
 
 
 def test_invalid_toml_names_the_file(tmp_path):
@@ -97,99 +162,7 @@ def test_config_file_that_is_not_utf8_is_a_config_error_naming_it(tmp_path):
     assert str(path) in message
 
 
-def test_literal_value_out_of_range_lists_the_choices(tmp_path):
-    path = write_config(tmp_path, '[routes."/stream"]\ntransport = "carrier-pigeon"\n')
-    message = config_error(path)
-    assert str(path) in message
-    assert 'routes."/stream".transport' in message
-    assert "'carrier-pigeon'" in message
-    assert "(choices: openai, sse, ws)" in message
-
-
-def test_route_path_without_leading_slash_is_refused(tmp_path):
-    path = write_config(tmp_path, '[routes."stream"]\nformatter = "simple"\n')
-    message = config_error(path)
-    assert str(path) in message
-    assert "routes.stream" in message
-    assert "a path starting with /" in message
-
-
 # --- names of parts ------------------------------------------------------------------------------
-
-
-def test_unknown_formatter_in_route_lists_the_formatters(tmp_path):
-    path = write_config(tmp_path, '[routes."/stream"]\nformatter = "fancy"\n')
-    message = config_error(path)
-    assert str(path) in message
-    assert 'routes."/stream".formatter' in message
-    assert "a configured formatter" in message
-    assert "'fancy'" in message
-    choices = message.split("choices:")[1]
-    for name in ("simple", "events", "progress", "production"):
-        assert name in choices
-
-
-def test_unknown_buffer_in_route_lists_the_buffers(tmp_path):
-    path = write_config(tmp_path, '[routes."/stream"]\nbuffer = "paragraph"\n')
-    message = config_error(path)
-    assert str(path) in message
-    assert 'routes."/stream".buffer' in message
-    assert "'paragraph'" in message
-    assert "(choices: delimiter, raw, sentence, word)" in message
-
-
-def test_unknown_provider_in_route_lists_the_configured_providers(tmp_path):
-    path = write_config(tmp_path, '[providers.simulated]\n[routes."/stream"]\nprovider = "gpt"\n')
-    message = config_error(path)
-    assert str(path) in message
-    assert 'routes."/stream".provider' in message
-    assert "'gpt'" in message
-    assert "(choices: simulated)" in message
-
-
-def test_unknown_provider_type_lists_the_registered_types(tmp_path):
-    path = write_config(tmp_path, '[providers.x]\ntype = "nope"\n')
-    message = config_error(path)
-    assert str(path) in message
-    assert "providers.x.type" in message
-    assert "'nope'" in message
-    choices = message.split("choices:")[1]
-    assert "simulated" in choices
-    assert "openai" in choices
-
-
-def test_non_string_provider_type_is_a_config_error(tmp_path):
-    path = write_config(tmp_path, '[providers.x]\ntype = ["simulated"]\n')
-    message = config_error(path)
-    assert str(path) in message
-    assert "providers.x.type" in message
-
-
-def test_unknown_option_in_plugin_section_lists_its_options(tmp_path):
-    path = write_config(tmp_path, "[providers.simulated]\nbogus = 1\n")
-    message = config_error(path)
-    assert str(path) in message
-    assert "providers.simulated.bogus" in message
-    assert "a known key" in message
-    choices = message.split("choices:")[1]
-    assert "ttft_ms" in choices
-    assert "tokens_per_second" in choices
-
-
-def test_wrong_type_in_plugin_option_is_refused(tmp_path):
-    path = write_config(tmp_path, '[providers.simulated]\nttft_ms = "fast"\n')
-    message = config_error(path)
-    assert str(path) in message
-    assert "providers.simulated.ttft_ms: expected a number, got 'fast'" in message
-
-
-def test_unknown_metrics_sink_lists_the_sinks(tmp_path):
-    path = write_config(tmp_path, '[metrics]\nsinks = ["memory", "statsd"]\n')
-    message = config_error(path)
-    assert str(path) in message
-    assert "metrics.sinks[1]" in message
-    assert "'statsd'" in message
-    assert "memory" in message.split("choices:")[1]
 
 
 def test_dict_config_error_has_no_file_but_names_the_key():

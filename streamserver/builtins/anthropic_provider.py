@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections import Counter
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
@@ -21,7 +20,8 @@ from ..hookspecs import Register, hookimpl
 from ..schema import ABOVE_ZERO, AT_LEAST_ONE, AT_LEAST_ZERO
 from ..sse_decoder import SSEDecoder
 from ..types import Delta, Finish, GenerationRequest, Usage
-from .upstream_errors import incomplete, translate
+from .sdk_provider import SDKProvider
+from .upstream_errors import incomplete
 
 _STOP_REASONS = {
     "end_turn": "stop",
@@ -48,7 +48,7 @@ class AnthropicProviderOptions:
     temperature: float | None = None
 
 
-class AnthropicProvider:
+class AnthropicProvider(SDKProvider):
     """Streams messages from Anthropic (or a server speaking its Messages API)."""
 
     def __init__(self, options: AnthropicProviderOptions) -> None:
@@ -59,6 +59,7 @@ class AnthropicProvider:
                 "type",
                 "an installed anthropic SDK: install it with pip install 'streamserver[anthropic]'",
             ) from None
+        super().__init__()
         self.sdk = anthropic
         api_key = os.environ.get(options.api_key_env, "")
         if not api_key:
@@ -67,8 +68,6 @@ class AnthropicProvider:
             )
         self.options = options
         self.max_retries = options.max_retries
-        """Read by the pipeline, which retries a failure before the first token."""
-        self.error_responses: Counter[int] = Counter()
         self.client = anthropic.AsyncAnthropic(
             api_key=api_key,
             base_url=options.base_url,
@@ -80,24 +79,6 @@ class AnthropicProvider:
             ),
         )
         self._models = (options.model, *(m for m in options.models if m != options.model))
-
-    async def _count_errors(self, response: Any) -> None:
-        # Every upstream error response, including those the SDK retries, for /metrics.
-        if response.status_code >= 400:
-            self.error_responses[response.status_code] += 1
-
-    @property
-    def models(self) -> Sequence[str]:
-        """The default model first, then ``models``."""
-        return self._models
-
-    async def aclose(self) -> None:
-        """Close the SDK's connection pool."""
-        await self.client.close()
-
-    def stream(self, request: GenerationRequest) -> AsyncIterator[Delta]:
-        """Text deltas, then one ``Finish`` with the stop reason (OpenAI's names) and usage."""
-        return self._stream(request)
 
     async def _stream(self, request: GenerationRequest) -> AsyncIterator[Delta]:
         system = "\n\n".join(m.content for m in request.messages if m.role == "system")
@@ -115,7 +96,7 @@ class AnthropicProvider:
             body["system"] = system
         if self.options.temperature is not None:
             body["temperature"] = self.options.temperature
-        try:
+        with self.translated_errors():
             async with self.client.messages.with_streaming_response.create(**body) as response:
                 reason, model, input_tokens, output_tokens = "stop", request.model, 0, 0
                 decoder = SSEDecoder()
@@ -146,13 +127,6 @@ class AnthropicProvider:
                                 "upstream_error", f"the upstream failed: {message}", retryable=True
                             )
                 raise incomplete()
-        except ProviderError:
-            raise
-        except Exception as exc:
-            error = translate(exc, self.sdk)
-            if error is None:
-                raise
-            raise error from None
 
 
 def _parse(data: str) -> dict[str, Any]:

@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections import Counter
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
@@ -24,7 +23,8 @@ from ..hookspecs import Register, hookimpl
 from ..schema import ABOVE_ZERO, AT_LEAST_ZERO
 from ..sse_decoder import SSEDecoder
 from ..types import Delta, Finish, GenerationRequest, Usage
-from .upstream_errors import incomplete, translate
+from .sdk_provider import SDKProvider
+from .upstream_errors import incomplete
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +53,7 @@ class OpenAIProviderOptions:
     """Other body parameters sent with every request (server-specific sampling options)."""
 
 
-class OpenAIProvider:
+class OpenAIProvider(SDKProvider):
     """Streams chat completions from one OpenAI-compatible upstream."""
 
     def __init__(self, options: OpenAIProviderOptions) -> None:
@@ -61,7 +61,8 @@ class OpenAIProvider:
         # ~0.2 s at start-up, paid only by servers that configure an openai provider.
         import openai
 
-        self._openai = openai
+        super().__init__()
+        self.sdk = openai
         chunk = openai.types.chat.ChatCompletionChunk
         self._post_as: tuple[Any, Any] = (
             chunk,
@@ -70,8 +71,6 @@ class OpenAIProvider:
         """``cast_to`` and ``stream_cls`` for ``client.post``: the stream is never iterated."""
         self.options = options
         self.max_retries = options.max_retries
-        """Read by the pipeline, which retries a failure before the first token."""
-        self.error_responses: Counter[int] = Counter()
         api_key = "not-needed"
         if options.api_key_env:
             api_key = os.environ.get(options.api_key_env, "")
@@ -96,24 +95,6 @@ class OpenAIProvider:
             if v is not None
         }
 
-    async def _count_errors(self, response: Any) -> None:
-        # Every upstream error response, including those the SDK retries, for /metrics.
-        if response.status_code >= 400:
-            self.error_responses[response.status_code] += 1
-
-    @property
-    def models(self) -> Sequence[str]:
-        """The default model first, then ``models``."""
-        return self._models
-
-    async def aclose(self) -> None:
-        """Close the SDK's connection pool."""
-        await self.client.close()
-
-    def stream(self, request: GenerationRequest) -> AsyncIterator[Delta]:
-        """Text deltas from the upstream, then one ``Finish`` with reason, model and usage."""
-        return self._stream(request)
-
     async def _stream(self, request: GenerationRequest) -> AsyncIterator[Delta]:
         body: dict[str, Any] = {
             "model": request.model,
@@ -125,7 +106,7 @@ class OpenAIProvider:
         if request.max_tokens is not None:
             body["max_tokens"] = request.max_tokens
         body.update(self.options.extra_body)
-        try:
+        with self.translated_errors():
             # client.post, not chat.completions.create: the body goes out as it is, where create
             # first walks it against the SDK's typed parameters (~0.6 ms of CPU per request with a
             # 1 KB prompt, more with a long history). Auth, base_url, timeouts and retries are the
@@ -155,13 +136,6 @@ class OpenAIProvider:
                                           chunk["usage"].get("completion_tokens", 0))  # fmt: skip
                         model = chunk.get("model") or model
                 raise incomplete()
-        except ProviderError:
-            raise
-        except Exception as exc:
-            error = translate(exc, self._openai)
-            if error is None:
-                raise
-            raise error from None
 
 
 def _http_client(openai: Any, **options: Any) -> Any:
