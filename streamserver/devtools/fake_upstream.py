@@ -12,9 +12,11 @@ provider without an API key.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -165,7 +167,7 @@ class FakeUpstream:
                 payload["usage"] = None
             return b"data: " + json.dumps(payload).encode() + b"\n\n"
 
-        try:
+        with _recorded(record):
             await response.prepare(request)
             await response.write(chunk({"role": "assistant", "content": "", "refusal": None}))
             if plan.ttft_s:
@@ -198,11 +200,6 @@ class FakeUpstream:
                 )
             await response.write(b"data: [DONE]\n\n")
             await response.write_eof()
-        except (asyncio.CancelledError, ConnectionError):
-            record.client_closed = True
-            raise
-        finally:
-            record.closed_at = time.monotonic()
         return response
 
     async def _messages(self, request: web.Request) -> web.StreamResponse:
@@ -247,7 +244,7 @@ class FakeUpstream:
         message = {"id": f"msg_fake{len(self.requests)}", "type": "message", "role": "assistant", "content": [],
                    "model": body.get("model"), "stop_reason": None, "stop_sequence": None,
                    "usage": {"input_tokens": 5, "output_tokens": 1}}  # fmt: skip
-        try:
+        with _recorded(record):
             await response.prepare(request)
             await response.write(
                 event("message_start", {"type": "message_start", "message": message})
@@ -291,11 +288,6 @@ class FakeUpstream:
                                                          "usage": {"output_tokens": len(tokens)}}))  # fmt: skip
             await response.write(event("message_stop", {"type": "message_stop"}))
             await response.write_eof()
-        except (asyncio.CancelledError, ConnectionError):
-            record.client_closed = True
-            raise
-        finally:
-            record.closed_at = time.monotonic()
         return response
 
     async def _fault(self, plan: Plan, response: web.StreamResponse, request: web.Request) -> bool:
@@ -322,6 +314,18 @@ class FakeUpstream:
             await response.write_eof()
             return True
         return False
+
+
+@contextlib.contextmanager
+def _recorded(record: StreamRecord) -> Iterator[None]:
+    """Note in ``record`` when the stream ended, and whether the client went away first."""
+    try:
+        yield
+    except (asyncio.CancelledError, ConnectionError):
+        record.client_closed = True
+        raise
+    finally:
+        record.closed_at = time.monotonic()
 
 
 def _error(

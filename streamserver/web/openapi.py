@@ -65,6 +65,11 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
     }
 
 
+def _json_body(schema: dict[str, Any]) -> dict[str, Any]:
+    """A required JSON request body of ``schema``."""
+    return {"required": True, "content": {"application/json": {"schema": schema}}}
+
+
 def build_spec(
     config: Config, models: Models, plugin_routes: Sequence[RouteSpec] = ()
 ) -> dict[str, Any]:
@@ -160,18 +165,13 @@ def build_spec(
     paths["/v1/tickets"] = {
         "post": {
             "summary": "A short-lived ticket for one path (for EventSource and browser WebSockets)",
-            "requestBody": {
-                "required": True,
-                "content": {
-                    "application/json": {
-                        "schema": {
-                            "type": "object",
-                            "required": ["path"],
-                            "properties": {"path": {"type": "string", "pattern": "^/"}},
-                        }
-                    }
-                },
-            },
+            "requestBody": _json_body(
+                {
+                    "type": "object",
+                    "required": ["path"],
+                    "properties": {"path": {"type": "string", "pattern": "^/"}},
+                }
+            ),
             "responses": {
                 **_json(
                     {"type": "object", "required": ["ticket", "path", "expires_at"]}, "A ticket"
@@ -327,24 +327,19 @@ def _stream(route: RouteSettings, method: str, config: Config, models: Models) -
             _last_event_id(),
         ]
     else:
-        operation["requestBody"] = {
-            "required": True,
-            "content": {
-                "application/json": {
-                    "schema": {
-                        "type": "object",
-                        "additionalProperties": False,
-                        "properties": {
-                            "prompt": _prompt(config),
-                            "messages": _MESSAGES,
-                            **_overrides(route, config, models),
-                        },
-                        # One or the other, never both.
-                        "oneOf": [{"required": ["prompt"]}, {"required": ["messages"]}],
-                    }
-                }
-            },
-        }
+        operation["requestBody"] = _json_body(
+            {
+                "type": "object",
+                "additionalProperties": False,
+                "properties": {
+                    "prompt": _prompt(config),
+                    "messages": _MESSAGES,
+                    **_overrides(route, config, models),
+                },
+                # One or the other, never both.
+                "oneOf": [{"required": ["prompt"]}, {"required": ["messages"]}],
+            }
+        )
     return operation
 
 
@@ -393,19 +388,14 @@ def _chat_completions(config: Config, models: Models) -> dict[str, Any]:
     }
     return {
         "summary": "OpenAI-compatible chat completions (stream true: SSE chunks; false: one completion)",
-        "requestBody": {
-            "required": True,
-            "content": {
-                "application/json": {
-                    "schema": {
-                        "type": "object",
-                        "required": ["model", "messages"],
-                        "additionalProperties": False,
-                        "properties": {**ignored, "n": {"const": 1}, **used},
-                    }
-                }
-            },
-        },
+        "requestBody": _json_body(
+            {
+                "type": "object",
+                "required": ["model", "messages"],
+                "additionalProperties": False,
+                "properties": {**ignored, "n": {"const": 1}, **used},
+            }
+        ),
         "responses": {
             "200": {
                 "description": "Chunks or a completion",
