@@ -77,11 +77,25 @@ async def test_a_vanished_client_is_detected_and_its_stream_cancelled(peer_names
             prompt=script(["hello "], then="hang"), model="scripted"
         )
     )
+    try:
+        detected = await cut_a_client_off(provider, CLIENT, url)
+    finally:
+        await server.close()
+
+    assert detected is not None, "the stream was never cancelled: the dead peer went unnoticed"
+    assert detected < 0.3 + 1 + 2.5  # one ping interval + dead_peer_timeout_s + slack
+    metrics = app[SERVICE].metrics_sinks[0].snapshot()
+    assert metrics["outcomes"] == {"client_gone": 1}
+
+
+async def cut_a_client_off(provider, program: str, *args: str) -> float | None:
+    """Run ``program`` in the peer's namespace until it has read the first token, cut its cable,
+    and wait for the stream's provider iterator to be closed: how long that took after the cut,
+    or ``None`` if it was not within 10 s."""
     client = await asyncio.create_subprocess_exec(
-        "ip", "netns", "exec", NAMESPACE, sys.executable, "-c", CLIENT, url,
+        "ip", "netns", "exec", NAMESPACE, sys.executable, "-c", program, *args,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
-    detected = None
     try:
         assert await asyncio.wait_for(_read_until(client, b'"content": "hello "'), timeout=15)
         # Cut the cable: the peer's side goes down, so nothing it sends (not even the RST of a
@@ -92,17 +106,12 @@ async def test_a_vanished_client_is_detected_and_its_stream_cancelled(peer_names
         assert not provider.closed
         with contextlib.suppress(AssertionError):
             await wait_until(lambda: bool(provider.closed), timeout=10)
-            detected = time.monotonic() - cut
+            return time.monotonic() - cut
+        return None
     finally:
         if client.returncode is None:
             client.kill()
         await client.wait()
-        await server.close()
-
-    assert detected is not None, "the stream was never cancelled: the dead peer went unnoticed"
-    assert detected < 0.3 + 1 + 2.5  # one ping interval + dead_peer_timeout_s + slack
-    metrics = app[SERVICE].metrics_sinks[0].snapshot()
-    assert metrics["outcomes"] == {"client_gone": 1}
 
 
 async def _read_until(process: asyncio.subprocess.Process, marker: bytes) -> bool:
@@ -133,23 +142,9 @@ async def test_a_vanished_websocket_client_is_detected_without_the_heartbeat(pee
     provider = app[SERVICE].providers["scripted"]
     url = str(server.make_url("/ws/stream")).replace("http://", "ws://")
     prompt = json.dumps({"prompt": script(["hello "], then="hang"), "model": "scripted"})
-    client = await asyncio.create_subprocess_exec(
-        "ip", "netns", "exec", NAMESPACE, sys.executable, "-c", WS_CLIENT, url, prompt,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    detected = None
     try:
-        assert await asyncio.wait_for(_read_until(client, b'"content": "hello "'), timeout=15)
-        ip("link", "set", PEER_LINK, "down", namespace=True)
-        client.kill()
-        cut = time.monotonic()
-        with contextlib.suppress(AssertionError):
-            await wait_until(lambda: bool(provider.closed), timeout=10)
-            detected = time.monotonic() - cut
+        detected = await cut_a_client_off(provider, WS_CLIENT, url, prompt)
     finally:
-        if client.returncode is None:
-            client.kill()
-        await client.wait()
         await server.close()
 
     assert detected is not None, "the stream was never cancelled: the dead peer went unnoticed"

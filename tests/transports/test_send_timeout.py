@@ -14,6 +14,7 @@ import os
 import socket
 from urllib.parse import urlsplit
 
+from aiohttp import web
 from conftest import base_config, wait_until
 
 import streamserver
@@ -47,16 +48,22 @@ async def read_until_closed(sock: socket.socket) -> bytes:
     return received
 
 
-async def test_a_reader_that_stops_reading_is_dropped_after_send_timeout_and_its_stream_cancelled(
-    serve,
-):
+def endless_app(**server: float) -> web.Application:
+    """An app whose streams never end on their own (the simulated model, no token cap), that
+    drops a reader making no progress for ``SEND_TIMEOUT_S`` and keeps no stream for resume."""
     config = base_config(
-        server={"send_timeout_s": SEND_TIMEOUT_S},
+        server={"send_timeout_s": SEND_TIMEOUT_S, **server},
         limits={"max_tokens": 1_000_000},
         resume={"grace_s": 0},
         providers={"simulated": ENDLESS},
     )
-    app = streamserver.create_app(config)
+    return streamserver.create_app(config)
+
+
+async def test_a_reader_that_stops_reading_is_dropped_after_send_timeout_and_its_stream_cancelled(
+    serve,
+):
+    app = endless_app()
     client = await serve(app=app)
     streams = app[SERVICE].streams
     loop = asyncio.get_running_loop()
@@ -131,13 +138,7 @@ async def test_a_websocket_reader_that_stops_reading_is_aborted_after_send_timeo
 ):
     # The heartbeat's missing pong comes first and closes the socket the polite way, which waits
     # for the full buffer to drain; the send timeout must still abort it.
-    config = base_config(
-        server={"send_timeout_s": SEND_TIMEOUT_S, "ws_heartbeat_s": 0.2},
-        limits={"max_tokens": 1_000_000},
-        resume={"grace_s": 0},
-        providers={"simulated": ENDLESS},
-    )
-    app = streamserver.create_app(config)
+    app = endless_app(ws_heartbeat_s=0.2)
     client = await serve(app=app)
     streams = app[SERVICE].streams
     loop = asyncio.get_running_loop()
