@@ -72,19 +72,25 @@ async def test_connections_cut_mid_stream_are_resumed_with_no_gap_no_duplicate(r
     assert len(provider.started) == 1  # the answer was generated once
 
 
-async def test_without_grace_a_dropped_stream_cannot_be_resumed(serve):
+@pytest.fixture
+async def unkept(serve):
+    """A cutting proxy in front of a server that keeps no stream for a resume (no grace, no
+    retention): the proxy and the base URL through it."""
     server = await serve(base_config(resume={"grace_s": 0, "retain_s": 0}, **SCRIPTED))
     proxy = TCPProxy("127.0.0.1", urlsplit(server.base_url).port)
     proxy_port = await proxy.start()
+    yield proxy, f"http://127.0.0.1:{proxy_port}"
+    await proxy.close()
+
+
+async def test_without_grace_a_dropped_stream_cannot_be_resumed(unkept):
+    proxy, url = unkept
 
     with pytest.raises(StreamFailed) as failed:
-        async with StreamClient(
-            f"http://127.0.0.1:{proxy_port}", backoff_s=0.01, max_reconnects=2
-        ) as client:
+        async with StreamClient(url, backoff_s=0.01, max_reconnects=2) as client:
             async for event in client.stream(script(DELTAS, gap_ms=5), model="scripted"):
                 if isinstance(event, Token) and event.index == 3:
                     proxy.cut()
-    await proxy.close()
 
     assert failed.value.code == "stream_not_found"
 
@@ -169,19 +175,14 @@ async def test_websocket_client_raises_on_a_refused_prompt_and_yields_a_stream_f
     assert failed[2]["code"] == "upstream_error"
 
 
-async def test_websocket_client_without_grace_cannot_resume(serve):
-    server = await serve(base_config(resume={"grace_s": 0, "retain_s": 0}, **SCRIPTED))
-    proxy = TCPProxy("127.0.0.1", urlsplit(server.base_url).port)
-    proxy_port = await proxy.start()
+async def test_websocket_client_without_grace_cannot_resume(unkept):
+    proxy, url = unkept
 
     with pytest.raises(StreamFailed) as failed:
-        async with WebSocketStream(
-            f"http://127.0.0.1:{proxy_port}", backoff_s=0.01, max_reconnects=2
-        ) as socket:
+        async with WebSocketStream(url, backoff_s=0.01, max_reconnects=2) as socket:
             async for message in socket.stream(script(DELTAS, gap_ms=5), model="scripted"):
                 if message["type"] == "token":
                     proxy.cut()
-    await proxy.close()
 
     assert failed.value.code == "stream_not_found"
 
