@@ -12,15 +12,15 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from ..errors import ConfigError, ProviderError
 from ..hookspecs import Register, hookimpl
-from ..schema import ABOVE_ZERO, AT_LEAST_ONE, AT_LEAST_ZERO
+from ..schema import AT_LEAST_ONE
 from ..sse_decoder import SSEDecoder
 from ..types import Delta, Finish, GenerationRequest, Usage
-from .sdk_provider import SDKProvider
+from .sdk_provider import SDKProvider, SDKProviderOptions
 from .upstream_errors import incomplete
 
 _STOP_REASONS = {
@@ -32,20 +32,13 @@ _STOP_REASONS = {
 
 
 @dataclass(frozen=True, slots=True)
-class AnthropicProviderOptions:
+class AnthropicProviderOptions(SDKProviderOptions):
     """``[providers.<name>]`` options for ``type = "anthropic"``."""
 
     model: str = "claude-sonnet-4-5"
-    models: tuple[str, ...] = ()
-    base_url: str | None = None
     api_key_env: str = "ANTHROPIC_API_KEY"
     max_tokens: Annotated[int, AT_LEAST_ONE] = 1024
     """Sent when a request gives none (the Messages API requires it)."""
-    timeout_s: Annotated[float, ABOVE_ZERO] = 60.0
-    connect_timeout_s: Annotated[float, ABOVE_ZERO] = 10.0
-    max_retries: Annotated[int, AT_LEAST_ZERO] = 2
-    headers: dict[str, str] = field(default_factory=dict)
-    temperature: float | None = None
 
 
 class AnthropicProvider(SDKProvider):

@@ -14,40 +14,27 @@ import json
 import os
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Any
 
 import orjson
 
 from ..errors import ConfigError, ProviderError
 from ..hookspecs import Register, hookimpl
-from ..schema import ABOVE_ZERO, AT_LEAST_ZERO
 from ..sse_decoder import SSEDecoder
 from ..types import Delta, Finish, GenerationRequest, Usage
-from .sdk_provider import SDKProvider
+from .sdk_provider import SDKProvider, SDKProviderOptions
 from .upstream_errors import incomplete
 
 
 @dataclass(frozen=True, slots=True)
-class OpenAIProviderOptions:
+class OpenAIProviderOptions(SDKProviderOptions):
     """``[providers.<name>]`` options for ``type = "openai"``."""
 
     model: str = "gpt-4o-mini"
-    """The default model (also offered)."""
-    models: tuple[str, ...] = ()
-    """Other model names this instance serves; requests naming them are routed here."""
     base_url: str | None = None
     """The server's ``/v1`` URL; unset = the SDK's default (OpenAI, or ``OPENAI_BASE_URL``)."""
     api_key_env: str = "OPENAI_API_KEY"
     """Environment variable holding the API key; "" for servers that need none."""
-    timeout_s: Annotated[float, ABOVE_ZERO] = 60.0
-    """Longest wait for any read from the upstream (a stall longer than this ends the stream)."""
-    connect_timeout_s: Annotated[float, ABOVE_ZERO] = 10.0
-    max_retries: Annotated[int, AT_LEAST_ZERO] = 2
-    """Retries before the first token (429, 5xx, connection errors, a drop before any text), with
-    backoff and jitter; the pipeline does them."""
-    headers: dict[str, str] = field(default_factory=dict)
-    """Extra request headers (e.g. an organisation or a proxy's routing header)."""
-    temperature: float | None = None
     top_p: float | None = None
     extra_body: dict[str, Any] = field(default_factory=dict)
     """Other body parameters sent with every request (server-specific sampling options)."""

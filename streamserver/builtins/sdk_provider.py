@@ -8,11 +8,36 @@ import contextlib
 from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator, Sequence
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Annotated, Any
 
 from ..errors import ProviderError
+from ..schema import ABOVE_ZERO, AT_LEAST_ZERO
 from ..types import Delta, GenerationRequest
 from .upstream_errors import translate
+
+
+@dataclass(frozen=True, slots=True)
+class SDKProviderOptions:
+    """The ``[providers.<name>]`` options every SDK-backed provider takes (each adds its own)."""
+
+    model: str = ""
+    """The default model (also offered)."""
+    models: tuple[str, ...] = ()
+    """Other model names this instance serves; requests naming them are routed here."""
+    base_url: str | None = None
+    """The API's URL; unset = the SDK's default."""
+    api_key_env: str = ""
+    """Environment variable holding the API key."""
+    timeout_s: Annotated[float, ABOVE_ZERO] = 60.0
+    """Longest wait for any read from the upstream (a stall longer than this ends the stream)."""
+    connect_timeout_s: Annotated[float, ABOVE_ZERO] = 10.0
+    max_retries: Annotated[int, AT_LEAST_ZERO] = 2
+    """Retries before the first token (429, 5xx, connection errors, a drop before any text), with
+    backoff and jitter; the pipeline does them."""
+    headers: dict[str, str] = field(default_factory=dict)
+    """Extra request headers (e.g. an organisation or a proxy's routing header)."""
+    temperature: float | None = None
 
 
 class SDKProvider(ABC):
