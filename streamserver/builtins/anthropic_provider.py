@@ -9,7 +9,6 @@ response.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -21,7 +20,7 @@ from ..schema import AT_LEAST_ONE
 from ..sse_decoder import SSEDecoder
 from ..types import Delta, Finish, GenerationRequest, Usage
 from .sdk_provider import SDKProvider, SDKProviderOptions
-from .upstream_errors import incomplete
+from .upstream_errors import incomplete, upstream_json
 
 _STOP_REASONS = {
     "end_turn": "stop",
@@ -95,7 +94,7 @@ class AnthropicProvider(SDKProvider):
                 decoder = SSEDecoder()
                 async for raw in response.http_response.aiter_bytes():
                     for event in decoder.feed(raw):
-                        payload = _parse(event.data)
+                        payload = upstream_json(event.data, "an event")
                         kind = payload.get("type")
                         if kind == "content_block_delta":
                             text = payload.get("delta", {}).get("text")
@@ -120,20 +119,6 @@ class AnthropicProvider(SDKProvider):
                                 "upstream_error", f"the upstream failed: {message}", retryable=True
                             )
                 raise incomplete()
-
-
-def _parse(data: str) -> dict[str, Any]:
-    try:
-        payload = json.loads(data)
-    except ValueError:
-        raise ProviderError(
-            "upstream_malformed", "the upstream sent an event that is not JSON"
-        ) from None
-    if not isinstance(payload, dict):
-        raise ProviderError(
-            "upstream_malformed", "the upstream sent an event that is not a JSON object"
-        )
-    return payload
 
 
 @hookimpl

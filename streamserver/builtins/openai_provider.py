@@ -10,20 +10,17 @@ response at once.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-
-import orjson
 
 from ..errors import ConfigError, ProviderError
 from ..hookspecs import Register, hookimpl
 from ..sse_decoder import SSEDecoder
 from ..types import Delta, Finish, GenerationRequest, Usage
 from .sdk_provider import SDKProvider, SDKProviderOptions
-from .upstream_errors import incomplete
+from .upstream_errors import incomplete, upstream_json
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,19 +137,7 @@ def _http_client(openai: Any, **options: Any) -> Any:
 
 
 def _parse(data: str) -> Mapping[str, Any]:
-    try:
-        chunk = orjson.loads(data)  # ~3x faster than json for a chunk: once per relayed token
-    except ValueError:
-        try:  # what orjson refuses and json takes: a lone surrogate escape, NaN
-            chunk = json.loads(data)
-        except ValueError:
-            raise ProviderError(
-                "upstream_malformed", "the upstream sent a chunk that is not JSON"
-            ) from None
-    if not isinstance(chunk, dict):
-        raise ProviderError(
-            "upstream_malformed", "the upstream sent a chunk that is not a JSON object"
-        )
+    chunk = upstream_json(data, "a chunk")
     if "error" in chunk:
         error = (
             chunk["error"] if isinstance(chunk["error"], dict) else {"message": str(chunk["error"])}

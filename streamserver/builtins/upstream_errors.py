@@ -10,8 +10,11 @@ from __future__ import annotations
 import datetime
 import email.utils
 import functools
+import json
 from collections.abc import Mapping
 from typing import Any
+
+import orjson
 
 from ..errors import ProviderError
 
@@ -119,3 +122,23 @@ def incomplete() -> ProviderError:
     return ProviderError(
         "upstream_incomplete", "the upstream closed the stream before it finished", retryable=True
     )
+
+
+def upstream_json(data: str, what: str) -> dict[str, Any]:
+    """One upstream SSE event's data as a JSON object (``what``: "chunk", "event"), or the
+    ``upstream_malformed`` error it is. Once per relayed token: orjson first (~3x faster than
+    json), json for what orjson refuses and json takes (a lone surrogate escape, NaN)."""
+    try:
+        payload = orjson.loads(data)
+    except ValueError:
+        try:
+            payload = json.loads(data)
+        except ValueError:
+            raise ProviderError(
+                "upstream_malformed", f"the upstream sent {what} that is not JSON"
+            ) from None
+    if not isinstance(payload, dict):
+        raise ProviderError(
+            "upstream_malformed", f"the upstream sent {what} that is not a JSON object"
+        )
+    return payload
