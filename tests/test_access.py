@@ -144,10 +144,15 @@ async def test_a_ticket_needs_a_key_and_expires(serve, keys):
     assert "expired" in expired.json()["error"]["message"]
 
 
-async def test_a_websocket_accepts_a_ticket(secured):
+async def ticketed_websocket_url(secured) -> str:
+    """``/ws/stream`` with a fresh ticket for it, taken with alice's key."""
     ticket = (await secured.http.post("/v1/tickets", json={"path": "/ws/stream"},
                                       headers=auth("sk-alice-0123456789"))).json()["ticket"]  # fmt: skip
-    url = secured.base_url.replace("http://", "ws://") + f"/ws/stream?ticket={ticket}"
+    return secured.base_url.replace("http://", "ws://") + f"/ws/stream?ticket={ticket}"
+
+
+async def test_a_websocket_accepts_a_ticket(secured):
+    url = await ticketed_websocket_url(secured)
     async with websockets.connect(url) as socket:
         await socket.send(json.dumps({"prompt": "ws ticket", "model": "echo"}))
         messages = [json.loads(await socket.recv()) for _ in range(4)]
@@ -160,9 +165,7 @@ async def test_a_websocket_accepts_a_ticket(secured):
 
 
 async def test_a_ticket_opens_one_websocket_only(secured):
-    ticket = (await secured.http.post("/v1/tickets", json={"path": "/ws/stream"},
-                                      headers=auth("sk-alice-0123456789"))).json()["ticket"]  # fmt: skip
-    url = secured.base_url.replace("http://", "ws://") + f"/ws/stream?ticket={ticket}"
+    url = await ticketed_websocket_url(secured)
     async with websockets.connect(url) as socket:
         await socket.send(json.dumps({"prompt": "first", "model": "echo"}))
         first = [json.loads(await socket.recv()) for _ in range(3)]
