@@ -193,22 +193,26 @@ def test_disabling_an_unknown_plugin_lists_the_plugins(tmp_path):
 # --- (f) one name, two plugins -----------------------------------------------------------------
 
 
-def test_two_plugins_registering_one_buffer_name_are_both_named(tmp_path):
-    folder = plugin_dir(
-        tmp_path, first_dup=raw_buffer_plugin("twice"), second_dup=raw_buffer_plugin("twice")
-    )
-    message = config_error(server={"plugins_dir": str(folder)})
-    assert "'twice'" in message
-    assert "first_dup" in message
-    assert "second_dup" in message
-
-
-def test_plugin_registering_a_builtin_name_names_the_builtin_too(tmp_path):
-    folder = plugin_dir(tmp_path, my_word=raw_buffer_plugin("word"))
-    message = config_error(server={"plugins_dir": str(folder)})
-    assert "'word'" in message
-    assert "streamserver.builtins.buffers" in message
-    assert "my_word" in message
+@pytest.mark.parametrize(
+    ("files", "named"),
+    [
+        pytest.param(
+            {"first_dup": "twice", "second_dup": "twice"},
+            ["'twice'", "first_dup", "second_dup"],
+            id="two_plugins_registering_one_buffer_name_are_both_named",
+        ),
+        pytest.param(
+            {"my_word": "word"},
+            ["'word'", "streamserver.builtins.buffers", "my_word"],
+            id="a_plugin_registering_a_builtin_name_names_the_builtin_too",
+        ),
+    ],
+)
+def test_a_buffer_name_registered_twice_names_both_plugins(tmp_path, files, named):
+    plugins = {name: raw_buffer_plugin(buffer) for name, buffer in files.items()}
+    message = config_error(server={"plugins_dir": str(plugin_dir(tmp_path, **plugins))})
+    for fragment in named:
+        assert fragment in message
 
 
 def test_one_plugin_name_from_two_sources_names_both_origins(tmp_path):
