@@ -82,28 +82,22 @@ async def scripted_client(serve) -> Client:
     return await serve(base_config(buffers={"word": {"min_words": 2}}, **SCRIPTED))
 
 
+@pytest.mark.parametrize("transport", ["sse", "ws"])
 @pytest.mark.parametrize("buffer", BUFFERS)
 @pytest.mark.parametrize("fmt", FORMATTERS)
 @settings(
     max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(parts=deltas)
-async def test_sse_delivers_exactly_the_provider_text(scripted_client, fmt, buffer, parts):
+async def test_the_client_gets_exactly_the_provider_text(
+    scripted_client, transport, fmt, buffer, parts
+):
     expected = "".join(parts)
-    if fmt == "text":  # the one shape that normalises line ends (documented)
+    if transport == "sse" and fmt == "text":  # the one shape that normalises line ends (documented)
         expected = expected.replace("\r\n", "\n").replace("\r", "\n")
+    read = sse_text if transport == "sse" else ws_text
 
-    assert await sse_text(scripted_client, fmt, buffer, parts) == expected
-
-
-@pytest.mark.parametrize("buffer", BUFFERS)
-@pytest.mark.parametrize("fmt", FORMATTERS)
-@settings(
-    max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
-@given(parts=deltas)
-async def test_websocket_delivers_exactly_the_provider_text(scripted_client, fmt, buffer, parts):
-    assert await ws_text(scripted_client, fmt, buffer, parts) == "".join(parts)
+    assert await read(scripted_client, fmt, buffer, parts) == expected
 
 
 async def test_text_format_keeps_a_crlf_split_across_two_raw_segments_one_line_end(
