@@ -167,30 +167,31 @@ async def test_retained_streams_expire_after_retain_s(serve):
     assert expired.status_code == 404
 
 
+async def refused_resume(client, stream_id: str, **request) -> str:
+    """The error code of a ``GET /v1/streams/{id}`` that must be refused with a 400."""
+    response = await client.http.get(f"/v1/streams/{stream_id}", **request)
+    assert response.status_code == 400
+    return response.json()["error"]["code"]
+
+
 @pytest.mark.parametrize("seq", ["\u00b2", "\u0663", "9" * 5000])
 async def test_a_last_event_id_whose_seq_is_not_ascii_digits_is_refused(serve, seq):
     client = await serve(base_config(**SCRIPTED))
     got = await client.sse("/v1/stream", params={"prompt": script(["a"]), "model": "scripted"})
     stream_id = got.headers["X-Stream-ID"]
 
-    response = await client.http.get(
-        f"/v1/streams/{stream_id}", params={"last_event_id": f"{stream_id}:{seq}"}
-    )
+    code = await refused_resume(client, stream_id, params={"last_event_id": f"{stream_id}:{seq}"})
 
-    assert response.status_code == 400
-    assert response.json()["error"]["code"] == "invalid_last_event_id"
+    assert code == "invalid_last_event_id"
 
 
 async def test_a_last_event_id_past_the_end_of_a_live_stream_is_refused(serve):
     client = await serve(base_config(resume={"grace_s": 5}, **SCRIPTED))
     stream_id = await start_stream(client, ["x"], then="hang")
 
-    response = await client.http.get(
-        f"/v1/streams/{stream_id}", headers={"Last-Event-ID": f"{stream_id}:99"}
-    )
+    code = await refused_resume(client, stream_id, headers={"Last-Event-ID": f"{stream_id}:99"})
 
-    assert response.status_code == 400
-    assert response.json()["error"]["code"] == "invalid_last_event_id"
+    assert code == "invalid_last_event_id"
 
 
 async def test_a_websocket_stream_is_not_resumed_over_sse(serve):
