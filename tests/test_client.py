@@ -7,6 +7,7 @@ import gc
 import signal
 import sys
 import warnings
+from collections.abc import AsyncIterator
 from urllib.parse import urlsplit
 
 import pytest
@@ -95,15 +96,21 @@ async def test_without_grace_a_dropped_stream_cannot_be_resumed(unkept):
     assert failed.value.code == "stream_not_found"
 
 
+async def refusal(events: AsyncIterator[object]) -> StreamFailed:
+    """The ``StreamFailed`` that reading ``events`` raises."""
+    with pytest.raises(StreamFailed) as refused:
+        async for _ in events:
+            pass
+    return refused.value
+
+
 async def test_a_refused_request_raises_with_the_server_error(resumable):
     _, server = resumable
     async with StreamClient(server.base_url) as client:
-        with pytest.raises(StreamFailed) as failed:
-            async for _ in client.stream("x", model="no-such-model"):
-                pass
+        failed = await refusal(client.stream("x", model="no-such-model"))
 
-    assert failed.value.status == 400
-    assert failed.value.code == "unknown_model"
+    assert failed.status == 400
+    assert failed.code == "unknown_model"
 
 
 async def test_a_provider_failure_arrives_as_an_error_event_then_end(resumable):
@@ -165,12 +172,10 @@ async def test_websocket_client_resumes_across_cuts_and_sees_each_token_once(res
 async def test_websocket_client_raises_on_a_refused_prompt_and_yields_a_stream_failure(resumable):
     _, server = resumable
     async with WebSocketStream(server.base_url) as socket:
-        with pytest.raises(StreamFailed) as refused:
-            async for _ in socket.stream("x", model="no-such-model"):
-                pass
+        refused = await refusal(socket.stream("x", model="no-such-model"))
         failed = [m async for m in socket.stream(script(["a"], then="fail"), model="scripted")]
 
-    assert refused.value.code == "unknown_model"
+    assert refused.code == "unknown_model"
     assert [m["type"] for m in failed] == ["start", "token", "error", "done"]
     assert failed[2]["code"] == "upstream_error"
 
