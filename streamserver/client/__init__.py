@@ -9,16 +9,9 @@ and the ``streamserver ask`` command built on them.
                 print(event.content, end="", flush=True)
 """
 
-from .http import (
-    End,
-    Error,
-    Start,
-    StreamClient,
-    StreamFailed,
-    Token,
-    WebSocketStream,
-    stream_sync,
-)
+from .session import StreamFailed
+from .sse import End, Error, Start, StreamClient, Token, stream_sync
+from .ws import WebSocketStream
 
 __all__ = [
     "End",

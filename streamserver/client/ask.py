@@ -13,7 +13,9 @@ import sys
 from dataclasses import asdict
 from typing import Any
 
-from .http import End, Error, StreamClient, StreamFailed, Token, WebSocketStream
+from .session import StreamFailed
+from .sse import End, Error, StreamClient, Token
+from .ws import WebSocketStream
 
 
 async def ask(
