@@ -24,14 +24,21 @@ SEND_TIMEOUT_S = 0.5
 ENDLESS = {"ttft_ms": 0, "tokens_per_second": 0, "answer_tokens": 1_000_000}
 
 
-async def open_stalled_reader(base_url: str, path: str) -> socket.socket:
-    """Send ``GET path`` from a socket with a tiny receive buffer; the caller never reads it."""
+async def connect_with_a_tiny_window(base_url: str) -> socket.socket:
+    """A non-blocking socket connected to the server with a 1 KiB receive buffer (set before the
+    connect, so the window it advertises is tiny)."""
     url = urlsplit(base_url)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1024)  # before connect: a tiny window
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1024)
     sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, (url.hostname, url.port))
+    return sock
+
+
+async def open_stalled_reader(base_url: str, path: str) -> socket.socket:
+    """Send ``GET path`` from a socket with a tiny receive buffer; the caller never reads it."""
+    sock = await connect_with_a_tiny_window(base_url)
     loop = asyncio.get_running_loop()
-    await loop.sock_connect(sock, (url.hostname, url.port))
     await loop.sock_sendall(sock, f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
     return sock
 
@@ -99,12 +106,8 @@ async def test_a_reader_that_stops_reading_is_dropped_after_send_timeout_and_its
 async def open_stalled_websocket(base_url: str, path: str, prompt: dict) -> socket.socket:
     """Open a WebSocket from a socket with a tiny receive buffer, send ``prompt`` as one text frame,
     then read nothing more: not the stream's messages, not the server's pings."""
-    url = urlsplit(base_url)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1024)  # before connect: a tiny window
-    sock.setblocking(False)
+    sock = await connect_with_a_tiny_window(base_url)
     loop = asyncio.get_running_loop()
-    await loop.sock_connect(sock, (url.hostname, url.port))
     key = base64.b64encode(os.urandom(16)).decode()
     await loop.sock_sendall(
         sock,
