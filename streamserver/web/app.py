@@ -19,7 +19,15 @@ from ..hookspecs import RouteHandler
 from ..service import StreamService
 from ..transports.connections import OpenConnections
 from . import admin, chat, openai_api, sockets, streams
-from .guard import ErrorShape, add_cors_headers, guarded, json_http_errors, openai_error, preflight
+from .guard import (
+    ErrorShape,
+    add_cors_headers,
+    contract_error,
+    guarded,
+    json_http_errors,
+    openai_error,
+    preflight,
+)
 from .keys import CONFIG, CONNECTIONS, PLUGIN_ROUTES, SERVICE, Handler
 
 ConfigSource = str | os.PathLike[str] | Mapping[str, Any] | Config
@@ -55,14 +63,13 @@ def setup(app: web.Application, config: ConfigSource) -> Config:
         path: str,
         handler: Handler,
         *,
-        shape: ErrorShape | None = None,
+        shape: ErrorShape = contract_error,
         starts_streams: bool = False,
         guard: bool = True,
     ) -> None:
         # ``guard = False``: the handler admits and refuses itself (the SSE stream handler).
         if guard:
-            extra = {"shape": shape} if shape is not None else {}
-            handler = guarded(path, handler, starts_streams=starts_streams, **extra)
+            handler = guarded(path, handler, shape=shape, starts_streams=starts_streams)
         app.router.add_route(method, path, handler)
         methods.setdefault(path, set()).add(method)
 
