@@ -215,6 +215,11 @@ class StreamLog:
         """How many readers are attached."""
         return len(self._readers)
 
+    @property
+    def delivered(self) -> int:
+        """The furthest ``Reader.delivered`` of the attached readers (0 with none)."""
+        return max((reader.delivered for reader in self._readers), default=0)
+
     def _update_floor(self) -> None:
         # With no reader the floor stays where the last one left it: the producer runs on up to
         # high_water events for a reader that may come back (resume), then waits.
@@ -365,10 +370,14 @@ _READY = _Ready()
 class Reader:
     """One transport's position in a log, and while it waits, its wake-up and optional tap."""
 
-    __slots__ = ("pos", "tap", "waiter")
+    __slots__ = ("delivered", "pos", "tap", "waiter")
 
     def __init__(self, pos: int) -> None:
         self.pos = pos
+        self.delivered = pos
+        """The position before which its transport has written every event to the client (the
+        client has what came before a resume point); transports that track it raise it once a
+        write has happened."""
         self.waiter: asyncio.Future[None] | None = None
         self.tap: Tap | None = None
 

@@ -13,7 +13,6 @@ Each ``Segment`` carries its ``index`` and the ``model``; the last one also carr
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncGenerator, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -26,9 +25,10 @@ from .service import StreamService
 from .settings import RouteSettings
 
 _ROUTE = RouteSettings(
-    transport="ws", formatter="production", allow=("model", "provider", "max_tokens", "buffer")
+    transport="ws", formatter="text", allow=("model", "provider", "max_tokens", "buffer")
 )
-"""The in-process "route": production messages (WebSocket form), every choice open to the caller."""
+"""The in-process "route": every choice open to the caller. Segments come from the stream's
+record, so its formatter only fills a log nobody parses: the plainest one does."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,34 +69,38 @@ class Generation:
         if self._prompt is not None:
             fields["prompt"] = self._prompt
         stream = service.start(
-            "(in-process)", _ROUTE, parse_stream_params(fields, _ROUTE, config), "json"
+            "(in-process)",
+            _ROUTE,
+            parse_stream_params(fields, _ROUTE, config),
+            "json",
+            keep_record=True,
         )
+        record = stream.record
+        assert record is not None
+        log = stream.log
+        model = stream.info.model if stream.info is not None else ""
         reader = stream.attach(0)
-        model = ""
         held: Segment | None = None  # one segment is held back so the last can carry finish_reason
-        pos = 0
+        taken = 0
         try:
             while True:
-                await stream.log.wait(pos)
-                items = stream.log.read(pos)
-                pos += len(items)
-                stream.log.advance(reader, pos)
-                for item in items:
-                    message = json.loads(item)
-                    kind = message.get("type")
-                    if kind == "stream_start":
-                        model = message["model"]
-                    elif kind == "token":
-                        if held is not None:
-                            yield held
-                        held = Segment(message["content"], message["index"], model)
-                        self._parts.append(held.text)
-                    elif kind == "error":
-                        raise ProviderError(message["code"], message["error"])
-                    elif kind == "stream_end":
-                        if held is not None:
-                            yield Segment(held.text, held.index, model, message["finish_reason"])
-                        return
+                await log.wait(reader.pos)
+                log.advance(reader, log.end)  # read: the producer may go on
+                texts = record.texts
+                while taken < len(texts):
+                    if held is not None:
+                        yield held
+                    held = Segment(texts[taken], taken, model)
+                    self._parts.append(held.text)
+                    taken += 1
+                if log.closed and taken == len(record.texts):
+                    summary = record.summary
+                    if summary is not None and summary.error is not None:
+                        raise ProviderError(summary.error.code, summary.error.message)
+                    if held is not None:
+                        reason = summary.finish_reason if summary is not None else "cancelled"
+                        yield Segment(held.text, held.index, model, reason)
+                    return
         finally:
             stream.detach(reader)
             if stream.task is not None and not stream.task.done():

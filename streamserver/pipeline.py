@@ -83,6 +83,7 @@ class StreamRun:
         "_format",
         "_iterator",
         "_log",
+        "_record",
         "_segments",
         "_started",
         "_timer",
@@ -114,6 +115,7 @@ class StreamRun:
         self._format = plan.formatter.segment
         self._encode = plan.encoder.segment
         self._log = stream.log
+        self._record = stream.record
 
     async def run(self) -> None:
         """Generate, then close the log with the formatter's end or error events."""
@@ -305,8 +307,10 @@ class StreamRun:
     def _emit(self, text: str) -> None:
         data = self._format(text, self._tokens)
         self._characters += len(text)
+        log_ = self._log
+        if self._record is not None:  # the one branch a stream without a record pays
+            self._record.add(log_.end, text)
         if data is not None:
-            log_ = self._log
             log_.append(self._encode(log_.end, data))
             self._segments += 1
 
@@ -387,6 +391,8 @@ class StreamRun:
 
     def _close(self, summary: StreamEnd) -> None:
         self.stream.summary = summary
+        if self._record is not None:
+            self._record.summary = summary
         self.stream.log.close()
         self.sinks.stream_finished(self.plan.info, summary)
 

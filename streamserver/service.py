@@ -20,6 +20,7 @@ from .encoding import encoder_for
 from .errors import ConfigError, StreamRejected
 from .event_log import StreamLog
 from .pipeline import Epilogue, StreamPlan, StreamRun
+from .record import StreamRecord
 from .request_input import StreamParams
 from .settings import RouteSettings
 from .sink_fanout import SinkFanout
@@ -149,6 +150,7 @@ class StreamService:
         key_id: str = "",
         formatter_options: Mapping[str, Any] | None = None,
         epilogue: Epilogue | None = None,
+        keep_record: bool = False,
     ) -> Stream:
         """Accept a checked request: build its pipeline and start generating.
 
@@ -157,8 +159,8 @@ class StreamService:
 
         ``formatter_options`` overrides the formatter's configured options for this stream (those
         its options class has), e.g. ``include_usage`` from an OpenAI request. ``epilogue`` runs
-        once generation has ended and adds the stream's last events; with one, the stream records
-        what its transports sent (``Stream.sent``) for it to read.
+        once generation has ended and adds the stream's last events. ``keep_record`` gives the stream
+        a ``StreamRecord`` (``Stream.record``): what it said, for a consumer that reads it back.
         """
         self.refuse_if_draining()
         self.access.check_concurrency(self.streams.active, self.streams.active_for(key_id))
@@ -208,8 +210,8 @@ class StreamService:
             form=form,
         )
         stream.info = info
-        if epilogue is not None:
-            stream.sent = []
+        if keep_record:
+            stream.record = StreamRecord()
         stream.headers.update(getattr(formatter, "headers", {}))  # optional: Formatter.headers
         run = StreamRun(stream, plan, self.sinks)
         self.streams.add(

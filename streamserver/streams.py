@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Literal, TypeAlias
 
 from .event_log import Reader, StreamLog
+from .record import StreamRecord
 from .types import MessageForm, StreamEnd, StreamStart
 
 CancelReason: TypeAlias = Literal["cancelled", "client_gone", "shutdown", "limit", "upstream_idle"]
@@ -19,6 +20,7 @@ class Stream:
     """One generation and its event log, addressable by id while live and for ``retain_s`` after."""
 
     __slots__ = (
+        "_delivered",
         "_grace_timer",
         "_registry",
         "cancel_reason",
@@ -30,8 +32,8 @@ class Stream:
         "info",
         "key_id",
         "log",
+        "record",
         "route",
-        "sent",
         "summary",
         "task",
     )
@@ -60,10 +62,10 @@ class Stream:
         self.cancel_reason: CancelReason | None = None
         self.headers: dict[str, str] = {}
         """Extra response headers the formatter asks for (e.g. the AI SDK's protocol header)."""
-        self.sent: list[bytes | str] | None = None
-        """When a route needs to know what reached the client (the chat route stores the reply as
-        delivered), a list the transports extend with each event they have written, in order, once
-        per position however many readers there are."""
+        self.record: StreamRecord | None = None
+        """What the stream said (``record.py``), when a consumer asked for it; else None."""
+        self._delivered = 0
+        """The furthest a reader that has left wrote (see ``delivered``)."""
         self.ending = False
         """Set while the stream's epilogue runs: the generation is over, a cancel is a no-op."""
         self._grace_timer: asyncio.TimerHandle | None = None
@@ -73,6 +75,12 @@ class Stream:
     def finished(self) -> bool:
         """True once the generation has ended and its last event is in the log."""
         return self.log.closed
+
+    @property
+    def delivered(self) -> int:
+        """The log position every event before which some reader wrote to its client: the
+        furthest of each reader's ``delivered``, those that have left included."""
+        return max(self._delivered, self.log.delivered)
 
     def attach(self, pos: int) -> Reader:
         """A transport starts reading at ``pos``; a pending grace-period cancel is called off."""
@@ -84,6 +92,8 @@ class Stream:
     def detach(self, reader: Reader) -> None:
         """A transport stopped reading. With no reader left, the generation is cancelled now
         (``grace_s == 0``) or after ``grace_s`` unless a reader resumes it first."""
+        if reader.delivered > self._delivered:
+            self._delivered = reader.delivered
         if not self.log.detach(reader) or self.log.readers or self.finished:
             return
         if self.grace_s <= 0:

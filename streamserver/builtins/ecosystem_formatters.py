@@ -26,6 +26,11 @@ _DONE_WS = Event(None, '{"type": "done"}')
 _DONE_SSE = Event(None, "[DONE]")
 
 
+def openai_finish_reason(reason: str) -> str:
+    """A stream's finish reason as OpenAI names one (``stop`` for what it has no name for)."""
+    return reason if reason in ("stop", "length", "content_filter") else "stop"
+
+
 @dataclass(frozen=True, slots=True)
 class OpenAIOptions:
     """``[formatters.openai]`` options."""
@@ -73,12 +78,7 @@ class OpenAIFormatter:
 
     def end(self, summary: StreamEnd) -> Sequence[Event]:
         """The finish chunk, the usage chunk if asked, then ``[DONE]``."""
-        reason = (
-            summary.finish_reason
-            if summary.finish_reason in ("stop", "length", "content_filter")
-            else "stop"
-        )
-        events = [Event(None, self.chunk({}, reason))]
+        events = [Event(None, self.chunk({}, openai_finish_reason(summary.finish_reason)))]
         if self.include_usage and summary.usage is not None:
             usage = summary.usage
             head = self.head.removesuffix('"choices": [{"index": 0, "delta": ')

@@ -329,7 +329,7 @@ class _Tap(Batch):
     message; declined when the socket is backed up or closing, or a whole batch is collected (the
     reader then goes through aiohttp's writer, with flow control, and the producer can be held)."""
 
-    __slots__ = ("_taken", "reader", "sent", "transport", "ws")
+    __slots__ = ("_upto", "reader", "transport", "ws")
 
     def __init__(
         self,
@@ -337,40 +337,32 @@ class _Tap(Batch):
         transport: asyncio.Transport,
         batcher: Writers,
         reader: Reader,
-        sent: list[bytes | str] | None,
     ) -> None:
         super().__init__(batcher)
         self.ws = ws
         self.transport = transport
         self.reader = reader
-        self.sent = sent
-        self._taken: list[tuple[int, bytes | str]] = []
-        """Position and message of each collected one, for ``sent`` once it is written."""
+        self._upto = 0
+        """The position after the last collected message: ``reader.delivered`` once written."""
 
     def tap(self, item: bytes | str) -> bool:
         """Take one new message (``reader.pos`` is its position), or decline it."""
         if self.full or not _writable_now(self.ws, self.transport):
             return False
         self.collect(_text_frames((item,)))  # framed here: a bad item fails in the producer
-        if self.sent is not None:
-            self._taken.append((self.reader.pos, item))
+        self._upto = self.reader.pos + 1
         return True
 
     def flush(self) -> None:
-        """Write the collected frames at once, and record them as sent."""
-        frames, taken = self.take(), self._taken
-        self._taken = []
+        """Write the collected frames at once; the reader has delivered them."""
+        frames = self.take()
         ws = self.ws
         # A close frame may have gone out since the tap (the peer's close answered, a policy
         # close): nothing may follow it, and what is dropped here never reached the client.
         if ws.closed or ws.close_code is not None or self.transport.is_closing():
             return
         self.transport.write(frames)
-        sent = self.sent
-        if sent is not None:
-            for pos, item in taken:
-                if len(sent) == pos:
-                    sent.append(item)
+        self.reader.delivered = self._upto
 
 
 async def _pump(
@@ -387,12 +379,8 @@ async def _pump(
     ws, transport, send_timeout_s = socket.ws, socket.transport, socket.send_timeout_s
     loop = asyncio.get_running_loop()
     log = stream.log
-    sent = stream.sent
     pos = reader.pos
-    if sent is not None and len(sent) < pos and log.available(len(sent)):
-        # The client has more than any socket recorded writing (one was cut mid-write).
-        sent.extend(log.read(len(sent))[: pos - len(sent)])
-    tap = _Tap(ws, transport, batcher, reader, sent).tap if transport is not None else None
+    tap = _Tap(ws, transport, batcher, reader).tap if transport is not None else None
     try:
         while True:
             if pos >= log.end:
@@ -411,9 +399,8 @@ async def _pump(
                 frames = _text_frames(items)
                 if len(frames) <= BATCH_BYTES:  # into an empty buffer: bounded
                     transport.write(frames)
-                    if sent is not None and pos <= len(sent) < pos + len(items):
-                        sent.extend(items[len(sent) - pos :])
                     pos += len(items)
+                    reader.delivered = pos
                     log.advance(reader, pos)
                     continue
             socket.write_deadline = deadline = loop.time() + send_timeout_s
@@ -423,9 +410,8 @@ async def _pump(
                     # goes as the JSON escape it came from; strict UTF-8 would kill the socket.
                     data = item.encode("utf-8", "backslashreplace")  # type: ignore[union-attr]
                     await ws.send_frame(data, WSMsgType.TEXT)
-                    if sent is not None and len(sent) == pos:
-                        sent.append(item)
                     pos += 1
+                    reader.delivered = pos
             socket.write_deadline = None
             log.advance(reader, pos)
     except TimeoutError:

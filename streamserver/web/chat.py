@@ -92,12 +92,11 @@ def socket_handler(path: str, route: RouteSettings) -> Handler:
                     with contextlib.suppress(TimeoutError):
                         async with asyncio.timeout(_DRAIN_WAIT_S):
                             await stream.log.drained()
-                await asyncio.sleep(0)  # a tap's pending write (and its record) goes first
-                items = list(stream.sent or ())
-                stream.sent = None  # read once; the log keeps what a resume needs
-                if summary.outcome == "completed" and stream.log.available(len(items)):
-                    items += stream.log.read(len(items))
-                text = "".join(_token_text(item) for item in items)  # type: ignore[arg-type]
+                await asyncio.sleep(0)  # a tap's pending write (and its delivery) goes first
+                record = stream.record
+                assert record is not None  # started with keep_record
+                whole = summary.outcome == "completed"
+                text = record.text() if whole else record.text(below=stream.delivered)
                 reply = StoredMessage(
                     "assistant", text, _STATUS.get(summary.outcome, "failed"), time.time()
                 )
@@ -114,7 +113,13 @@ def socket_handler(path: str, route: RouteSettings) -> Handler:
                 return [Event(None, json.dumps(done))]
 
             stream = service.start(
-                path, route, params, "json", key_id=identity, epilogue=store_reply
+                path,
+                route,
+                params,
+                "json",
+                key_id=identity,
+                epilogue=store_reply,
+                keep_record=True,
             )
             try:
                 user_count = await _stored(store.append(conversation_id, owner, [user]))
@@ -177,11 +182,6 @@ def _owned(conversation: Conversation | None, owner: str | None) -> Conversation
     if conversation is not None and conversation.owner != owner:
         raise StreamRejected(404, "conversation_not_found", "no conversation has that id")
     return conversation
-
-
-def _token_text(item: str) -> str:
-    message = json.loads(item)
-    return message.get("content", "") if message.get("type") == "token" else ""
 
 
 def history_handlers() -> tuple[Handler, Handler]:

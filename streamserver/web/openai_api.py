@@ -9,13 +9,13 @@ stream of ``chat.completion.chunk`` objects (the route's buffer applied, the usa
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
 
+from ..builtins.ecosystem_formatters import openai_finish_reason
 from ..errors import StreamRejected
 from ..request_input import StreamParams, parse_stream_params
 from ..service import StreamService
@@ -50,6 +50,7 @@ def chat_completions_handler(path: str, route: RouteSettings) -> Handler:
             params,
             "sse" if stream_mode else "json",
             formatter_options={"include_usage": include_usage},
+            keep_record=not stream_mode,
         )
         if stream_mode:
             return await sse.send_stream(request, stream, 0, request.app[CONNECTIONS].writers)
@@ -100,47 +101,35 @@ def _params(
 
 
 async def _complete(stream: Stream) -> web.Response:
-    """Wait for the stream and assemble one ``chat.completion`` from its chunk messages."""
+    """Wait for the stream and assemble one ``chat.completion`` from its record."""
     log = stream.log
-    pos = 0
-    text: list[str] = []
-    head: dict[str, Any] = {}
-    finish, usage = "stop", None
     reader = stream.attach(0)
     try:
-        while True:
-            await log.wait(pos)
-            items = log.read(pos)
-            pos += len(items)
-            log.advance(reader, pos)
-            for item in items:
-                message = json.loads(item)
-                if message.get("object") == "chat.completion.chunk":
-                    head = head or message
-                    for choice in message["choices"]:
-                        text.append(choice["delta"].get("content") or "")
-                        finish = choice["finish_reason"] or finish
-                    usage = message.get("usage") or usage
-            if log.closed and pos >= log.end:
-                break
+        while not log.closed:
+            await log.wait(reader.pos)
+            log.advance(reader, log.end)  # nothing is sent before the end: the record has it
     finally:
         stream.detach(reader)
-    summary = stream.summary
+    record, info = stream.record, stream.info
+    assert record is not None and info is not None  # started with keep_record
+    summary = record.summary
     if summary is not None and summary.error is not None:
         return openai_error(_rejection(summary.error))  # a failed stream, not a refused request
-    if usage is None and summary is not None and summary.usage is not None:
+    usage = None
+    if summary is not None and summary.usage is not None:
         usage = {
             "prompt_tokens": summary.usage.prompt_tokens,
             "completion_tokens": summary.usage.completion_tokens,
             "total_tokens": summary.usage.prompt_tokens + summary.usage.completion_tokens,
         }
+    finish = openai_finish_reason(summary.finish_reason if summary is not None else "stop")
     return web.json_response({
-        "id": head.get("id"),
+        "id": "chatcmpl-" + stream.id,
         "object": "chat.completion",
-        "created": head.get("created"),
-        "model": head.get("model"),
+        "created": int(info.created),
+        "model": info.model,
         "system_fingerprint": None,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": "".join(text), "refusal": None},
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": record.text(), "refusal": None},
                      "logprobs": None, "finish_reason": finish}],
         "usage": usage,
     })  # fmt: skip
