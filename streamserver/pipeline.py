@@ -3,6 +3,12 @@
 ``StreamRun.run`` is the generation task a ``Stream`` owns. Everything per stream is resolved
 before the first token; the per-token loop is a type check, a buffer push, and for each ready
 segment one formatter call, one encode and one append. Metrics sinks see lifecycle calls only.
+
+Structured parts take the other branch of that type check: reasoning goes through a buffer of its
+own (the same strategy, a second instance made when the first reasoning arrives), tool-call
+pieces straight to the formatter, never buffered. Only one kind of content is open at a time: a
+change of kind flushes the buffer of the kind that ended first, so the client gets every part in
+the order the provider produced it, and the formatter hears of the change (``boundary``).
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from .encoding import Encoder
 from .errors import ProviderError
 from .sink_fanout import SinkFanout
 from .streams import Stream
+from .tokens import tokenize
 from .types import (
     Buffer,
     Delta,
@@ -28,10 +35,14 @@ from .types import (
     Formatter,
     GenerationRequest,
     Outcome,
+    PartKind,
     Provider,
+    Reasoning,
     StreamEnd,
     StreamFailure,
     StreamStart,
+    ToolCall,
+    ToolCallDelta,
     Usage,
 )
 
@@ -52,6 +63,8 @@ class StreamPlan:
     provider: Provider
     request: GenerationRequest
     buffer: Buffer
+    new_buffer: Callable[[], Buffer]
+    """Another instance of the stream's buffer strategy: the reasoning's, made when it starts."""
     max_delay_s: float
     max_chars: int
     formatter: Formatter
@@ -77,17 +90,25 @@ class StreamRun:
     """Runs one stream's generation into its log; ``run()`` is the stream's task."""
 
     __slots__ = (
+        "_boundary",
+        "_buffer",
+        "_calls",
         "_characters",
         "_encode",
         "_ended_with",
         "_format",
         "_iterator",
+        "_kind",
         "_log",
+        "_out",
+        "_reasoning_buffer",
+        "_reasoning_tokens",
         "_record",
         "_segments",
         "_started",
         "_timer",
         "_tokens",
+        "_tool_calls",
         "_ttft",
         "_waiting",
         "_watch",
@@ -116,6 +137,16 @@ class StreamRun:
         self._encode = plan.encoder.segment
         self._log = stream.log
         self._record = stream.record
+        # Structured parts: the kind of content open now, the buffer holding it (the timer and
+        # the size cap release that one) and where its segments go.
+        self._kind: PartKind | None = None
+        self._buffer = plan.buffer
+        self._out: Callable[[str], None] = self._emit
+        self._boundary = getattr(plan.formatter, "boundary", None)  # optional: Formatter.boundary
+        self._reasoning_buffer: Buffer | None = None
+        self._reasoning_tokens = 0
+        self._calls: dict[int, _OpenCall] | None = None
+        self._tool_calls: tuple[ToolCall, ...] = ()
 
     async def run(self) -> None:
         """Generate, then close the log with the formatter's end or error events."""
@@ -237,7 +268,7 @@ class StreamRun:
             try:
                 async for delta in iterator:
                     yield delta
-                    if type(delta) is str and delta:
+                    if _is_content(delta):
                         return  # the rest is read from the iterator itself (_generate)
                 self._iterator = None  # ended without text: nothing more to read
                 return
@@ -265,36 +296,44 @@ class StreamRun:
         # A buffer that holds nothing back (``raw``) is skipped: each delta is its own segment.
         passthrough = getattr(buffer, "passthrough", False)  # optional: Buffer.passthrough
         high_water = log_.high_water
+        in_text = self._kind == "text"
         # Hot loop. Shaped for speed: locals only, no per-token hook, no allocation beyond
         # what the buffer, formatter and encoder need.
         async for delta in deltas:
-            if type(delta) is not str:
-                if isinstance(delta, Finish):
-                    self._ended_with = delta
-                continue
-            if not delta:
-                continue
-            if not tokens:
-                self._ttft = time.monotonic() - self._started
-                self.sinks.first_token(plan.info, self._ttft)
-            tokens += 1
-            self._tokens = tokens
-            if passthrough:
-                emit(delta)
+            if type(delta) is str:
+                if not delta:
+                    continue
+                if not in_text:  # the first text, or text again after another part
+                    self._switch("text")
+                    in_text = True
+                if not tokens:
+                    self._first_token()
+                tokens += 1
+                self._tokens = tokens
+                if passthrough:
+                    emit(delta)
+                else:
+                    for text in push(delta):
+                        emit(text)
+                    held = buffer.held
+                    if held:
+                        if max_chars and held >= max_chars:
+                            self._release_over_cap()
+                        elif self._timer is None and plan.max_delay_s:
+                            self._timer = asyncio.get_running_loop().call_later(
+                                plan.max_delay_s, self._release_on_timer
+                            )
+                    elif self._timer is not None:
+                        self._timer.cancel()
+                        self._timer = None
             else:
-                for text in push(delta):
-                    emit(text)
-                held = buffer.held
-                if held:
-                    if max_chars and held >= max_chars:
-                        self._release_over_cap()
-                    elif self._timer is None and plan.max_delay_s:
-                        self._timer = asyncio.get_running_loop().call_later(
-                            plan.max_delay_s, self._release_on_timer
-                        )
-                elif self._timer is not None:
-                    self._timer.cancel()
-                    self._timer = None
+                if not self._part(delta, passthrough):  # a Finish, or an empty part
+                    continue
+                in_text = False
+                if not tokens:
+                    self._first_token()
+                tokens += 1
+                self._tokens = tokens
             if tokens >= max_tokens:
                 self._ended_with = Finish("length", plan.request.model)
                 return False
@@ -303,6 +342,107 @@ class StreamRun:
                 await log_.writable()
                 self._waiting = False
         return True
+
+    def _first_token(self) -> None:
+        self._ttft = time.monotonic() - self._started
+        self.sinks.first_token(self.plan.info, self._ttft)
+
+    def _part(self, delta: Delta, passthrough: bool) -> bool:
+        """One structured delta; False for one that carries no content (a ``Finish``)."""
+        kind = type(delta)
+        if kind is Reasoning:
+            assert isinstance(delta, Reasoning)
+            if not delta.text:
+                return False
+            if self._kind != "reasoning":
+                self._switch("reasoning")
+            self._reasoning_tokens += 1
+            if passthrough:
+                self._emit_reasoning(delta.text)
+                return True
+            buffer = self._buffer
+            for text in buffer.push(delta.text):
+                self._emit_reasoning(text)
+            self._hold(buffer)
+            return True
+        if kind is ToolCallDelta:
+            assert isinstance(delta, ToolCallDelta)
+            if self._kind != "tool_call":
+                self._switch("tool_call")
+            self._tool_call(delta)
+            return True
+        if isinstance(delta, Finish):
+            self._ended_with = delta
+        return False
+
+    def _switch(self, kind: PartKind) -> None:
+        """Close the kind of content open now (its buffer flushed) and open ``kind``."""
+        self._flush()
+        ended = self._kind
+        self._kind = kind
+        if kind == "reasoning":
+            if self._reasoning_buffer is None:
+                self._reasoning_buffer = self.plan.new_buffer()
+            self._buffer, self._out = self._reasoning_buffer, self._emit_reasoning
+        else:
+            self._buffer, self._out = self.plan.buffer, self._emit
+        if self._boundary is not None:
+            self._emit_events(self._boundary(ended, kind))
+
+    def _hold(self, buffer: Buffer) -> None:
+        """After a push: the size cap, or the flush timer for the text the buffer still holds."""
+        held = buffer.held
+        if held:
+            if self.plan.max_chars and held >= self.plan.max_chars:
+                self._release_over_cap()
+            elif self._timer is None and self.plan.max_delay_s:
+                self._timer = asyncio.get_running_loop().call_later(
+                    self.plan.max_delay_s, self._release_on_timer
+                )
+        elif self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _tool_call(self, delta: ToolCallDelta) -> None:
+        calls = self._calls
+        if calls is None:
+            calls = self._calls = {}
+        call = calls.get(delta.index)
+        formatter = self.plan.formatter
+        if call is None:
+            call_id = delta.id or f"call_{self.stream.id}_{delta.index}"
+            call = calls[delta.index] = _OpenCall(call_id, delta.name or "")
+            start = getattr(formatter, "tool_call_start", None)  # optional
+            if start is not None:
+                self._emit_events(start(delta.index, call_id, call.name))
+        elif delta.name:
+            call.name += delta.name  # a name streamed in pieces (rare): the whole call has it all
+        if delta.arguments:
+            call.arguments.append(delta.arguments)
+            fragment = getattr(formatter, "tool_call_arguments", None)  # optional
+            if fragment is not None:
+                self._emit_events(fragment(delta.index, delta.arguments))
+
+    def _end_calls(self) -> None:
+        """Every call is whole once generation ends: hand each on, in index order."""
+        assert self._calls is not None
+        end = getattr(self.plan.formatter, "tool_call_end", None)  # optional
+        calls = []
+        for index, open_call in sorted(self._calls.items()):
+            call = ToolCall(open_call.id, open_call.name, "".join(open_call.arguments), index)
+            calls.append(call)
+            if end is not None:
+                self._emit_events(end(call))
+            if self._record is not None:
+                self._record.add_call(self._log.end, call)
+        self._tool_calls = tuple(calls)
+
+    def _emit_reasoning(self, text: str) -> None:
+        if self._record is not None:
+            self._record.reasoning.append(text)
+        reasoning = getattr(self.plan.formatter, "reasoning", None)  # optional
+        if reasoning is not None:
+            self._emit_events(reasoning(text))
 
     def _emit(self, text: str) -> None:
         data = self._format(text, self._tokens)
@@ -322,10 +462,10 @@ class StreamRun:
         is not cut there unless the pause outlasts that.
         """
         self._timer = None
-        buffer = self.plan.buffer
+        buffer = self._buffer
         text = self._release()
         if text:
-            self._emit(text)
+            self._out(text)
         if buffer.held:
             self._timer = asyncio.get_running_loop().call_later(
                 self.plan.max_delay_s, self._release_on_timer
@@ -335,22 +475,24 @@ class StreamRun:
         """The size cap: release up to a boundary too, and everything if that is not enough."""
         text = self._release()
         if text:
-            self._emit(text)
-        if self.plan.buffer.held >= self.plan.max_chars:
+            self._out(text)
+        if self._buffer.held >= self.plan.max_chars:
             self._flush()
 
     def _release(self) -> str:
-        release = getattr(self.plan.buffer, "release", None)  # optional: Buffer.release
-        return release() if release is not None else self.plan.buffer.flush()
+        release = getattr(self._buffer, "release", None)  # optional: Buffer.release
+        return release() if release is not None else self._buffer.flush()
 
     def _flush(self) -> None:
-        """Emit whatever the buffer holds (the end of the stream, or a cap release not enough)."""
+        """Emit whatever the open kind's buffer holds (its end, or a cap release not enough)."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        text = self.plan.buffer.flush()
+        if self._kind is None or self._kind == "tool_call":
+            return
+        text = self._buffer.flush()
         if text:
-            self._emit(text)
+            self._out(text)
 
     def _emit_events(self, events: Iterable[Event]) -> None:
         log_ = self.stream.log
@@ -362,6 +504,10 @@ class StreamRun:
         """Flush, then log the formatter's end (or error) events; the summary of the stream."""
         # The final flush happens on every outcome: text the provider produced is never dropped.
         self._flush()
+        if self._calls:
+            self._end_calls()
+        if self._kind is not None and self._boundary is not None:
+            self._emit_events(self._boundary(self._kind, None))
         plan = self.plan
         ended = self._ended_with or Finish("stop", plan.request.model)
         if outcome == "cancelled" or outcome == "client_gone":
@@ -380,8 +526,10 @@ class StreamRun:
             characters=self._characters,
             duration_s=time.monotonic() - self._started,
             ttft_s=self._ttft,
-            usage=ended.usage or Usage(0, self._tokens),
+            usage=ended.usage or self._estimated_usage(),
             error=failure,
+            tool_calls=self._tool_calls,
+            reasoning_tokens=self._reasoning_tokens,
         )
         if failure is None:
             self._emit_events(plan.formatter.end(summary))
@@ -389,12 +537,39 @@ class StreamRun:
             self._emit_events(plan.formatter.error(failure, summary))
         return summary
 
+    def _estimated_usage(self) -> Usage:
+        """The usage of a stream whose provider reported none (or was cancelled before it did):
+        the prompt's token-sized pieces and the deltas produced, marked as an estimate."""
+        prompt = sum(len(tokenize(m.text)) for m in self.plan.request.messages)
+        return Usage(prompt, self._tokens, estimated=True)
+
     def _close(self, summary: StreamEnd) -> None:
         self.stream.summary = summary
         if self._record is not None:
             self._record.summary = summary
         self.stream.log.close()
         self.sinks.stream_finished(self.plan.info, summary)
+
+
+class _OpenCall:
+    """A tool call while its pieces arrive."""
+
+    __slots__ = ("arguments", "id", "name")
+
+    def __init__(self, call_id: str, name: str) -> None:
+        self.id = call_id
+        self.name = name
+        self.arguments: list[str] = []
+
+
+def _is_content(delta: Delta) -> bool:
+    """Whether a delta is content the client sees (after it, a failure cannot be retried)."""
+    kind = type(delta)
+    if kind is str:
+        return bool(delta)
+    if kind is Reasoning:
+        return bool(delta.text)  # type: ignore[union-attr]
+    return kind is ToolCallDelta
 
 
 MAX_RETRY_WAIT_S = 60.0

@@ -1,23 +1,24 @@
 """What a stream said, kept beside its event log.
 
-A ``StreamRecord`` holds each segment's text with the log position of its token event, and the
-stream's ``StreamEnd`` once it ends. The consumers that need the words (the chat route's stored
-reply, in-process generation, non-streamed completions) read the record, never a formatter's wire
-output, so they work whatever formatter the stream has. A stream keeps one only when a consumer
-asks (``StreamService.start(keep_record=True)``): text-only streams nobody reads back pay nothing.
+A ``StreamRecord`` holds each text segment with the log position of its token event, the
+reasoning, each tool call whole with the position of its end, and the stream's ``StreamEnd`` once
+it ends. The consumers that need the content (the chat route's stored reply, in-process
+generation, non-streamed completions) read the record, never a formatter's wire output, so they
+work whatever formatter the stream has. A stream keeps one only when a consumer asks
+(``StreamService.start(keep_record=True)``): streams nobody reads back pay nothing.
 """
 
 from __future__ import annotations
 
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 
-from .types import StreamEnd
+from .types import StreamEnd, ToolCall
 
 
 class StreamRecord:
-    """The segments a stream emitted, in order, as two parallel lists, and its summary."""
+    """The segments a stream emitted, in order, as parallel lists, and its summary."""
 
-    __slots__ = ("positions", "summary", "texts")
+    __slots__ = ("call_positions", "positions", "reasoning", "summary", "texts", "tool_calls")
 
     def __init__(self) -> None:
         self.positions: list[int] = []
@@ -25,6 +26,12 @@ class StreamRecord:
         formatter sent nothing for: it reaches a client no sooner than that one)."""
         self.texts: list[str] = []
         """Each segment's text, as the buffer released it."""
+        self.reasoning: list[str] = []
+        """Each reasoning segment, in order."""
+        self.tool_calls: list[ToolCall] = []
+        """The whole tool calls, in index order (complete once generation has ended)."""
+        self.call_positions: list[int] = []
+        """The log position after each call's last event (what a reader needs to have it all)."""
         self.summary: StreamEnd | None = None
         """The stream's summary (finish reason, usage, model, error), set as its log closes."""
 
@@ -33,8 +40,19 @@ class StreamRecord:
         self.positions.append(position)
         self.texts.append(text)
 
+    def add_call(self, position: int, call: ToolCall) -> None:
+        """Record a whole tool call whose last event ends before ``position``."""
+        self.call_positions.append(position)
+        self.tool_calls.append(call)
+
     def text(self, below: int | None = None) -> str:
         """Everything said, or only what the events before log position ``below`` carried."""
         if below is None:
             return "".join(self.texts)
         return "".join(self.texts[: bisect_left(self.positions, below)])
+
+    def calls(self, below: int | None = None) -> tuple[ToolCall, ...]:
+        """The whole tool calls, or only those a reader that got the events before ``below`` has."""
+        if below is None:
+            return tuple(self.tool_calls)
+        return tuple(self.tool_calls[: bisect_right(self.call_positions, below)])

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -185,6 +186,7 @@ class StreamService:
             provider=provider,
             request=GenerationRequest(params.messages, model, max_tokens),
             buffer=buffer_part.registration.factory(buffer_part.options),
+            new_buffer=functools.partial(buffer_part.registration.factory, buffer_part.options),
             max_delay_s=buffer_part.timing.max_delay_ms / 1000,
             max_chars=buffer_part.timing.max_chars,
             formatter=formatter,

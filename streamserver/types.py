@@ -11,9 +11,9 @@ Pipeline: ``Provider --deltas--> Buffer --segments--> Formatter --events--> Stre
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Literal, Protocol, TypeAlias
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, TypeAlias
 
 MessageForm: TypeAlias = Literal["sse", "json"]
 """The two forms a formatter writes a stream's events in: ``"sse"``, an SSE event name and data;
@@ -23,29 +23,97 @@ Outcome: TypeAlias = Literal["completed", "cancelled", "client_gone", "error", "
 """How a stream ended, as metrics sinks see it."""
 
 
+Role: TypeAlias = Literal["system", "user", "assistant", "tool"]
+
+ContentPart: TypeAlias = Mapping[str, Any]
+"""One part of a message's content in OpenAI's shape: ``{"type": "text", "text": ...}``,
+``{"type": "image_url", "image_url": {...}}``, or any other type, passed through untouched."""
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    """One whole tool call: in an assistant message, in a stream's record and its summary."""
+
+    id: str
+    name: str
+    arguments: str
+    """The arguments as the model wrote them: JSON text (not parsed, so nothing is lost)."""
+    index: int = 0
+    """Its place among the calls of one response (parallel calls have 0, 1, ...)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Message:
-    """One chat message sent to a provider."""
+    """One chat message sent to a provider.
 
-    role: Literal["system", "user", "assistant"]
-    content: str
+    ``content`` is a string, or a tuple of content parts (text, images, any other type). An
+    ``assistant`` message may carry the ``tool_calls`` it made; a ``tool`` message answers one,
+    naming it in ``tool_call_id``.
+    """
 
+    role: Role
+    content: str | tuple[ContentPart, ...]
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_call_id: str | None = None
+
+    @property
+    def text(self) -> str:
+        """The content's text: the string, or its text parts joined (other parts left out)."""
+        if isinstance(self.content, str):
+            return self.content
+        return "".join(
+            str(part.get("text", "")) for part in self.content if part.get("type") == "text"
+        )
+
+
+SAMPLING_PARAMETERS = (
+    "temperature",
+    "top_p",
+    "stop",
+    "seed",
+    "presence_penalty",
+    "frequency_penalty",
+    "logit_bias",
+    "user",
+    "reasoning_effort",
+)
+"""The sampling parameters a request may carry (OpenAI's names), in ``GenerationRequest.sampling``."""
+
+REQUEST_PARAMETERS = ("tools", "tool_choice", "parallel_tool_calls", "response_format",
+                      *SAMPLING_PARAMETERS)  # fmt: skip
+"""Every request parameter beyond messages, model and ``max_tokens``: a provider lists those it
+honours in ``Provider.parameters``; a request with any other is refused before it starts."""
 
 @dataclass(frozen=True, slots=True)
 class GenerationRequest:
-    """What a provider is asked to generate."""
+    """What a provider is asked to generate.
+
+    Parameters left unset (``None``, empty) are not sent: the provider's configured defaults
+    apply. Values are in OpenAI's shapes, checked for their types; a provider translates them.
+    """
 
     messages: tuple[Message, ...]
     model: str
     max_tokens: int | None = None
+    tools: tuple[Mapping[str, Any], ...] = ()
+    """``{"type": "function", "function": {"name", "description", "parameters"}}`` each."""
+    tool_choice: str | Mapping[str, Any] | None = None
+    """``"none"``, ``"auto"``, ``"required"`` or ``{"type": "function", "function": {"name"}}``."""
+    parallel_tool_calls: bool | None = None
+    response_format: Mapping[str, Any] | None = None
+    """``{"type": "text" | "json_object" | "json_schema", ...}``."""
+    sampling: Mapping[str, Any] = field(default_factory=dict)
+    """The ``SAMPLING_PARAMETERS`` the request set (``temperature``, ``stop``, ...)."""
 
 
 @dataclass(frozen=True, slots=True)
 class Usage:
-    """Token counts reported by the upstream (or estimated by the provider)."""
+    """Token counts reported by the upstream, or estimated (``estimated``) when it reported none:
+    a stream cancelled before the upstream's usage arrived, a provider that never reports it."""
 
     prompt_tokens: int
     completion_tokens: int
+    estimated: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,8 +121,9 @@ class Finish:
     """The last item a provider yields: why generation stopped, and what it cost.
 
     Text deltas are plain ``str`` (the hot path allocates nothing else per token); a provider yields
-    one ``Finish`` at the end when it knows the reason, model or usage. Yielding none is allowed:
-    the stream then ends with ``finish_reason = "stop"``.
+    one ``Finish`` at the end when it knows the reason (``stop``, ``length``, ``tool_calls``,
+    ``content_filter``, ...), model or usage. Yielding none is allowed: the stream then ends with
+    ``finish_reason = "stop"``.
     """
 
     reason: str = "stop"
@@ -62,8 +131,37 @@ class Finish:
     usage: Usage | None = None
 
 
-Delta: TypeAlias = "str | Finish"
-"""What a provider's iterator yields: text as ``str``, metadata as one final ``Finish``."""
+@dataclass(frozen=True, slots=True)
+class Reasoning:
+    """A piece of the model's reasoning (thinking), streamed before or between the answer's text.
+
+    From a provider, one delta; to a formatter, one segment of the stream's reasoning buffer.
+    """
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallDelta:
+    """A piece of a tool call, as upstreams stream them.
+
+    The first delta of a call (a new ``index``) carries its ``id`` and ``name``; later ones carry
+    ``arguments`` fragments, which the core never splits, delays or buffers. Calls end when the
+    generation does; the core then hands each whole ``ToolCall`` on.
+    """
+
+    index: int
+    id: str | None = None
+    name: str | None = None
+    arguments: str = ""
+
+
+Delta: TypeAlias = "str | Reasoning | ToolCallDelta | Finish"
+"""What a provider's iterator yields: text as ``str`` (the fast path), ``Reasoning`` and
+``ToolCallDelta`` parts, then at most one ``Finish``."""
+
+PartKind: TypeAlias = Literal["text", "reasoning", "tool_call"]
+"""The kinds of content a stream carries, in the order the provider produced them."""
 
 
 class Provider(Protocol):
@@ -78,7 +176,8 @@ class Provider(Protocol):
         ...
 
     def stream(self, request: GenerationRequest) -> AsyncIterator[Delta]:
-        """Start generating; the returned iterator yields text deltas then at most one Finish.
+        """Start generating; the returned iterator yields deltas (text, reasoning, tool-call
+        pieces) then at most one Finish.
 
         When the stream ends for any reason the core calls the iterator's ``aclose()`` if it has
         one (an async generator does), and that must close the upstream request at once: it is how
@@ -93,6 +192,12 @@ class Provider(Protocol):
     error_responses: Mapping[int, int]
     """Optional: the upstream's HTTP error responses so far, by status (retried ones included),
     for ``/metrics``. A provider without it reports none."""
+
+    parameters: Collection[str]
+    """Optional (default none): the ``REQUEST_PARAMETERS`` this provider honours (tools,
+    sampling, ...). A request that sets any other is refused with 400 ``unsupported_parameter``
+    before its stream starts: never silently dropped. Content parts other than text are the
+    provider's to pass on or refuse (``ProviderError`` before the first token)."""
 
     max_retries: int
     """Optional (default 0): when the stream fails with a ``retryable`` ``ProviderError`` before
@@ -172,7 +277,7 @@ class StreamEnd:
     outcome: Outcome
     finish_reason: str
     tokens: int
-    """Text deltas the provider produced."""
+    """Deltas the provider produced: text, reasoning and tool-call pieces."""
     segments: int
     """Segments the buffer emitted (= token events sent)."""
     characters: int
@@ -180,6 +285,10 @@ class StreamEnd:
     ttft_s: float | None
     usage: Usage | None = None
     error: StreamFailure | None = None
+    tool_calls: tuple[ToolCall, ...] = ()
+    """The tool calls the model made, whole, in index order."""
+    reasoning_tokens: int = 0
+    """Of ``tokens``, the reasoning deltas."""
 
     @property
     def tokens_per_second(self) -> float:
@@ -229,6 +338,31 @@ class Formatter(Protocol):
         """Events that close a stream that failed: an error event, then whatever ends it cleanly."""
         ...
 
+    # Structured parts: all optional. A formatter without them carries text only (its clients
+    # still get every text segment; the reasoning and tool calls are in the stream's summary).
+
+    def boundary(self, ended: PartKind | None, starting: PartKind | None) -> Sequence[Event]:
+        """Optional: the kind of content changes (``None``: the stream's start or end). Called
+        before the first text, at each change between text, reasoning and tool calls, and once
+        more at the end (before ``end`` or ``error``) if content was sent; never per segment."""
+        ...
+
+    def reasoning(self, text: str) -> Sequence[Event]:
+        """Optional: events for one segment of reasoning (its own buffer's)."""
+        ...
+
+    def tool_call_start(self, index: int, call_id: str, name: str) -> Sequence[Event]:
+        """Optional: a tool call begins (before its arguments)."""
+        ...
+
+    def tool_call_arguments(self, index: int, fragment: str) -> Sequence[Event]:
+        """Optional: a fragment of call ``index``'s arguments, as the upstream sent it."""
+        ...
+
+    def tool_call_end(self, call: ToolCall) -> Sequence[Event]:
+        """Optional: a call is whole (generation ended); before the boundary into ``None``."""
+        ...
+
 
 class MetricsSink(Protocol):
     """Observes stream lifecycles; never called per token. One instance per app.
@@ -246,7 +380,7 @@ class MetricsSink(Protocol):
         """A stream was accepted and its generation started."""
 
     def first_token(self, info: StreamStart, ttft_s: float) -> None:
-        """The first text delta arrived ``ttft_s`` seconds after the stream started."""
+        """The first delta (text, reasoning or a tool call) arrived ``ttft_s`` seconds after the stream started."""
 
     def stream_finished(self, info: StreamStart, summary: StreamEnd) -> None:
         """The stream ended, whatever the outcome."""

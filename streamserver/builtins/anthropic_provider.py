@@ -73,7 +73,7 @@ class AnthropicProvider(SDKProvider):
         self._models = (options.model, *(m for m in options.models if m != options.model))
 
     async def _stream(self, request: GenerationRequest) -> AsyncIterator[Delta]:
-        system = "\n\n".join(m.content for m in request.messages if m.role == "system")
+        system = "\n\n".join(m.text for m in request.messages if m.role == "system")
         body: dict[str, Any] = {
             "model": request.model,
             "max_tokens": request.max_tokens or self.options.max_tokens,

@@ -184,7 +184,7 @@ class SimulatedProvider:
         options = self.options
         rng = random.Random(options.seed) if options.seed is not None else self._rng
         pieces = self._pieces(request, rng)
-        prompt_tokens = sum(len(tokenize(m.content)) for m in request.messages)
+        prompt_tokens = sum(len(tokenize(m.text)) for m in request.messages)
         # Stop before the token that would pass max_tokens, or fail at fail_after_tokens.
         fail_at = options.fail_after_tokens
         limit = request.max_tokens
@@ -223,7 +223,7 @@ class SimulatedProvider:
 
     def _pieces(self, request: GenerationRequest, rng: random.Random) -> Iterator[str]:
         if request.model == "echo":
-            users = [m.content for m in request.messages if m.role == "user"]
+            users = [m.text for m in request.messages if m.role == "user"]
             yield from tokenize(users[-1] if users else "")
             return
         pool = _sentence_pool()
