@@ -84,6 +84,7 @@ REQUEST_PARAMETERS = ("tools", "tool_choice", "parallel_tool_calls", "response_f
 """Every request parameter beyond messages, model and ``max_tokens``: a provider lists those it
 honours in ``Provider.parameters``; a request with any other is refused before it starts."""
 
+
 @dataclass(frozen=True, slots=True)
 class GenerationRequest:
     """What a provider is asked to generate.

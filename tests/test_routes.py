@@ -127,7 +127,16 @@ async def test_v1_stream_sends_start_indexed_tokens_then_end(client, method):
         "duration_ms",
         "tokens_per_second",
         "finish_reason",
+        "usage",
+        "tool_calls",
     }
+    assert end["usage"] == {
+        "prompt_tokens": len(TOKENS),  # the echo model's prompt is its answer
+        "completion_tokens": len(TOKENS),
+        "total_tokens": 2 * len(TOKENS),
+        "estimated": False,
+    }
+    assert end["tool_calls"] == []
     assert end["stream_id"] == stream_id
     assert end["tokens_generated"] == len(TOKENS)
     assert end["finish_reason"] == "stop"

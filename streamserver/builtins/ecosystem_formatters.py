@@ -1,10 +1,12 @@
 """Built-in formatters for other ecosystems' clients: ``openai``, ``ai-sdk`` and ``text``.
 
-- ``openai``: ``chat.completion.chunk`` objects exactly as the OpenAI API streams them, ending with
-  ``data: [DONE]``, so the ``openai`` SDKs (and everything built on them) read streamserver as-is.
-- ``ai-sdk``: the Vercel AI SDK UI message stream (v1), so a ``useChat`` front end points at
-  streamserver unchanged.
-- ``text``: plain text in ``data:`` lines for ``curl`` and shell users. A segment with line breaks
+- ``openai``: ``chat.completion.chunk`` objects exactly as the OpenAI API streams them (tool calls
+  in ``delta.tool_calls``, reasoning in ``delta.reasoning_content`` as DeepSeek and vLLM send it),
+  ending with ``data: [DONE]``, so the ``openai`` SDKs (and everything built on them) read
+  streamserver as-is.
+- ``ai-sdk``: the Vercel AI SDK UI message stream (v1): text, ``reasoning-*`` and ``tool-input-*``
+  parts, so a ``useChat`` front end points at streamserver unchanged.
+- ``text``: plain text in ``data:`` lines for ``curl`` and shell users (text only). A segment with line breaks
   becomes several ``data:`` lines, which an SSE parser joins with ``\\n``: ``\\r\\n`` and a bare ``\\r``
   therefore arrive as ``\\n`` (the one shape that normalises line ends; every other is exact).
 
@@ -19,16 +21,19 @@ from dataclasses import dataclass
 from types import MappingProxyType
 
 from ..hookspecs import Register, hookimpl
-from ..types import Event, MessageForm, StreamEnd, StreamFailure, StreamStart
+from ..types import Event, MessageForm, PartKind, StreamEnd, StreamFailure, StreamStart, ToolCall
 from .formatters import TOKEN_MESSAGE_HEAD, json_text, quote
 
 _DONE_WS = Event(None, '{"type": "done"}')
 _DONE_SSE = Event(None, "[DONE]")
 
 
+_OPENAI_REASONS = frozenset({"stop", "length", "content_filter", "tool_calls", "function_call"})
+
+
 def openai_finish_reason(reason: str) -> str:
     """A stream's finish reason as OpenAI names one (``stop`` for what it has no name for)."""
-    return reason if reason in ("stop", "length", "content_filter") else "stop"
+    return reason if reason in _OPENAI_REASONS else "stop"
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,17 +81,37 @@ class OpenAIFormatter:
         """A content chunk."""
         return self.head + '{"content": ' + quote(text) + self.tail
 
+    def reasoning(self, text: str) -> Sequence[Event]:
+        """A ``reasoning_content`` chunk (the field DeepSeek and vLLM stream reasoning in)."""
+        return (Event(None, self.head + '{"reasoning_content": ' + quote(text) + self.tail),)
+
+    def tool_call_start(self, index: int, call_id: str, name: str) -> Sequence[Event]:
+        """The call's first chunk: its index, id, type and name, and empty arguments."""
+        call = {"index": index, "id": call_id, "type": "function",
+                "function": {"name": name, "arguments": ""}}  # fmt: skip
+        return (Event(None, self.chunk({"tool_calls": [call]}, None)),)
+
+    def tool_call_arguments(self, index: int, fragment: str) -> Sequence[Event]:
+        """A chunk with one fragment of call ``index``'s arguments."""
+        delta = f'{{"tool_calls": [{{"index": {index}, "function": {{"arguments": {quote(fragment)}}}}}]'
+        return (Event(None, self.head + delta + self.tail),)  # the tail closes the delta
+
     def end(self, summary: StreamEnd) -> Sequence[Event]:
         """The finish chunk, the usage chunk if asked, then ``[DONE]``."""
         events = [Event(None, self.chunk({}, openai_finish_reason(summary.finish_reason)))]
         if self.include_usage and summary.usage is not None:
             usage = summary.usage
             head = self.head.removesuffix('"choices": [{"index": 0, "delta": ')
-            events.append(Event(None, head + '"choices": [], "usage": ' + json_text({
+            figures: dict[str, object] = {
                 "prompt_tokens": usage.prompt_tokens,
                 "completion_tokens": usage.completion_tokens,
                 "total_tokens": usage.prompt_tokens + usage.completion_tokens,
-            }) + "}"))  # fmt: skip
+            }
+            if summary.reasoning_tokens:
+                figures["completion_tokens_details"] = {
+                    "reasoning_tokens": summary.reasoning_tokens
+                }
+            events.append(Event(None, head + '"choices": [], "usage": ' + json_text(figures) + "}"))
         events.append(_DONE_WS if self.json else _DONE_SSE)
         return events
 
@@ -104,42 +129,86 @@ class OpenAIFormatter:
 
 
 class AISDKFormatter:
-    """Vercel AI SDK UI message stream: ``start``, ``start-step``, ``text-start``, ``text-delta``…,
-    ``text-end``, ``finish-step``, ``finish``, then ``[DONE]``; header
-    ``x-vercel-ai-ui-message-stream: v1``."""
+    """Vercel AI SDK UI message stream: ``start``, ``start-step``, then the parts in the order the
+    model produced them (``text-start``/``-delta``/``-end``, ``reasoning-start``/``-delta``/``-end``,
+    ``tool-input-start``/``-delta``/``-available``), ``finish-step``, ``finish``, then ``[DONE]``;
+    header ``x-vercel-ai-ui-message-stream: v1``. Each text or reasoning part has its own id
+    (``text-1``, ``reasoning-1``, ``text-2``...), as the SDK's own server writes them."""
 
     token_event: str | None = None
     headers: Mapping[str, str] = MappingProxyType({"x-vercel-ai-ui-message-stream": "v1"})
 
     def __init__(self, options: object, form: MessageForm) -> None:
         self.json = form == "json"
+        self.parts = 0
+        self.open_id = ""
+        self.delta_head = ""
+        """``{"type": "text-delta", "id": <the open text part>, "delta": ``: joined per stream."""
+        self.call_ids: dict[int, str] = {}
 
     def start(self, info: StreamStart) -> Sequence[Event]:
-        """Opens the message, the step and the text part."""
+        """Opens the message and the step; each part opens when its content begins."""
         return (
             Event(None, json_text({"type": "start", "messageId": "msg_" + info.stream_id})),
             Event(None, '{"type": "start-step"}'),
-            Event(None, '{"type": "text-start", "id": "text-1"}'),
         )
+
+    def boundary(self, ended: PartKind | None, starting: PartKind | None) -> Sequence[Event]:
+        """Closes the text or reasoning part that ended; opens the one starting."""
+        events = []
+        if ended == "text" or ended == "reasoning":
+            events.append(Event(None, f'{{"type": "{ended}-end", "id": "{self.open_id}"}}'))
+        if starting == "text" or starting == "reasoning":
+            self.parts += 1
+            self.open_id = f"{starting}-{self.parts}"
+            events.append(Event(None, f'{{"type": "{starting}-start", "id": "{self.open_id}"}}'))
+            self.delta_head = f'{{"type": "{starting}-delta", "id": "{self.open_id}", "delta": '
+        return events
 
     def segment(self, text: str, tokens: int) -> str:
         """A ``text-delta`` part."""
-        return '{"type": "text-delta", "id": "text-1", "delta": ' + quote(text) + "}"
+        return self.delta_head + quote(text) + "}"
+
+    def reasoning(self, text: str) -> Sequence[Event]:
+        """A ``reasoning-delta`` part."""
+        return (Event(None, self.delta_head + quote(text) + "}"),)
+
+    def tool_call_start(self, index: int, call_id: str, name: str) -> Sequence[Event]:
+        """``tool-input-start`` with the call's id and the tool's name."""
+        self.call_ids[index] = call_id
+        return (Event(None, json_text({"type": "tool-input-start", "toolCallId": call_id,
+                                       "toolName": name})),)  # fmt: skip
+
+    def tool_call_arguments(self, index: int, fragment: str) -> Sequence[Event]:
+        """``tool-input-delta`` with the fragment as ``inputTextDelta``."""
+        return (Event(None, json_text({"type": "tool-input-delta",
+                                       "toolCallId": self.call_ids[index],
+                                       "inputTextDelta": fragment})),)  # fmt: skip
+
+    def tool_call_end(self, call: ToolCall) -> Sequence[Event]:
+        """``tool-input-available`` with the parsed input, or ``tool-input-error`` when the
+        arguments are not a JSON value (a cut stream, a model that wrote broken JSON)."""
+        part: dict[str, object] = {"toolCallId": call.id, "toolName": call.name}
+        try:
+            part["input"] = json.loads(call.arguments) if call.arguments.strip() else {}
+            part = {"type": "tool-input-available", **part}
+        except (ValueError, RecursionError) as exc:
+            part = {"type": "tool-input-error", **part, "input": call.arguments,
+                    "errorText": f"the arguments are not valid JSON: {exc}"}  # fmt: skip
+        return (Event(None, json_text(part)),)
 
     def end(self, summary: StreamEnd) -> Sequence[Event]:
-        """Closes the text part and the step; ``finish`` (or ``abort`` when cancelled); ``[DONE]``."""
+        """Closes the step; ``finish`` (or ``abort`` when cancelled); ``[DONE]``."""
         last = '{"type": "abort"}' if summary.finish_reason == "cancelled" else '{"type": "finish"}'
         return (
-            Event(None, '{"type": "text-end", "id": "text-1"}'),
             Event(None, '{"type": "finish-step"}'),
             Event(None, last),
             _DONE_WS if self.json else _DONE_SSE,
         )
 
     def error(self, failure: StreamFailure, summary: StreamEnd) -> Sequence[Event]:
-        """Closes the text part, then an ``error`` part with ``errorText``, then ``[DONE]``."""
+        """An ``error`` part with ``errorText``, then ``[DONE]`` (the open part is closed first)."""
         return (
-            Event(None, '{"type": "text-end", "id": "text-1"}'),
             Event(
                 None,
                 json_text({"type": "error", "errorText": f"{failure.message} ({failure.code})"}),

@@ -4,6 +4,11 @@ Each has an SSE form (event name + JSON data) and a WebSocket form (one JSON mes
 ``type``). Token events are built with the C string escaper rather than ``json.dumps`` on a dict:
 that is the per-segment hot path. Every stream ends with the formatter's end event, after an
 ``error`` event if it failed, so EventSource clients know to stop reconnecting.
+
+Structured parts (``PartEvents``): ``production``, ``events``, ``chat`` and the WebSocket form of
+``simple`` send ``reasoning`` ``{"content"}``, ``tool_call_start`` ``{"index", "id", "name"}``,
+``tool_call_delta`` ``{"index", "arguments"}`` and ``tool_call`` (the whole call) events; the SSE
+forms of ``simple`` and ``progress`` carry text only, as their seed clients expect.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from json.encoder import encode_basestring
 
 from ..hookspecs import Register, hookimpl
-from ..types import Event, MessageForm, StreamEnd, StreamFailure, StreamStart
+from ..types import Event, MessageForm, StreamEnd, StreamFailure, StreamStart, ToolCall, Usage
 
 quote: Callable[[str], str] = encode_basestring
 """JSON string literal of a str, non-ASCII kept as is (the C implementation)."""
@@ -28,6 +33,23 @@ built-in shape that has one (joined by hand, not a function call: the per-segmen
 json_text: Callable[[Mapping[str, object]], str] = json.JSONEncoder(ensure_ascii=False).encode
 """JSON text of a payload, non-ASCII kept as is (one encoder for all: ``json.dumps`` with an
 option builds a new one per call)."""
+
+
+def call_payload(call: ToolCall) -> dict[str, object]:
+    """A whole tool call as the built-in shapes send it (``arguments`` is the JSON text)."""
+    return {"index": call.index, "id": call.id, "name": call.name, "arguments": call.arguments}
+
+
+def usage_payload(usage: Usage | None) -> dict[str, object] | None:
+    """The usage as ``stream_end`` reports it (``estimated`` when the upstream reported none)."""
+    if usage is None:
+        return None
+    return {
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "total_tokens": usage.prompt_tokens + usage.completion_tokens,
+        "estimated": usage.estimated,
+    }
 
 
 class JSONFormatter(ABC):
@@ -60,17 +82,56 @@ class JSONFormatter(ABC):
         """The events that close the stream in this shape."""
 
 
-class SimpleFormatter(JSONFormatter):
-    """``/stream``: ``data: {"token": t}`` per segment, then ``data: {"done": true}``.
+class PartEvents(JSONFormatter):
+    """Reasoning and tool-call events in a ``JSONFormatter``'s form (``parts`` False: none).
+
+    The frequent ones (a reasoning segment, an argument fragment) are joined by hand like token
+    events; the rare ones (a call's start and end) go through ``event``.
+    """
+
+    parts = True
+
+    def reasoning(self, text: str) -> Sequence[Event]:
+        """``reasoning`` ``{"content": t}``."""
+        if not self.parts:
+            return ()
+        if self.json:
+            return (Event(None, '{"type": "reasoning", "content": ' + quote(text) + "}"),)
+        return (Event("reasoning", '{"content": ' + quote(text) + "}"),)
+
+    def tool_call_start(self, index: int, call_id: str, name: str) -> Sequence[Event]:
+        """``tool_call_start`` ``{"index", "id", "name"}``."""
+        if not self.parts:
+            return ()
+        return (self.event("tool_call_start", {"index": index, "id": call_id, "name": name}),)
+
+    def tool_call_arguments(self, index: int, fragment: str) -> Sequence[Event]:
+        """``tool_call_delta`` ``{"index", "arguments"}``: one fragment, as the upstream sent it."""
+        if not self.parts:
+            return ()
+        data = f'"index": {index}, "arguments": {quote(fragment)}}}'
+        if self.json:
+            return (Event(None, '{"type": "tool_call_delta", ' + data),)
+        return (Event("tool_call_delta", "{" + data),)
+
+    def tool_call_end(self, call: ToolCall) -> Sequence[Event]:
+        """``tool_call`` with the whole call."""
+        return (self.event("tool_call", call_payload(call)),) if self.parts else ()
+
+
+class SimpleFormatter(PartEvents):
+    """``/stream``: ``data: {"token": t}`` per segment, then ``data: {"done": true}`` (text only).
 
     WebSocket form (``/ws/stream``): ``start`` with the ``stream_id`` (what a resume message names),
-    ``token`` with ``content``, ``done`` with ``full_response``.
+    ``token`` with ``content``, the reasoning and tool-call messages, ``done`` with
+    ``full_response`` (and ``tool_calls`` when there were any).
     """
 
     def __init__(self, options: object, form: MessageForm) -> None:
         super().__init__(form)
         self.token_event = None
         self.text: list[str] = []
+        self.parts = self.json
 
     def start(self, info: StreamStart) -> Sequence[Event]:
         """WebSocket form only: ``{"type": "start", "stream_id": id}``."""
@@ -88,6 +149,8 @@ class SimpleFormatter(JSONFormatter):
         if not self.json:
             return (Event(None, '{"done": true}'),)
         payload: dict[str, object] = {"type": "done", "full_response": "".join(self.text)}
+        if summary.tool_calls:
+            payload["tool_calls"] = [call_payload(call) for call in summary.tool_calls]
         if summary.finish_reason == "cancelled":
             payload["cancelled"] = True
         return (Event(None, json_text(payload)),)
@@ -102,9 +165,9 @@ class SimpleFormatter(JSONFormatter):
         )
 
 
-class EventsFormatter(JSONFormatter):
-    """``/stream/v2`` and ``/stream/safe``: ``event: token`` ``{"content": t}``, then
-    ``event: done`` ``{"finished": true}``."""
+class EventsFormatter(PartEvents):
+    """``/stream/v2`` and ``/stream/safe``: ``event: token`` ``{"content": t}``, the reasoning and
+    tool-call events, then ``event: done`` ``{"finished": true}`` (with ``tool_calls`` if any)."""
 
     def __init__(self, options: object, form: MessageForm) -> None:
         super().__init__(form)
@@ -118,6 +181,8 @@ class EventsFormatter(JSONFormatter):
     def end(self, summary: StreamEnd) -> Sequence[Event]:
         """``done`` ``{"finished": true}`` (``"cancelled": true`` added when it was)."""
         payload: dict[str, object] = {"finished": True}
+        if summary.tool_calls:
+            payload["tool_calls"] = [call_payload(call) for call in summary.tool_calls]
         if summary.finish_reason == "cancelled":
             payload["cancelled"] = True
         return (self.event("done", payload),)
@@ -156,9 +221,10 @@ class ProgressFormatter(JSONFormatter):
         )
 
 
-class ProductionFormatter(JSONFormatter):
-    """``/v1/stream``: ``stream_start``, ``token`` with its ``index``, ``stream_end`` with timings;
-    ``error`` carries the ``stream_id``."""
+class ProductionFormatter(PartEvents):
+    """``/v1/stream``: ``stream_start``, ``token`` with its ``index``, the reasoning and tool-call
+    events, ``stream_end`` with timings, usage and the tool calls; ``error`` carries the
+    ``stream_id``."""
 
     def __init__(self, options: object, form: MessageForm) -> None:
         super().__init__(form)
@@ -178,7 +244,7 @@ class ProductionFormatter(JSONFormatter):
         return f'{head}{quote(text)}, "index": {index}}}'
 
     def end(self, summary: StreamEnd) -> Sequence[Event]:
-        """``stream_end`` with tokens, duration, rate and finish reason."""
+        """``stream_end`` with tokens, duration, rate, finish reason, usage and tool calls."""
         return (
             self.event(
                 "stream_end",
@@ -188,6 +254,8 @@ class ProductionFormatter(JSONFormatter):
                     "duration_ms": round(summary.duration_s * 1000, 3),
                     "tokens_per_second": round(summary.tokens_per_second, 3),
                     "finish_reason": summary.finish_reason,
+                    "usage": usage_payload(summary.usage),
+                    "tool_calls": [call_payload(call) for call in summary.tool_calls],
                 },
             ),
         )

@@ -4,6 +4,10 @@ The last user message is a JSON script::
 
     {"deltas": ["a", "", "b\\n"], "gap_ms": 0, "then": "end" | "fail" | "hang", "finish": "stop"}
 
+A delta is text (a string), or a structured part: ``{"reasoning": "..."}`` yields
+``Reasoning``, ``{"tool": 0, "id": "call_1", "name": "f", "arguments": "{\\"a\\""}`` a
+``ToolCallDelta`` (``id``, ``name`` and ``arguments`` each optional).
+
 ``then = "fail"`` raises a ``ProviderError`` after the deltas; ``"hang"`` waits forever (until the
 stream is cancelled). The provider records when each of its iterators was closed, so tests can
 prove that cancellation reaches the upstream. Load it with ``plugins.modules =
@@ -18,7 +22,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
 from streamserver import ProviderError, hookimpl
-from streamserver.types import Delta, Finish, GenerationRequest, Usage
+from streamserver.types import Delta, Finish, GenerationRequest, Reasoning, ToolCallDelta, Usage
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +51,7 @@ class ScriptedProvider:
 
     def stream(self, request: GenerationRequest) -> AsyncIterator[Delta]:
         self.requests.append(request)
-        return self._run(json.loads(request.messages[-1].content), request.model)
+        return self._run(json.loads(request.messages[-1].text), request.model)
 
     async def _run(self, script: dict, model: str) -> AsyncIterator[Delta]:
         loop = asyncio.get_running_loop()
@@ -57,7 +61,7 @@ class ScriptedProvider:
                 if script.get("gap_ms"):
                     await asyncio.sleep(script["gap_ms"] / 1000)
                 self.yielded += 1
-                yield delta
+                yield _delta(delta)
             then = script.get("then", "end")
             if then == "fail":
                 raise ProviderError("upstream_error", "the scripted upstream failed")
@@ -68,6 +72,14 @@ class ScriptedProvider:
             )
         finally:
             self.closed.append(loop.time())
+
+
+def _delta(item: str | dict) -> Delta:
+    if isinstance(item, str):
+        return item
+    if "reasoning" in item:
+        return Reasoning(item["reasoning"])
+    return ToolCallDelta(item["tool"], item.get("id"), item.get("name"), item.get("arguments", ""))
 
 
 @hookimpl

@@ -1,0 +1,254 @@
+"""Structured streams are lossless and chunk-invariant: for any mix of text, reasoning and tool
+calls, cut anywhere (arguments JSON cut at any character, a call's fragments interleaved with text),
+every built-in format, over both transports and through every buffer, gives the client the same
+text, reasoning and tool calls, in the order the provider produced them.
+
+The client side is rebuilt here from each shape's documented events, read through real connections
+by independent parsers (httpx-sse, ``websockets``); the openai SDK and the AI SDK's own parser read
+the same shapes in their own tests.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+import websockets
+from conftest import SCRIPTED, Client, base_config, script
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from test_lossless import BUFFERS, DANGEROUS, FORMATTERS
+
+TEXT_ONLY = {"progress", "text"}
+"""Shapes with no place for structure (and ``simple``'s SSE form): text only, as documented."""
+
+
+# --- what the provider produces ------------------------------------------------------------------
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.sampled_from(DANGEROUS)
+    | st.text(max_size=6),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=4), children, max_size=3)
+    ),
+    max_leaves=6,
+)
+pieces = st.one_of(st.sampled_from(DANGEROUS), st.text(max_size=8))
+
+
+@dataclass
+class Script:
+    deltas: list[Any]
+    text: str
+    reasoning: str
+    calls: dict[str, tuple[str, str]]
+    """Call id -> (name, arguments JSON text)."""
+    kinds: list[str]
+    """The kinds of content in order, consecutive repeats merged."""
+
+
+def _cuts(draw: Any, text: str) -> list[str]:
+    """``text`` cut into non-empty fragments at any characters."""
+    if not text:
+        return []
+    points = sorted(draw(st.sets(st.integers(1, max(1, len(text) - 1)), max_size=4)))
+    points = [p for p in points if 0 < p < len(text)]
+    return [text[a:b] for a, b in zip([0, *points], [*points, len(text)], strict=True)]
+
+
+@st.composite
+def scripts(draw: Any) -> Script:
+    # The answer and the reasoning in one ordered lane; each tool call in a lane of its own.
+    lanes: list[list[Any]] = [
+        draw(st.lists(st.one_of(pieces, pieces.map(lambda t: {"reasoning": t})), max_size=10))
+    ]
+    calls = {}
+    for index in range(draw(st.integers(0, 3))):
+        call_id, name = f"call_{index}", draw(st.sampled_from(["lookup", "get_weather", "f_1"]))
+        arguments = json.dumps(draw(st.dictionaries(st.text(max_size=4), json_values, max_size=3)))
+        fragments = _cuts(draw, arguments)
+        first = {"tool": index, "id": call_id, "name": name, "arguments": fragments[0]}
+        lanes.append([first, *({"tool": index, "arguments": f} for f in fragments[1:])])
+        calls[call_id] = (name, arguments)
+    deltas: list[Any] = []
+    while any(lanes):
+        lane = draw(st.sampled_from([lane for lane in lanes if lane]))
+        deltas.append(lane.pop(0))
+    kinds: list[str] = []
+    for delta in deltas:
+        kind = "text" if isinstance(delta, str) else "reasoning" if "reasoning" in delta else "tool"
+        empty = (isinstance(delta, str) and not delta) or (
+            kind == "reasoning" and not delta["reasoning"]
+        )
+        if not empty and (not kinds or kinds[-1] != kind):
+            kinds.append(kind)
+    return Script(
+        deltas=deltas,
+        text="".join(d for d in deltas if isinstance(d, str)),
+        reasoning="".join(
+            d["reasoning"] for d in deltas if isinstance(d, dict) and "reasoning" in d
+        ),
+        calls=calls,
+        kinds=kinds,
+    )
+
+
+# --- what the client rebuilds, from each shape's events ------------------------------------------
+
+
+@dataclass
+class Rebuilt:
+    text: list[str] = field(default_factory=list)
+    reasoning: list[str] = field(default_factory=list)
+    calls: dict[str, list[str]] = field(default_factory=dict)
+    """Call id -> [name, arguments so far]."""
+    ids: dict[int, str] = field(default_factory=dict)
+    whole: dict[str, Any] = field(default_factory=dict)
+    """Call id -> the arguments the shape's "call is whole" event carried."""
+    summary_calls: list[dict[str, Any]] | None = None
+    kinds: list[str] = field(default_factory=list)
+
+    def add(self, kind: str, piece: str) -> None:
+        getattr(self, kind).append(piece)
+        self._kind(kind)
+
+    def _kind(self, kind: str) -> None:
+        if not self.kinds or self.kinds[-1] != kind:
+            self.kinds.append(kind)
+
+    def start_call(self, index: int, call_id: str, name: str) -> None:
+        self.ids[index] = call_id
+        self.calls[call_id] = [name, ""]
+        self._kind("tool")
+
+    def arguments(self, call_id: str, fragment: str) -> None:
+        self.calls[call_id][1] += fragment
+        self._kind("tool")
+
+    def read(self, obj: dict[str, Any], name: str) -> None:
+        """One event of any built-in shape (``name``: the SSE event name, or the ``type``)."""
+        kind = obj.get("type", name)
+        if obj.get("object") == "chat.completion.chunk":
+            for choice in obj["choices"]:
+                delta = choice["delta"]
+                if delta.get("content"):
+                    self.add("text", delta["content"])
+                if delta.get("reasoning_content"):
+                    self.add("reasoning", delta["reasoning_content"])
+                for call in delta.get("tool_calls") or ():
+                    if "id" in call:
+                        self.start_call(call["index"], call["id"], call["function"]["name"])
+                    fragment = call["function"].get("arguments")
+                    if fragment:
+                        self.arguments(self.ids[call["index"]], fragment)
+        elif "token" in obj:
+            self.add("text", obj["token"])
+        elif kind == "token":
+            self.add("text", obj["content"])
+        elif kind == "reasoning":
+            self.add("reasoning", obj["content"])
+        elif kind == "tool_call_start":
+            self.start_call(obj["index"], obj["id"], obj["name"])
+        elif kind == "tool_call_delta":
+            self.arguments(self.ids[obj["index"]], obj["arguments"])
+        elif kind == "tool_call":
+            self.whole[obj["id"]] = obj["arguments"]
+        elif kind in ("stream_end", "done") and "tool_calls" in obj:
+            self.summary_calls = obj["tool_calls"]
+        elif kind == "text-delta":
+            self.add("text", obj["delta"])
+        elif kind == "reasoning-delta":
+            self.add("reasoning", obj["delta"])
+        elif kind == "tool-input-start":
+            self.start_call(len(self.ids), obj["toolCallId"], obj["toolName"])
+        elif kind == "tool-input-delta":
+            self.arguments(obj["toolCallId"], obj["inputTextDelta"])
+        elif kind == "tool-input-available":
+            self.whole[obj["toolCallId"]] = json.dumps(obj["input"])
+
+
+async def read_sse(client: Client, fmt: str, buffer: str, deltas: list[Any]) -> Rebuilt:
+    body = {"prompt": script(deltas), "model": "scripted", "format": fmt, "buffer": buffer}
+    got = await client.sse("/v1/stream", method="POST", json_body=body)
+    assert got.status == 200, got.events
+    rebuilt = Rebuilt()
+    for event in got.events:
+        if fmt == "text":
+            if event.event == "message":
+                rebuilt.add("text", event.data)
+        elif event.data != "[DONE]":
+            rebuilt.read(json.loads(event.data), event.event)
+    return rebuilt
+
+
+async def read_ws(client: Client, fmt: str, buffer: str, deltas: list[Any]) -> Rebuilt:
+    url = client.base_url.replace("http://", "ws://") + "/ws/stream"
+    body = {"prompt": script(deltas), "model": "scripted", "format": fmt, "buffer": buffer}
+    rebuilt = Rebuilt()
+    async with websockets.connect(url) as socket:
+        await socket.send(json.dumps(body))
+        while True:
+            message = json.loads(await socket.recv())
+            rebuilt.read(message, "")
+            if message.get("type") in ("done", "complete", "stream_end"):
+                return rebuilt
+
+
+@pytest.fixture
+async def scripted_client(serve) -> Client:
+    return await serve(base_config(buffers={"word": {"min_words": 2}}, **SCRIPTED))
+
+
+def carries_structure(fmt: str, transport: str) -> bool:
+    return fmt not in TEXT_ONLY and not (fmt == "simple" and transport == "sse")
+
+
+@pytest.mark.parametrize("transport", ["sse", "ws"])
+@pytest.mark.parametrize("buffer", BUFFERS)
+@pytest.mark.parametrize("fmt", FORMATTERS)
+@settings(
+    max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(wanted=scripts())
+async def test_every_format_rebuilds_the_same_text_reasoning_and_tool_calls(
+    scripted_client, transport, fmt, buffer, wanted
+):
+    read = read_sse if transport == "sse" else read_ws
+    got = await read(scripted_client, fmt, buffer, wanted.deltas)
+
+    expected_text = wanted.text
+    if transport == "sse" and fmt == "text":  # the one shape that normalises line ends
+        expected_text = expected_text.replace("\r\n", "\n").replace("\r", "\n")
+    assert "".join(got.text) == expected_text
+    if not carries_structure(fmt, transport):
+        assert got.reasoning == [] and got.calls == {}
+        return
+    assert "".join(got.reasoning) == wanted.reasoning
+    assert {i: tuple(c) for i, c in got.calls.items()} == wanted.calls
+    assert got.kinds == wanted.kinds  # every part in the order the provider produced it
+    for call_id, arguments in got.whole.items():  # the whole call, where the shape sends one
+        assert json.loads(arguments) == json.loads(wanted.calls[call_id][1])
+    if got.summary_calls is not None:
+        assert {c["id"]: (c["name"], c["arguments"]) for c in got.summary_calls} == wanted.calls
+
+
+async def test_a_tool_call_is_never_held_by_a_buffer(scripted_client):
+    # The sentence buffer holds "no full stop yet"; the call's start and fragments go out at once,
+    # after that text (flushed first, so the order holds), not at the next sentence's end.
+    deltas = [
+        "no full stop yet",
+        {"tool": 0, "id": "call_a", "name": "f", "arguments": '{"a": '},
+        {"tool": 0, "arguments": "1}"},
+        " then text. ",
+    ]
+    got = await read_sse(scripted_client, "production", "sentence", deltas)
+
+    assert got.kinds == ["text", "tool", "text"]
+    assert got.text == ["no full stop yet", " then text. "]
+    assert got.calls == {"call_a": ["f", '{"a": 1}']}
