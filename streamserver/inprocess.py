@@ -6,7 +6,9 @@
         print(segment.text)
 
 Each ``Segment`` carries its ``index`` and the ``model``; the last one also carries
-``finish_reason``. ``stream.text`` is everything so far (``await stream.collect()`` waits for it all).
+``finish_reason``. ``stream.text`` is everything so far (``await stream.collect()`` waits for it all);
+``stream.reasoning`` the model's reasoning so far, ``stream.tool_calls`` the calls it made (whole,
+once it has ended) and ``stream.summary`` the finish reason and usage.
 ``generate_sync`` is the same for code without an event loop.
 """
 
@@ -20,9 +22,11 @@ from typing import Any
 from .blocking import iterate_blocking
 from .config import Config, load_config
 from .errors import ProviderError
+from .record import StreamRecord
 from .request_input import parse_stream_params
 from .service import StreamService
 from .settings import RouteSettings
+from .types import StreamEnd, ToolCall
 
 _ROUTE = RouteSettings(
     transport="ws", formatter="text", allow=("model", "provider", "max_tokens", "buffer")
@@ -50,11 +54,27 @@ class Generation:
         self._config = config
         self._options = dict(options)
         self._parts: list[str] = []
+        self._record: StreamRecord | None = None
 
     @property
     def text(self) -> str:
         """Everything generated so far."""
         return "".join(self._parts)
+
+    @property
+    def reasoning(self) -> str:
+        """The model's reasoning so far ("" for a model that shows none)."""
+        return "" if self._record is None else "".join(self._record.reasoning)
+
+    @property
+    def tool_calls(self) -> tuple[ToolCall, ...]:
+        """The tool calls the model made, whole (empty until the generation has ended)."""
+        return () if self._record is None else self._record.calls()
+
+    @property
+    def summary(self) -> StreamEnd | None:
+        """How it ended (finish reason, usage, tool calls), once it has."""
+        return None if self._record is None else self._record.summary
 
     async def collect(self) -> str:
         """Run to the end and return the whole text."""
@@ -75,7 +95,7 @@ class Generation:
             "json",
             keep_record=True,
         )
-        record = stream.record
+        record = self._record = stream.record
         assert record is not None
         log = stream.log
         model = stream.info.model if stream.info is not None else ""
@@ -86,6 +106,7 @@ class Generation:
             while True:
                 await log.wait(reader.pos)
                 log.advance(reader, log.end)  # read: the producer may go on
+                reader.delivered = reader.pos
                 texts = record.texts
                 while taken < len(texts):
                     if held is not None:

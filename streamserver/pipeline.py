@@ -94,6 +94,7 @@ class StreamRun:
         "_buffer",
         "_calls",
         "_characters",
+        "_count",
         "_encode",
         "_ended_with",
         "_format",
@@ -137,6 +138,8 @@ class StreamRun:
         self._encode = plan.encoder.segment
         self._log = stream.log
         self._record = stream.record
+        self._count = stream.tokens_at.append
+        """Beside each log append: the tokens produced so far (what the event is worth)."""
         # Structured parts: the kind of content open now, the buffer holding it (the timer and
         # the size cap release that one) and where its segments go.
         self._kind: PartKind | None = None
@@ -452,6 +455,7 @@ class StreamRun:
             self._record.add(log_.end, text)
         if data is not None:
             log_.append(self._encode(log_.end, data))
+            self._count(self._tokens)
             self._segments += 1
 
     def _release_on_timer(self) -> None:
@@ -497,8 +501,10 @@ class StreamRun:
     def _emit_events(self, events: Iterable[Event]) -> None:
         log_ = self.stream.log
         encode = self.plan.encoder.event
+        count, tokens = self._count, self._tokens
         for event in events:
             log_.append(encode(log_.end, event))
+            count(tokens)
 
     def _end(self, outcome: Outcome, failure: StreamFailure | None) -> StreamEnd:
         """Flush, then log the formatter's end (or error) events; the summary of the stream."""

@@ -212,6 +212,7 @@ class StreamService:
             form=form,
         )
         stream.info = info
+        stream.on_delivery = self._delivery
         if keep_record:
             stream.record = StreamRecord()
         stream.headers.update(getattr(formatter, "headers", {}))  # optional: Formatter.headers
@@ -221,6 +222,10 @@ class StreamService:
             lambda: asyncio.get_running_loop().create_task(run.run(), name=f"stream {stream_id}"),
         )
         return stream
+
+    def _delivery(self, stream: Stream, delivered: int, replayed: int) -> None:
+        assert stream.info is not None
+        self.sinks.tokens_delivered(stream.info, delivered, replayed)
 
     def refuse_if_draining(self) -> None:
         """503 ``server_shutting_down`` (with ``Retry-After``) once the drain has begun: no new

@@ -89,6 +89,10 @@ class SinkFanout:
         """Tell every sink a reader reattached past a stream's start."""
         self._each("stream_resumed", info)
 
+    def tokens_delivered(self, info: StreamStart, delivered: int, replayed: int) -> None:
+        """Tell every sink tokens reached a client, newly or again."""
+        self._each("tokens_delivered", info, delivered, replayed)
+
 
 def _methods(sinks: Sequence[MetricsSink]) -> dict[str, tuple[Callable[..., object], ...]]:
     found: dict[str, tuple[Callable[..., object], ...]] = {}

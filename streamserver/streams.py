@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+from array import array
 from collections.abc import Callable
 from typing import Literal, TypeAlias
 
@@ -15,6 +16,9 @@ from .types import MessageForm, StreamEnd, StreamStart
 
 CancelReason: TypeAlias = Literal["cancelled", "client_gone", "shutdown", "limit", "upstream_idle"]
 
+DeliveryReport: TypeAlias = Callable[["Stream", int, int], None]
+"""Told ``(stream, tokens newly delivered, tokens replayed)`` when a reader leaves or resumes."""
+
 
 class Stream:
     """One generation and its event log, addressable by id while live and for ``retain_s`` after."""
@@ -23,6 +27,7 @@ class Stream:
         "_delivered",
         "_grace_timer",
         "_registry",
+        "_reported",
         "cancel_reason",
         "ending",
         "form",
@@ -32,10 +37,12 @@ class Stream:
         "info",
         "key_id",
         "log",
+        "on_delivery",
         "record",
         "route",
         "summary",
         "task",
+        "tokens_at",
     )
 
     def __init__(
@@ -66,6 +73,12 @@ class Stream:
         """What the stream said (``record.py``), when a consumer asked for it; else None."""
         self._delivered = 0
         """The furthest a reader that has left wrote (see ``delivered``)."""
+        self.tokens_at = array("I")
+        """The tokens the provider had produced when each log event was appended (by position):
+        what a position delivered or replayed is worth, for usage (``on_delivery``)."""
+        self.on_delivery: DeliveryReport | None = None
+        self._reported = 0
+        """The delivered position already reported to ``on_delivery``."""
         self.ending = False
         """Set while the stream's epilogue runs: the generation is over, a cancel is a no-op."""
         self._grace_timer: asyncio.TimerHandle | None = None
@@ -82,11 +95,22 @@ class Stream:
         furthest of each reader's ``delivered``, those that have left included."""
         return max(self._delivered, self.log.delivered)
 
+    def tokens_below(self, pos: int) -> int:
+        """The tokens the events before log position ``pos`` carry between them."""
+        counts = self.tokens_at
+        return counts[min(pos, len(counts)) - 1] if pos > 0 and counts else 0
+
     def attach(self, pos: int) -> Reader:
-        """A transport starts reading at ``pos``; a pending grace-period cancel is called off."""
+        """A transport starts reading at ``pos``; a pending grace-period cancel is called off.
+        The events already logged past ``pos`` are a replay (a resume, a second reader)."""
         if self._grace_timer is not None:
             self._grace_timer.cancel()
             self._grace_timer = None
+        end = self.log.end
+        if pos < end and self.on_delivery is not None:
+            replayed = self.tokens_below(end) - self.tokens_below(pos)
+            if replayed:
+                self.on_delivery(self, 0, replayed)
         return self.log.attach(pos)
 
     def detach(self, reader: Reader) -> None:
@@ -94,6 +118,11 @@ class Stream:
         (``grace_s == 0``) or after ``grace_s`` unless a reader resumes it first."""
         if reader.delivered > self._delivered:
             self._delivered = reader.delivered
+        furthest = self.delivered
+        if furthest > self._reported and self.on_delivery is not None:
+            delivered = self.tokens_below(furthest) - self.tokens_below(self._reported)
+            self._reported = furthest
+            self.on_delivery(self, delivered, 0)
         if not self.log.detach(reader) or self.log.readers or self.finished:
             return
         if self.grace_s <= 0:

@@ -389,6 +389,12 @@ class MetricsSink(Protocol):
     def stream_resumed(self, info: StreamStart) -> None:
         """A reader reattached to the stream past its first event (``Last-Event-ID``, ``resume``)."""
 
+    def tokens_delivered(self, info: StreamStart, delivered: int, replayed: int) -> None:
+        """Tokens reached a client: ``delivered`` newly (a reader that left got this much further
+        than any before it), ``replayed`` again (a resume or a second reader was sent events
+        already logged). Reported as readers leave and resume, so it may follow
+        ``stream_finished``; the sums over a stream are what it delivered and replayed."""
+
     def request_rejected(self, route: str, status: int, code: str) -> None:
         """A stream request was refused before it started."""
 
@@ -402,6 +408,7 @@ SINK_METHODS = (
     "first_token",
     "stream_finished",
     "stream_resumed",
+    "tokens_delivered",
     "request_rejected",
 )
 """The lifecycle calls a metrics sink may receive (``snapshot`` is read, not sent)."""

@@ -66,8 +66,25 @@ class PrometheusSink(MetricsSink):
         )
         self.active = Gauge("streamserver_active_streams", "Streams generating now", registry=r)
         self.tokens = Counter(
-            "streamserver_tokens", "Tokens (provider deltas) delivered", _STREAM, registry=r
-        )
+            "streamserver_tokens", "Tokens (provider deltas: text, reasoning, tool-call pieces) generated",
+            _STREAM, registry=r,
+        )  # fmt: skip
+        self.delivered = Counter(
+            "streamserver_tokens_delivered", "Tokens whose events reached a client (each once)",
+            _STREAM, registry=r,
+        )  # fmt: skip
+        self.replayed = Counter(
+            "streamserver_tokens_replayed", "Tokens sent again on a resume or to a second reader",
+            _STREAM, registry=r,
+        )  # fmt: skip
+        self.usage = Counter(
+            "streamserver_usage_tokens", "Usage by kind (prompt, completion), as the upstream "
+            "reported it or estimated (source) when it did not", ("provider", "model", "kind", "source"),
+            registry=r,
+        )  # fmt: skip
+        self.tool_calls = Counter(
+            "streamserver_tool_calls", "Tool calls the models made", ("provider", "model"), registry=r
+        )  # fmt: skip
         self.characters = Counter(
             "streamserver_characters", "Characters delivered", _STREAM, registry=r
         )
@@ -134,6 +151,17 @@ class PrometheusSink(MetricsSink):
         finished.inc()
         children.tokens.inc(summary.tokens)
         children.characters.inc(summary.characters)
+        usage = summary.usage
+        if usage is not None:
+            source = "estimated" if usage.estimated else "upstream"
+            self.usage.labels(info.provider, summary.model, "prompt", source).inc(
+                usage.prompt_tokens
+            )
+            self.usage.labels(info.provider, summary.model, "completion", source).inc(
+                usage.completion_tokens
+            )
+        if summary.tool_calls:
+            self.tool_calls.labels(info.provider, summary.model).inc(len(summary.tool_calls))
         children.duration.observe(summary.duration_s)
         if summary.error is not None:
             self.errors.labels(info.provider, summary.error.code).inc()
@@ -141,6 +169,14 @@ class PrometheusSink(MetricsSink):
     def stream_resumed(self, info: StreamStart) -> None:
         """Count a resume."""
         self.resumes.labels(info.route).inc()
+
+    def tokens_delivered(self, info: StreamStart, delivered: int, replayed: int) -> None:
+        """Count tokens delivered and replayed."""
+        key = (info.route, info.provider, info.model)
+        if delivered:
+            self.delivered.labels(*key).inc(delivered)
+        if replayed:
+            self.replayed.labels(*key).inc(replayed)
 
     def request_rejected(self, route: str, status: int, code: str) -> None:
         """Count a refusal by route, status and code."""

@@ -33,6 +33,11 @@ class MemorySink(MetricsSink):
         self.total_characters = 0
         self.usage_prompt_tokens = 0
         self.usage_completion_tokens = 0
+        self.usage_estimated_streams = 0
+        self.tokens_delivered_total = 0
+        self.tokens_replayed_total = 0
+        self.tool_calls = 0
+        self.reasoning_tokens = 0
         self.outcomes: Counter[str] = Counter()
         self.rejected: Counter[str] = Counter()
         self.ttft_s: deque[float] = deque(maxlen=options.window)
@@ -50,8 +55,16 @@ class MemorySink(MetricsSink):
         if summary.usage is not None:
             self.usage_prompt_tokens += summary.usage.prompt_tokens
             self.usage_completion_tokens += summary.usage.completion_tokens
+            self.usage_estimated_streams += summary.usage.estimated
+        self.tool_calls += len(summary.tool_calls)
+        self.reasoning_tokens += summary.reasoning_tokens
         self.outcomes[summary.outcome] += 1
         self.duration_s.append(summary.duration_s)
+
+    def tokens_delivered(self, info: StreamStart, delivered: int, replayed: int) -> None:
+        """Add what reached clients."""
+        self.tokens_delivered_total += delivered
+        self.tokens_replayed_total += replayed
 
     def request_rejected(self, route: str, status: int, code: str) -> None:
         """Count the refusal by its code."""
@@ -63,10 +76,15 @@ class MemorySink(MetricsSink):
             "total_tokens": self.total_tokens,
             "total_segments": self.total_segments,
             "total_characters": self.total_characters,
+            "tokens_delivered": self.tokens_delivered_total,
+            "tokens_replayed": self.tokens_replayed_total,
+            "reasoning_tokens": self.reasoning_tokens,
+            "tool_calls": self.tool_calls,
             "usage": {
                 "prompt_tokens": self.usage_prompt_tokens,
                 "completion_tokens": self.usage_completion_tokens,
             },
+            "usage_estimated_streams": self.usage_estimated_streams,
             "outcomes": dict(self.outcomes),
             "rejected": dict(self.rejected),
             "ttft_ms": _percentiles(self.ttft_s),
@@ -119,7 +137,10 @@ class LogSink(MetricsSink):
             else {
                 "prompt_tokens": summary.usage.prompt_tokens,
                 "completion_tokens": summary.usage.completion_tokens,
+                "estimated": summary.usage.estimated,
             },
+            "reasoning_tokens": summary.reasoning_tokens,
+            "tool_calls": len(summary.tool_calls),
             "ttft_ms": None if summary.ttft_s is None else round(summary.ttft_s * 1000, 3),
             "duration_ms": round(summary.duration_s * 1000, 3),
             "error": None if summary.error is None else summary.error.code,

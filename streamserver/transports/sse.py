@@ -14,6 +14,7 @@ from aiohttp import web
 from aiohttp.abc import AbstractStreamWriter
 from aiohttp_sse import EventSourceResponse
 
+from ..event_log import Reader
 from ..server_log import note_served
 from ..streams import Stream
 from .batching import Batch, Writers
@@ -34,11 +35,15 @@ class Connection(Batch):
     behind is written to through aiohttp, with drain and the send timeout.
     """
 
-    __slots__ = ("chunked", "quiet", "transport")
+    __slots__ = ("chunked", "quiet", "reader", "transport")
 
-    def __init__(self, transport: asyncio.Transport, chunked: bool, writers: Writers) -> None:
+    def __init__(
+        self, transport: asyncio.Transport, chunked: bool, writers: Writers, reader: Reader
+    ) -> None:
         super().__init__(writers)
         self.transport = transport
+        self.reader = reader
+        """Its position in the log; ``reader.delivered`` is raised as each write goes out."""
         self.chunked = chunked
         self.quiet = False
         """Nothing sent since the last ping tick."""
@@ -54,8 +59,9 @@ class Connection(Batch):
         return True
 
     def flush(self) -> None:
-        """Write the collected events as one chunk."""
-        self._send(self.take())
+        """Write the collected events as one chunk (the tap advanced the reader past them)."""
+        if self._send(self.take()):
+            self.reader.delivered = self.reader.pos
 
     def ping_if_quiet(self) -> None:
         """Send a keep-alive comment if nothing went out since the last tick."""
@@ -63,11 +69,13 @@ class Connection(Batch):
             self._send(_PING)
         self.quiet = True
 
-    def _send(self, data: bytes) -> None:
+    def _send(self, data: bytes) -> bool:
         self.quiet = False
         transport = self.transport
-        if not transport.is_closing():
-            transport.write(b"%x\r\n%b\r\n" % (len(data), data) if self.chunked else data)
+        if transport.is_closing():
+            return False
+        transport.write(b"%x\r\n%b\r\n" % (len(data), data) if self.chunked else data)
+        return True
 
 
 class SSEResponse(EventSourceResponse):
@@ -116,7 +124,7 @@ async def send_stream(
             return response
         watch_peer(request, settings)
         chunked = response.headers.get("Transfer-Encoding") == "chunked"
-        conn = Connection(transport, chunked, writers)
+        conn = Connection(transport, chunked, writers, reader)
         writers.add(conn)
         while True:
             if reader.pos >= log.end:
@@ -135,6 +143,7 @@ async def send_stream(
                 async with asyncio.timeout(settings.send_timeout_s):
                     await response.write(data)  # type: ignore[arg-type]
             log.advance(reader, reader.pos + len(items))
+            reader.delivered = reader.pos
         await response.write_eof()
     except (ConnectionError, TimeoutError, RuntimeError):
         # The client went away (reset, stalled past send_timeout, or closed under us).

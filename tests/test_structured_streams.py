@@ -1,0 +1,164 @@
+"""Structured parts keep every guarantee text has: a cut stream resumes with no gap and no
+duplicate, ``max_tokens`` counts every part, a cancel ends the stream cleanly, and the usage
+(generated, delivered, replayed, upstream or estimated) is reported."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+from conftest import SCRIPTED, base_config, script, wait_until
+from test_structured_lossless import Rebuilt
+
+import streamserver
+from streamserver.web.keys import SERVICE
+
+DELTAS = [
+    {"reasoning": "Think "},
+    {"reasoning": "first."},
+    "Calling ",
+    {"tool": 0, "id": "call_a", "name": "lookup", "arguments": '{"q": '},
+    {"tool": 1, "id": "call_b", "name": "clock", "arguments": "{}"},
+    {"tool": 0, "arguments": '"cats"}'},
+    "done.",
+]
+WANTED = {
+    "text": "Calling done.",
+    "reasoning": "Think first.",
+    "calls": {"call_a": ["lookup", '{"q": "cats"}'], "call_b": ["clock", "{}"]},
+}
+
+
+@pytest.fixture
+async def scripted(serve):
+    app = streamserver.create_app(
+        base_config(metrics={"sinks": ["memory", "prometheus"]}, **SCRIPTED)
+    )
+    return app, await serve(app=app)
+
+
+def rebuild(fmt: str, events) -> Rebuilt:
+    rebuilt = Rebuilt()
+    for event in events:
+        if event.data != "[DONE]":
+            rebuilt.read(json.loads(event.data), event.event)
+    return rebuilt
+
+
+def as_wanted(rebuilt: Rebuilt) -> dict:
+    return {
+        "text": "".join(rebuilt.text),
+        "reasoning": "".join(rebuilt.reasoning),
+        "calls": rebuilt.calls,
+    }
+
+
+@pytest.mark.parametrize("fmt", ["production", "events", "openai", "ai-sdk"])
+async def test_a_cut_structured_stream_resumes_at_every_event_with_no_gap_or_duplicate(
+    scripted, fmt
+):
+    _, client = scripted
+    body = {"prompt": script(DELTAS, finish="tool_calls"), "model": "scripted", "format": fmt}
+    whole = await client.sse("/v1/stream", method="POST", json_body=body)
+    stream_id = whole.headers["X-Stream-ID"]
+    assert as_wanted(rebuild(fmt, whole.events)) == WANTED
+
+    for cut in range(len(whole.events) - 1):
+        last_id = whole.events[cut].id
+        rest = await client.sse(f"/v1/streams/{stream_id}", headers={"Last-Event-ID": last_id})
+        # The events up to the cut, then the resumed ones: the same stream, event for event.
+        joined = whole.events[: cut + 1] + rest.events
+        assert [e.id for e in joined] == [e.id for e in whole.events], cut
+        assert as_wanted(rebuild(fmt, joined)) == WANTED
+
+
+async def test_max_tokens_counts_reasoning_and_tool_call_pieces(scripted):
+    _, client = scripted
+    body = {"prompt": script(DELTAS), "model": "scripted", "max_tokens": 4}
+    got = await client.sse("/v1/stream", method="POST", json_body=body)
+    end = got.json()[-1]
+
+    assert end["finish_reason"] == "length"
+    assert end["tokens_generated"] == 4
+    # Two reasoning pieces, one text piece, then the first fragment of the first call.
+    assert as_wanted(rebuild("production", got.events)) == {
+        "text": "Calling ",
+        "reasoning": "Think first.",
+        "calls": {"call_a": ["lookup", '{"q": ']},
+    }
+    assert end["tool_calls"] == [
+        {"index": 0, "id": "call_a", "name": "lookup", "arguments": '{"q": '}
+    ]
+
+
+async def test_a_stream_cancelled_mid_call_ends_with_the_call_as_far_as_it_got(scripted):
+    app, client = scripted
+    provider = app[SERVICE].providers["scripted"]
+    deltas = DELTAS[:4]
+    params = {"prompt": script(deltas, then="hang"), "model": "scripted", "format": "ai-sdk"}
+    reader = asyncio.create_task(client.sse("/v1/stream", params=params))
+    await wait_until(lambda: provider.yielded == len(deltas))
+    (stream,) = app[SERVICE].streams.live()
+    await client.http.delete(f"/v1/streams/{stream.id}")
+    got = await reader
+    parts = [json.loads(e.data) for e in got.events if e.data != "[DONE]"]
+
+    # The AI SDK gets the call's input as far as it got, as an input error (not valid JSON).
+    error = next(p for p in parts if p["type"] == "tool-input-error")
+    assert (error["toolCallId"], error["input"]) == ("call_a", '{"q": ')
+    assert [p["type"] for p in parts[-2:]] == ["finish-step", "abort"]
+    assert provider.closed  # the upstream was closed
+
+
+async def test_usage_reports_generated_delivered_and_replayed_tokens(scripted):
+    _, client = scripted
+    deltas = ["one ", "two ", "three ", "four"]
+    body = {"prompt": script(deltas), "model": "scripted", "buffer": "raw"}
+    whole = await client.sse("/v1/stream", method="POST", json_body=body)
+    stream_id = whole.headers["X-Stream-ID"]
+    end = whole.json()[-1]
+    assert end["usage"] == {  # the scripted provider reports its own usage
+        "prompt_tokens": 1,
+        "completion_tokens": 4,
+        "total_tokens": 5,
+        "estimated": False,
+    }
+
+    async def figures() -> dict:
+        return (await client.http.get("/v1/stream/metrics")).json()
+
+    first = await figures()
+    assert first["tokens_delivered"] == 4
+    # A resume after the second token event replays the two after it.
+    second_token = whole.events[2].id
+    await client.sse(f"/v1/streams/{stream_id}", headers={"Last-Event-ID": second_token})
+    after = await figures()
+    assert after["tokens_replayed"] == 2
+    assert after["tokens_delivered"] == 4  # nothing new reached a client
+
+    metrics = (await client.http.get("/metrics")).text.splitlines()
+    labels = '{model="scripted",provider="scripted",route="/v1/stream"}'
+    assert f"streamserver_tokens_delivered_total{labels} 4.0" in metrics
+    assert f"streamserver_tokens_replayed_total{labels} 2.0" in metrics
+    usage = (
+        'streamserver_usage_tokens_total{kind="completion",model="scripted",'
+        'provider="scripted",source="upstream"} 4.0'
+    )
+    assert usage in metrics
+
+
+async def test_a_cancelled_stream_reports_an_estimated_usage(scripted):
+    app, client = scripted
+    provider = app[SERVICE].providers["scripted"]
+    params = {"prompt": script(["a ", "b "], then="hang"), "model": "scripted"}
+    reader = asyncio.create_task(client.sse("/v1/stream", params=params))
+    await wait_until(lambda: provider.yielded == 2)
+    (stream,) = app[SERVICE].streams.live()
+    await client.http.delete(f"/v1/streams/{stream.id}")
+    end = (await reader).json()[-1]
+
+    assert end["finish_reason"] == "cancelled"
+    assert end["usage"]["estimated"] is True
+    assert end["usage"]["completion_tokens"] == 2
+    assert end["usage"]["prompt_tokens"] > 0
