@@ -2,7 +2,9 @@
 is a built-in plugin, ``builtins/sqlite_conversations.py``).
 
 A conversation is a list of messages. A reply that was cancelled or failed is stored as the text the
-user actually received, marked as such, so the history never claims what the user did not see.
+user actually received, marked as such, so the history never claims what the user did not see. A
+reply that called tools keeps its calls, and each ``tool`` message the client sent answers one, so
+the next turn sends the upstream a valid conversation.
 The store sits behind ``ConversationStore`` (a plugin can register another with
 ``register_conversation_stores``); what crosses it is plain data, ready for a networked store.
 The embedded default is ``builtins/sqlite_conversations.py``.
@@ -13,10 +15,10 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol, TypeAlias
+from typing import Any, Literal, Protocol, TypeAlias
 
 from .errors import StreamRejected
-from .types import Message
+from .types import Message, ToolCall
 
 Status: TypeAlias = Literal["complete", "cancelled", "failed"]
 CONVERSATION_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -27,10 +29,14 @@ CONVERSATION_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 class StoredMessage:
     """One message of a conversation as stored."""
 
-    role: Literal["system", "user", "assistant"]
+    role: Literal["system", "user", "assistant", "tool"]
     content: str
     status: Status = "complete"
     created: float = 0.0
+    tool_calls: tuple[ToolCall, ...] = ()
+    """An assistant reply's tool calls (only a reply that completed keeps them)."""
+    tool_call_id: str | None = None
+    """A ``tool`` message: the call it answers."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,15 +86,75 @@ def window(
 ) -> tuple[Message, ...]:
     """The most recent messages that fit ``max_messages`` and ``max_chars`` (the newest always goes).
 
-    Older messages stay stored; they are only left out of what the provider is sent.
+    Older messages stay stored; they are only left out of what the provider is sent. The window
+    is a valid conversation for any upstream: it never starts with a tool result whose call was
+    left out, and a call no result answered (the user moved on) goes as the reply's text only.
     """
     kept: list[Message] = []
     chars = 0
     for stored in reversed(history):
         if kept and (len(kept) >= max_messages or chars + len(stored.content) > max_chars):
             break
-        if not stored.content and stored.role == "assistant":
+        if not stored.content and stored.role == "assistant" and not stored.tool_calls:
             continue  # a reply cancelled before any text: nothing the user saw
-        kept.append(Message(stored.role, stored.content))
+        kept.append(Message(stored.role, stored.content, stored.tool_calls, stored.tool_call_id))
         chars += len(stored.content)
-    return tuple(reversed(kept))
+    kept.reverse()
+    while kept and kept[0].role == "tool":
+        del kept[0]
+    return tuple(_answered(kept))
+
+
+def _answered(messages: list[Message]) -> list[Message]:
+    """``messages`` with each assistant's calls kept only if tool messages answer them all."""
+    out: list[Message] = []
+    for i, message in enumerate(messages):
+        if message.tool_calls:
+            following = []
+            for later in messages[i + 1 :]:
+                if later.role != "tool":
+                    break
+                following.append(later.tool_call_id)
+            if {call.id for call in message.tool_calls} - set(following):
+                if not message.text:
+                    continue
+                message = Message(message.role, message.content)
+        elif message.role == "tool" and (not out or not _answers(out, message)):
+            continue  # its call went (unanswered siblings): the result is orphaned too
+        out.append(message)
+    return out
+
+
+def _answers(before: list[Message], result: Message) -> bool:
+    """Whether ``result`` answers a call of the assistant message its tool run follows."""
+    for message in reversed(before):
+        if message.role != "tool":
+            return any(call.id == result.tool_call_id for call in message.tool_calls)
+    return False
+
+
+def pending_calls(history: Sequence[StoredMessage]) -> list[ToolCall]:
+    """The calls of the last reply that no ``tool`` message has answered yet (the turn waits)."""
+    answered: set[str | None] = set()
+    for stored in reversed(history):
+        if stored.role == "tool":
+            answered.add(stored.tool_call_id)
+            continue
+        if stored.role == "assistant":
+            return [call for call in stored.tool_calls if call.id not in answered]
+        return []
+    return []
+
+
+def openai_message(message: Message) -> dict[str, Any]:
+    """``message`` in the chat completions shape every route's ``messages`` field takes."""
+    fields: dict[str, Any] = {"role": message.role, "content": message.content}
+    if message.tool_calls:
+        fields["content"] = message.content or None
+        fields["tool_calls"] = [
+            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+            for c in message.tool_calls
+        ]
+    if message.tool_call_id is not None:
+        fields["tool_call_id"] = message.tool_call_id
+    return fields

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -15,6 +16,7 @@ if TYPE_CHECKING:
 
 from ..conversations import Conversation, StoredMessage
 from ..hookspecs import Register, hookimpl
+from ..types import ToolCall
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,10 +54,13 @@ class SQLiteConversationStore:
                 CREATE TABLE IF NOT EXISTS messages (
                     conversation_id TEXT NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
                     seq INTEGER NOT NULL, role TEXT NOT NULL, content TEXT NOT NULL,
-                    status TEXT NOT NULL, created REAL NOT NULL,
+                    status TEXT NOT NULL, created REAL NOT NULL, extra TEXT,
                     PRIMARY KEY (conversation_id, seq));
                 """
             )
+            columns = {row[1] for row in db.execute("PRAGMA table_info(messages)")}
+            if "extra" not in columns:  # a database from before tool calls
+                db.execute("ALTER TABLE messages ADD COLUMN extra TEXT")
             db.execute("PRAGMA foreign_keys=ON")
             self._db = db
         return self._db
@@ -72,13 +77,13 @@ class SQLiteConversationStore:
         if row is None:
             return None
         messages = db.execute(
-            "SELECT role, content, status, created FROM messages WHERE conversation_id = ? ORDER BY seq",
+            "SELECT role, content, status, created, extra FROM messages WHERE conversation_id = ? ORDER BY seq",
             (conversation_id,),
         ).fetchall()
         return Conversation(
             conversation_id,
             row[0],
-            tuple(StoredMessage(m[0], _text(m[1]), m[2], m[3]) for m in messages),
+            tuple(StoredMessage(m[0], _text(m[1]), m[2], m[3], *_extra(m[4])) for m in messages),
         )
 
     async def append(
@@ -100,11 +105,16 @@ class SQLiteConversationStore:
             (count,) = db.execute(
                 "SELECT COUNT(*) FROM messages WHERE conversation_id = ?", (conversation_id,)
             ).fetchone()
+            rows = [
+                (conversation_id, count + i, m.role, _storable(m.content), m.status,
+                 m.created or time.time(), _storable_extra(m))
+                for i, m in enumerate(messages)
+            ]  # fmt: skip
             db.executemany(
-                "INSERT INTO messages (conversation_id, seq, role, content, status, created) VALUES (?, ?, ?, ?, ?, ?)",
-                [(conversation_id, count + i, m.role, _storable(m.content), m.status, m.created or time.time())
-                 for i, m in enumerate(messages)],
-            )  # fmt: skip
+                "INSERT INTO messages (conversation_id, seq, role, content, status, created, extra)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
         return int(count) + len(messages)
 
     async def delete(self, conversation_id: str) -> bool:
@@ -142,6 +152,28 @@ def _storable(text: str) -> str | bytes:
     except UnicodeEncodeError:
         return text.encode("utf-8", "surrogatepass")
     return text
+
+
+def _storable_extra(message: StoredMessage) -> str | None:
+    """A message's tool calls or answered call id as JSON (``None`` for a plain message)."""
+    extra: dict[str, object] = {}
+    if message.tool_calls:
+        extra["tool_calls"] = [
+            {"id": c.id, "name": c.name, "arguments": c.arguments, "index": c.index}
+            for c in message.tool_calls
+        ]
+    if message.tool_call_id is not None:
+        extra["tool_call_id"] = message.tool_call_id
+    return json.dumps(extra) if extra else None  # ASCII: half an emoji is escaped, not lost
+
+
+def _extra(extra: str | None) -> tuple[tuple[ToolCall, ...], str | None]:
+    """The tool calls and answered call id ``_storable_extra`` stored."""
+    if not extra:
+        return (), None
+    fields = json.loads(extra)
+    calls = tuple(ToolCall(**call) for call in fields.get("tool_calls", ()))
+    return calls, fields.get("tool_call_id")
 
 
 def _text(content: str | bytes) -> str:

@@ -2,7 +2,8 @@
 
 The client sends a JSON object per message: a prompt (the route decides its fields),
 ``{"type": "cancel"}``, or ``{"type": "resume", "stream_id": ..., "received": n}`` after a dropped
-connection (the stream's messages from the ``n``-th on are sent again, then it goes on live). The
+connection (the stream's messages from the ``n``-th on are sent again, then it goes on live); a
+route may take other types (the chat route's ``tool_result``), which go to its ``start``. The
 server sends the formatter's WebSocket form. Bad input (bad JSON, a
 binary frame, an unknown field, a message over ``max_message_bytes``) gets ``{"type": "error", ...}``
 and the socket stays usable; only abuse closes it: repeated violations or a flood (close code 1008),
@@ -70,7 +71,9 @@ class ResumeRequest:
         return cls(stream_id, received)
 
 
-StartStream = Callable[[dict[str, Any]], Awaitable[Stream]]
+StartStream = Callable[[dict[str, Any]], Awaitable[Stream | dict[str, Any]]]
+"""Starts a stream for a message; or answers it with one message of its own and starts none
+(the chat route's acknowledgement of a tool result while others are still awaited)."""
 """Starts a stream for a prompt message's fields (raises ``StreamRejected`` to refuse it)."""
 ResumeStream = Callable[[ResumeRequest], Stream]
 """Finds the stream a ``resume`` message names and checks it may be read from ``received``."""
@@ -168,9 +171,11 @@ async def serve_socket(
     send_timeout_s: float,
     busy: Literal["reject", "replace"] = "reject",
     messages_per_s: float = 20.0,
+    kinds: Sequence[str] = (),
 ) -> web.StreamResponse:
     """Run one WebSocket connection: a prompt message starts a stream via ``start``, a resume
-    message attaches to one already running (or retained) via ``resume``."""
+    message attaches to one already running (or retained) via ``resume``. Messages of the other
+    ``kinds`` the route takes go to ``start`` too, with their ``type``."""
     # No permessage-deflate: deflating each small token message is per-token CPU for a few bytes
     # saved, and uncompressed frames can be written several at a time (_pump).
     ws = web.WebSocketResponse(
@@ -196,7 +201,7 @@ async def serve_socket(
         async for message in ws:
             if message.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
                 continue
-            kind, fields, problem = _decode(message, max_message_bytes)
+            kind, fields, problem = _decode(message, max_message_bytes, kinds)
             if not flood.allow():
                 problem = error_message(
                     "too_many_messages", f"send at most {messages_per_s:g} messages a second"
@@ -221,7 +226,14 @@ async def serve_socket(
                         if kind == "resume":
                             current, position = _resumed(resume, fields)
                         else:
-                            current, position = await start(fields), 0
+                            if kind != "prompt":
+                                fields["type"] = kind
+                            started = await start(fields)
+                            if isinstance(started, dict):  # answered, nothing to stream
+                                await ws.send_json(started)
+                                strikes = 0
+                                continue
+                            current, position = started, 0
                     except StreamRejected as exc:
                         problem = error_message(exc.code, exc.message)
                         if exc.code == "missing_prompt":
@@ -266,8 +278,11 @@ def _resumed(resume: ResumeStream, fields: dict[str, Any]) -> tuple[Stream, int]
     return stream, request.received
 
 
-def _decode(message: Any, max_bytes: int) -> tuple[str, dict[str, Any], dict[str, str] | None]:
-    """The message's type (prompt, cancel or resume) and its other fields, or the problem."""
+def _decode(
+    message: Any, max_bytes: int, kinds: Sequence[str] = ()
+) -> tuple[str, dict[str, Any], dict[str, str] | None]:
+    """The message's type (prompt, cancel, resume or one of the route's ``kinds``) and its other
+    fields, or the problem."""
     if message.type == WSMsgType.BINARY:
         return "", {}, error_message("binary_not_supported", "send JSON text messages")
     data: str = message.data
@@ -282,14 +297,10 @@ def _decode(message: Any, max_bytes: int) -> tuple[str, dict[str, Any], dict[str
     except StreamRejected as exc:
         return "", {}, error_message(exc.code, exc.message)
     kind = fields.pop("type", "prompt")
-    if kind not in ("prompt", "cancel", "resume"):
-        return (
-            "",
-            {},
-            error_message(
-                "unknown_type", f"unknown message type {kind!r}; send a prompt, cancel or resume"
-            ),
-        )
+    if kind not in ("prompt", "cancel", "resume", *kinds):
+        *others, last = ("a prompt", "cancel", "resume", *kinds)
+        known = f"{', '.join(others)} or {last}"
+        return "", {}, error_message("unknown_type", f"unknown message type {kind!r}; send {known}")
     return kind, fields, None
 
 

@@ -5,6 +5,11 @@ window plus the new message; the reply streams as ``token`` messages, is stored 
 completed; as far as it reached the client, marked ``cancelled`` or ``failed``, when it was cut
 short), and ``{"type": "done", "message_count": n}`` closes the turn. After a dropped connection,
 ``{"type": "resume", "received": n}`` on a new socket picks the conversation's reply up again.
+
+A message may offer ``tools``; a reply that calls them streams the calls and its ``done`` lists
+``pending_tool_calls``. Each ``{"type": "tool_result", "tool_call_id", "content"}`` is stored as a
+``tool`` message; the one that answers the last pending call continues the turn (a new reply
+streams, with the same tools), the others are acknowledged with ``tool_result_stored``.
 """
 
 from __future__ import annotations
@@ -20,7 +25,16 @@ from typing import Any, TypeVar
 from aiohttp import web
 
 from ..access import KEY_ID
-from ..conversations import Conversation, ConversationStore, Status, StoredMessage, check_id, window
+from ..conversations import (
+    Conversation,
+    ConversationStore,
+    Status,
+    StoredMessage,
+    check_id,
+    openai_message,
+    pending_calls,
+    window,
+)
 from ..errors import StreamRejected
 from ..request_input import parse_stream_params, valid_text
 from ..settings import RouteSettings
@@ -48,6 +62,9 @@ def socket_handler(path: str, route: RouteSettings) -> Handler:
 
     latest: dict[str, str] = {}
     """Conversation id -> the id of its latest reply's stream, while that stream is kept."""
+    offered: dict[str, dict[str, Any]] = {}
+    """Conversation id -> the tool fields of the turn whose calls await results (this process's
+    memory: a tool result sent after a restart sends its ``tools`` again)."""
 
     async def handle(request: web.Request) -> web.StreamResponse:
         service = request.app[SERVICE]
@@ -57,20 +74,30 @@ def socket_handler(path: str, route: RouteSettings) -> Handler:
         identity = request[KEY_ID]
         owner = identity if service.access.enabled else None
 
-        async def start(fields: dict[str, Any]) -> Stream:
-            message = fields.pop("message", None)
-            if not isinstance(message, str) or not message.strip():
-                raise StreamRejected(400, "missing_prompt", "a non-empty 'message' is required")
-            valid_text(message, "'message'")  # before anything is read or stored
+        async def start(fields: dict[str, Any]) -> Stream | dict[str, Any]:
             conversation = _owned(await _stored(store.get(conversation_id)), owner)
             history = list(conversation.messages) if conversation else []
-            user = StoredMessage("user", message, created=time.time())
+            if fields.pop("type", None) == "tool_result":
+                user = _tool_result(fields, history)
+                waiting = [c.id for c in pending_calls(history) if c.id != user.tool_call_id]
+                fields = {**offered.get(conversation_id, {}), **fields}
+                if waiting:  # stored; the turn goes on once every call has its result
+                    count = await _stored(store.append(conversation_id, owner, [user]))
+                    return {"type": "tool_result_stored", "tool_call_id": user.tool_call_id,
+                            "pending_tool_calls": waiting, "message_count": count}  # fmt: skip
+            else:
+                message = fields.pop("message", None)
+                if not isinstance(message, str) or not message.strip():
+                    raise StreamRejected(400, "missing_prompt", "a non-empty 'message' is required")
+                valid_text(message, "'message'")  # before anything is read or stored
+                user = StoredMessage("user", message, created=time.time())
             messages = window([*history, user], settings.max_messages, settings.max_chars)
             params = parse_stream_params(
-                {**fields, "messages": [{"role": m.role, "content": m.content} for m in messages]},
+                {**fields, "messages": [openai_message(m) for m in messages]},
                 route,
                 service.config,
             )
+            tool_fields = {k: fields[k] for k in _TOOL_FIELDS if k in fields}
             loop = asyncio.get_running_loop()
             user_stored: asyncio.Future[int | None] = loop.create_future()
             """The message count once the prompt is stored; None if storing it failed."""
@@ -97,10 +124,16 @@ def socket_handler(path: str, route: RouteSettings) -> Handler:
                 assert record is not None  # started with keep_record
                 whole = summary.outcome == "completed"
                 text = record.text() if whole else record.text(below=stream.delivered)
+                # Only a reply that completed keeps its calls: one cut short may hold half a call,
+                # which no tool can answer and no upstream would take back.
+                calls = record.calls() if whole else ()
                 reply = StoredMessage(
-                    "assistant", text, _STATUS.get(summary.outcome, "failed"), time.time()
+                    "assistant", text, _STATUS.get(summary.outcome, "failed"), time.time(), calls
                 )
                 done: dict[str, Any] = {"type": "done", "message_count": count}
+                if calls:
+                    offered[conversation_id] = tool_fields
+                    done["pending_tool_calls"] = [call.id for call in calls]
                 try:
                     done["message_count"] = await store.append(conversation_id, owner, [reply])
                 except Exception:
@@ -156,7 +189,7 @@ def socket_handler(path: str, route: RouteSettings) -> Handler:
             service.resume_point(stream, wanted.received, "invalid_resume")
             return stream
 
-        return await serve_route_socket(request, route, start, resume)
+        return await serve_route_socket(request, route, start, resume, kinds=("tool_result",))
 
     def _forget(conversation_id: str, stream_id: str) -> None:
         if latest.get(conversation_id) == stream_id:
@@ -164,6 +197,30 @@ def socket_handler(path: str, route: RouteSettings) -> Handler:
 
     handle.__name__ = f"chat {path}"
     return handle
+
+
+_TOOL_FIELDS = ("tools", "tool_choice", "parallel_tool_calls", "model")
+"""What a tool result's continuation reuses from the turn that made the calls."""
+
+
+def _tool_result(fields: dict[str, Any], history: list[StoredMessage]) -> StoredMessage:
+    """A ``tool_result`` message checked against the calls awaiting results, as a ``tool`` message."""
+    call_id, content = fields.pop("tool_call_id", None), fields.pop("content", None)
+    if not isinstance(call_id, str):
+        raise StreamRejected(400, "invalid_tool_result", "'tool_call_id' must be a string")
+    pending = pending_calls(history)
+    if call_id not in {call.id for call in pending}:
+        waiting = ", ".join(call.id for call in pending) or "none"
+        raise StreamRejected(
+            400,
+            "unknown_tool_call",
+            f"no call {call_id!r} awaits a result in this conversation (awaiting: {waiting})",
+        )
+    if content is None:
+        raise StreamRejected(400, "invalid_tool_result", "'content' is required")
+    text = content if isinstance(content, str) else json.dumps(content, ensure_ascii=False)
+    valid_text(text, "'content'")
+    return StoredMessage("tool", text, created=time.time(), tool_call_id=call_id)
 
 
 async def _stored(work: Awaitable[T]) -> T:
@@ -197,10 +254,7 @@ def history_handlers() -> tuple[Handler, Handler]:
         return web.json_response({
             "id": conversation.id,
             "message_count": len(conversation.messages),
-            "messages": [
-                {"role": m.role, "content": m.content, "status": m.status, "created": m.created}
-                for m in conversation.messages
-            ],
+            "messages": [_shown(m) for m in conversation.messages],
         })  # fmt: skip
 
     async def delete(request: web.Request) -> web.Response:
@@ -215,3 +269,17 @@ def history_handlers() -> tuple[Handler, Handler]:
         return web.json_response({"id": conversation_id, "deleted": True})
 
     return get, delete
+
+
+def _shown(message: StoredMessage) -> dict[str, Any]:
+    """One stored message as ``GET /v1/conversations/{id}`` shows it."""
+    shown: dict[str, Any] = {"role": message.role, "content": message.content,
+                             "status": message.status, "created": message.created}  # fmt: skip
+    if message.tool_calls:
+        shown["tool_calls"] = [
+            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+            for c in message.tool_calls
+        ]
+    if message.tool_call_id is not None:
+        shown["tool_call_id"] = message.tool_call_id
+    return shown

@@ -52,6 +52,8 @@ async def serve_route_socket(
     route: RouteSettings,
     start: ws.StartStream,
     resume: ws.ResumeStream,
+    *,
+    kinds: tuple[str, ...] = (),
 ) -> web.StreamResponse:
     """Serve one WebSocket of ``route`` with the server's socket settings and the app's open
     connections (the write batcher, and the sockets closed with 1001 at shutdown). During the
@@ -70,4 +72,5 @@ async def serve_route_socket(
         max_message_bytes=server.ws_max_message_bytes,
         send_timeout_s=server.send_timeout_s,
         busy=route.busy,
+        kinds=kinds,
     )
