@@ -301,8 +301,8 @@ class SchemaValues:
         singular = re.sub(r"ies$", "y", name) if name.endswith("ies") else name.removesuffix("s")
         for index in range(count):
             sub = prefix[index] if index < len(prefix) else rest
-            for _ in range(40):
-                item = self._value(sub, singular, depth + 1)
+            for attempt in range(40):  # the name's few plausible values, then any value
+                item = self._value(sub, singular if attempt < 8 else "", depth + 1)
                 key = _unique_key(item) if unique else ""
                 if key not in seen:
                     break
@@ -353,13 +353,13 @@ class SchemaValues:
         low, high = _bounds(schema)
         least = None if low is None else math.floor(low[0]) + 1 if low[1] else math.ceil(low[0])
         most = None if high is None else math.ceil(high[0]) - 1 if high[1] else math.floor(high[0])
-        least, most = _range(least, most, _hinted(name, _INTEGERS) or (1, 100))
         step = _step(schema)
-        if step is None:
-            return self.rng.randint(int(least), int(most))
         # An integer that is a multiple of p/q is a multiple of p.
-        whole = Fraction(str(step)).numerator if isinstance(step, float) else int(step)
-        first, last = -(-int(least) // whole), int(most) // whole
+        whole = 1 if step is None else Fraction(str(step)).numerator
+        least, most = _range(least, most, _hinted(name, _INTEGERS) or (1, 100), whole)
+        first, last = math.ceil(least / whole), math.floor(most / whole)
+        if step is None:
+            return self.rng.randint(first, last)
         for k in self._ks(first, last):
             if isinstance(step, int) or (k * whole / step).is_integer():
                 return k * whole
@@ -367,9 +367,10 @@ class SchemaValues:
 
     def _number(self, schema: Mapping[str, Any], name: str) -> float | int:
         low, high = _bounds(schema)
+        step = _step(schema)
         least, most = _range(
             None if low is None else low[0], None if high is None else high[0],
-            _hinted(name, _NUMBERS) or (0.0, 100.0),
+            _hinted(name, _NUMBERS) or (0.0, 100.0), step,
         )  # fmt: skip
 
         def fits(x: float) -> bool:
@@ -378,7 +379,6 @@ class SchemaValues:
             return above and below
 
         rng = self.rng
-        step = _step(schema)
         if step is not None:
             for k in self._ks(math.ceil(least / step), math.floor(most / step)):
                 candidate = k * step
@@ -433,15 +433,20 @@ def _step(schema: Mapping[str, Any]) -> int | float | None:
     return step
 
 
-def _range(least: Any, most: Any, default: tuple[Any, Any]) -> tuple[Any, Any]:
-    """The schema's bounds, the missing ones from ``default`` (moved to fit the other)."""
+def _range(least: Any, most: Any, default: tuple[Any, Any], step: Any = None) -> tuple[Any, Any]:
+    """The schema's bounds, the missing ones from ``default`` (moved to fit the other, and wide
+    enough for ten multiples of ``step``)."""
     low, high = default
     if least is None and most is None:
         least, most = low, high
     elif least is None:
-        least = low if low <= most else most - (high - low)
+        least = low if low < most else most - (high - low)
+        if step:
+            least = min(least, most - 10 * step)
     elif most is None:
-        most = high if high >= least else least + (high - low)
+        most = high if high > least else least + (high - low)
+        if step:
+            most = max(most, least + 10 * step)
     if least > most:
         raise SchemaError(f"the bounds leave no room (at least {least}, at most {most})")
     return least, most
