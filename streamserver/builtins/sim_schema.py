@@ -10,22 +10,22 @@ the formats ``date``, ``date-time``, ``time``, ``email``, ``uri``, ``uuid``, ``h
 draft-4 and the 2020-12 forms, ``multipleOf``), booleans, ``null``, ``anyOf``/``oneOf`` (one
 branch, taken to exclude the others, as tool schemas' do), ``allOf`` (merged) and ``$ref`` to
 the document's own ``$defs``/``definitions``. Property names steer the values (a ``city`` gets a
-city, a ``query`` the user's words). Not followed: ``pattern``, ``not``, ``if``/``then``,
+city, a ``query`` the user's words: ``sim_values``). Not followed: ``pattern``, ``not``, ``if``/``then``,
 ``contains``, ``dependentRequired``.
 """
 
 from __future__ import annotations
 
 import copy
-import datetime
 import json
 import math
 import random
 import re
-import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from fractions import Fraction
 from typing import Any
+
+from .sim_values import FORMATS, WORDS, Plausible, integer_range, number_range
 
 
 class SchemaError(ValueError):
@@ -35,81 +35,6 @@ class SchemaError(ValueError):
 _DEEP = 4
 """Below this depth optional properties are left out and arrays kept short: recursion ends."""
 _MAX_DEPTH = 32
-
-_WORDS = ("stream", "token", "buffer", "reader", "server", "client", "answer", "model", "event",
-          "signal", "steady", "river", "quiet", "harbor", "lantern", "orbit", "meadow", "pixel",
-          "summit", "copper", "velvet", "amber", "cedar", "delta", "echo")  # fmt: skip
-_STRINGS: tuple[tuple[frozenset[str], tuple[str, ...]], ...] = (
-    (frozenset({"city", "town"}), ("Paris", "Tokyo", "Lisbon", "Nairobi", "Montreal", "Osaka")),
-    (
-        frozenset({"location", "place", "address", "destination", "origin"}),
-        ("Paris, France", "Tokyo, Japan", "Lisbon, Portugal", "Nairobi, Kenya", "Toronto, Canada"),
-    ),
-    (frozenset({"country"}), ("France", "Japan", "Portugal", "Kenya", "Canada", "Chile")),
-    (frozenset({"name", "author", "person", "owner"}), ("Ada Lovelace", "Alan Turing",
-                                                        "Grace Hopper", "Katherine Johnson")),
-    (frozenset({"username", "user", "handle", "login"}), ("ada", "aturing", "ghopper", "kj")),
-    (frozenset({"unit", "units"}), ("celsius", "metric", "fahrenheit")),
-    (frozenset({"language", "lang", "locale"}), ("en", "fr", "ja", "pt")),
-    (frozenset({"currency"}), ("EUR", "USD", "JPY", "GBP")),
-    (frozenset({"color", "colour"}), ("teal", "amber", "crimson", "slate")),
-    (frozenset({"phone", "telephone"}), ("+1 555 0100", "+44 20 7946 0958")),
-    (frozenset({"status", "state"}), ("open", "active", "pending", "done")),
-)  # fmt: skip
-_FROM_PROMPT = frozenset({"query", "q", "search", "text", "prompt", "question", "message", "topic",
-                          "input", "keywords", "term", "content"})  # fmt: skip
-_INTEGERS = (
-    (frozenset({"year"}), (2000, 2026)),
-    (frozenset({"age"}), (18, 80)),
-    (frozenset({"count", "limit", "n", "k", "top", "results", "max", "num", "number", "size"}),
-     (1, 10)),
-    (frozenset({"page"}), (1, 5)),
-    (frozenset({"days", "day", "hours", "hour", "minutes"}), (1, 7)),
-)  # fmt: skip
-_NUMBERS = (
-    (frozenset({"latitude", "lat"}), (-90.0, 90.0)),
-    (frozenset({"longitude", "lon", "lng"}), (-180.0, 180.0)),
-    (frozenset({"price", "amount", "cost", "total"}), (1.0, 500.0)),
-    (frozenset({"temperature", "temp"}), (-10.0, 35.0)),
-)
-
-
-def _hint_parts(name: str) -> set[str]:
-    """``maxResults``, ``max_results``, ``max-results`` -> {"max", "results"}."""
-    spaced = re.sub(r"([a-z0-9])([A-Z])", r"\1 \2", name)
-    return {part for part in re.split(r"[^a-zA-Z0-9]+", spaced.lower()) if part}
-
-
-def _hinted(name: str, table: Sequence[tuple[frozenset[str], Any]]) -> Any:
-    parts = _hint_parts(name)
-    for keys, value in table:
-        if parts & keys:
-            return value
-    return None
-
-
-def _date(rng: random.Random) -> datetime.date:
-    return datetime.date(2024, 1, 1) + datetime.timedelta(days=rng.randrange(3 * 365))
-
-
-def _time(rng: random.Random) -> str:
-    return f"{rng.randrange(7, 20):02d}:{rng.choice((0, 15, 30, 45)):02d}:00"
-
-
-_FORMATS = {
-    "date": lambda rng: _date(rng).isoformat(),
-    "date-time": lambda rng: f"{_date(rng).isoformat()}T{_time(rng)}Z",
-    "time": lambda rng: f"{_time(rng)}Z",
-    "email": lambda rng: f"{rng.choice(('ada', 'alan', 'grace', 'kj'))}@example.com",
-    "uri": lambda rng: f"https://example.com/{rng.choice(_WORDS)}",
-    "url": lambda rng: f"https://example.com/{rng.choice(_WORDS)}",
-    "iri": lambda rng: f"https://example.com/{rng.choice(_WORDS)}",
-    "uri-reference": lambda rng: f"/{rng.choice(_WORDS)}",
-    "uuid": lambda rng: str(uuid.UUID(int=rng.getrandbits(128), version=4)),
-    "hostname": lambda rng: f"{rng.choice(_WORDS)}.example.com",
-    "ipv4": lambda rng: f"192.0.2.{rng.randrange(1, 255)}",
-    "ipv6": lambda rng: f"2001:db8::{rng.randrange(1, 0xFFFF):x}",
-}
 
 
 def _unique_key(value: Any) -> str:
@@ -133,9 +58,7 @@ class SchemaValues:
     def __init__(self, root: Any, rng: random.Random, prompt: str = "") -> None:
         self.root = root
         self.rng = rng
-        self.prompt = " ".join(prompt.split()[:8])
-        """The user's words, for a ``query``-like string."""
-        self._said = prompt.casefold()
+        self.plausible = Plausible(prompt)
 
     def value(self) -> Any:
         """A value valid against the whole document."""
@@ -318,32 +241,15 @@ class SchemaValues:
     def _string(self, schema: Mapping[str, Any], name: str) -> str:
         rng = self.rng
         fmt = schema.get("format")
-        if isinstance(fmt, str) and fmt in _FORMATS:
-            return str(_FORMATS[fmt](rng))
+        if isinstance(fmt, str) and fmt in FORMATS:
+            return FORMATS[fmt](rng)
         least = int(schema.get("minLength", 0))
         most = schema.get("maxLength")
         if most is not None and least > most:
             raise SchemaError("minLength is more than maxLength")
-        parts = _hint_parts(name)
-        if parts & {"date", "day", "birthday"}:
-            text = _FORMATS["date"](rng)
-        elif parts & {"email", "mail"}:
-            text = _FORMATS["email"](rng)
-        elif parts & {"url", "uri", "link", "website", "href"}:
-            text = _FORMATS["uri"](rng)
-        elif parts & {"id", "uuid", "key"}:
-            text = f"{rng.choice(_WORDS)[:3]}_{rng.getrandbits(24):06x}"
-        elif parts & _FROM_PROMPT and self.prompt:
-            text = self.prompt
-        else:
-            choices = _hinted(name, _STRINGS)
-            if choices:  # the one the user named, if they did ("weather in Paris")
-                said = [c for c in choices if c.split(",")[0].casefold() in self._said]
-                text = rng.choice(said or choices)
-            else:
-                text = " ".join(rng.sample(_WORDS, 2))
+        text = self.plausible.string(name, rng)
         while len(text) < least:
-            text += " " + rng.choice(_WORDS)
+            text += " " + rng.choice(WORDS)
         if most is not None and len(text) > most:
             cut = text[: int(most)]
             text = cut.rstrip() if len(cut.rstrip()) >= least else cut
@@ -356,7 +262,7 @@ class SchemaValues:
         step = _step(schema)
         # An integer that is a multiple of p/q is a multiple of p.
         whole = 1 if step is None else Fraction(str(step)).numerator
-        least, most = _range(least, most, _hinted(name, _INTEGERS) or (1, 100), whole)
+        least, most = _range(least, most, integer_range(name), whole)
         first, last = math.ceil(least / whole), math.floor(most / whole)
         if step is None:
             return self.rng.randint(first, last)
@@ -370,7 +276,7 @@ class SchemaValues:
         step = _step(schema)
         least, most = _range(
             None if low is None else low[0], None if high is None else high[0],
-            _hinted(name, _NUMBERS) or (0.0, 100.0), step,
+            number_range(name), step,
         )  # fmt: skip
 
         def fits(x: float) -> bool:

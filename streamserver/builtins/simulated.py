@@ -224,7 +224,7 @@ class SimulatedProvider:
     async def _stream(self, request: GenerationRequest) -> AsyncIterator[Delta]:
         options = self.options
         rng, pace_rng = self._generators(request)
-        script = _Script(self, request, rng)  # its failures come before the first token
+        script = _Script(request, rng, options.answer_tokens)  # fails before the first token
         pieces = script.deltas
         prompt_tokens = _prompt_tokens(request)
         # Stop before the token that would pass max_tokens, or fail at fail_after_tokens.
@@ -263,26 +263,15 @@ class SimulatedProvider:
         reason = "length" if cut_short else script.reason
         yield Finish(reason, request.model, Usage(prompt_tokens, count))
 
-    def _answer(self, rng: random.Random, opening: str = "") -> Iterator[str]:
-        """Generated sentences, after ``opening``, to about ``answer_tokens`` pieces."""
-        pool = _sentence_pool()
-        first = tokenize(opening) if opening else rng.choice(pool)[0]
-        yield from first
-        produced = len(first)
-        while produced < self.options.answer_tokens:
-            pieces = rng.choice(pool)[1]
-            yield from pieces
-            produced += len(pieces)
-
 
 class _Script:
     """What one response says, decided before its first token: its deltas and finish reason."""
 
     __slots__ = ("deltas", "reason")
+    deltas: Iterator[Delta]
+    reason: str
 
-    def __init__(
-        self, provider: SimulatedProvider, request: GenerationRequest, rng: random.Random
-    ) -> None:
+    def __init__(self, request: GenerationRequest, rng: random.Random, answer_tokens: int) -> None:
         self.reason = "stop"
         model = request.model
         tools = model == TOOLS_MODEL
@@ -293,18 +282,17 @@ class _Script:
                 "invalid_tool_choice",
                 f"model {model!r} does not call tools (sim-tools does): tool_choice cannot be met",
             )
-        stops = _stop_sequences(request.sampling.get("stop"))
         text: Iterator[str]
         if model == "echo":
             text = iter(tokenize(last_user_text(request.messages)))
         elif tools and (calls := calls_for(request, rng)):
             self.reason = "tool_calls"
-            self.deltas: Iterator[Delta] = call_deltas(calls)
+            self.deltas = call_deltas(calls)
             return
-        elif tools:
-            text = provider._answer(rng, results_answer(request.messages) or "")
         else:
-            text = provider._answer(rng)
+            opening = results_answer(request.messages) if tools else None
+            text = _answer(rng, answer_tokens, opening or "")
+        stops = _stop_sequences(request.sampling.get("stop"))
         if stops:
             text = _before_stop(text, stops)
         if model == REASONER_MODEL:
@@ -312,6 +300,18 @@ class _Script:
             self.deltas = _chain(thinking, text)
         else:
             self.deltas = text
+
+
+def _answer(rng: random.Random, answer_tokens: int, opening: str = "") -> Iterator[str]:
+    """Generated sentences, after ``opening``, to about ``answer_tokens`` pieces."""
+    pool = _sentence_pool()
+    first = tokenize(opening) if opening else rng.choice(pool)[0]
+    yield from first
+    produced = len(first)
+    while produced < answer_tokens:
+        pieces = rng.choice(pool)[1]
+        yield from pieces
+        produced += len(pieces)
 
 
 def _chain(first: Iterable[Delta], then: Iterable[Delta]) -> Iterator[Delta]:
@@ -373,5 +373,6 @@ def register_providers(register: Register) -> None:
         "simulated",
         SimulatedProvider,
         options=SimulatedOptions,
-        description="offline text generator with realistic pacing; model 'echo' repeats the prompt",
+        description="offline model with realistic pacing; 'echo' repeats the prompt, 'sim-tools' "
+        "calls tools, 'sim-reasoner' thinks first",
     )
