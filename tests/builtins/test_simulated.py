@@ -164,10 +164,11 @@ async def test_paced_tokens_keep_their_schedule_and_are_never_early():
     runs = await asyncio.gather(*(timed(provider, request(max_tokens=20)) for _ in range(50)))
 
     for _, arrivals, _ in runs:
+        # From the call, not from the first token: a stream's schedule starts after the call, so
+        # a process descheduled before the first arrival (a loaded machine) makes no token early.
         assert len(arrivals) == 20
-        offsets = [t - arrivals[0] for t in arrivals]
-        assert all(offset >= i * 0.005 - 0.0005 for i, offset in enumerate(offsets))
-        assert offsets[-1] < 19 * 0.005 + 1.0
+        assert all(arrival >= i * 0.005 - 0.0005 for i, arrival in enumerate(arrivals))
+        assert arrivals[-1] < 19 * 0.005 + 1.0
 
 
 async def test_a_cancelled_paced_stream_does_not_disturb_the_others():
