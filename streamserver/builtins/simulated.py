@@ -5,26 +5,42 @@ Models:
   pieces the size of a BPE tokenizer's, after ``ttft_ms`` and at ``tokens_per_second``.
 - ``echo``: streams back the last user message in token-sized pieces, so any text can be sent
   through the whole pipeline and compared on the other side.
+- ``sim-tools``: calls the offered tools (``ToolCallDelta``s, arguments made from each tool's JSON
+  schema), then answers in text quoting the results it is sent back (``sim_structured``).
+- ``sim-reasoner``: streams its thinking (``Reasoning``, as long as ``reasoning_effort`` asks)
+  before its text answer.
 
-``fail_after_tokens`` makes either model fail mid-stream (error paths, demos), ``seed`` makes the
-output repeatable, and ``tokens_per_second = 0`` means as fast as possible (benchmarks).
+``fail_after_tokens`` makes any model fail mid-stream (error paths, demos), ``seed`` (the config's
+or the request's) makes the output repeatable, and ``tokens_per_second = 0`` means as fast as
+possible (benchmarks). Every delta, text, reasoning or a piece of a call, is one token: paced,
+counted for ``max_tokens``, ``fail_after_tokens`` and the usage.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import random
 import sys
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 from ..errors import ProviderError
 from ..hookspecs import Register, hookimpl
 from ..schema import AT_LEAST_ONE, AT_LEAST_ZERO, Range
 from ..tokens import tokenize
-from ..types import Delta, Finish, GenerationRequest, Usage
+from ..types import Delta, Finish, GenerationRequest, Reasoning, Usage
+from .sim_structured import (
+    REASONER_MODEL,
+    TOOLS_MODEL,
+    call_deltas,
+    calls_for,
+    last_user_text,
+    reasoning_for,
+    results_answer,
+)
 
 _CORPUS = """\
 Streaming changes how people experience a model. The first words arrive while the rest is still \
@@ -150,12 +166,23 @@ class SimulatedOptions:
     """Fix the randomness: the same request then gives the same text and pacing."""
     fail_after_tokens: Annotated[int, AT_LEAST_ZERO] | None = None
     """Raise a provider error after this many tokens."""
-    models: tuple[str, ...] = ("simulated", "echo")
-    """Model names offered; any name other than ``echo`` generates text."""
+    models: tuple[str, ...] = ("simulated", "echo", TOOLS_MODEL, REASONER_MODEL)
+    """Model names offered; any name other than ``echo``, ``sim-tools`` and ``sim-reasoner``
+    generates text like ``simulated``."""
 
 
 class SimulatedProvider:
     """See the module docstring."""
+
+    parameters: Collection[str] = frozenset(
+        {"tools", "tool_choice", "parallel_tool_calls", "reasoning_effort", "seed", "stop",
+         "user", "temperature"}
+    )  # fmt: skip
+    """What it honours: ``seed`` (this request's generator), ``stop``, ``temperature`` (0 is
+    greedy: the same text for the same conversation, whatever the seed; any other value samples),
+    ``user`` (accepted, changes nothing), and the structured models' ``tools``, ``tool_choice``,
+    ``parallel_tool_calls`` and ``reasoning_effort`` (the other models never call a tool nor
+    think: ``tool_choice`` ``"required"`` or a named function fails them before the first token)."""
 
     def __init__(self, options: SimulatedOptions) -> None:
         self.options = options
@@ -170,21 +197,36 @@ class SimulatedProvider:
 
     @property
     def models(self) -> Sequence[str]:
-        """``simulated`` and ``echo`` unless configured otherwise."""
+        """``simulated``, ``echo``, ``sim-tools`` and ``sim-reasoner`` unless configured otherwise."""
         return self.options.models
 
     async def aclose(self) -> None:
         """Nothing to release."""
 
     def stream(self, request: GenerationRequest) -> AsyncIterator[Delta]:
-        """Generated or echoed text, paced."""
+        """Generated or echoed text, tool calls or reasoning, paced."""
         return self._stream(request)
+
+    def _generators(self, request: GenerationRequest) -> tuple[random.Random, random.Random]:
+        """The stream's generators: one for what it says, one for its pacing, so that the
+        pacing (``tokens_per_second``, ``jitter``) never changes the text of a seed."""
+        sampling = request.sampling
+        if sampling.get("temperature") == 0:  # greedy: the conversation decides
+            key = repr([request.model, *((m.role, m.text) for m in request.messages)])
+            return random.Random(key), random.Random("pace " + key)
+        seed = sampling.get("seed")
+        if not isinstance(seed, int) or isinstance(seed, bool):
+            seed = self.options.seed
+        if seed is None:
+            return self._rng, self._rng
+        return random.Random(seed), random.Random(f"pace {seed}")
 
     async def _stream(self, request: GenerationRequest) -> AsyncIterator[Delta]:
         options = self.options
-        rng = random.Random(options.seed) if options.seed is not None else self._rng
-        pieces = self._pieces(request, rng)
-        prompt_tokens = sum(len(tokenize(m.text)) for m in request.messages)
+        rng, pace_rng = self._generators(request)
+        script = _Script(request, rng, options.answer_tokens)  # fails before the first token
+        pieces = script.deltas
+        prompt_tokens = _prompt_tokens(request)
         # Stop before the token that would pass max_tokens, or fail at fail_after_tokens.
         fail_at = options.fail_after_tokens
         limit = request.max_tokens
@@ -208,7 +250,7 @@ class SimulatedProvider:
                 # under load do not slow the average rate.
                 if due > clock():
                     await pace(due)
-                due += gap + jitter * (2 * rng.random() - 1) if jitter else gap
+                due += gap + jitter * (2 * pace_rng.random() - 1) if jitter else gap
             elif not count & 63:
                 await asyncio.sleep(0)  # flat out, but let the rest of the server breathe
             yield piece
@@ -218,22 +260,110 @@ class SimulatedProvider:
                 "provider_error",
                 f"the simulated model failed after {count} tokens (fail_after_tokens)",
             )
-        reason = "length" if cut_short else "stop"
+        reason = "length" if cut_short else script.reason
         yield Finish(reason, request.model, Usage(prompt_tokens, count))
 
-    def _pieces(self, request: GenerationRequest, rng: random.Random) -> Iterator[str]:
-        if request.model == "echo":
-            users = [m.text for m in request.messages if m.role == "user"]
-            yield from tokenize(users[-1] if users else "")
+
+class _Script:
+    """What one response says, decided before its first token: its deltas and finish reason."""
+
+    __slots__ = ("deltas", "reason")
+    deltas: Iterator[Delta]
+    reason: str
+
+    def __init__(self, request: GenerationRequest, rng: random.Random, answer_tokens: int) -> None:
+        self.reason = "stop"
+        model = request.model
+        tools = model == TOOLS_MODEL
+        if not tools and (
+            request.tool_choice == "required" or isinstance(request.tool_choice, Mapping)
+        ):
+            raise ProviderError(
+                "invalid_tool_choice",
+                f"model {model!r} does not call tools (sim-tools does): tool_choice cannot be met",
+            )
+        text: Iterator[str]
+        if model == "echo":
+            text = iter(tokenize(last_user_text(request.messages)))
+        elif tools and (calls := calls_for(request, rng)):
+            self.reason = "tool_calls"
+            self.deltas = call_deltas(calls)
             return
-        pool = _sentence_pool()
-        first = rng.choice(pool)[0]
-        yield from first
-        produced = len(first)
-        while produced < self.options.answer_tokens:
-            pieces = rng.choice(pool)[1]
-            yield from pieces
-            produced += len(pieces)
+        else:
+            opening = results_answer(request.messages) if tools else None
+            text = _answer(rng, answer_tokens, opening or "")
+        stops = _stop_sequences(request.sampling.get("stop"))
+        if stops:
+            text = _before_stop(text, stops)
+        if model == REASONER_MODEL:
+            thinking = [Reasoning(piece) for piece in tokenize(reasoning_for(request, rng))]
+            self.deltas = _chain(thinking, text)
+        else:
+            self.deltas = text
+
+
+def _answer(rng: random.Random, answer_tokens: int, opening: str = "") -> Iterator[str]:
+    """Generated sentences, after ``opening``, to about ``answer_tokens`` pieces."""
+    pool = _sentence_pool()
+    first = tokenize(opening) if opening else rng.choice(pool)[0]
+    yield from first
+    produced = len(first)
+    while produced < answer_tokens:
+        pieces = rng.choice(pool)[1]
+        yield from pieces
+        produced += len(pieces)
+
+
+def _chain(first: Iterable[Delta], then: Iterable[Delta]) -> Iterator[Delta]:
+    yield from first
+    yield from then
+
+
+def _stop_sequences(stop: Any) -> tuple[str, ...]:
+    """``stop`` as OpenAI takes it: one string or a list of them (empty ones mean nothing)."""
+    if isinstance(stop, str):
+        stop = (stop,)
+    if not isinstance(stop, list | tuple):
+        return ()
+    return tuple(s for s in stop if isinstance(s, str) and s)
+
+
+def _before_stop(pieces: Iterator[str], stops: tuple[str, ...]) -> Iterator[str]:
+    """``pieces`` up to the first stop sequence (left out), however the pieces cut it.
+
+    A piece is held back while a stop sequence could still begin in it: until the text after it
+    is as long as the longest sequence minus one, so any match ending later is seen whole first.
+    """
+    longest = max(map(len, stops))
+    held: list[str] = []
+    text = ""
+    for piece in pieces:
+        held.append(piece)
+        text += piece
+        found = [i for i in (text.find(s) for s in stops) if i >= 0]
+        if found:
+            cut = min(found)
+            for kept in held:
+                if cut <= 0:
+                    break
+                yield kept[:cut]
+                cut -= len(kept)
+            return
+        while held and len(text) - len(held[0]) >= longest - 1:
+            first = held.pop(0)
+            text = text[len(first) :]
+            yield first
+    yield from held
+
+
+def _prompt_tokens(request: GenerationRequest) -> int:
+    """The conversation's tokens, counted as the answer's are: messages, calls and tools."""
+    count = sum(len(tokenize(m.text)) for m in request.messages)
+    for message in request.messages:
+        count += sum(len(tokenize(call.arguments)) + 1 for call in message.tool_calls)
+    if request.tools:
+        count += len(tokenize(json.dumps(list(request.tools), default=str)))
+    return count
 
 
 @hookimpl
@@ -243,5 +373,6 @@ def register_providers(register: Register) -> None:
         "simulated",
         SimulatedProvider,
         options=SimulatedOptions,
-        description="offline text generator with realistic pacing; model 'echo' repeats the prompt",
+        description="offline model with realistic pacing; 'echo' repeats the prompt, 'sim-tools' "
+        "calls tools, 'sim-reasoner' thinks first",
     )

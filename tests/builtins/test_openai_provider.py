@@ -254,6 +254,8 @@ async def test_models_endpoint_lists_every_provider_model(serve, upstream):
     assert {m["id"]: m["owned_by"] for m in body["data"]} == {
         "simulated": "simulated",
         "echo": "simulated",
+        "sim-tools": "simulated",
+        "sim-reasoner": "simulated",
         "fake-model": "fake",
         "fake-model-mini": "fake",
     }

@@ -1,9 +1,11 @@
-"""The offline ``simulated`` provider: repeatable text, an exact echo, realistic pacing, and the
-failure and length limits that exercise a client's error paths.
+"""The offline ``simulated`` provider: repeatable text, an exact echo, realistic pacing, the
+failure and length limits that exercise a client's error paths, and the request parameters it
+honours (``seed``, ``stop``, ``temperature``, ``user``).
 
 The provider is built the way the server builds it (the registered factory, called with options
 validated from a config section) and driven through the ``Provider`` interface; the last tests go
-through an HTTP route.
+through an HTTP route. Its structured models have their own files: ``test_sim_tools.py``,
+``test_sim_schema.py``, ``test_sim_reasoner.py``.
 """
 
 from __future__ import annotations
@@ -11,31 +13,17 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from typing import Any
 
 import pytest
 from conftest import FAST_SIMULATED, base_config
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from sim_helpers import QUESTION, request, say, simulated
 
-from streamserver import ProviderError, load_config
-from streamserver.types import Finish, GenerationRequest, Message, Provider
+from streamserver import ProviderError
+from streamserver.types import REQUEST_PARAMETERS, Finish, GenerationRequest, Message, Provider
 
-QUESTION = "Tell me about streaming."
 ECHOED = "Echo keeps\r\nevery character: spaces  , tabs\t, 🙂 and data: lines.\n"
-
-
-def simulated(**options: Any) -> Provider:
-    """A provider from the ``[providers.simulated]`` section ``FAST_SIMULATED | options``."""
-    config = load_config(base_config(providers={"simulated": {**FAST_SIMULATED, **options}}))
-    part = config.providers["simulated"]
-    return part.registration.factory(part.options)  # type: ignore[operator,no-any-return]
-
-
-def request(
-    prompt: str = QUESTION, model: str = "simulated", max_tokens: int | None = None
-) -> GenerationRequest:
-    return GenerationRequest((Message("user", prompt),), model, max_tokens)
 
 
 async def generate(
@@ -176,10 +164,11 @@ async def test_paced_tokens_keep_their_schedule_and_are_never_early():
     runs = await asyncio.gather(*(timed(provider, request(max_tokens=20)) for _ in range(50)))
 
     for _, arrivals, _ in runs:
+        # From the call, not from the first token: a stream's schedule starts after the call, so
+        # a process descheduled before the first arrival (a loaded machine) makes no token early.
         assert len(arrivals) == 20
-        offsets = [t - arrivals[0] for t in arrivals]
-        assert all(offset >= i * 0.005 - 0.0005 for i, offset in enumerate(offsets))
-        assert offsets[-1] < 19 * 0.005 + 1.0
+        assert all(arrival >= i * 0.005 - 0.0005 for i, arrival in enumerate(arrivals))
+        assert arrivals[-1] < 19 * 0.005 + 1.0
 
 
 async def test_a_cancelled_paced_stream_does_not_disturb_the_others():
@@ -294,6 +283,86 @@ async def test_usage_counts_prompt_and_answer_tokens():
     assert finish.usage.completion_tokens == 4
 
 
+# The request's parameters
+
+
+def test_it_honours_the_documented_request_parameters_and_no_others():
+    honoured = simulated().parameters
+
+    assert set(honoured) == {"tools", "tool_choice", "parallel_tool_calls", "reasoning_effort",
+                             "seed", "stop", "user", "temperature"}  # fmt: skip
+    assert set(honoured) <= set(REQUEST_PARAMETERS)
+    assert not {"top_p", "response_format", "logit_bias"} & set(honoured)
+
+
+async def test_the_request_seed_repeats_the_text_and_wins_over_the_configured_one():
+    first = await say(simulated(seed=None), request(sampling={"seed": 21}))
+    again = await say(simulated(seed=3), request(sampling={"seed": 21}))
+    other = await say(simulated(seed=None), request(sampling={"seed": 22}))
+
+    assert first.text == again.text != other.text
+
+
+async def test_a_seed_gives_the_same_text_whatever_the_pacing():
+    flat_out = await say(simulated(seed=8), request())
+    paced = await say(simulated(seed=8, tokens_per_second=5000, jitter=1), request())
+
+    assert paced.text == flat_out.text
+
+
+async def test_user_is_accepted_and_changes_nothing():
+    plain = await say(simulated(), request(sampling={"seed": 4}))
+    with_user = await say(simulated(), request(sampling={"seed": 4, "user": "u-42"}))
+
+    assert with_user.deltas == plain.deltas
+
+
+async def test_temperature_zero_is_greedy_the_conversation_decides_the_text():
+    provider = simulated(seed=None)
+    greedy = [await say(provider, request(sampling={"temperature": 0, "seed": s})) for s in (1, 2)]
+    other_prompt = await say(provider, request("Another question", sampling={"temperature": 0}))
+    sampled = [await say(provider, request(sampling={"temperature": 1})) for _ in range(2)]
+
+    assert greedy[0].text == greedy[1].text != other_prompt.text
+    assert sampled[0].text != sampled[1].text
+
+
+async def test_stop_ends_the_text_before_the_first_stop_sequence():
+    whole = await say(simulated(), request())
+    words = whole.text.split()
+    stops = [words[5] + " " + words[6], words[9]]  # the first one spans two pieces
+
+    said = await say(simulated(), request(sampling={"stop": stops}))
+
+    assert said.text == whole.text[: whole.text.index(stops[0])]
+    assert said.finish is not None and said.finish.reason == "stop"
+    assert said.finish.usage is not None
+    assert said.finish.usage.completion_tokens == len(said.deltas) - 1
+
+
+async def test_a_stop_sequence_that_never_comes_changes_nothing():
+    whole = await say(simulated(), request())
+
+    said = await say(simulated(), request(sampling={"stop": "never said"}))
+
+    assert said.deltas == whole.deltas
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.sampled_from(["ab", "a", "b", " ", "\n", "stop", "🙂", "xyz"]), max_size=12).map(
+        "".join
+    ),
+    st.lists(st.text("ab \n🙂stopxyz", min_size=1, max_size=4), min_size=1, max_size=3),
+)
+async def test_stop_cuts_any_text_at_the_first_occurrence_of_any_sequence(text, stops):
+    said = await say(ECHO_PROVIDER, request(text, "echo", sampling={"stop": stops}))
+
+    found = [text.find(s) for s in stops if s in text]
+    assert said.text == (text[: min(found)] if found else text)
+    assert all(isinstance(d, str) and d for d in said.deltas[:-1])
+
+
 # Through the server
 
 
@@ -332,3 +401,11 @@ async def test_the_configured_model_names_are_what_the_provider_offers(serve):
     assert {m["id"] for m in models["data"]} == {"tiny", "echo"}
     assert json.loads(got.events[0].data)["model"] == "tiny"
     assert got.names()[-1] == "stream_end"
+
+
+async def test_the_structured_models_are_offered_with_no_configuration(serve):
+    client = await serve(base_config())
+
+    models = (await client.http.get("/v1/models")).json()
+
+    assert {m["id"] for m in models["data"]} == {"simulated", "echo", "sim-tools", "sim-reasoner"}
