@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Literal, TypeAlias
 
-StepKind: TypeAlias = Literal["reasoning", "text", "refusal", "call", "arguments"]
+StepKind: TypeAlias = Literal["reasoning", "text", "refusal", "call", "arguments", "raw"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,7 +33,7 @@ class Step:
 
     kind: StepKind
     text: str = ""
-    """The piece (reasoning, text, refusal, an arguments fragment)."""
+    """The piece (reasoning, text, refusal, an arguments fragment; for ``raw``, the SSE data)."""
     index: int = 0
     """For ``call`` and ``arguments``: the call's place among the answer's calls."""
     call: PlannedCall | None = None
@@ -106,6 +106,8 @@ class OpenAIWire:
     def step(self, step: Step) -> bytes:
         """The chunk of one step."""
         kind = step.kind
+        if kind == "raw":
+            return f"data: {step.text}\n\n".encode()
         if kind == "text":
             if self.null_reasoning:
                 return self.chunk({"content": step.text, "reasoning_content": None})
@@ -235,6 +237,8 @@ class AnthropicWire:
     def step(self, step: Step) -> bytes:
         """The events of one step: a content block's start when the kind changes, then its delta."""
         kind = step.kind
+        if kind == "raw":
+            return f"data: {step.text}\n\n".encode()
         if kind == "call":
             assert step.call is not None
             block = {"type": "tool_use", "id": step.call.id, "name": step.call.name, "input": {}}
@@ -277,7 +281,7 @@ class AnthropicWire:
         last: StepKind | None = None
         for step in answer.steps:
             kind = "text" if step.kind == "refusal" else step.kind
-            if kind == "arguments":
+            if kind in ("arguments", "raw"):
                 continue
             if kind == "call":
                 assert step.call is not None

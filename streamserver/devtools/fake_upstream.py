@@ -40,7 +40,7 @@ class Plan:
     """How the upstream answers one request (the next queued plan, or the default).
 
     A streamed answer goes out in this order: the reasoning, the text (the tool calls after
-    ``calls_after`` of its pieces), the tool calls one after the other, the refusal.
+    ``calls_after`` of its pieces), the tool calls one after the other, the refusal, ``raw``.
     """
 
     tokens: list[str] | None = None
@@ -62,6 +62,9 @@ class Plan:
     refusal: list[str] | None = None
     """Refusal deltas: OpenAI's ``delta.refusal`` (``message.refusal``); for Anthropic, text that
     ends with ``stop_reason: "refusal"``."""
+    raw: list[str] = field(default_factory=list)
+    """SSE data sent verbatim after the planned deltas, one event each: a test's own chunks or
+    events (a server's quirk, a hostile upstream)."""
     usage: tuple[int, int] | None = None
     """(prompt, completion) tokens reported; ``None``: 5, and one per delta sent."""
     finish_reason: str | None = None
@@ -294,9 +297,10 @@ def _answer(plan: Plan, prompt: str, limit: int | None) -> Answer:
                   for fragment in fragments(call.arguments, plan.arguments_cut)]  # fmt: skip
     steps += [Step("text", text) for text in tokens[split:]]
     steps += [Step("refusal", text) for text in plan.refusal or ()]
+    steps += [Step("raw", data) for data in plan.raw]
     prompt_tokens, completion_tokens = plan.usage or (
         5,
-        sum(1 for step in steps if step.kind != "call"),
+        sum(1 for step in steps if step.kind not in ("call", "raw")),
     )
     return Answer(steps, finish, prompt_tokens, completion_tokens, plan.reasoning_field)
 
