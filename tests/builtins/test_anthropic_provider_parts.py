@@ -339,3 +339,23 @@ def test_it_declares_exactly_what_it_honours(anthropic_provider):
     assert set(REQUEST_PARAMETERS) - honoured == {
         "seed", "presence_penalty", "frequency_penalty", "logit_bias", "response_format",
     }  # fmt: skip
+
+
+@pytest.mark.parametrize(("fault", "codes"), [
+    ("error_event", {"upstream_error"}),
+    ("drop", {"upstream_disconnected", "upstream_incomplete"}),
+    ("malformed", {"upstream_malformed"}),
+])  # fmt: skip
+async def test_a_fault_inside_a_tool_call_ends_the_stream_with_its_error(
+    upstream, anthropic_provider, fault, codes
+):
+    fake, _url = upstream
+    fake.queue(Plan(reasoning=["r"], tokens=["t"], tool_calls=[WEATHER], arguments_cut=4,
+                    fault=fault, after_tokens=4))  # fmt: skip
+    parts = []
+
+    with pytest.raises(ProviderError) as raised:
+        async for part in anthropic_provider().stream(ask()):
+            parts.append(part)
+    assert raised.value.code in codes
+    assert len(parts) == 4  # reasoning, text, the call's start, its first fragment

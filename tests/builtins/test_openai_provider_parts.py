@@ -282,3 +282,23 @@ async def test_a_requests_values_win_over_the_configured_defaults(upstream, open
 
 def test_it_honours_every_request_parameter(openai_provider):
     assert set(openai_provider().parameters) == set(REQUEST_PARAMETERS)
+
+
+@pytest.mark.parametrize(("fault", "codes"), [
+    ("error_event", {"upstream_error"}),
+    ("drop", {"upstream_disconnected", "upstream_incomplete"}),
+    ("malformed", {"upstream_malformed"}),
+])  # fmt: skip
+async def test_a_fault_inside_a_tool_call_ends_the_stream_with_its_error(
+    upstream, openai_provider, fault, codes
+):
+    fake, _url = upstream
+    fake.queue(Plan(reasoning=["r"], tokens=["t"], tool_calls=[WEATHER], arguments_cut=4,
+                    fault=fault, after_tokens=4))  # fmt: skip
+    parts = []
+
+    with pytest.raises(ProviderError) as raised:
+        async for part in openai_provider().stream(ask()):
+            parts.append(part)
+    assert raised.value.code in codes
+    assert len(parts) == 4  # reasoning, text, the call's start, its first fragment
