@@ -3,31 +3,41 @@
 An optional extra: ``pip install 'streamserver[anthropic]'``. Without it the type still exists, so a
 config that uses it gets a clear error that says what to install. As with ``openai``, the SDK
 handles auth and timeouts, the pipeline retries a failure before the first token (``max_retries``);
-the stream's raw bytes are decoded by our SSE decoder, and closing the iterator closes the upstream
-response.
+the body goes out through ``client.post`` as it is, the stream's raw bytes are decoded by our SSE
+decoder, and closing the iterator closes the upstream response.
+
+Parts: ``text_delta`` is text, ``thinking_delta`` is ``Reasoning``, a ``tool_use`` block is a
+``ToolCallDelta`` (its index: its place among the answer's tool calls) and its
+``input_json_delta``s are the argument fragments. The request's translation is in
+``anthropic_messages.py``; the parameters Anthropic has no word for (``seed``, the penalties,
+``logit_bias``, ``response_format``) are not in ``parameters``, so the service refuses them.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Annotated, Any
 
 from ..errors import ConfigError, ProviderError
 from ..hookspecs import Register, hookimpl
-from ..schema import AT_LEAST_ONE
+from ..schema import AT_LEAST_ONE, AT_LEAST_ZERO
 from ..sse_decoder import SSEDecoder
-from ..types import Delta, Finish, GenerationRequest, Usage
+from ..types import Delta, Finish, GenerationRequest, Reasoning, ToolCallDelta, Usage
+from .anthropic_messages import (  # fmt: skip
+    HONOURED,
+    MIN_THINKING_BUDGET,
+    STOP_REASONS,
+    message_parts,
+    request_body,
+    tool_use_start,
+)
 from .sdk_provider import SDKProvider, SDKProviderOptions
-from .upstream_errors import incomplete, upstream_json
+from .upstream_errors import incomplete, malformed, upstream_json
 
-_STOP_REASONS = {
-    "end_turn": "stop",
-    "stop_sequence": "stop",
-    "max_tokens": "length",
-    "refusal": "content_filter",
-}
+_NO_DELTA: Mapping[str, Any] = MappingProxyType({})
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,13 +47,25 @@ class AnthropicProviderOptions(SDKProviderOptions):
     model: str = "claude-sonnet-4-5"
     api_key_env: str = "ANTHROPIC_API_KEY"
     max_tokens: Annotated[int, AT_LEAST_ONE] = 1024
-    """Sent when a request gives none (the Messages API requires it)."""
+    """Sent when a request gives none (the Messages API requires it); with thinking on, the
+    thinking budget is added to it."""
+    thinking_budget_tokens: Annotated[int, AT_LEAST_ZERO] = 0
+    """Extended thinking for requests without ``reasoning_effort``: its budget in tokens (at
+    least 1024); 0 = no thinking unless a request asks."""
 
 
 class AnthropicProvider(SDKProvider):
     """Streams messages from Anthropic (or a server speaking its Messages API)."""
 
+    parameters = HONOURED
+
     def __init__(self, options: AnthropicProviderOptions) -> None:
+        if 0 < options.thinking_budget_tokens < MIN_THINKING_BUDGET:
+            raise ConfigError(
+                "thinking_budget_tokens",
+                f"0 (no thinking) or at least {MIN_THINKING_BUDGET} (Anthropic's smallest budget)",
+                got=options.thinking_budget_tokens,
+            )
         try:
             import anthropic
         except ImportError:
@@ -71,54 +93,113 @@ class AnthropicProvider(SDKProvider):
             ),
         )
         self._models = (options.model, *(m for m in options.models if m != options.model))
+        self._post_as: tuple[Any, Any] = (
+            anthropic.types.Message,
+            anthropic.AsyncStream[anthropic.types.RawMessageStreamEvent],
+        )
+        """``cast_to`` and ``stream_cls`` for ``client.post``: the stream is never iterated."""
 
     async def _stream(self, request: GenerationRequest) -> AsyncIterator[Delta]:
-        system = "\n\n".join(m.text for m in request.messages if m.role == "system")
-        body: dict[str, Any] = {
-            "model": request.model,
-            "max_tokens": request.max_tokens or self.options.max_tokens,
-            "messages": [
-                {"role": m.role, "content": m.content}
-                for m in request.messages
-                if m.role != "system"
-            ],
-            "stream": True,
-        }
-        if system:
-            body["system"] = system
-        if self.options.temperature is not None:
-            body["temperature"] = self.options.temperature
+        options = self.options
+        body = request_body(request, max_tokens=options.max_tokens,
+                            temperature=options.temperature,
+                            thinking_budget=options.thinking_budget_tokens)  # fmt: skip
+        body["stream"] = True
         with self.translated_errors():
-            async with self.client.messages.with_streaming_response.create(**body) as response:
-                reason, model, input_tokens, output_tokens = "stop", request.model, 0, 0
+            cast_to, stream_cls = self._post_as
+            stream = await self.client.post(
+                "/v1/messages", body=body, cast_to=cast_to, stream=True, stream_cls=stream_cls
+            )
+            async with stream:
+                response = stream.response
+                if response.headers.get("content-type", "").startswith("application/json"):
+                    # A whole message where a stream was asked for (a proxy that does not stream).
+                    message = upstream_json(
+                        (await response.aread()).decode("utf-8", "replace"), "a message"
+                    )
+                    _raise_error(message)
+                    for part in message_parts(message, request.model):
+                        yield part
+                    return
+                reason: Any = "stop"
+                model, input_tokens, output_tokens = request.model, 0, 0
+                # content block index -> [its place among the tool calls, any arguments sent?]
+                calls: dict[Any, list[Any]] = {}
                 decoder = SSEDecoder()
-                async for raw in response.http_response.aiter_bytes():
-                    for event in decoder.feed(raw):
-                        payload = upstream_json(event.data, "an event")
-                        kind = payload.get("type")
-                        if kind == "content_block_delta":
-                            text = payload.get("delta", {}).get("text")
-                            if text:
-                                yield text
-                        elif kind == "message_start":
-                            message = payload.get("message", {})
-                            model = message.get("model") or model
-                            input_tokens = message.get("usage", {}).get("input_tokens", 0)
-                        elif kind == "message_delta":
-                            stop = payload.get("delta", {}).get("stop_reason")
-                            reason = _STOP_REASONS.get(stop, stop or reason)
-                            output_tokens = payload.get("usage", {}).get(
-                                "output_tokens", output_tokens
-                            )
-                        elif kind == "message_stop":
-                            yield Finish(reason, model, Usage(input_tokens, output_tokens))
-                            return
-                        elif kind == "error":
-                            message = payload.get("error", {}).get("message", "unknown error")
-                            raise ProviderError(
-                                "upstream_error", f"the upstream failed: {message}", retryable=True
-                            )
+                async for raw in response.aiter_bytes():
+                    try:  # free unless raised (zero-cost exceptions)
+                        for event in decoder.feed(raw):
+                            payload = upstream_json(event.data, "an event")
+                            kind = payload.get("type")
+                            if kind == "content_block_delta":
+                                delta = payload.get("delta") or _NO_DELTA
+                                delta_kind = delta.get("type")
+                                if delta_kind == "text_delta":  # the hot path: one per token
+                                    text = delta.get("text")
+                                    if text:
+                                        yield text
+                                elif delta_kind == "thinking_delta":
+                                    thinking = delta.get("thinking")
+                                    if thinking and type(thinking) is str:
+                                        yield Reasoning(thinking)
+                                elif delta_kind == "input_json_delta":
+                                    call = calls.get(payload.get("index"))
+                                    fragment = delta.get("partial_json")
+                                    if call is not None and fragment:  # else: a server tool's
+                                        if type(fragment) is not str:
+                                            raise malformed("tool input that is not JSON text")
+                                        call[1] = True
+                                        yield ToolCallDelta(call[0], arguments=fragment)
+                                # signature_delta, citations_delta: nothing a client reads
+                            elif kind == "content_block_start":
+                                block = payload.get("content_block") or _NO_DELTA
+                                block_kind = block.get("type")
+                                if block_kind == "tool_use":
+                                    start = tool_use_start(block, len(calls))
+                                    calls[payload.get("index")] = [
+                                        start.index,
+                                        bool(start.arguments),
+                                    ]
+                                    yield start
+                                elif block_kind == "text" and block.get("text"):
+                                    yield block["text"]
+                                elif block_kind == "thinking" and block.get("thinking"):
+                                    yield Reasoning(block["thinking"])
+                            elif kind == "content_block_stop":
+                                call = calls.get(payload.get("index"))
+                                if call is not None and not call[1]:
+                                    call[1] = True
+                                    yield ToolCallDelta(call[0], arguments="{}")  # no input
+                            elif kind == "message_start":
+                                started = payload.get("message") or _NO_DELTA
+                                model = started.get("model") or model
+                                input_tokens = (started.get("usage") or _NO_DELTA).get(
+                                    "input_tokens", 0
+                                )
+                            elif kind == "message_delta":
+                                stop = (payload.get("delta") or _NO_DELTA).get("stop_reason")
+                                reason = STOP_REASONS.get(stop, stop or reason)
+                                output_tokens = (payload.get("usage") or _NO_DELTA).get(
+                                    "output_tokens", output_tokens
+                                )
+                            elif kind == "message_stop":
+                                yield Finish(reason, model, Usage(input_tokens, output_tokens))
+                                return
+                            elif kind == "error":
+                                _raise_error(payload)
+                    except (AttributeError, TypeError):
+                        # JSON that is not the shape of an event (a delta that is a string, ...).
+                        raise malformed("an event that is not a Messages API event") from None
                 raise incomplete()
+
+
+def _raise_error(payload: Mapping[str, Any]) -> None:
+    """An ``error`` event (or body) as the ``ProviderError`` it is (an overload: retryable)."""
+    if payload.get("type") != "error":
+        return
+    error = payload.get("error")
+    message = error.get("message", "unknown error") if isinstance(error, dict) else str(error)
+    raise ProviderError("upstream_error", f"the upstream failed: {message}", retryable=True)
 
 
 @hookimpl

@@ -3,9 +3,17 @@
 The official SDK's ``AsyncOpenAI`` does what it is good at: auth, ``base_url`` and timeouts. Retries
 are the pipeline's, not the SDK's: the SDK can retry only until the response's headers arrive, and
 an upstream that answers, then drops before its first token, must be retried too (with the same
-budget, ``max_retries``). The stream's bytes are read raw and decoded by our SSE decoder into plain
-strings: no SDK model object per chunk on the hot path. Closing the iterator closes the upstream HTTP
-response at once.
+budget, ``max_retries``). The stream's bytes are read raw and decoded by our SSE decoder: no SDK
+model object per chunk on the hot path. Closing the iterator closes the upstream HTTP response at once.
+
+Parts: text is a plain ``str``; ``delta.reasoning_content`` or ``delta.reasoning`` (whichever the
+server uses) is ``Reasoning``; ``delta.refusal`` is relayed as text (it is what the model said);
+each ``delta.tool_calls`` entry is a ``ToolCallDelta`` (``openai_parts.py``); a whole JSON
+completion answering the streaming request is relayed as the same parts. The request goes out as it
+came, in OpenAI's shapes: messages (content parts untouched, tool calls, tool results), tools,
+``tool_choice``, ``parallel_tool_calls``, ``response_format``, the sampling parameters and
+``max_tokens``; the configured ``temperature``, ``top_p`` and ``extra_body`` are defaults the
+request's values override.
 """
 
 from __future__ import annotations
@@ -13,14 +21,16 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 from ..errors import ConfigError, ProviderError
 from ..hookspecs import Register, hookimpl
 from ..sse_decoder import SSEDecoder
-from ..types import Delta, Finish, GenerationRequest, Usage
-from .sdk_provider import SDKProvider, SDKProviderOptions
-from .upstream_errors import incomplete, upstream_json
+from ..types import REQUEST_PARAMETERS, Delta, Finish, GenerationRequest, Message, Reasoning
+from .openai_parts import ToolCalls, completion_parts, later_parts, usage_of
+from .sdk_provider import SDKProvider, SDKProviderOptions, plain
+from .upstream_errors import incomplete, malformed, upstream_json
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +49,9 @@ class OpenAIProviderOptions(SDKProviderOptions):
 
 class OpenAIProvider(SDKProvider):
     """Streams chat completions from one OpenAI-compatible upstream."""
+
+    parameters = frozenset(REQUEST_PARAMETERS)
+    """Every request parameter: the request goes out in OpenAI's shapes, as it came."""
 
     def __init__(self, options: OpenAIProviderOptions) -> None:
         # Imported here, not at module level: the SDK (with pydantic and httpx) costs ~25 MB and
@@ -80,16 +93,7 @@ class OpenAIProvider(SDKProvider):
         }
 
     async def _stream(self, request: GenerationRequest) -> AsyncIterator[Delta]:
-        body: dict[str, Any] = {
-            "model": request.model,
-            "messages": [{"role": m.role, "content": m.content} for m in request.messages],
-            "stream": True,
-            "stream_options": {"include_usage": True},
-            **self._defaults,
-        }
-        if request.max_tokens is not None:
-            body["max_tokens"] = request.max_tokens
-        body.update(self.options.extra_body)
+        body = self._body(request)
         with self.translated_errors():
             # client.post, not chat.completions.create: the body goes out as it is, where create
             # first walks it against the SDK's typed parameters (~0.6 ms of CPU per request with a
@@ -101,25 +105,98 @@ class OpenAIProvider(SDKProvider):
             )
             async with stream:
                 response = stream.response
+                if response.headers.get("content-type", "").startswith("application/json"):
+                    # A whole completion where a stream was asked for (older Ollama with tools).
+                    completion = _parse((await response.aread()).decode("utf-8", "replace"))
+                    for part in completion_parts(completion, request.model):
+                        yield part
+                    return
                 reason, model, usage = "stop", request.model, None
+                calls = ToolCalls()
                 decoder = SSEDecoder()
                 async for raw in response.aiter_bytes():
-                    for event in decoder.feed(raw):
-                        if event.data == "[DONE]":
-                            yield Finish(reason, model, usage)
-                            return
-                        chunk = _parse(event.data)
-                        for choice in chunk.get("choices") or ():
-                            content = (choice.get("delta") or {}).get("content")
-                            if content:
-                                yield content
-                            if choice.get("finish_reason"):
-                                reason = choice["finish_reason"]
-                        if chunk.get("usage"):
-                            usage = Usage(chunk["usage"].get("prompt_tokens", 0),
-                                          chunk["usage"].get("completion_tokens", 0))  # fmt: skip
-                        model = chunk.get("model") or model
+                    try:  # free unless raised (zero-cost exceptions)
+                        for event in decoder.feed(raw):
+                            if event.data == "[DONE]":
+                                yield Finish(calls.finish_reason(reason), model, usage)
+                                return
+                            chunk = _parse(event.data)
+                            for choice in chunk.get("choices") or ():
+                                delta = choice.get("delta") or _NO_DELTA
+                                # The hot path: a chunk of text alone, {"content": "..."}, costs
+                                # one len() more than before structured parts existed.
+                                content = delta.get("content")
+                                if content and len(delta) == 1:
+                                    yield content
+                                elif delta:  # reasoning, calls, a refusal, or text with company
+                                    # (DeepSeek's reasoning_content: null): delta_parts, inlined
+                                    # for the two kinds that come once per token.
+                                    reasoning = delta.get("reasoning_content") or delta.get(
+                                        "reasoning"
+                                    )
+                                    if reasoning and type(reasoning) is str:
+                                        yield Reasoning(reasoning)
+                                    if content and type(content) is str:
+                                        yield content
+                                    if "tool_calls" in delta or "refusal" in delta:
+                                        for part in later_parts(delta, calls):
+                                            yield part
+                                if choice.get("finish_reason"):
+                                    reason = choice["finish_reason"]
+                            if chunk.get("usage"):
+                                usage = usage_of(chunk["usage"])
+                            model = chunk.get("model") or model
+                    except (AttributeError, TypeError):
+                        # JSON that is not the shape of a chunk (a choice that is a string, ...).
+                        raise malformed("a chunk that is not a chat completion chunk") from None
                 raise incomplete()
+
+    def _body(self, request: GenerationRequest) -> dict[str, Any]:
+        """The upstream request: the configured defaults, then ``extra_body``, then what the
+        request says (its values win), all in OpenAI's shapes as the request carries them."""
+        body: dict[str, Any] = {
+            "model": request.model,
+            "messages": [_message(m) for m in request.messages],
+            "stream": True,
+            "stream_options": {"include_usage": True},
+            **self._defaults,
+            **self.options.extra_body,
+        }
+        if request.max_tokens is not None:
+            body["max_tokens"] = request.max_tokens
+        if request.tools:
+            body["tools"] = plain(request.tools)
+        if request.tool_choice is not None:
+            body["tool_choice"] = plain(request.tool_choice)
+        if request.parallel_tool_calls is not None:
+            body["parallel_tool_calls"] = request.parallel_tool_calls
+        if request.response_format is not None:
+            body["response_format"] = plain(request.response_format)
+        for name, value in request.sampling.items():
+            body[name] = plain(value)
+        return body
+
+
+_NO_DELTA: Mapping[str, Any] = MappingProxyType({})
+
+
+def _message(message: Message) -> dict[str, Any]:
+    """One message in OpenAI's shape: content parts untouched, tool calls and results named."""
+    content = message.content
+    out: dict[str, Any] = {
+        "role": message.role,
+        "content": content if isinstance(content, str) else [plain(p) for p in content],
+    }
+    if message.tool_calls:
+        out["tool_calls"] = [
+            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+            for c in message.tool_calls
+        ]
+        if not content:
+            out["content"] = None  # an assistant message of tool calls alone
+    if message.tool_call_id is not None:
+        out["tool_call_id"] = message.tool_call_id
+    return out
 
 
 def _http_client(openai: Any, **options: Any) -> Any:
@@ -136,7 +213,7 @@ def _http_client(openai: Any, **options: Any) -> Any:
         return openai.DefaultAsyncHttpxClient(**options)
 
 
-def _parse(data: str) -> Mapping[str, Any]:
+def _parse(data: str) -> dict[str, Any]:
     chunk = upstream_json(data, "a chunk")
     if "error" in chunk:
         error = (

@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib
 from abc import ABC, abstractmethod
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
@@ -51,6 +51,8 @@ class SDKProvider(ABC):
     max_retries: int
     """Read by the pipeline, which retries a failure before the first token."""
     _models: tuple[str, ...]
+    parameters: Collection[str] = ()
+    """The request parameters the provider honours (``types.Provider.parameters``)."""
 
     def __init__(self) -> None:
         self.error_responses: Counter[int] = Counter()
@@ -91,3 +93,13 @@ class SDKProvider(ABC):
             if error is None:
                 raise
             raise error from None
+
+
+def plain(value: Any) -> Any:
+    """``value`` as JSON-ready data: every mapping a ``dict``, every tuple a ``list`` (a request's
+    parts may be read-only mappings and tuples; the SDKs serialise with ``json``)."""
+    if isinstance(value, Mapping):
+        return {key: plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(item) for item in value]
+    return value

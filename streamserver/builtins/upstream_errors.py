@@ -124,6 +124,11 @@ def incomplete() -> ProviderError:
     )
 
 
+def malformed(what: str) -> ProviderError:
+    """The upstream sent ``what`` ("a chunk that is not ...") where the API says otherwise."""
+    return ProviderError("upstream_malformed", f"the upstream sent {what}")
+
+
 def upstream_json(data: str, what: str) -> dict[str, Any]:
     """One upstream SSE event's data as a JSON object (``what``: "chunk", "event"), or the
     ``upstream_malformed`` error it is. Once per relayed token: orjson first (~3x faster than
@@ -134,11 +139,7 @@ def upstream_json(data: str, what: str) -> dict[str, Any]:
         try:
             payload = json.loads(data)
         except ValueError:
-            raise ProviderError(
-                "upstream_malformed", f"the upstream sent {what} that is not JSON"
-            ) from None
+            raise malformed(f"{what} that is not JSON") from None
     if not isinstance(payload, dict):
-        raise ProviderError(
-            "upstream_malformed", f"the upstream sent {what} that is not a JSON object"
-        )
+        raise malformed(f"{what} that is not a JSON object")
     return payload

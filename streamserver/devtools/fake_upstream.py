@@ -1,19 +1,23 @@
-"""A fake OpenAI-compatible upstream that tells the truth: a real aiohttp server, scriptable per request.
+"""A fake OpenAI/Anthropic upstream that tells the truth: a real aiohttp server, scriptable per request.
 
-It speaks the OpenAI chat completions wire format (streaming and not), Anthropic's streaming Messages
-API (``POST /v1/messages``) and ``GET /v1/models``, echoes
-the last user message back unless told otherwise, and can misbehave on cue: 429 with ``Retry-After``,
-500, a dropped connection, a stall, a malformed chunk, an error event mid-stream. It records every
-request it received and when each streaming connection closed, so tests can prove that cancelling a
-stream closes the upstream request. ``streamserver fake-upstream`` runs it for trying the ``openai``
-provider without an API key.
+It speaks OpenAI's chat completions (``POST /v1/chat/completions``) and Anthropic's Messages API
+(``POST /v1/messages``), streamed and not, as the real servers write them, and ``GET /v1/models``.
+One ``Plan`` says what an answer holds: reasoning (under ``delta.reasoning_content`` or
+``delta.reasoning`` for OpenAI-compatible servers, a ``thinking`` block for Anthropic), text, tool
+calls (their arguments cut in fragments of a chosen size or at chosen characters), a refusal, the
+usage and the finish reason; how it is sent (paced, several events in one network write, or a whole
+JSON completion even to a streaming request, as older Ollama did with tools); and how it
+misbehaves: 429 with ``Retry-After``, 500, a dropped connection, a stall, a malformed chunk, an
+error event mid-stream. Without a plan it echoes the last user message. It records every request
+it received and when each streaming connection closed, so tests can prove that cancelling a stream
+closes the upstream request. ``streamserver fake-upstream`` runs it for trying the ``openai``
+provider without an API key. The wire shapes themselves are in ``fake_formats.py``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import time
 from collections import deque
 from collections.abc import Iterator
@@ -24,24 +28,61 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from ..tokens import tokenize
+from .fake_formats import Answer, AnthropicWire, OpenAIWire, PlannedCall, Step, fragments
+
+__all__ = ["FakeUpstream", "Plan", "PlannedCall", "Received", "StreamRecord", "run"]
 
 Fault = Literal["rate_limit", "server_error", "drop", "stall", "malformed", "error_event"]
 
 
 @dataclass
 class Plan:
-    """How the upstream answers one request (the next queued plan, or the default)."""
+    """How the upstream answers one request (the next queued plan, or the default).
+
+    A streamed answer goes out in this order: the reasoning, the text (the tool calls after
+    ``calls_after`` of its pieces), the tool calls one after the other, the refusal, ``raw``.
+    """
 
     tokens: list[str] | None = None
-    """Content deltas; ``None`` echoes the last user message in token-sized pieces."""
+    """Text deltas; ``None`` echoes the last user message in token-sized pieces (no text when the
+    plan has tool calls or a refusal)."""
+    reasoning: list[str] = field(default_factory=list)
+    """Reasoning deltas, streamed before the text."""
+    reasoning_field: Literal["reasoning_content", "reasoning"] = "reasoning_content"
+    """Where an OpenAI-compatible server puts reasoning: ``delta.reasoning_content`` (DeepSeek,
+    vLLM; its text chunks then carry ``reasoning_content: null``) or ``delta.reasoning``
+    (OpenRouter, Ollama). The non-streamed ``message`` uses the same name."""
+    tool_calls: list[PlannedCall] = field(default_factory=list)
+    """The calls, in order (parallel calls get indexes 0, 1, ...)."""
+    calls_after: int | None = None
+    """How many text deltas go out before the tool calls (``None``: all of them)."""
+    arguments_cut: int | tuple[int, ...] = 8
+    """How each call's arguments are cut: fragments of this many characters, or at these
+    character positions (``(3,)`` sends ``args[:3]`` then ``args[3:]``)."""
+    refusal: list[str] | None = None
+    """Refusal deltas: OpenAI's ``delta.refusal`` (``message.refusal``); for Anthropic, text that
+    ends with ``stop_reason: "refusal"``."""
+    raw: list[str] = field(default_factory=list)
+    """SSE data sent verbatim after the planned deltas, one event each: a test's own chunks or
+    events (a server's quirk, a hostile upstream)."""
+    usage: tuple[int, int] | None = None
+    """(prompt, completion) tokens reported; ``None``: 5, and one per delta sent."""
+    finish_reason: str | None = None
+    """In OpenAI's words; ``None``: ``tool_calls`` when the plan has calls, else ``stop``
+    (``length`` when ``max_tokens`` cut the text). Anthropic gets its own words for it."""
+    packed: bool = False
+    """Send the events in as few network writes as the pacing and faults allow (all at once for
+    an unpaced answer), instead of one write per delta."""
+    whole_json: bool = False
+    """Answer a streaming request with one whole JSON completion (``application/json``)."""
     fault: Fault | None = None
     after_tokens: int = 0
-    """For mid-stream faults: how many tokens go out first."""
+    """For mid-stream faults: how many deltas (reasoning, text, call starts, argument fragments)
+    go out first."""
     retry_after_s: float = 0.05
     stall_s: float = 30.0
     ttft_s: float = 0.0
     gap_s: float = 0.0
-    finish_reason: str = "stop"
 
 
 @dataclass
@@ -76,7 +117,7 @@ class FakeUpstream:
     requests: list[Received] = field(default_factory=list)
     streams: list[StreamRecord] = field(default_factory=list)
     api_key: str | None = None
-    """If set, requests must carry ``Authorization: Bearer <api_key>``."""
+    """If set, requests must carry ``Authorization: Bearer <api_key>`` (Anthropic: ``x-api-key``)."""
 
     def queue(self, *plans: Plan) -> None:
         """Answer the next requests with these plans, in order."""
@@ -101,11 +142,16 @@ class FakeUpstream:
             }
         )
 
-    async def _chat(self, request: web.Request) -> web.StreamResponse:
-        body = await request.json()
+    async def _received(self, request: web.Request) -> dict[str, Any]:
+        body: dict[str, Any] = await request.json()
         self.requests.append(
             Received(request.path, CIMultiDict(request.headers), body, time.monotonic())
         )
+        return body
+
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
+        """OpenAI's chat completions, streamed (``stream: true``) or one ``chat.completion``."""
+        body = await self._received(request)
         if (
             self.api_key is not None
             and request.headers.get("Authorization") != f"Bearer {self.api_key}"
@@ -119,95 +165,22 @@ class FakeUpstream:
                           headers={"Retry-After": f"{plan.retry_after_s:g}"})  # fmt: skip
         if plan.fault == "server_error":
             return _error(500, "The server had an error", "server_error", None)
-        if plan.tokens is not None:
-            tokens = plan.tokens
-        else:
-            users = [
-                m.get("content", "") for m in body.get("messages", []) if m.get("role") == "user"
-            ]
-            tokens = tokenize(users[-1] if users else "")
-        if "max_tokens" in body or "max_completion_tokens" in body:
-            limit = body.get("max_completion_tokens") or body.get("max_tokens")
-            if len(tokens) > limit:
-                tokens, plan = tokens[:limit], Plan(**{**plan.__dict__, "finish_reason": "length"})
-        chunk_id = f"chatcmpl-fake{len(self.requests)}"
-        model = body.get("model", self.models[0])
-        if not body.get("stream"):
-            return web.json_response(
-                _completion(chunk_id, model, "".join(tokens), plan.finish_reason, len(tokens))
-            )
-        return await self._stream(request, plan, tokens, chunk_id, model, body)
-
-    async def _stream(
-        self,
-        request: web.Request,
-        plan: Plan,
-        tokens: list[str],
-        chunk_id: str,
-        model: str,
-        body: dict[str, Any],
-    ) -> web.StreamResponse:
-        record = StreamRecord(time.monotonic())
-        self.streams.append(record)
-        response = web.StreamResponse(
-            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+        limit = body.get("max_completion_tokens") or body.get("max_tokens")
+        answer = _answer(plan, _last_user_text(body), limit)
+        wire = OpenAIWire(
+            f"chatcmpl-fake{len(self.requests)}",
+            body.get("model", self.models[0]),
+            include_usage=bool((body.get("stream_options") or {}).get("include_usage")),
+            reasoning_field=plan.reasoning_field,
+            null_reasoning=bool(plan.reasoning) and plan.reasoning_field == "reasoning_content",
         )
-        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-        base = {"id": chunk_id, "object": "chat.completion.chunk", "created": int(time.time()), "model": model,
-                "system_fingerprint": None}  # fmt: skip
-
-        def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
-            payload = {
-                **base,
-                "choices": [
-                    {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
-                ],
-            }
-            if include_usage:
-                payload["usage"] = None
-            return b"data: " + json.dumps(payload).encode() + b"\n\n"
-
-        with _recorded(record):
-            await response.prepare(request)
-            await response.write(chunk({"role": "assistant", "content": "", "refusal": None}))
-            if plan.ttft_s:
-                await asyncio.sleep(plan.ttft_s)
-            for i, token in enumerate(tokens):
-                if (
-                    plan.fault is not None
-                    and i == plan.after_tokens
-                    and await self._fault(plan, response, request)
-                ):
-                    return response
-                if plan.gap_s and i:
-                    await asyncio.sleep(plan.gap_s)
-                await response.write(chunk({"content": token}))
-                record.tokens_sent += 1
-            ending = plan.fault is not None and plan.after_tokens >= len(tokens)
-            if ending and await self._fault(plan, response, request):
-                return response
-            await response.write(chunk({}, plan.finish_reason))
-            if include_usage:
-                usage = {
-                    "prompt_tokens": 5,
-                    "completion_tokens": len(tokens),
-                    "total_tokens": 5 + len(tokens),
-                }
-                await response.write(
-                    b"data: "
-                    + json.dumps({**base, "choices": [], "usage": usage}).encode()
-                    + b"\n\n"
-                )
-            await response.write(b"data: [DONE]\n\n")
-            await response.write_eof()
-        return response
+        if plan.whole_json or not body.get("stream"):
+            return web.json_response(wire.whole(answer))
+        return await self._stream(request, plan, answer, wire)
 
     async def _messages(self, request: web.Request) -> web.StreamResponse:
-        """Anthropic's Messages API, streaming only (what the ``anthropic`` provider uses)."""
-        body = await request.json()
-        self.requests.append(
-            Received(request.path, CIMultiDict(request.headers), body, time.monotonic())
-        )
+        """Anthropic's Messages API, streamed (``stream: true``) or one whole message."""
+        body = await self._received(request)
         sent = request.headers.get("x-api-key") or request.headers.get(
             "Authorization", ""
         ).removeprefix("Bearer ")
@@ -219,79 +192,54 @@ class FakeUpstream:
                                     headers={"retry-after": f"{plan.retry_after_s:g}"})  # fmt: skip
         if plan.fault == "server_error":
             return _anthropic_error(500, "api_error", "Internal server error")
-        if plan.tokens is not None:
-            tokens = plan.tokens
-        else:
-            users = [
-                m.get("content", "") for m in body.get("messages", []) if m.get("role") == "user"
-            ]
-            last = users[-1] if users else ""
-            tokens = tokenize(
-                last if isinstance(last, str) else "".join(b.get("text", "") for b in last)
-            )
-        stop = "end_turn"
-        if len(tokens) > body.get("max_tokens", 1 << 30):
-            tokens, stop = tokens[: body["max_tokens"]], "max_tokens"
+        answer = _answer(plan, _last_user_text(body), body.get("max_tokens"))
+        wire = AnthropicWire(f"msg_fake{len(self.requests)}", body.get("model", self.models[0]))
+        if plan.whole_json or not body.get("stream"):
+            return web.json_response(wire.whole(answer))
+        return await self._stream(request, plan, answer, wire)
+
+    async def _stream(
+        self, request: web.Request, plan: Plan, answer: Answer, wire: OpenAIWire | AnthropicWire
+    ) -> web.StreamResponse:
+        """Stream ``answer`` in ``wire``'s format, paced and faulted as ``plan`` says."""
         record = StreamRecord(time.monotonic())
         self.streams.append(record)
         response = web.StreamResponse(
             headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
         )
-
-        def event(name: str, payload: dict[str, Any]) -> bytes:
-            return f"event: {name}\ndata: {json.dumps(payload)}\n\n".encode()
-
-        message = {"id": f"msg_fake{len(self.requests)}", "type": "message", "role": "assistant", "content": [],
-                   "model": body.get("model"), "stop_reason": None, "stop_sequence": None,
-                   "usage": {"input_tokens": 5, "output_tokens": 1}}  # fmt: skip
+        out = _Writes(response, packed=plan.packed)
+        steps = answer.steps
         with _recorded(record):
             await response.prepare(request)
-            await response.write(
-                event("message_start", {"type": "message_start", "message": message})
-            )
-            block = {
-                "type": "content_block_start",
-                "index": 0,
-                "content_block": {"type": "text", "text": ""},
-            }
-            await response.write(event("content_block_start", block))
-            await response.write(event("ping", {"type": "ping"}))
+            await out.send(wire.opening(answer))
             if plan.ttft_s:
+                await out.flush()
                 await asyncio.sleep(plan.ttft_s)
-            for i, token in enumerate(tokens):
-                if plan.fault == "error_event" and i == plan.after_tokens:
-                    error = {
-                        "type": "error",
-                        "error": {"type": "overloaded_error", "message": "Overloaded"},
-                    }
-                    await response.write(event("error", error))
-                    await response.write_eof()
-                    return response
-                if plan.fault == "drop" and i == plan.after_tokens:
-                    assert request.transport is not None
-                    request.transport.abort()
+            for i, step in enumerate(steps):
+                if (
+                    plan.fault is not None
+                    and i == plan.after_tokens
+                    and await self._fault(plan, out, wire, request)
+                ):
                     return response
                 if plan.gap_s and i:
+                    await out.flush()
                     await asyncio.sleep(plan.gap_s)
-                delta = {
-                    "type": "content_block_delta",
-                    "index": 0,
-                    "delta": {"type": "text_delta", "text": token},
-                }
-                await response.write(event("content_block_delta", delta))
+                await out.send(wire.step(step))
                 record.tokens_sent += 1
-            await response.write(
-                event("content_block_stop", {"type": "content_block_stop", "index": 0})
-            )
-            await response.write(event("message_delta", {"type": "message_delta",
-                                                         "delta": {"stop_reason": stop, "stop_sequence": None},
-                                                         "usage": {"output_tokens": len(tokens)}}))  # fmt: skip
-            await response.write(event("message_stop", {"type": "message_stop"}))
+            ending = plan.fault is not None and plan.after_tokens >= len(steps)
+            if ending and await self._fault(plan, out, wire, request):
+                return response
+            await out.send(wire.closing(answer))
+            await out.flush()
             await response.write_eof()
         return response
 
-    async def _fault(self, plan: Plan, response: web.StreamResponse, request: web.Request) -> bool:
+    async def _fault(
+        self, plan: Plan, out: _Writes, wire: OpenAIWire | AnthropicWire, request: web.Request
+    ) -> bool:
         """Misbehave mid-stream; True when the response must end here."""
+        await out.flush()  # what went before the fault is on the wire
         if plan.fault == "drop":
             assert request.transport is not None
             request.transport.abort()
@@ -300,20 +248,70 @@ class FakeUpstream:
             await asyncio.sleep(plan.stall_s)
             return False
         if plan.fault == "malformed":
-            await response.write(b'data: {"id": "broken", "choices": [\n\n')
+            await out.send(wire.malformed())
             return False
         if plan.fault == "error_event":
-            error = {
-                "error": {
-                    "message": "The upstream model overloaded",
-                    "type": "server_error",
-                    "code": "overloaded",
-                }
-            }
-            await response.write(b"data: " + json.dumps(error).encode() + b"\n\n")
-            await response.write_eof()
+            await out.send(wire.error_event())
+            await out.flush()
+            await out.response.write_eof()
             return True
         return False
+
+
+class _Writes:
+    """A response's writes: each piece at once, or (``packed``) gathered into one write until the
+    answer pauses (pacing, a fault) or ends."""
+
+    def __init__(self, response: web.StreamResponse, *, packed: bool) -> None:
+        self.response = response
+        self.packed = packed
+        self._pending: list[bytes] = []
+
+    async def send(self, data: bytes) -> None:
+        if self.packed:
+            self._pending.append(data)
+        else:
+            await self.response.write(data)
+
+    async def flush(self) -> None:
+        if self._pending:
+            data = b"".join(self._pending)
+            self._pending.clear()
+            await self.response.write(data)
+
+
+def _answer(plan: Plan, prompt: str, limit: int | None) -> Answer:
+    """What ``plan`` says, in order, for a request whose last user message is ``prompt``."""
+    tokens = plan.tokens
+    if tokens is None:
+        tokens = [] if plan.tool_calls or plan.refusal else tokenize(prompt)
+    finish = plan.finish_reason or ("tool_calls" if plan.tool_calls else "stop")
+    if limit is not None and len(tokens) > limit:
+        tokens, finish = tokens[:limit], "length"
+    split = len(tokens) if plan.calls_after is None else min(plan.calls_after, len(tokens))
+    steps = [Step("reasoning", text) for text in plan.reasoning]
+    steps += [Step("text", text) for text in tokens[:split]]
+    for index, call in enumerate(plan.tool_calls):
+        steps.append(Step("call", index=index, call=call))
+        steps += [Step("arguments", fragment, index=index)
+                  for fragment in fragments(call.arguments, plan.arguments_cut)]  # fmt: skip
+    steps += [Step("text", text) for text in tokens[split:]]
+    steps += [Step("refusal", text) for text in plan.refusal or ()]
+    steps += [Step("raw", data) for data in plan.raw]
+    prompt_tokens, completion_tokens = plan.usage or (
+        5,
+        sum(1 for step in steps if step.kind not in ("call", "raw")),
+    )
+    return Answer(steps, finish, prompt_tokens, completion_tokens, plan.reasoning_field)
+
+
+def _last_user_text(body: dict[str, Any]) -> str:
+    """The text of the request's last user message (its text parts, for a list of parts)."""
+    users = [m.get("content", "") for m in body.get("messages", []) if m.get("role") == "user"]
+    last = users[-1] if users else ""
+    if isinstance(last, str):
+        return last
+    return "".join(part.get("text", "") for part in last if isinstance(part, dict))
 
 
 @contextlib.contextmanager
@@ -340,25 +338,6 @@ def _anthropic_error(
 ) -> web.Response:
     body = {"type": "error", "error": {"type": kind, "message": message}}
     return web.json_response(body, status=status, headers=headers)
-
-
-def _completion(chunk_id: str, model: str, text: str, finish: str, tokens: int) -> dict[str, Any]:
-    return {
-        "id": chunk_id,
-        "object": "chat.completion",
-        "created": int(time.time()),
-        "model": model,
-        "system_fingerprint": None,
-        "choices": [
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": text, "refusal": None},
-                "logprobs": None,
-                "finish_reason": finish,
-            }
-        ],
-        "usage": {"prompt_tokens": 5, "completion_tokens": tokens, "total_tokens": 5 + tokens},
-    }
 
 
 def run(host: str = "127.0.0.1", port: int = 8099, tokens_per_second: float = 30.0) -> None:
