@@ -510,10 +510,10 @@ class StreamRun:
         """Flush, then log the formatter's end (or error) events; the summary of the stream."""
         # The final flush happens on every outcome: text the provider produced is never dropped.
         self._flush()
-        if self._calls:
-            self._end_calls()
         if self._kind is not None and self._boundary is not None:
             self._emit_events(self._boundary(self._kind, None))
+        if self._calls:
+            self._end_calls()
         plan = self.plan
         ended = self._ended_with or Finish("stop", plan.request.model)
         if outcome == "cancelled" or outcome == "client_gone":

@@ -361,7 +361,7 @@ class Formatter(Protocol):
         ...
 
     def tool_call_end(self, call: ToolCall) -> Sequence[Event]:
-        """Optional: a call is whole (generation ended); before the boundary into ``None``."""
+        """Optional: a call is whole (generation ended; after the boundary into ``None``)."""
         ...
 
 

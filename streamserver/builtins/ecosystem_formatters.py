@@ -128,6 +128,11 @@ class OpenAIFormatter:
         return (Event(None, json_text(error)), _DONE_WS if self.json else _DONE_SSE)
 
 
+_AI_SDK_REASONS = {"stop": "stop", "length": "length", "content_filter": "content-filter",
+                   "tool_calls": "tool-calls", "error": "error"}  # fmt: skip
+"""A stream's finish reason as the AI SDK names one (``other`` for the rest)."""
+
+
 class AISDKFormatter:
     """Vercel AI SDK UI message stream: ``start``, ``start-step``, then the parts in the order the
     model produced them (``text-start``/``-delta``/``-end``, ``reasoning-start``/``-delta``/``-end``,
@@ -198,8 +203,13 @@ class AISDKFormatter:
         return (Event(None, json_text(part)),)
 
     def end(self, summary: StreamEnd) -> Sequence[Event]:
-        """Closes the step; ``finish`` (or ``abort`` when cancelled); ``[DONE]``."""
-        last = '{"type": "abort"}' if summary.finish_reason == "cancelled" else '{"type": "finish"}'
+        """Closes the step; ``finish`` with the finish reason (or ``abort`` when cancelled);
+        ``[DONE]``."""
+        reason = summary.finish_reason
+        if reason == "cancelled":
+            last = '{"type": "abort"}'
+        else:
+            last = f'{{"type": "finish", "finishReason": "{_AI_SDK_REASONS.get(reason, "other")}"}}'
         return (
             Event(None, '{"type": "finish-step"}'),
             Event(None, last),
