@@ -6,6 +6,7 @@ the file, the dotted key, what was expected and, for names, the choices (``Confi
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import logging
 import os
@@ -19,8 +20,10 @@ from typing import Any
 from . import schema
 from .errors import ConfigError
 from .plugins import Kind, PluginRegistry, Registration
+from .request_parameters import InvalidValue, check_parameter, check_together
 from .settings import (
     DEFAULT_ROUTES,
+    OPENAI_ALLOW,
     AuthSettings,
     BufferTiming,
     ConversationsSettings,
@@ -32,6 +35,7 @@ from .settings import (
     RouteSettings,
     ServerSettings,
 )
+from .types import REQUEST_PARAMETERS
 
 log = logging.getLogger("streamserver.config")
 
@@ -358,7 +362,7 @@ def _routes(table: object, parts: Mapping[Kind, Any]) -> dict[str, RouteSettings
         if not path.startswith("/"):
             raise ConfigError(key, "a path starting with /", got=path)
         if isinstance(body, Mapping) and body.get("transport") == "openai":
-            body = {"formatter": "openai", "methods": ["POST"], **body}
+            body = {"formatter": "openai", "methods": ["POST"], "allow": list(OPENAI_ALLOW), **body}
         if isinstance(body, Mapping) and body.get("conversation"):
             body = {"formatter": "chat", **body}
         route = schema.build(RouteSettings, body, key)
@@ -397,5 +401,31 @@ def _routes(table: object, parts: Mapping[Kind, Any]) -> dict[str, RouteSettings
             raise ConfigError(
                 f"{key}.methods", 'only ["GET"] for a WebSocket route', got=list(route.methods)
             )
-        routes[path] = route
+        if route.transport == "openai" and "model" not in route.allow:
+            raise ConfigError(
+                f"{key}.allow",
+                'a list with "model" (every chat completions request names one)',
+                got=list(route.allow),
+            )
+        routes[path] = dataclasses.replace(route, pin=_pins(route.pin, schema.join_key(key, "pin")))
     return routes
+
+
+def _pins(pin: Mapping[str, Any], key: str) -> dict[str, Any]:
+    """A route's pinned values, held to the checks a request's values get."""
+    checked = {}
+    for name, value in pin.items():
+        if name not in REQUEST_PARAMETERS:
+            raise ConfigError(
+                schema.join_key(key, name), "a request parameter", choices=REQUEST_PARAMETERS
+            )
+        try:
+            checked[name] = check_parameter(name, value)
+        except InvalidValue as exc:
+            raise ConfigError(f"{key}.{exc.where}", exc.expected, got=value) from None
+    if "tools" in checked:  # else the requests bring the tools, and are checked with them
+        try:
+            check_together(checked)
+        except InvalidValue as exc:
+            raise ConfigError(f"{key}.{exc.where}", exc.expected) from None
+    return checked
