@@ -49,6 +49,15 @@ async def test_every_parameter_reaches_the_provider(recorded):
     assert request.max_tokens == 9
 
 
+async def test_max_tokens_is_read_when_max_completion_tokens_is_null(recorded):
+    client, provider = recorded
+
+    response = await complete(client, max_completion_tokens=None, max_tokens=3)
+
+    assert response.status_code == 200
+    assert provider.requests[-1].max_tokens == 3
+
+
 async def test_the_compatibility_parameters_are_accepted_and_not_forwarded(recorded):
     client, provider = recorded
     ignored = {"metadata": {"team": "a"}, "store": False, "service_tier": "auto",

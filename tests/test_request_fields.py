@@ -312,6 +312,8 @@ async def test_half_an_emoji_in_a_parameter_is_a_400_invalid_text(recorded):
     assert "tools[0].function.description" in response.json()["error"]["message"]
 
 
+CONFIG = streamserver.load_config(base_config())
+OPEN_ROUTE = RouteSettings(allow=REQUEST_PARAMETERS)  # type: ignore[arg-type]
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
     lambda inner: (
@@ -326,10 +328,8 @@ JSON = st.recursive(
 )
 @given(name=st.sampled_from(REQUEST_PARAMETERS), value=JSON, tools=st.none() | JSON)
 def test_any_json_value_of_any_parameter_is_accepted_or_a_400(name, value, tools):
-    config = streamserver.load_config(base_config())
-    route = RouteSettings(allow=("tools", *REQUEST_PARAMETERS))  # type: ignore[arg-type]
     try:
-        parse_stream_params({"prompt": "x", name: value, "tools": tools}, route, config)
+        parse_stream_params({"prompt": "x", name: value, "tools": tools}, OPEN_ROUTE, CONFIG)
     except StreamRejected as exc:
         assert exc.status == 400 and exc.code in ("invalid_field", "invalid_text"), exc.code
 

@@ -131,7 +131,9 @@ def _params(
     # Never absent or null, so that a missing list is refused as messages, not as a missing prompt.
     fields = {name: body[name] for name in REQUEST_PARAMETERS if name in body}
     fields.update(messages=body.get("messages") or [], model=body["model"])
-    max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
+    max_tokens = body.get("max_completion_tokens")
+    if max_tokens is None:  # absent or null: the older name may have it
+        max_tokens = body.get("max_tokens")
     if max_tokens is not None:
         fields["max_tokens"] = max_tokens
     params = parse_stream_params(fields, route, service.config)
