@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import errno
 import gc
+import json
 import logging
 import os
 import resource
@@ -268,6 +269,7 @@ def _describe(config: Config) -> list[str]:
             f"  {' '.join(route.methods):8} {route_path:20} {route.transport}  formatter={route.formatter} "
             f"buffer={route.buffer} provider={route.provider or '(default)'} model={route.model or '(default)'}"
             f" allow={','.join(route.allow) or '-'}"
+            + "".join(f" pin.{name}={json.dumps(value)}" for name, value in route.pin.items())
         )
     return lines
 

@@ -19,6 +19,7 @@ from typing import Any
 from . import schema
 from .errors import ConfigError
 from .plugins import Kind, PluginRegistry, Registration
+from .route_config import build_routes
 from .settings import (
     DEFAULT_ROUTES,
     AuthSettings,
@@ -245,7 +246,7 @@ def _validate(
             "providers", "at least one provider section", choices=registry.names("providers")
         )
 
-    routes = _routes(raw.get("routes", DEFAULT_ROUTES), parts)
+    routes = build_routes(raw.get("routes", DEFAULT_ROUTES), parts)
     return Config(
         file=file,
         server=server,
@@ -345,57 +346,3 @@ def _named_parts(registry: PluginRegistry, part_kind: PartKind, table: object) -
             name, registration, schema.build(registration.options, body, key), timing
         )
     return parts
-
-
-def _routes(table: object, parts: Mapping[Kind, Any]) -> dict[str, RouteSettings]:
-    if not isinstance(table, Mapping):
-        raise ConfigError(
-            "routes", 'a table of routes keyed by path, like [routes."/stream"]', got=table
-        )
-    routes: dict[str, RouteSettings] = {}
-    for path, body in table.items():
-        key = schema.join_key("routes", path)
-        if not path.startswith("/"):
-            raise ConfigError(key, "a path starting with /", got=path)
-        if isinstance(body, Mapping) and body.get("transport") == "openai":
-            body = {"formatter": "openai", "methods": ["POST"], **body}
-        if isinstance(body, Mapping) and body.get("conversation"):
-            body = {"formatter": "chat", **body}
-        route = schema.build(RouteSettings, body, key)
-        if route.transport == "openai" and (
-            route.formatter != "openai" or route.methods != ("POST",)
-        ):
-            raise ConfigError(
-                key,
-                'formatter = "openai" and methods = ["POST"] for an openai route (the defaults)',
-            )
-        named: tuple[tuple[str, Kind], ...] = (
-            ("formatter", "formatters"),
-            ("buffer", "buffers"),
-            ("provider", "providers"),
-        )
-        for field_name, section in named:
-            value = getattr(route, field_name)
-            if value is not None and value not in parts[section]:
-                raise ConfigError(
-                    f"{key}.{field_name}",
-                    f"a configured {section[:-1]}",
-                    got=value,
-                    choices=parts[section],
-                )
-        if route.conversation and (route.transport != "ws" or "{conversation_id}" not in path):
-            raise ConfigError(
-                key, 'transport = "ws" and a path with {conversation_id} for a conversation route'
-            )
-        if route.conversation and route.formatter != "chat":
-            raise ConfigError(
-                f"{key}.formatter",
-                '"chat" on a conversation route (the default)',
-                got=route.formatter,
-            )
-        if route.transport == "ws" and route.methods != ("GET",):
-            raise ConfigError(
-                f"{key}.methods", 'only ["GET"] for a WebSocket route', got=list(route.methods)
-            )
-        routes[path] = route
-    return routes

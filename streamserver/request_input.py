@@ -1,5 +1,6 @@
 """What a client sends, read strictly: a JSON object, a number, text, and a stream request's
-fields checked into ``StreamParams``.
+fields checked into ``StreamParams`` (its messages by ``request_messages``, its request parameters
+by ``request_parameters``, the route's pinned values merged in).
 
 Every route and transport reads through these (the HTTP body itself is read in
 ``web/request.py``), so a JSON document nested past Python's recursion limit, a digit that is not
@@ -12,14 +13,24 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, get_args
 
 from .config import Config
 from .errors import StreamRejected
+from .request_messages import parse_messages
+from .request_messages import valid_text as valid_text  # the routes' one check of text
+from .request_parameters import (
+    NEEDS_TOOLS,
+    NUMBER_BOUNDS,
+    InvalidValue,
+    check_parameter,
+    check_together,
+    parameter_value,
+)
 from .settings import Override, RouteSettings
-from .types import Message
+from .types import REQUEST_PARAMETERS, Message
 
 MAX_DIGITS = 18
 """A request number has at most this many digits: it fits in 64 bits, and ``int()`` is never
@@ -60,13 +71,24 @@ def parse_count(value: object) -> int | None:
 
 
 _OVERRIDES: tuple[Override, ...] = get_args(Override)
+_CHOICES = ("model", "provider", "max_tokens", "buffer", "format")
+"""The overrides that choose the pipeline; the rest are ``REQUEST_PARAMETERS``."""
 _FIELDS = frozenset({"prompt", "messages", *_OVERRIDES})
-_ROLES = ("system", "user", "assistant")
+assert set(_OVERRIDES) == {*_CHOICES, *REQUEST_PARAMETERS}, "settings.Override lists them all"
+
+QUERY_PARAMETERS = ("temperature", "top_p", "stop", "seed", "presence_penalty",
+                    "frequency_penalty", "user", "reasoning_effort")  # fmt: skip
+"""The request parameters a query string (``GET /v1/stream``) may carry: the scalar ones, parsed
+from their text; ``stop`` once, or repeated for several sequences. The others are JSON (a POST)."""
+_QUERY_NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]{1,3})?")
+"""A number in a query string: ASCII, no ``nan``, ``inf`` or ``1_0`` (all of which ``float`` takes)."""
+_QUERY_INTEGER = re.compile(r"[+-]?[0-9]{1,19}")
 
 
 @dataclass(frozen=True, slots=True)
 class StreamParams:
-    """A checked stream request: the conversation and the overrides the route allowed."""
+    """A checked stream request: the conversation, the overrides the route allowed, and the
+    request parameters (the route's pinned values among them) in the shapes providers get."""
 
     messages: tuple[Message, ...]
     model: str | None = None
@@ -74,12 +96,30 @@ class StreamParams:
     max_tokens: int | None = None
     buffer: str | None = None
     format: str | None = None
+    tools: tuple[Mapping[str, Any], ...] = ()
+    tool_choice: str | Mapping[str, Any] | None = None
+    parallel_tool_calls: bool | None = None
+    response_format: Mapping[str, Any] | None = None
+    sampling: Mapping[str, Any] = field(default_factory=dict)
+    """The ``SAMPLING_PARAMETERS`` set, by name."""
+
+    @property
+    def parameters(self) -> tuple[str, ...]:
+        """The names of the ``REQUEST_PARAMETERS`` this request sets (its provider must honour
+        each)."""
+        structured = {
+            "tools": bool(self.tools),
+            "tool_choice": self.tool_choice is not None,
+            "parallel_tool_calls": self.parallel_tool_calls is not None,
+            "response_format": self.response_format is not None,
+        }
+        return (*(name for name, given in structured.items() if given), *self.sampling)
 
 
 def parse_stream_params(
     fields: Mapping[str, Any], route: RouteSettings, config: Config
 ) -> StreamParams:
-    """Check the fields against the route and the limits."""
+    """Check the fields against the route (what it allows, what it pins) and the limits."""
     unknown = sorted(set(fields) - _FIELDS)
     if unknown:
         raise StreamRejected(
@@ -88,7 +128,7 @@ def parse_stream_params(
             f"unknown field {unknown[0]!r}; known fields: {', '.join(sorted(_FIELDS))}",
         )
     messages = _messages(fields)
-    size = sum(len(m.content) for m in messages)
+    size = sum(len(m.text) + sum(len(c.arguments) for c in m.tool_calls) for m in messages)
     if size > config.limits.max_prompt_chars:
         raise StreamRejected(
             413,
@@ -96,13 +136,10 @@ def parse_stream_params(
             f"the prompt has {size} characters; the limit is {config.limits.max_prompt_chars}",
         )
     values: dict[str, Any] = {}
-    for name in _OVERRIDES:
+    for name in _CHOICES:
         if fields.get(name) in (None, ""):
             continue
-        if name not in route.allow:
-            raise StreamRejected(
-                400, "override_not_allowed", f"this route does not accept {name!r}"
-            )
+        _allowed(name, route)
         values[name] = fields[name]
     for name in ("model", "provider", "buffer", "format"):
         if name in values and not isinstance(values[name], str):
@@ -116,6 +153,7 @@ def parse_stream_params(
                 f"unknown_{name}",
                 f"unknown {name} {value!r}; choices: {', '.join(sorted(choices))}",
             )
+    parameters = _parameters(fields, route)
     return StreamParams(
         messages=messages,
         model=values.get("model"),
@@ -123,7 +161,82 @@ def parse_stream_params(
         max_tokens=max_tokens,
         buffer=values.get("buffer"),
         format=values.get("format"),
+        tools=parameters.pop("tools", ()),
+        tool_choice=parameters.pop("tool_choice", None),
+        parallel_tool_calls=parameters.pop("parallel_tool_calls", None),
+        response_format=parameters.pop("response_format", None),
+        sampling=parameters,
     )
+
+
+def query_fields(items: Iterable[tuple[str, str]]) -> dict[str, Any]:
+    """A query string's fields for ``parse_stream_params``: the scalar request parameters read
+    from their text (a value that is not a number stays text, and its check refuses it), ``stop``
+    a list when it is repeated; an empty value is no value. Any other field is taken as it is,
+    the last one when repeated."""
+    fields: dict[str, Any] = {}
+    stops: list[str] = []
+    for name, text in items:
+        if name == "stop":
+            stops.append(text)
+        elif name in REQUEST_PARAMETERS and name not in QUERY_PARAMETERS:
+            raise StreamRejected(
+                400,
+                "invalid_field",
+                f"{name!r} is JSON: send it in a POST body, not a query string",
+            )
+        elif name in QUERY_PARAMETERS:
+            if text:
+                fields[name] = _query_value(name, text)
+            else:
+                fields.pop(name, None)
+        else:
+            fields[name] = text
+    if len(stops) == 1 and stops[0]:
+        fields["stop"] = stops[0]
+    elif len(stops) > 1:
+        fields["stop"] = stops
+    return fields
+
+
+def _query_value(name: str, text: str) -> object:
+    if name == "seed" and _QUERY_INTEGER.fullmatch(text):
+        return int(text)
+    if name in NUMBER_BOUNDS and _QUERY_NUMBER.fullmatch(text):
+        return float(text)
+    return text
+
+
+def _allowed(name: str, route: RouteSettings) -> None:
+    if name not in route.allow:
+        raise StreamRejected(400, "override_not_allowed", f"this route does not accept {name!r}")
+
+
+def _parameters(fields: Mapping[str, Any], route: RouteSettings) -> dict[str, Any]:
+    """The request parameters the fields set, checked, with the route's pinned values."""
+    values: dict[str, Any] = {}
+    try:
+        for name in REQUEST_PARAMETERS:
+            if fields.get(name) is None:  # null is no value (the SDKs send None so)
+                continue
+            value = check_parameter(name, fields[name])
+            if name in route.pin:
+                if value != route.pin[name]:
+                    raise StreamRejected(
+                        400,
+                        "parameter_pinned",
+                        f"this route pins {name!r} to {parameter_value(route.pin[name])}",
+                    )
+            else:
+                _allowed(name, route)
+            values[name] = value
+        for name, pinned in route.pin.items():
+            if name not in NEEDS_TOOLS or values.get("tools"):  # those mean nothing without tools
+                values[name] = pinned
+        check_together(values)
+    except InvalidValue as exc:
+        raise StreamRejected(400, exc.code, str(exc)) from None
+    return values
 
 
 def _messages(fields: Mapping[str, Any]) -> tuple[Message, ...]:
@@ -134,44 +247,7 @@ def _messages(fields: Mapping[str, Any]) -> tuple[Message, ...]:
         if not isinstance(prompt, str) or not prompt.strip():
             raise StreamRejected(400, "missing_prompt", "a non-empty 'prompt' is required")
         return (Message("user", valid_text(prompt, "'prompt'")),)
-    if not isinstance(messages, list) or not messages:
-        raise StreamRejected(400, "invalid_messages", "'messages' must be a non-empty list")
-    checked = []
-    for i, item in enumerate(messages):
-        if (
-            not isinstance(item, dict)
-            or item.get("role") not in _ROLES
-            or not isinstance(item.get("content"), str)
-            or set(item) - {"role", "content"}
-        ):
-            raise StreamRejected(
-                400,
-                "invalid_messages",
-                f'messages[{i}] must be {{"role": one of {", ".join(_ROLES)}, "content": a string}}',
-            )
-        checked.append(Message(item["role"], valid_text(item["content"], f"messages[{i}].content")))
-    return tuple(checked)
-
-
-_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
-"""In a Python string from JSON, a surrogate is always alone: ``json`` joins a valid pair."""
-
-
-def valid_text(text: str, where: str) -> str:
-    """``text`` if it is valid Unicode, else a 400 naming ``where``.
-
-    JSON can spell half a UTF-16 pair (``"\\ud83d"``), but no provider, store or plain-text client
-    can take it: it is refused as bad input here, for every route, rather than fail later.
-    """
-    found = _LONE_SURROGATE.search(text)
-    if found is not None:
-        raise StreamRejected(
-            400,
-            "invalid_text",
-            f"{where} holds a lone surrogate (\\u{ord(found.group()):04x} at character "
-            f"{found.start()}), half of a UTF-16 pair: send the whole character",
-        )
-    return text
+    return parse_messages(messages)
 
 
 def _max_tokens(value: object, cap: int) -> int | None:

@@ -79,14 +79,25 @@ class StreamService:
         return service
 
     def check_routes(self) -> None:
-        """Every route's default provider and model must exist (a config error otherwise)."""
+        """Every route's default provider and model must exist, and that provider must honour
+        the route's pinned parameters (a config error otherwise)."""
         for name, provider in self.providers.items():
             if not provider.models:
                 raise ConfigError(
                     f"providers.{name}.models", "at least one model name", file=self.config.file
                 )
+        honours = self.parameters()
         for path, route in self.config.routes.items():
             provider_name = route.provider or next(iter(self.providers))
+            honoured = honours[provider_name]
+            for name in route.pin:
+                if name not in honoured:
+                    raise ConfigError(
+                        f'routes."{path}".pin.{name}',
+                        f"a parameter that provider {provider_name!r} honours",
+                        choices=honoured,
+                        file=self.config.file,
+                    )
             models = self.providers[provider_name].models
             if route.model is not None and route.model not in models:
                 raise ConfigError(
@@ -113,6 +124,26 @@ class StreamService:
     def models(self) -> dict[str, list[str]]:
         """Model names by provider instance."""
         return {name: list(p.models) for name, p in self.providers.items()}
+
+    def parameters(self) -> dict[str, frozenset[str]]:
+        """The request parameters each provider instance honours (optional
+        ``Provider.parameters``: none by default)."""
+        return {name: frozenset(getattr(p, "parameters", ())) for name, p in self.providers.items()}
+
+    def check_parameters(
+        self, provider_name: str, provider: Provider, params: StreamParams
+    ) -> None:
+        """400 ``unsupported_parameter`` when the request sets a parameter the provider does not
+        honour: refused, never dropped."""
+        honoured = getattr(provider, "parameters", ())
+        for name in params.parameters:
+            if name not in honoured:
+                raise StreamRejected(
+                    400,
+                    "unsupported_parameter",
+                    f"the provider {provider_name!r} cannot honour {name!r} (it honours: "
+                    f"{', '.join(sorted(honoured)) or 'none of the request parameters'})",
+                )
 
     def resolve(self, route: RouteSettings, params: StreamParams) -> tuple[str, Provider, str]:
         """Which provider instance and model serve this request (route defaults, then overrides)."""
@@ -166,6 +197,7 @@ class StreamService:
         self.refuse_if_draining()
         self.access.check_concurrency(self.streams.active, self.streams.active_for(key_id))
         provider_name, provider, model = self.resolve(route, params)
+        self.check_parameters(provider_name, provider, params)
         config = self.config
         stream_id = self.streams.new_id()
         identity = None if key_id.startswith("addr:") else key_id or None
@@ -184,7 +216,16 @@ class StreamService:
         plan = StreamPlan(
             info=info,
             provider=provider,
-            request=GenerationRequest(params.messages, model, max_tokens),
+            request=GenerationRequest(
+                params.messages,
+                model,
+                max_tokens,
+                tools=params.tools,
+                tool_choice=params.tool_choice,
+                parallel_tool_calls=params.parallel_tool_calls,
+                response_format=params.response_format,
+                sampling=params.sampling,
+            ),
             buffer=buffer_part.registration.factory(buffer_part.options),
             new_buffer=functools.partial(buffer_part.registration.factory, buffer_part.options),
             max_delay_s=buffer_part.timing.max_delay_ms / 1000,

@@ -5,13 +5,28 @@ sections are in ``config.py``; plugins declare their own options classes the sam
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Literal, get_args
 
 from .schema import ABOVE_ZERO, AT_LEAST_ONE, AT_LEAST_ZERO, Range
 
-Override = Literal["model", "provider", "max_tokens", "buffer", "format"]
-"""Request fields a route may let a client override (``routes.<path>.allow``)."""
+Override = Literal[
+    "model", "provider", "max_tokens", "buffer", "format",
+    "tools", "tool_choice", "parallel_tool_calls", "response_format",
+    "temperature", "top_p", "stop", "seed", "presence_penalty", "frequency_penalty",
+    "logit_bias", "user", "reasoning_effort",
+]  # fmt: skip
+"""Request fields a route may let a client set (``routes.<path>.allow``): the choices of the
+pipeline (model, provider, ``max_tokens``, buffer, format) and every one of
+``types.REQUEST_PARAMETERS``."""
+
+STREAM_ALLOW: tuple[Override, ...] = get_args(Override)
+"""What the shipped ``/v1/stream`` and ``/ws/stream`` let a client choose: everything."""
+OPENAI_ALLOW: tuple[Override, ...] = tuple(
+    name for name in STREAM_ALLOW if name not in ("provider", "buffer", "format")
+)
+"""The default ``allow`` of a ``transport = "openai"`` route: what the chat completions API
+takes (its ``model`` is required, so an openai route must allow it)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +76,11 @@ class RouteSettings:
     """Default model; default: the provider's first model."""
     methods: tuple[Literal["GET", "POST"], ...] = ("GET",)
     allow: tuple[Override, ...] = ()
-    """Request fields that may override the route's choices."""
+    """Request fields that may override the route's choices (an openai route: ``OPENAI_ALLOW``)."""
+    pin: dict[str, Any] = field(default_factory=dict)
+    """Request parameters with a fixed value (``temperature = 0.2``): always sent, and a request
+    that asks for another value is refused (``parameter_pinned``). ``tool_choice`` and
+    ``parallel_tool_calls`` are sent only with a request that has tools."""
     max_tokens: Annotated[int, AT_LEAST_ONE] | None = None
     """Default ``max_tokens`` for requests that give none."""
     conversation: bool = False
@@ -165,14 +184,10 @@ DEFAULT_ROUTES: dict[str, dict[str, Any]] = {
     "/v1/stream": {
         "formatter": "production",
         "methods": ["GET", "POST"],
-        "allow": ["model", "provider", "max_tokens", "buffer", "format"],
+        "allow": list(STREAM_ALLOW),
     },
     "/v1/chat/completions": {"transport": "openai"},
-    "/ws/stream": {
-        "transport": "ws",
-        "formatter": "simple",
-        "allow": ["model", "provider", "max_tokens", "buffer", "format"],
-    },
+    "/ws/stream": {"transport": "ws", "formatter": "simple", "allow": list(STREAM_ALLOW)},
     "/ws/chat/{conversation_id}": {"transport": "ws", "conversation": True, "allow": ["model"]},
 }
 """The contract's stream routes, used when the file has no ``[routes]`` table."""

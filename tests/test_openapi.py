@@ -6,6 +6,7 @@ The server runs as a real process (schemathesis's client is synchronous); exampl
 from __future__ import annotations
 
 import json
+import shutil
 import socket
 import subprocess
 import sys
@@ -18,14 +19,13 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("openapi")
+def start_server(tmp: Path, text: str):
+    """Run ``streamserver serve`` on ``text`` (the shipped config, adapted) on a free port in a
+    subprocess; yields its base URL, then stops it and checks its log holds no traceback."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     config = tmp / "config.toml"
-    text = (REPO / "config.toml").read_text(encoding="utf-8")
     text = text.replace("port = 8000", f"port = {port}").replace(
         'plugins_dir = "plugins"', f'plugins_dir = "{tmp}"'
     )
@@ -60,6 +60,24 @@ def server(tmp_path_factory):
     assert "Traceback" not in stderr, stderr
 
 
+SHIPPED = (REPO / "config.toml").read_text(encoding="utf-8")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    yield from start_server(tmp_path_factory.mktemp("openapi"), SHIPPED)
+
+
+@pytest.fixture(scope="module")
+def recording_server(tmp_path_factory):
+    """The shipped config whose one provider is the recording test provider, which honours
+    every request parameter: the document then offers them all, and each is exercised."""
+    tmp = tmp_path_factory.mktemp("openapi-recording")
+    shutil.copy(REPO / "tests" / "plugin_fixtures" / "recording_provider.py", tmp)
+    simulated = SHIPPED[SHIPPED.index("[providers.simulated]") : SHIPPED.index("# Buffers:")]
+    yield from start_server(tmp, SHIPPED.replace(simulated, "[providers.recording]\n\n"))
+
+
 def test_the_spec_lists_every_route_of_the_shipped_config(server):
     with urllib.request.urlopen(f"{server}/openapi.json") as response:
         spec = json.load(response)
@@ -72,14 +90,18 @@ def test_the_spec_lists_every_route_of_the_shipped_config(server):
     assert set(spec["paths"]["/v1/stream"]) == {"get", "post"}
 
 
-def schemathesis(server: str, cwd: Path, checks: str, phases: str) -> subprocess.CompletedProcess:
+def schemathesis(
+    server: str, cwd: Path, checks: str, phases: str, *, paths: str = "", examples: int = 15
+) -> subprocess.CompletedProcess:
     """The schemathesis CLI (its pytest plugin does not support this pytest) over every HTTP
-    operation: bounded examples per operation, deterministic. The WebSocket routes are left out:
-    a request valid by the document is a handshake, and what follows is not HTTP."""
+    operation (or those whose path matches ``paths``): bounded examples per operation,
+    deterministic. The WebSocket routes are left out: a request valid by the document is a
+    handshake, and what follows is not HTTP."""
+    only = ["--include-path-regex", paths] if paths else []
     return subprocess.run(
         [str(Path(sys.executable).with_name("schemathesis")), "run", f"{server}/openapi.json",
-         "--checks", checks, "--phases", phases, "--exclude-path-regex", "^/ws/",
-         "--max-examples", "15", "--generation-deterministic", "--request-timeout", "10",
+         "--checks", checks, "--phases", phases, "--exclude-path-regex", "^/ws/", *only,
+         "--max-examples", str(examples), "--generation-deterministic", "--request-timeout", "10",
          "--continue-on-failure", "--no-color", "--output-sanitize", "false"],
         capture_output=True, text=True, timeout=400, cwd=cwd,
     )  # fmt: skip
@@ -109,3 +131,68 @@ def test_a_websocket_route_documents_the_handshake_it_needs(server):
             p["name"] for p in spec["paths"][path]["get"]["parameters"] if p["in"] == "header"
         }
         assert {"Upgrade", "Connection", "Sec-WebSocket-Key", "Sec-WebSocket-Version"} <= headers
+
+
+def test_every_request_parameter_is_documented_where_the_providers_honour_it(recording_server):
+    with urllib.request.urlopen(f"{recording_server}/openapi.json") as response:
+        spec = json.load(response)
+
+    from streamserver.types import REQUEST_PARAMETERS
+
+    post = spec["paths"]["/v1/stream"]["post"]["requestBody"]["content"]["application/json"]
+    completion = spec["paths"]["/v1/chat/completions"]["post"]["requestBody"]["content"]
+    query = {p["name"] for p in spec["paths"]["/v1/stream"]["get"]["parameters"]}
+    for properties in (
+        post["schema"]["properties"],
+        completion["application/json"]["schema"]["properties"],
+    ):
+        assert set(REQUEST_PARAMETERS) <= set(properties)
+    assert {"temperature", "top_p", "stop", "seed", "user", "reasoning_effort"} <= query
+    assert "tools" not in query
+
+
+def test_schemathesis_finds_every_documented_request_parameter_accepted(recording_server, tmp_path):
+    # The stream routes only, with more examples: the parameters and messages are what changed.
+    result = schemathesis(
+        recording_server, tmp_path, "not_a_server_error,positive_data_acceptance",
+        "examples,fuzzing", paths="^/v1/(stream|chat/completions)$", examples=40,
+    )  # fmt: skip
+
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
+
+
+def test_a_route_documents_its_pins_and_only_what_all_its_providers_honour():
+    from conftest import base_config
+
+    import streamserver
+    from streamserver.web.openapi import build_spec
+
+    route = {"methods": ["POST"], "allow": ["model", "temperature", "top_p", "tools", "tool_choice"],
+             "pin": {"seed": 3}}  # fmt: skip
+    config = streamserver.load_config(base_config(
+        plugins={"modules": ["recording_provider"]}, routes={"/v1/stream": route},
+        providers={"a": {"type": "recording", "models": ["m1"]}, "b": {"type": "recording", "models": ["m2"]}},
+    ))  # fmt: skip
+    honoured = {"a": ["temperature", "seed", "tools", "tool_choice"], "b": ["temperature", "seed"]}
+
+    operation = build_spec(config, {"a": ["m1"], "b": ["m2"]}, (), honoured)["paths"]["/v1/stream"][
+        "post"
+    ]
+    body = operation["requestBody"]["content"]["application/json"]["schema"]
+
+    assert set(body["properties"]) == {"prompt", "messages", "model", "temperature", "seed"}
+    assert body["properties"]["seed"] == {"anyOf": [{"const": 3}, {"type": "null"}]}
+    assert "tools (a); tool_choice (a)" in operation["description"]
+    assert (
+        "no provider here honours them (400 unsupported_parameter): top_p"
+        in operation["description"]
+    )
+    assert "dependentRequired" not in body  # tool_choice is not offered
+
+    without_b = build_spec(
+        config, {"a": ["m1"], "b": ["m2"]}, (), {**honoured, "b": ["temperature"]}
+    )
+    model = without_b["paths"]["/v1/stream"]["post"]["requestBody"]["content"]["application/json"]
+    assert model["schema"]["properties"]["model"] == {"enum": ["m1"]}  # b cannot honour the pin
+    assert set(model["schema"]["properties"]) >= {"tools", "tool_choice"}
+    assert model["schema"]["dependentRequired"] == {"tool_choice": ["tools"]}

@@ -97,7 +97,9 @@ async def openapi_document(request: web.Request) -> web.Response:
     """``GET /openapi.json``: the OpenAPI document of this server (its routes, its models)."""
     service = request.app[SERVICE]
     plugin_routes: tuple[RouteSpec, ...] = request.app[PLUGIN_ROUTES]
-    return web.json_response(openapi.build_spec(service.config, service.models(), plugin_routes))
+    return web.json_response(
+        openapi.build_spec(service.config, service.models(), plugin_routes, service.parameters())
+    )
 
 
 async def demo_page(request: web.Request) -> web.FileResponse:

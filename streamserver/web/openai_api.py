@@ -8,7 +8,7 @@ stream of ``chat.completion.chunk`` objects (the route's buffer applied, the usa
 
 from __future__ import annotations
 
-import dataclasses
+import json
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -22,19 +22,43 @@ from ..service import StreamService
 from ..settings import RouteSettings
 from ..streams import Stream
 from ..transports import sse
-from ..types import StreamFailure
+from ..types import REQUEST_PARAMETERS, StreamEnd, StreamFailure
 from .guard import openai_error
 from .keys import CONNECTIONS, SERVICE, Handler
 from .request import read_json_body
 
-IGNORED_PARAMETERS = frozenset(
-    {"temperature", "top_p", "frequency_penalty", "presence_penalty", "stop", "seed", "user", "logit_bias",
-     "parallel_tool_calls", "metadata", "store", "service_tier", "n"}
-)  # fmt: skip
-"""Parameters accepted for compatibility; the provider's own configuration decides sampling."""
-USED_PARAMETERS = frozenset(
-    {"model", "messages", "stream", "stream_options", "max_tokens", "max_completion_tokens"}
-)
+GENERATION_PARAMETERS = ("messages", "model", "max_tokens", "max_completion_tokens",
+                         *REQUEST_PARAMETERS)  # fmt: skip
+"""What a request may say about the generation: all of it is forwarded (or refused)."""
+RESPONSE_PARAMETERS = ("stream", "stream_options", "n")
+"""How the answer is sent: SSE chunks or one completion, with a usage chunk; one choice."""
+IGNORED_PARAMETERS: dict[str, type] = {
+    "metadata": dict,
+    "store": bool,
+    "service_tier": str,
+    "prompt_cache_key": str,
+    "prompt_cache_retention": str,
+    "safety_identifier": str,
+}
+"""Accepted for compatibility and ignored, each of its JSON type or null: they change nothing
+about what is generated (stored completions, a service tier, a cache key, an abuse-monitoring id)."""
+UNHONOURED_PARAMETERS: dict[str, Any] = {
+    "logprobs": False,
+    "top_logprobs": None,
+    "audio": None,
+    "modalities": ["text"],
+    "prediction": None,
+    "web_search_options": None,
+    "functions": None,
+    "function_call": None,
+    "verbosity": None,
+    "moderation": None,
+}
+"""Known parameters this server cannot honour, each with the one value (besides null) that asks
+for nothing: any other value is a 400 ``unsupported_parameter`` naming it."""
+_KNOWN = frozenset({*GENERATION_PARAMETERS, *RESPONSE_PARAMETERS, *IGNORED_PARAMETERS,
+                    *UNHONOURED_PARAMETERS})  # fmt: skip
+_TYPE_NAMES = {dict: "an object", bool: "true or false", str: "a string"}
 
 
 def chat_completions_handler(path: str, route: RouteSettings) -> Handler:
@@ -75,29 +99,66 @@ async def models(request: web.Request) -> web.Response:
 def _params(
     body: Mapping[str, Any], route: RouteSettings, service: StreamService
 ) -> tuple[StreamParams, bool, bool]:
-    unknown = sorted(set(body) - USED_PARAMETERS - IGNORED_PARAMETERS)
+    unknown = sorted(set(body) - _KNOWN)
     if unknown:
         raise StreamRejected(
             400, "unknown_parameter", f"unrecognized request argument supplied: {unknown[0]}"
         )
-    if body.get("n", 1) != 1:
-        raise StreamRejected(400, "invalid_value", "only n = 1 is supported")
+    for name, wanted in UNHONOURED_PARAMETERS.items():
+        if body.get(name) not in (None, wanted):
+            also = "" if wanted is None else f" or {json.dumps(wanted)}"
+            raise StreamRejected(
+                400,
+                "unsupported_parameter",
+                f"this server cannot honour {name!r}: only null{also} is accepted",
+            )
+    for name, kind in IGNORED_PARAMETERS.items():
+        if body.get(name) is not None and not isinstance(body[name], kind):
+            raise StreamRejected(
+                400, "invalid_field", f"{name!r} must be {_TYPE_NAMES[kind]} or null"
+            )
+    n = body.get("n")
+    if n is not None and (isinstance(n, bool) or n != 1):
+        raise StreamRejected(400, "unsupported_parameter", "only n = 1 is supported")
+    stream = body.get("stream")
+    if stream is not None and not isinstance(stream, bool):
+        raise StreamRejected(400, "invalid_field", "'stream' must be true or false")
+    include_usage = _include_usage(body.get("stream_options"))
     if not isinstance(body.get("model"), str):
         raise StreamRejected(400, "missing_model", "you must provide a model parameter")
     if body["model"] not in {m for models in service.models().values() for m in models}:
         raise StreamRejected(404, "model_not_found", f"the model {body['model']!r} does not exist")
-    options = body.get("stream_options") or {}
-    if not isinstance(options, dict):
-        raise StreamRejected(400, "invalid_value", "stream_options must be an object")
     # Never absent or null, so that a missing list is refused as messages, not as a missing prompt.
-    fields = {"messages": body.get("messages") or [], "model": body["model"]}
-    max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
+    fields = {name: body[name] for name in REQUEST_PARAMETERS if name in body}
+    fields.update(messages=body.get("messages") or [], model=body["model"])
+    max_tokens = body.get("max_completion_tokens")
+    if max_tokens is None:  # absent or null: the older name may have it
+        max_tokens = body.get("max_tokens")
     if max_tokens is not None:
         fields["max_tokens"] = max_tokens
-    # The chat completions API always allows choosing the model and max_tokens.
-    open_route = dataclasses.replace(route, allow=("model", "max_tokens"))
-    params = parse_stream_params(fields, open_route, service.config)
-    return params, bool(body.get("stream")), bool(options.get("include_usage"))
+    params = parse_stream_params(fields, route, service.config)
+    return params, bool(stream), include_usage
+
+
+def _include_usage(options: object) -> bool:
+    """``stream_options``: ``include_usage``, and ``include_obfuscation`` (accepted: this
+    server adds no obfuscation padding, which changes nothing a client reads)."""
+    if options is None:
+        return False
+    if not isinstance(options, dict):
+        raise StreamRejected(400, "invalid_field", "'stream_options' must be an object")
+    for key, value in options.items():
+        if key not in ("include_usage", "include_obfuscation"):
+            raise StreamRejected(
+                400,
+                "unknown_parameter",
+                f"unrecognized request argument supplied: stream_options.{key}",
+            )
+        if value is not None and not isinstance(value, bool):
+            raise StreamRejected(
+                400, "invalid_field", f"'stream_options.{key}' must be true or false"
+            )
+    return bool(options.get("include_usage"))
 
 
 async def _complete(stream: Stream) -> web.Response:
@@ -115,13 +176,17 @@ async def _complete(stream: Stream) -> web.Response:
     summary = record.summary
     if summary is not None and summary.error is not None:
         return openai_error(_rejection(summary.error))  # a failed stream, not a refused request
-    usage = None
-    if summary is not None and summary.usage is not None:
-        usage = {
-            "prompt_tokens": summary.usage.prompt_tokens,
-            "completion_tokens": summary.usage.completion_tokens,
-            "total_tokens": summary.usage.prompt_tokens + summary.usage.completion_tokens,
-        }
+    message: dict[str, Any] = {"role": "assistant", "content": record.text(), "refusal": None}
+    calls = record.calls()
+    if calls:
+        message["content"] = message["content"] or None
+        message["tool_calls"] = [
+            {"id": call.id, "type": "function",
+             "function": {"name": call.name, "arguments": call.arguments}}
+            for call in calls
+        ]  # fmt: skip
+    if record.reasoning:
+        message["reasoning_content"] = "".join(record.reasoning)
     finish = openai_finish_reason(summary.finish_reason if summary is not None else "stop")
     return web.json_response({
         "id": "chatcmpl-" + stream.id,
@@ -129,10 +194,24 @@ async def _complete(stream: Stream) -> web.Response:
         "created": int(info.created),
         "model": info.model,
         "system_fingerprint": None,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": record.text(), "refusal": None},
-                     "logprobs": None, "finish_reason": finish}],
-        "usage": usage,
+        "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish}],
+        "usage": _usage(summary),
     })  # fmt: skip
+
+
+def _usage(summary: StreamEnd | None) -> dict[str, Any] | None:
+    """OpenAI's usage object: the upstream's counts, or the stream's estimate when it gave none."""
+    if summary is None or summary.usage is None:
+        return None
+    usage = summary.usage
+    figures: dict[str, Any] = {
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "total_tokens": usage.prompt_tokens + usage.completion_tokens,
+    }
+    if summary.reasoning_tokens:
+        figures["completion_tokens_details"] = {"reasoning_tokens": summary.reasoning_tokens}
+    return figures
 
 
 def _rejection(failure: StreamFailure) -> StreamRejected:

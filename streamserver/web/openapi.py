@@ -7,7 +7,7 @@ error shape; WebSocket routes are listed with their upgrade and the 400 a plain 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from ..config import Config
@@ -16,10 +16,8 @@ from ..hookspecs import RouteSpec
 from ..request_input import MAX_DIGITS
 from ..settings import RouteSettings
 from ..version import __version__
-from .openai_api import IGNORED_PARAMETERS
-
-Models = Mapping[str, Sequence[str]]
-"""The models each provider offers, by provider name."""
+from . import request_schemas as schemas
+from .request_schemas import Honoured, Models
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
 _EVENT = {
@@ -71,22 +69,28 @@ def _json_body(schema: dict[str, Any]) -> dict[str, Any]:
 
 
 def build_spec(
-    config: Config, models: Models, plugin_routes: Sequence[RouteSpec] = ()
+    config: Config,
+    models: Models,
+    plugin_routes: Sequence[RouteSpec] = (),
+    honoured: Honoured | None = None,
 ) -> dict[str, Any]:
-    """The OpenAPI document for ``config``, the ``models`` its providers offer and the routes
-    plugins added.
+    """The OpenAPI document for ``config``, the ``models`` its providers offer, the routes
+    plugins added, and the request parameters each provider ``honoured`` (none if not given).
 
     It says what the server accepts, no more: a request valid by the document is not refused
-    for its shape (only for auth, limits or state: 401, 404, 409, 429)."""
+    for its shape (only for auth, limits or state: 401, 404, 409, 429). A route's request
+    parameters are those it allows that every provider a request can reach honours."""
+    honoured = honoured or {}
     paths: dict[str, Any] = {}
     for path, route in config.routes.items():
         if route.transport == "openai":
-            paths[path] = {"post": _chat_completions(config, models)}
+            paths[path] = {"post": _chat_completions(route, config, models, honoured)}
         elif route.transport == "ws":
             paths[path] = {"get": _websocket(path, route)}
         else:
             paths[path] = {
-                method.lower(): _stream(route, method, config, models) for method in route.methods
+                method.lower(): _stream(route, method, config, models, honoured)
+                for method in route.methods
             }
     guarded = _errors(400, 401, 429)
     paths["/health"] = {
@@ -235,15 +239,7 @@ def build_spec(
                         }
                     },
                 },
-                "Message": {
-                    "type": "object",
-                    "required": ["role", "content"],
-                    "additionalProperties": False,
-                    "properties": {
-                        "role": {"enum": ["system", "user", "assistant"]},
-                        "content": {"type": "string", "maxLength": config.limits.max_prompt_chars},
-                    },
-                },
+                "Message": schemas.message_schema(config.limits.max_prompt_chars),
             },
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer"},
@@ -281,6 +277,7 @@ def _max_tokens(config: Config) -> dict[str, Any]:
 
 
 def _overrides(route: RouteSettings, config: Config, models: Models) -> dict[str, Any]:
+    """The pipeline's choices the route allows (its request parameters: ``request_schemas``)."""
     kinds = {
         "model": {"enum": sorted({m for offered in models.values() for m in offered})},
         "provider": {"enum": sorted(models)},
@@ -288,7 +285,7 @@ def _overrides(route: RouteSettings, config: Config, models: Models) -> dict[str
         "buffer": {"enum": sorted(config.buffers)},
         "format": {"enum": sorted(config.formatters)},
     }
-    return {name: kinds[name] for name in route.allow}
+    return {name: kinds[name] for name in route.allow if name in kinds}
 
 
 def _last_event_id() -> dict[str, Any]:
@@ -301,9 +298,15 @@ def _last_event_id() -> dict[str, Any]:
     }
 
 
-def _stream(route: RouteSettings, method: str, config: Config, models: Models) -> dict[str, Any]:
+def _stream(
+    route: RouteSettings, method: str, config: Config, models: Models, honoured: Honoured
+) -> dict[str, Any]:
+    reach = schemas.reach(route, models, honoured)
+    offered, some = schemas.documented_parameters(route, reach, honoured)
     operation: dict[str, Any] = {
         "summary": f"Stream tokens as Server-Sent Events ({route.formatter} shape)",
+        "description": "A pinned parameter takes only the route's value."
+        + schemas.unlisted(some, reach, honoured),
         "responses": {
             "200": {"description": "Events, each with id <stream_id>:<seq>", "content": _SSE},
             "204": {"description": "A resumed stream with nothing left to send"},
@@ -321,25 +324,24 @@ def _stream(route: RouteSettings, method: str, config: Config, models: Models) -
             },
             *(
                 {"name": name, "in": "query", "required": False, "schema": schema}
-                for name, schema in _overrides(route, config, models).items()
+                for name, schema in _overrides(route, config, reach).items()
             ),
+            *schemas.query_parameters(offered),
             {"name": "last_event_id", "in": "query", "required": False, "schema": _EVENT_ID},
             _last_event_id(),
         ]
     else:
-        operation["requestBody"] = _json_body(
-            {
-                "type": "object",
-                "additionalProperties": False,
-                "properties": {
-                    "prompt": _prompt(config),
-                    "messages": _MESSAGES,
-                    **_overrides(route, config, models),
-                },
-                # One or the other, never both.
-                "oneOf": [{"required": ["prompt"]}, {"required": ["messages"]}],
-            }
-        )
+        body = {
+            "type": "object",
+            "properties": {
+                "prompt": _prompt(config),
+                "messages": _MESSAGES,
+                **_overrides(route, config, reach),
+            },
+            # One or the other, never both.
+            "oneOf": [{"required": ["prompt"]}, {"required": ["messages"]}],
+        }
+        operation["requestBody"] = _json_body(schemas.with_parameters(body, route, offered))
     return operation
 
 
@@ -372,30 +374,26 @@ def _websocket(path: str, route: RouteSettings) -> dict[str, Any]:
     }
 
 
-def _chat_completions(config: Config, models: Models) -> dict[str, Any]:
-    # Sampling parameters are taken and ignored: any value (n only as 1).
-    ignored: dict[str, Any] = {name: {} for name in sorted(IGNORED_PARAMETERS)}
-    used: dict[str, Any] = {
-        "model": {"enum": sorted({m for offered in models.values() for m in offered})},
+def _chat_completions(
+    route: RouteSettings, config: Config, models: Models, honoured: Honoured
+) -> dict[str, Any]:
+    reach = schemas.reach(route, models, honoured)
+    offered, some = schemas.documented_parameters(route, reach, honoured)
+    overrides = _overrides(route, config, reach)
+    properties: dict[str, Any] = {
+        "model": overrides["model"],
         "messages": _MESSAGES,
-        "stream": {"type": "boolean"},
-        "max_tokens": _max_tokens(config),
-        "max_completion_tokens": _max_tokens(config),
-        "stream_options": {
-            "type": "object",
-            "properties": {"include_usage": {"type": "boolean"}},
-        },
+        **schemas.COMPLETION_PROPERTIES,
     }
+    if "max_tokens" in overrides:
+        properties["max_tokens"] = properties["max_completion_tokens"] = schemas.nullable(
+            overrides["max_tokens"]
+        )
+    body = {"type": "object", "required": ["model", "messages"], "properties": properties}
     return {
         "summary": "OpenAI-compatible chat completions (stream true: SSE chunks; false: one completion)",
-        "requestBody": _json_body(
-            {
-                "type": "object",
-                "required": ["model", "messages"],
-                "additionalProperties": False,
-                "properties": {**ignored, "n": {"const": 1}, **used},
-            }
-        ),
+        "description": schemas.COMPLETION_NOTE + schemas.unlisted(some, reach, honoured),
+        "requestBody": _json_body(schemas.with_parameters(body, route, offered)),
         "responses": {
             "200": {
                 "description": "Chunks or a completion",

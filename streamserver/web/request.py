@@ -9,7 +9,7 @@ from typing import Any
 from aiohttp import web
 
 from ..errors import StreamRejected
-from ..request_input import parse_json_object
+from ..request_input import parse_json_object, query_fields
 
 _TRANSPORT_FIELDS = frozenset({"last_event_id", "ticket"})
 """Query parameters read by the transport and the auth guard, not by the stream request."""
@@ -39,9 +39,10 @@ async def read_json_body(request: web.Request, limit: int) -> dict[str, Any]:
 
 
 async def read_fields(request: web.Request, max_body_bytes: int) -> Mapping[str, Any]:
-    """The request's fields: the JSON object of a POST, or the query string of a GET."""
+    """The request's fields: the JSON object of a POST, or the query string of a GET (its
+    request parameters read from their text: ``request_input.query_fields``)."""
     if request.method != "POST":
-        return {k: v for k, v in request.query.items() if k not in _TRANSPORT_FIELDS}
+        return query_fields((k, v) for k, v in request.query.items() if k not in _TRANSPORT_FIELDS)
     return await read_json_body(request, max_body_bytes)
 
 
