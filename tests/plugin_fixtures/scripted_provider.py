@@ -22,7 +22,15 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
 from streamserver import ProviderError, hookimpl
-from streamserver.types import Delta, Finish, GenerationRequest, Reasoning, ToolCallDelta, Usage
+from streamserver.types import (
+    REQUEST_PARAMETERS,
+    Delta,
+    Finish,
+    GenerationRequest,
+    Reasoning,
+    ToolCallDelta,
+    Usage,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +42,10 @@ class ScriptedOptions:
 
 class ScriptedProvider:
     """Yields the scripted deltas; records start and close times."""
+
+    parameters = frozenset(REQUEST_PARAMETERS)
+    """Every request parameter is accepted (``tools`` from a client's ``bind_tools``...): the script,
+    not the request, decides what it yields."""
 
     def __init__(self, options: ScriptedOptions) -> None:
         self.options = options
