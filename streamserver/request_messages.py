@@ -3,9 +3,12 @@ an assistant's tool calls, a tool's result; and ``valid_text``, the one check fo
 
 What clients really send is accepted, no more: the keys the openai SDK's ``model_dump()`` and
 LangChain's ``ChatOpenAI`` echo back with an assistant message (``refusal``, ``audio``,
-``function_call`` and ``annotations``, all null; ``name``, which no provider here uses), and
-``developer``, OpenAI's newer name for ``system``. Anything else is a 400 ``invalid_messages``
-naming the message and the key.
+``function_call`` and ``annotations``, all null; ``name``, which no provider here uses; what the
+SDK's ``.stream()`` and ``.parse()`` helpers add: ``parsed``, ``reasoning_content``, a call's
+``index`` and its function's ``parsed_arguments``, all derived from what this server sent and not
+sent upstream again: DeepSeek refuses its own ``reasoning_content`` back), and ``developer``,
+OpenAI's newer name for ``system``. Anything else is a 400 ``invalid_messages`` naming the
+message and the key.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ _KEYS: dict[str, tuple[str, ...]] = {
     "system": ("role", "content", "name"),
     "user": ("role", "content", "name"),
     "assistant": ("role", "content", "name", "tool_calls", "refusal", "audio", "function_call",
-                  "annotations"),
+                  "annotations", "parsed", "reasoning_content"),
     "tool": ("role", "content", "tool_call_id", "name"),
 }  # fmt: skip
 """The keys each role's message may have."""
@@ -72,6 +75,10 @@ def _message(item: object, at: str) -> Message:
     for key in _NULL_ONLY:
         if item.get(key) is not None:
             raise _refuse(f"{at}.{key} must be null (this server never gives one to echo back)")
+    _checked(item.get("parsed"), f"{at}.parsed")  # derived from the content: plain JSON, dropped
+    reasoning = item.get("reasoning_content")
+    if reasoning is not None and not isinstance(reasoning, str):
+        raise _refuse(f"{at}.reasoning_content must be a string or null")
     name = item.get("name")
     if name is not None:
         if not isinstance(name, str):
@@ -126,7 +133,8 @@ def _tool_calls(value: object, at: str) -> tuple[ToolCall, ...]:
             f'{where} must be {{"id": a string, "type": "function", "function": {{"name": a '
             'string, "arguments": the JSON text of the arguments}}'
         )
-        if not isinstance(call, dict) or set(call) != {"id", "type", "function"}:
+        # ``index`` and ``parsed_arguments``: what the openai SDK's stream helper adds.
+        if not isinstance(call, dict) or set(call) - {"index"} != {"id", "type", "function"}:
             raise _refuse(shape)
         function = call["function"]
         if (
@@ -134,7 +142,7 @@ def _tool_calls(value: object, at: str) -> tuple[ToolCall, ...]:
             or not isinstance(call["id"], str)
             or not call["id"]
             or not isinstance(function, dict)
-            or set(function) != {"name", "arguments"}
+            or set(function) - {"parsed_arguments"} != {"name", "arguments"}
             or not isinstance(function["name"], str)
             or not function["name"]
             or not isinstance(function["arguments"], str)
@@ -143,6 +151,7 @@ def _tool_calls(value: object, at: str) -> tuple[ToolCall, ...]:
         valid_text(call["id"], f"{where}.id")
         valid_text(function["name"], f"{where}.function.name")
         valid_text(function["arguments"], f"{where}.function.arguments")
+        _checked(function.get("parsed_arguments"), f"{where}.function.parsed_arguments")
         calls.append(ToolCall(call["id"], function["name"], function["arguments"], index=i))
     return tuple(calls)
 

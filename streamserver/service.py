@@ -18,7 +18,7 @@ from .access import Access
 from .config import Config, Part
 from .conversations import ConversationStore
 from .encoding import encoder_for
-from .errors import ConfigError, StreamRejected
+from .errors import ConfigError, ProviderError, StreamRejected
 from .event_log import StreamLog
 from .pipeline import Epilogue, StreamPlan, StreamRun
 from .record import StreamRecord
@@ -145,6 +145,18 @@ class StreamService:
                     f"{', '.join(sorted(honoured)) or 'none of the request parameters'})",
                 )
 
+    @staticmethod
+    def check_request(provider: Provider, request: GenerationRequest) -> None:
+        """A request the provider says it cannot meet (``Provider.check``) is a 400 with the
+        provider's code and message, before the stream starts."""
+        check = getattr(provider, "check", None)  # optional: Provider.check
+        if check is None:
+            return
+        try:
+            check(request)
+        except ProviderError as exc:
+            raise StreamRejected(400, exc.code, exc.message) from None
+
     def resolve(self, route: RouteSettings, params: StreamParams) -> tuple[str, Provider, str]:
         """Which provider instance and model serve this request (route defaults, then overrides)."""
         provider_name = params.provider or route.provider or next(iter(self.providers))
@@ -198,6 +210,19 @@ class StreamService:
         self.access.check_concurrency(self.streams.active, self.streams.active_for(key_id))
         provider_name, provider, model = self.resolve(route, params)
         self.check_parameters(provider_name, provider, params)
+        # What the client (or route) asked for goes upstream; the cap is enforced by the core only.
+        max_tokens = params.max_tokens or route.max_tokens
+        request = GenerationRequest(
+            params.messages,
+            model,
+            max_tokens,
+            tools=params.tools,
+            tool_choice=params.tool_choice,
+            parallel_tool_calls=params.parallel_tool_calls,
+            response_format=params.response_format,
+            sampling=params.sampling,
+        )
+        self.check_request(provider, request)
         config = self.config
         stream_id = self.streams.new_id()
         identity = None if key_id.startswith("addr:") else key_id or None
@@ -211,21 +236,10 @@ class StreamService:
             formatter_settings = dataclasses.replace(formatter_settings, **overrides)
         formatter = formatter_part.registration.factory(formatter_settings, form)
         encoder = encoder_for(form, stream_id, formatter.token_event, config.server.retry_ms)
-        # What the client (or route) asked for goes upstream; the cap is enforced by the core only.
-        max_tokens = params.max_tokens or route.max_tokens
         plan = StreamPlan(
             info=info,
             provider=provider,
-            request=GenerationRequest(
-                params.messages,
-                model,
-                max_tokens,
-                tools=params.tools,
-                tool_choice=params.tool_choice,
-                parallel_tool_calls=params.parallel_tool_calls,
-                response_format=params.response_format,
-                sampling=params.sampling,
-            ),
+            request=request,
             buffer=buffer_part.registration.factory(buffer_part.options),
             new_buffer=functools.partial(buffer_part.registration.factory, buffer_part.options),
             max_delay_s=buffer_part.timing.max_delay_ms / 1000,

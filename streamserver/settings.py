@@ -188,6 +188,10 @@ DEFAULT_ROUTES: dict[str, dict[str, Any]] = {
     },
     "/v1/chat/completions": {"transport": "openai"},
     "/ws/stream": {"transport": "ws", "formatter": "simple", "allow": list(STREAM_ALLOW)},
-    "/ws/chat/{conversation_id}": {"transport": "ws", "conversation": True, "allow": ["model"]},
+    "/ws/chat/{conversation_id}": {
+        "transport": "ws",
+        "conversation": True,
+        "allow": ["model", "tools", "tool_choice", "parallel_tool_calls"],
+    },
 }
 """The contract's stream routes, used when the file has no ``[routes]`` table."""

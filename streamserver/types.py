@@ -200,6 +200,13 @@ class Provider(Protocol):
     before its stream starts: never silently dropped. Content parts other than text are the
     provider's to pass on or refuse (``ProviderError`` before the first token)."""
 
+    def check(self, request: GenerationRequest) -> None:
+        """Optional: raise ``ProviderError`` for a request this provider cannot meet (a
+        ``tool_choice`` its model cannot honour, content it cannot translate). Called before the
+        stream starts, so the client gets a 400 with the error's code and message instead of a
+        stream that fails at once. Must be quick and must not call the upstream."""
+        ...
+
     max_retries: int
     """Optional (default 0): when the stream fails with a ``retryable`` ``ProviderError`` before
     its first text, the pipeline opens it again, up to this many times (see ``pipeline.py``)."""

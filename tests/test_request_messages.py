@@ -189,7 +189,7 @@ REFUSED = [
         id="call-without-id",
     ),
     pytest.param(
-        {"role": "assistant", "tool_calls": [{**CALL, "index": 0}]},
+        {"role": "assistant", "tool_calls": [{**CALL, "extra": 0}]},
         "messages[0].tool_calls[0]",
         id="call-extra-key",
     ),

@@ -99,11 +99,19 @@ class AnthropicProvider(SDKProvider):
         )
         """``cast_to`` and ``stream_cls`` for ``client.post``: the stream is never iterated."""
 
-    async def _stream(self, request: GenerationRequest) -> AsyncIterator[Delta]:
+    def check(self, request: GenerationRequest) -> None:
+        """What Messages cannot take (malformed call arguments, an image URL it cannot fetch,
+        an unknown effort) is refused before the stream starts: the body is built and dropped."""
+        self._body(request)
+
+    def _body(self, request: GenerationRequest) -> dict[str, Any]:
         options = self.options
-        body = request_body(request, max_tokens=options.max_tokens,
+        return request_body(request, max_tokens=options.max_tokens,
                             temperature=options.temperature,
                             thinking_budget=options.thinking_budget_tokens)  # fmt: skip
+
+    async def _stream(self, request: GenerationRequest) -> AsyncIterator[Delta]:
+        body = self._body(request)
         body["stream"] = True
         with self.translated_errors():
             cast_to, stream_cls = self._post_as

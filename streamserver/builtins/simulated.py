@@ -207,6 +207,12 @@ class SimulatedProvider:
         """Generated or echoed text, tool calls or reasoning, paced."""
         return self._stream(request)
 
+    def check(self, request: GenerationRequest) -> None:
+        """Refuse what the model cannot meet before the stream starts (a forced call on a model
+        that calls no tools, an unknown ``reasoning_effort``, a schema no value satisfies): the
+        response is planned once, with a throwaway generator, and dropped."""
+        _Script(request, random.Random(0), 1)
+
     def _generators(self, request: GenerationRequest) -> tuple[random.Random, random.Random]:
         """The stream's generators: one for what it says, one for its pacing, so that the
         pacing (``tokens_per_second``, ``jitter``) never changes the text of a seed."""
