@@ -162,3 +162,29 @@ async def test_a_cancelled_stream_reports_an_estimated_usage(scripted):
     assert end["usage"]["estimated"] is True
     assert end["usage"]["completion_tokens"] == 2
     assert end["usage"]["prompt_tokens"] > 0
+
+
+async def test_a_post_takes_fields_from_its_query_string_too_and_refuses_one_given_twice(scripted):
+    _, client = scripted
+    body = {"prompt": script(["Hi"]), "model": "scripted"}
+    got = await client.sse("/v1/stream?format=ai-sdk", method="POST", json_body=body)
+    twice = await client.http.post("/v1/stream?model=scripted", json=body)
+
+    assert got.headers["x-vercel-ai-ui-message-stream"] == "v1"
+    assert json.loads(got.events[0].data)["type"] == "start"
+    assert twice.status_code == 400
+    assert twice.json()["error"]["code"] == "duplicate_field"
+
+
+@pytest.mark.parametrize("path", ["/v1/stream", "/v1/chat/completions"])
+async def test_a_request_the_provider_cannot_meet_is_a_400_before_the_stream(client, path):
+    # The echo model calls no tools: a forced call is refused up front (Provider.check), not a
+    # stream that fails at once.
+    tools = [{"type": "function", "function": {"name": "f"}}]
+    body = {"messages": [{"role": "user", "content": "hi"}], "model": "echo", "tools": tools,
+            "tool_choice": "required"}  # fmt: skip
+    response = await client.http.post(path, json=body)
+
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "invalid_tool_choice"
+    assert "sim-tools" in response.json()["error"]["message"]

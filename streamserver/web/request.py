@@ -39,11 +39,23 @@ async def read_json_body(request: web.Request, limit: int) -> dict[str, Any]:
 
 
 async def read_fields(request: web.Request, max_body_bytes: int) -> Mapping[str, Any]:
-    """The request's fields: the JSON object of a POST, or the query string of a GET (its
-    request parameters read from their text: ``request_input.query_fields``)."""
+    """The request's fields: the query string (its request parameters read from their text:
+    ``request_input.query_fields``), and for a POST the JSON object of its body too. A POST's
+    query string counts (``POST /v1/stream?format=ai-sdk`` with the messages in the body, as
+    clients with a fixed body write it); a field in both is refused, never one silently
+    chosen."""
+    query = query_fields((k, v) for k, v in request.query.items() if k not in _TRANSPORT_FIELDS)
     if request.method != "POST":
-        return query_fields((k, v) for k, v in request.query.items() if k not in _TRANSPORT_FIELDS)
-    return await read_json_body(request, max_body_bytes)
+        return query
+    body = await read_json_body(request, max_body_bytes)
+    both = sorted(set(query) & set(body))
+    if both:
+        raise StreamRejected(
+            400,
+            "duplicate_field",
+            f"{both[0]!r} is given in both the query string and the body: give it once",
+        )
+    return {**query, **body}
 
 
 def _too_large(limit: int) -> StreamRejected:
