@@ -41,6 +41,11 @@ class ToolCall:
     index: int = 0
     """Its place among the calls of one response (parallel calls have 0, 1, ...)."""
 
+    def openai(self) -> dict[str, Any]:
+        """The call in the chat completions shape (``message.tool_calls``)."""
+        return {"id": self.id, "type": "function",
+                "function": {"name": self.name, "arguments": self.arguments}}  # fmt: skip
+
 
 @dataclass(frozen=True, slots=True)
 class Message:

@@ -188,10 +188,7 @@ def _message(message: Message) -> dict[str, Any]:
         "content": content if isinstance(content, str) else [plain(p) for p in content],
     }
     if message.tool_calls:
-        out["tool_calls"] = [
-            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
-            for c in message.tool_calls
-        ]
+        out["tool_calls"] = [call.openai() for call in message.tool_calls]
         if not content:
             out["content"] = None  # an assistant message of tool calls alone
     if message.tool_call_id is not None:

@@ -276,10 +276,7 @@ def _shown(message: StoredMessage) -> dict[str, Any]:
     shown: dict[str, Any] = {"role": message.role, "content": message.content,
                              "status": message.status, "created": message.created}  # fmt: skip
     if message.tool_calls:
-        shown["tool_calls"] = [
-            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
-            for c in message.tool_calls
-        ]
+        shown["tool_calls"] = [call.openai() for call in message.tool_calls]
     if message.tool_call_id is not None:
         shown["tool_call_id"] = message.tool_call_id
     return shown

@@ -180,11 +180,7 @@ async def _complete(stream: Stream) -> web.Response:
     calls = record.calls()
     if calls:
         message["content"] = message["content"] or None
-        message["tool_calls"] = [
-            {"id": call.id, "type": "function",
-             "function": {"name": call.name, "arguments": call.arguments}}
-            for call in calls
-        ]  # fmt: skip
+        message["tool_calls"] = [call.openai() for call in calls]
     if record.reasoning:
         message["reasoning_content"] = "".join(record.reasoning)
     finish = openai_finish_reason(summary.finish_reason if summary is not None else "stop")
