@@ -16,74 +16,32 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass
-from typing import TypeAlias
+from collections.abc import AsyncIterator, Callable, Iterable
 
-from .encoding import Encoder
 from .errors import ProviderError
+from .plan import OUTCOME_OF_CANCEL, StreamPlan, failure_of
+from .retry import aclose, retry_delay
 from .sink_fanout import SinkFanout
 from .streams import Stream
 from .tokens import tokenize
+from .tool_calls import ToolCalls
 from .types import (
     Buffer,
     Delta,
     Event,
     Finish,
-    Formatter,
-    GenerationRequest,
     Outcome,
     PartKind,
-    Provider,
     Reasoning,
     StreamEnd,
     StreamFailure,
-    StreamStart,
     ToolCall,
     ToolCallDelta,
     Usage,
 )
 
 log = logging.getLogger("streamserver.pipeline")
-
-
-Epilogue: TypeAlias = Callable[[Stream, StreamEnd], Awaitable[Sequence[Event]]]
-"""Runs in the stream's task once generation has ended, before its log closes; the events it
-returns are the stream's last (the chat route stores the reply, then sends ``done`` with the
-conversation's message count). Being in the log, they reach a reader that resumes later too."""
-
-
-@dataclass(frozen=True, slots=True)
-class StreamPlan:
-    """Everything a stream needs, resolved once before generation starts."""
-
-    info: StreamStart
-    provider: Provider
-    request: GenerationRequest
-    buffer: Buffer
-    new_buffer: Callable[[], Buffer]
-    """Another instance of the stream's buffer strategy: the reasoning's, made when it starts."""
-    max_delay_s: float
-    max_chars: int
-    formatter: Formatter
-    encoder: Encoder
-    max_tokens: int
-    max_stream_s: float = 0.0
-    """End the stream with ``limit_exceeded`` after this long (0 = never)."""
-    upstream_idle_s: float = 0.0
-    """End the stream with ``upstream_idle`` when the provider is silent this long (0 = never)."""
-    epilogue: Epilogue | None = None
-
-
-_OUTCOME_OF_CANCEL: dict[str, Outcome] = {
-    "cancelled": "cancelled",
-    "client_gone": "client_gone",
-    "shutdown": "shutdown",
-    "limit": "limit",
-    "upstream_idle": "error",
-}
 
 
 class StreamRun:
@@ -148,7 +106,7 @@ class StreamRun:
         self._boundary = getattr(plan.formatter, "boundary", None)  # optional: Formatter.boundary
         self._reasoning_buffer: Buffer | None = None
         self._reasoning_tokens = 0
-        self._calls: dict[int, _OpenCall] | None = None
+        self._calls: ToolCalls | None = None
         self._tool_calls: tuple[ToolCall, ...] = ()
 
     async def run(self) -> None:
@@ -177,8 +135,8 @@ class StreamRun:
             current = asyncio.current_task()
             if current is not None:
                 current.uncancel()
-            outcome = _OUTCOME_OF_CANCEL[reason]
-            failure = self._failure_of(reason)
+            outcome = OUTCOME_OF_CANCEL[reason]
+            failure = failure_of(reason, stream.id, plan)
         except ProviderError as exc:
             outcome = "error"
             failure = StreamFailure(
@@ -204,31 +162,6 @@ class StreamRun:
         finally:
             self._close(summary)
 
-    def _failure_of(self, reason: str) -> StreamFailure | None:
-        """What the client is told when the server (not the client) ended the stream."""
-        stream_id, plan = self.stream.id, self.plan
-        if reason == "shutdown":
-            return StreamFailure(
-                "server_shutdown",
-                "the server is shutting down; retry or resume the stream",
-                stream_id,
-                True,
-            )
-        if reason == "limit":
-            return StreamFailure(
-                "limit_exceeded",
-                f"the stream ran past the server's limit of {plan.max_stream_s:g} s",
-                stream_id,
-            )
-        if reason == "upstream_idle":
-            return StreamFailure(
-                "upstream_idle",
-                f"the provider sent nothing for {plan.upstream_idle_s:g} s",
-                stream_id,
-                True,
-            )
-        return None
-
     def _check_idle(self) -> None:
         # Runs every upstream_idle_s / 4 and compares token counts: no per-token timer work.
         # Silent through four checks in a row (and not held back by a slow reader) = idle.
@@ -251,9 +184,9 @@ class StreamRun:
             if await self._relay(opening) and self._iterator is not None:
                 await self._relay(self._iterator)
         finally:
-            await _aclose(opening)
+            await aclose(opening)
             if self._iterator is not None:
-                await _aclose(self._iterator)
+                await aclose(self._iterator)
 
     async def _opening(self) -> AsyncIterator[Delta]:
         """The provider's deltas up to its first text, opening the stream again (up to the
@@ -282,7 +215,7 @@ class StreamRun:
                 if delay is None:
                     raise
                 self._iterator = None
-                await _aclose(iterator)
+                await aclose(iterator)
                 log.info("stream %s: retrying the provider after %s", self.stream.id, exc.code)
                 await asyncio.sleep(delay)
 
@@ -407,35 +340,17 @@ class StreamRun:
             self._timer = None
 
     def _tool_call(self, delta: ToolCallDelta) -> None:
-        calls = self._calls
-        if calls is None:
-            calls = self._calls = {}
-        call = calls.get(delta.index)
-        formatter = self.plan.formatter
-        if call is None:
-            call_id = delta.id or f"call_{self.stream.id}_{delta.index}"
-            call = calls[delta.index] = _OpenCall(call_id, delta.name or "")
-            start = getattr(formatter, "tool_call_start", None)  # optional
-            if start is not None:
-                self._emit_events(start(delta.index, call_id, call.name))
-        elif delta.name:
-            call.name += delta.name  # a name streamed in pieces (rare): the whole call has it all
-        if delta.arguments:
-            call.arguments.append(delta.arguments)
-            fragment = getattr(formatter, "tool_call_arguments", None)  # optional
-            if fragment is not None:
-                self._emit_events(fragment(delta.index, delta.arguments))
+        if self._calls is None:
+            self._calls = ToolCalls(self.stream.id, self.plan.formatter)
+        self._emit_events(self._calls.add(delta))
 
     def _end_calls(self) -> None:
         """Every call is whole once generation ends: hand each on, in index order."""
         assert self._calls is not None
-        end = getattr(self.plan.formatter, "tool_call_end", None)  # optional
         calls = []
-        for index, open_call in sorted(self._calls.items()):
-            call = ToolCall(open_call.id, open_call.name, "".join(open_call.arguments), index)
+        for call, events in self._calls.finish():
             calls.append(call)
-            if end is not None:
-                self._emit_events(end(call))
+            self._emit_events(events)
             if self._record is not None:
                 self._record.add_call(self._log.end, call)
         self._tool_calls = tuple(calls)
@@ -557,17 +472,6 @@ class StreamRun:
         self.sinks.stream_finished(self.plan.info, summary)
 
 
-class _OpenCall:
-    """A tool call while its pieces arrive."""
-
-    __slots__ = ("arguments", "id", "name")
-
-    def __init__(self, call_id: str, name: str) -> None:
-        self.id = call_id
-        self.name = name
-        self.arguments: list[str] = []
-
-
 def _is_content(delta: Delta) -> bool:
     """Whether a delta is content the client sees (after it, a failure cannot be retried)."""
     kind = type(delta)
@@ -576,29 +480,3 @@ def _is_content(delta: Delta) -> bool:
     if kind is Reasoning:
         return bool(delta.text)  # type: ignore[union-attr]
     return kind is ToolCallDelta
-
-
-MAX_RETRY_WAIT_S = 60.0
-"""A longer ``Retry-After`` is not waited for: the failure goes to the client, with the wait."""
-
-
-def retry_delay(attempt: int, retry_after_s: float | None) -> float | None:
-    """How long to wait before retry ``attempt`` (0 = the first); ``None``: do not retry.
-
-    The upstream's ``Retry-After`` when it gave one (up to ``MAX_RETRY_WAIT_S``), else exponential
-    backoff from 0.5 s up to 8 s with up to 25 % jitter, so retries from many streams spread out.
-    """
-    if retry_after_s is not None:
-        return retry_after_s if retry_after_s <= MAX_RETRY_WAIT_S else None
-    return min(0.5 * 2.0**attempt, 8.0) * (1 - 0.25 * random.random())
-
-
-async def _aclose(iterator: AsyncIterator[object]) -> None:
-    """Close a provider's iterator, and with it the upstream request (``Provider.stream``: an
-    iterator with ``aclose``, as every async generator has, is closed; any other is dropped)."""
-    aclose = getattr(iterator, "aclose", None)
-    if aclose is not None:
-        try:
-            await aclose()
-        except Exception:
-            log.exception("closing a provider iterator failed")

@@ -20,7 +20,8 @@ from .conversations import ConversationStore
 from .encoding import encoder_for
 from .errors import ConfigError, ProviderError, StreamRejected
 from .event_log import StreamLog
-from .pipeline import Epilogue, StreamPlan, StreamRun
+from .pipeline import StreamRun
+from .plan import Epilogue, StreamPlan
 from .record import StreamRecord
 from .request_input import StreamParams
 from .settings import RouteSettings
