@@ -1,0 +1,73 @@
+"""The Vercel AI SDK's own client code (``AbstractChat`` with ``DefaultChatTransport``, run by Node:
+``../ai_sdk_chat.mjs``) gets exactly what the fake upstream sent, through streamserver's
+``POST /v1/stream`` with ``format: "ai-sdk"`` and its ``openai`` or ``anthropic`` provider: the final
+UIMessage's parts are the reasoning, the text and one tool part per call with its parsed input;
+the request's ``tools`` reach the upstream unchanged."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from ..conftest import CALLS, REASONING, TEXT, TOOLS, NodeAISDK
+from .conftest import TEXT_ONLY, Chain, anthropic_tools
+
+QUESTION = "Weather in Paris, and look up 1, 2, 3?"
+
+
+def chat_case(chain: Chain, **body: Any) -> dict[str, Any]:
+    """One ``chat.sendMessage``; its text becomes the request's ``prompt``, ``body`` is merged in."""
+    return {"api": chain.base_url + "/v1/stream",
+            "body": {"model": chain.model, "format": "ai-sdk", **body}, "text": QUESTION}  # fmt: skip
+
+
+def without_ids(parts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The parts without the part ids our formatter chose (``reasoning-1``...)."""
+    return [{key: value for key, value in part.items() if key != "id"} for part in parts]
+
+
+def tool_part(index: int) -> dict[str, Any]:
+    call_id, name, arguments = CALLS[index]
+    return {"type": f"tool-{name}", "toolCallId": call_id, "state": "input-available",
+            "input": json.loads(arguments)}  # fmt: skip
+
+
+def finished(got: dict[str, Any], reason: str) -> None:
+    assert (got["status"], got["error"]) == ("ready", None)
+    assert got["finish"] == {"isAbort": False, "isError": False, "isDisconnect": False,
+                             "finishReason": reason}  # fmt: skip
+
+
+async def test_the_final_message_holds_the_reasoning_text_and_calls_the_upstream_sent(
+    chain: Chain, ai_sdk: NodeAISDK
+) -> None:
+    chain.plan_tools()
+    # Text on both sides of the calls: its own part after them.
+    chain.plan_tools(tokens=[TEXT, "Both asked."], calls_after=1)
+    got, split = await ai_sdk.chat(chat_case(chain, tools=TOOLS), chat_case(chain, tools=TOOLS))
+
+    reasoning = {"type": "reasoning", "text": "".join(REASONING), "state": "done"}
+    text = {"type": "text", "text": TEXT, "state": "done"}
+    finished(got, "tool-calls")
+    assert without_ids(got["parts"]) == [
+        {"type": "step-start"}, reasoning, text, tool_part(0), tool_part(1),
+    ]  # fmt: skip
+    finished(split, "tool-calls")
+    assert without_ids(split["parts"]) == [
+        {"type": "step-start"}, reasoning, text, tool_part(0), tool_part(1),
+        {"type": "text", "text": "Both asked.", "state": "done"},
+    ]  # fmt: skip
+    for body in chain.bodies():
+        assert body["messages"] == [{"role": "user", "content": QUESTION}]
+        assert body["tools"] == (anthropic_tools(TOOLS) if chain.anthropic else TOOLS)
+
+
+async def test_a_text_only_answer_is_the_upstreams_text(chain: Chain, ai_sdk: NodeAISDK) -> None:
+    chain.plan(tokens=TEXT_ONLY)
+    [got] = await ai_sdk.chat(chat_case(chain))
+
+    finished(got, "stop")
+    assert without_ids(got["parts"]) == [
+        {"type": "step-start"},
+        {"type": "text", "text": "".join(TEXT_ONLY), "state": "done"},
+    ]
