@@ -13,8 +13,8 @@ The embedded default is ``builtins/sqlite_conversations.py``.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, TypeAlias
 
 from .errors import StreamRejected
@@ -37,6 +37,9 @@ class StoredMessage:
     """An assistant reply's tool calls (only a reply that completed keeps them)."""
     tool_call_id: str | None = None
     """A ``tool`` message: the call it answers."""
+    offered: Mapping[str, Any] = field(default_factory=dict)
+    """A reply with calls: the tool fields of its turn (``tools``, ``tool_choice``, ...), which the
+    turn's continuation sends again once the results are in."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,22 +90,32 @@ def window(
     """The most recent messages that fit ``max_messages`` and ``max_chars`` (the newest always goes).
 
     Older messages stay stored; they are only left out of what the provider is sent. The window
-    is a valid conversation for any upstream: it never starts with a tool result whose call was
-    left out, and a call no result answered (the user moved on) goes as the reply's text only.
+    is a valid conversation for any upstream: a reply that called tools and the results that
+    answer it go in or out together (the newest together too, over the budget if need be), and
+    a call no result answered (the user moved on) goes as the reply's text only.
     """
     kept: list[Message] = []
     chars = 0
-    for stored in reversed(history):
-        if kept and (len(kept) >= max_messages or chars + len(stored.content) > max_chars):
+    end = len(history)
+    while end > 0:
+        start = end - 1
+        while start > 0 and history[start].role == "tool":
+            start -= 1  # a run of results goes with the reply whose calls they answer
+        unit = [m for m in history[start:end] if m.content or m.role != "assistant" or m.tool_calls]
+        size = sum(_size(m) for m in unit)
+        if kept and (len(kept) + len(unit) > max_messages or chars + size > max_chars):
             break
-        if not stored.content and stored.role == "assistant" and not stored.tool_calls:
-            continue  # a reply cancelled before any text: nothing the user saw
-        kept.append(Message(stored.role, stored.content, stored.tool_calls, stored.tool_call_id))
-        chars += len(stored.content)
-    kept.reverse()
+        kept[:0] = [Message(m.role, m.content, m.tool_calls, m.tool_call_id) for m in unit]
+        chars += size
+        end = start
     while kept and kept[0].role == "tool":
-        del kept[0]
+        del kept[0]  # results whose call is not in the window (the history's very start)
     return tuple(_answered(kept))
+
+
+def _size(message: StoredMessage) -> int:
+    """What a message counts toward ``max_chars``: its text and its calls' arguments."""
+    return len(message.content) + sum(len(c.arguments) for c in message.tool_calls)
 
 
 def _answered(messages: list[Message]) -> list[Message]:
@@ -131,6 +144,16 @@ def _answers(before: list[Message], result: Message) -> bool:
         if message.role != "tool":
             return any(call.id == result.tool_call_id for call in message.tool_calls)
     return False
+
+
+def last_reply(history: Sequence[StoredMessage]) -> StoredMessage | None:
+    """The last assistant message, past the tool results that follow it."""
+    for stored in reversed(history):
+        if stored.role == "assistant":
+            return stored
+        if stored.role != "tool":
+            return None
+    return None
 
 
 def pending_calls(history: Sequence[StoredMessage]) -> list[ToolCall]:

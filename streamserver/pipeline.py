@@ -308,7 +308,7 @@ class StreamRun:
             self._tool_call(delta)
             return True
         if isinstance(delta, Finish):
-            self._ended_with = delta
+            self._ended_with = _checked(delta)
         return False
 
     def _switch(self, kind: PartKind) -> None:
@@ -452,10 +452,13 @@ class StreamRun:
             tool_calls=self._tool_calls,
             reasoning_tokens=self._reasoning_tokens,
         )
-        if failure is None:
-            self._emit_events(plan.formatter.end(summary))
-        else:
-            self._emit_events(plan.formatter.error(failure, summary))
+        try:
+            if failure is None:
+                self._emit_events(plan.formatter.end(summary))
+            else:
+                self._emit_events(plan.formatter.error(failure, summary))
+        except Exception:  # a plugin's bug: the stream still closes, and the sinks hear of it
+            log.exception("the formatter's end events of stream %s failed", self.stream.id)
         return summary
 
     def _estimated_usage(self) -> Usage:
@@ -470,6 +473,25 @@ class StreamRun:
             self._record.summary = summary
         self.stream.log.close()
         self.sinks.stream_finished(self.plan.info, summary)
+
+
+def _count(value: object) -> int:
+    return value if type(value) is int and value >= 0 else 0
+
+
+def _checked(finish: Finish) -> Finish:
+    """A provider's ``Finish`` with the types the formatters and sinks rely on: an upstream's
+    odd ``finish_reason`` (a list, ``null``) or usage (strings, ``null``) must not break the end
+    of the stream. Once per stream."""
+    usage = finish.usage
+    if usage is not None and not (type(usage.prompt_tokens) is int
+                                  and type(usage.completion_tokens) is int):  # fmt: skip
+        usage = Usage(_count(usage.prompt_tokens), _count(usage.completion_tokens), True)
+    reason = finish.reason if type(finish.reason) is str and finish.reason else "stop"
+    model = finish.model if type(finish.model) is str else None
+    if usage is finish.usage and reason is finish.reason and model is finish.model:
+        return finish
+    return Finish(reason, model, usage)
 
 
 def _is_content(delta: Delta) -> bool:

@@ -180,8 +180,8 @@ def _number(value: object, where: str, low: float, high: float) -> float:
     if (
         isinstance(value, bool)
         or not isinstance(value, int | float)
+        or not low <= value <= high  # first: math.isfinite(10**400) raises OverflowError
         or not math.isfinite(value)
-        or not low <= value <= high
     ):
         raise InvalidValue(where, f"a number from {low:g} to {high:g}")
     return value

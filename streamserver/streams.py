@@ -24,6 +24,7 @@ class Stream:
     """One generation and its event log, addressable by id while live and for ``retain_s`` after."""
 
     __slots__ = (
+        "_attached",
         "_delivered",
         "_grace_timer",
         "_registry",
@@ -79,6 +80,8 @@ class Stream:
         self.on_delivery: DeliveryReport | None = None
         self._reported = 0
         """The delivered position already reported to ``on_delivery``."""
+        self._attached = False
+        """A reader has attached before: a later one from before the end is a replay."""
         self.ending = False
         """Set while the stream's epilogue runs: the generation is over, a cancel is a no-op."""
         self._grace_timer: asyncio.TimerHandle | None = None
@@ -107,10 +110,13 @@ class Stream:
             self._grace_timer.cancel()
             self._grace_timer = None
         end = self.log.end
-        if pos < end and self.on_delivery is not None:
+        # The first reader is not a replay, even when events were logged before it attached
+        # (the chat route stores the prompt first).
+        if pos < end and self._attached and self.on_delivery is not None:
             replayed = self.tokens_below(end) - self.tokens_below(pos)
             if replayed:
                 self.on_delivery(self, 0, replayed)
+        self._attached = True
         return self.log.attach(pos)
 
     def detach(self, reader: Reader) -> None:

@@ -161,3 +161,19 @@ def test_the_window_never_sends_an_orphaned_result_or_an_unanswered_call():
     # An answered call keeps its calls and its result.
     kept = window(history[:4], 10, 10_000)
     assert kept[1] == Message("assistant", "", (call,)) and kept[2].tool_call_id == "call_1"
+
+
+def test_the_newest_tool_run_goes_whole_even_over_the_budget_and_arguments_count():
+    call = ToolCall("call_1", "f", '{"q": "' + "x" * 500 + '"}')
+    history = [
+        StoredMessage("user", "old question"),
+        StoredMessage("assistant", "old answer"),
+        StoredMessage("user", "ask the tool"),
+        StoredMessage("assistant", "", tool_calls=(call,)),
+        StoredMessage("tool", "y" * 1000, tool_call_id="call_1"),
+    ]
+    # A result larger than max_chars still goes, with the call it answers (else the turn is stuck).
+    assert [m.role for m in window(history, 10, 100)] == ["assistant", "tool"]
+    # The call's 509 characters of arguments count: the run is 1509, the question before it 12.
+    assert [m.role for m in window(history, 10, 1515)] == ["assistant", "tool"]
+    assert [m.role for m in window(history, 10, 1530)] == ["user", "assistant", "tool"]

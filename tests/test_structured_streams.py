@@ -188,3 +188,31 @@ async def test_a_request_the_provider_cannot_meet_is_a_400_before_the_stream(cli
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "invalid_tool_choice"
     assert "sim-tools" in response.json()["error"]["message"]
+
+
+@pytest.mark.parametrize("path", ["/v1/stream", "/v1/chat/completions"])
+async def test_a_number_of_400_digits_is_a_400_not_a_500(client, path):
+    body = (
+        '{"messages": [{"role": "user", "content": "hi"}], "model": "echo", "temperature": 1'
+        + "0" * 400
+        + "}"
+    )
+    response = await client.http.post(
+        path, content=body, headers={"Content-Type": "application/json"}
+    )
+
+    assert response.status_code == 400
+    assert "temperature" in response.json()["error"]["message"]
+
+
+async def test_an_odd_finish_from_a_provider_still_ends_the_stream_in_every_shape(scripted):
+    _, client = scripted
+    for fmt in ("production", "openai", "ai-sdk"):
+        body = {
+            "prompt": script(["Hi"], finish=["not", "a", "reason"]),
+            "model": "scripted",
+            "format": fmt,
+        }
+        got = await client.sse("/v1/stream", method="POST", json_body=body)
+        last = got.events[-1].data
+        assert last == "[DONE]" or json.loads(last)["finish_reason"] == "stop", fmt

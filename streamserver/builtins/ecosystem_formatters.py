@@ -195,7 +195,7 @@ class AISDKFormatter:
         arguments are not a JSON value (a cut stream, a model that wrote broken JSON)."""
         part: dict[str, object] = {"toolCallId": call.id, "toolName": call.name}
         try:
-            part["input"] = json.loads(call.arguments) if call.arguments.strip() else {}
+            part["input"] = json.loads(call.arguments)  # "" too: a call cut before its input
             part = {"type": "tool-input-available", **part}
         except (ValueError, RecursionError) as exc:
             part = {"type": "tool-input-error", **part, "input": call.arguments,

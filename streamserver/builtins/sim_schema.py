@@ -183,7 +183,7 @@ class SchemaValues:
         properties: Mapping[str, Any] = schema.get("properties") or {}
         required = list(dict.fromkeys(schema.get("required") or ()))
         extra = schema.get("additionalProperties", True)
-        least = int(schema.get("minProperties", 0))
+        least = _size_of(schema, "minProperties")
         most = schema.get("maxProperties")
         if most is not None and len(required) > most:
             raise SchemaError("more required properties than maxProperties allows")
@@ -210,7 +210,7 @@ class SchemaValues:
         items = schema.get("items", True)
         prefix = list(schema.get("prefixItems") or (items if isinstance(items, list) else ()))
         rest = items if not isinstance(items, list) else schema.get("additionalItems", True)
-        least = int(schema.get("minItems", 0))
+        least = _size_of(schema, "minItems")
         most = schema.get("maxItems")
         if rest is False:
             most = len(prefix) if most is None else min(int(most), len(prefix))
@@ -243,13 +243,16 @@ class SchemaValues:
         fmt = schema.get("format")
         if isinstance(fmt, str) and fmt in FORMATS:
             return FORMATS[fmt](rng)
-        least = int(schema.get("minLength", 0))
+        least = _size_of(schema, "minLength")
         most = schema.get("maxLength")
         if most is not None and least > most:
             raise SchemaError("minLength is more than maxLength")
-        text = self.plausible.string(name, rng)
-        while len(text) < least:
-            text += " " + rng.choice(WORDS)
+        words = [self.plausible.string(name, rng)]
+        length = len(words[0])
+        while length < least:
+            words.append(rng.choice(WORDS))
+            length += 1 + len(words[-1])
+        text = " ".join(words)
         if most is not None and len(text) > most:
             cut = text[: int(most)]
             text = cut.rstrip() if len(cut.rstrip()) >= least else cut
@@ -309,6 +312,22 @@ class SchemaValues:
             *(self.rng.randint(first, last) for _ in range(20)),
             *range(first, min(last, first + 200) + 1),
         ]
+
+
+MAX_SIZE = 10_000
+"""The largest ``minLength``, ``minItems`` or ``minProperties`` the simulated model writes."""
+
+
+def _size_of(schema: Mapping[str, Any], keyword: str) -> int:
+    """A ``min*`` size keyword: a whole number up to ``MAX_SIZE``, else ``SchemaError``."""
+    value = schema.get(keyword, 0)
+    if type(value) is float and value.is_integer():
+        value = int(value)
+    if type(value) is not int or value < 0:
+        raise SchemaError(f"{keyword} must be a whole number of 0 or more")
+    if value > MAX_SIZE:
+        raise SchemaError(f"{keyword} {value} is more than the simulated model writes ({MAX_SIZE})")
+    return value
 
 
 def _bounds(

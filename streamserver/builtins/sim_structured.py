@@ -108,7 +108,9 @@ def calls_for(request: GenerationRequest, rng: random.Random) -> tuple[ToolCall,
             schema = {"type": "object", "properties": {}}
         try:
             arguments = SchemaValues(schema, rng, prompt).value()
-        except SchemaError as exc:
+        # A schema is the client's: keywords of the wrong type, sizes past the simulated
+        # model's limit, cycles are a schema it cannot meet (a 400 through Provider.check).
+        except (SchemaError, TypeError, ValueError, OverflowError, RecursionError) as exc:
             raise ProviderError(
                 "invalid_tool_schema",
                 f"the parameters schema of tool {function['name']!r} cannot be met: {exc}",

@@ -164,16 +164,18 @@ def _storable_extra(message: StoredMessage) -> str | None:
         ]
     if message.tool_call_id is not None:
         extra["tool_call_id"] = message.tool_call_id
+    if message.offered:
+        extra["offered"] = message.offered
     return json.dumps(extra) if extra else None  # ASCII: half an emoji is escaped, not lost
 
 
-def _extra(extra: str | None) -> tuple[tuple[ToolCall, ...], str | None]:
-    """The tool calls and answered call id ``_storable_extra`` stored."""
+def _extra(extra: str | None) -> tuple[tuple[ToolCall, ...], str | None, dict[str, Any]]:
+    """The tool calls, answered call id and offered tool fields ``_storable_extra`` stored."""
     if not extra:
-        return (), None
+        return (), None, {}
     fields = json.loads(extra)
     calls = tuple(ToolCall(**call) for call in fields.get("tool_calls", ()))
-    return calls, fields.get("tool_call_id")
+    return calls, fields.get("tool_call_id"), fields.get("offered", {})
 
 
 def _text(content: str | bytes) -> str:

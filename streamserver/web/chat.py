@@ -31,6 +31,7 @@ from ..conversations import (
     Status,
     StoredMessage,
     check_id,
+    last_reply,
     openai_message,
     pending_calls,
     window,
@@ -62,9 +63,6 @@ def socket_handler(path: str, route: RouteSettings) -> Handler:
 
     latest: dict[str, str] = {}
     """Conversation id -> the id of its latest reply's stream, while that stream is kept."""
-    offered: dict[str, dict[str, Any]] = {}
-    """Conversation id -> the tool fields of the turn whose calls await results (this process's
-    memory: a tool result sent after a restart sends its ``tools`` again)."""
 
     async def handle(request: web.Request) -> web.StreamResponse:
         service = request.app[SERVICE]
@@ -80,7 +78,8 @@ def socket_handler(path: str, route: RouteSettings) -> Handler:
             if fields.pop("type", None) == "tool_result":
                 user = _tool_result(fields, history)
                 waiting = [c.id for c in pending_calls(history) if c.id != user.tool_call_id]
-                fields = {**offered.get(conversation_id, {}), **fields}
+                reply = last_reply(history)
+                fields = {**(reply.offered if reply is not None else {}), **fields}
                 if waiting:  # stored; the turn goes on once every call has its result
                     count = await _stored(store.append(conversation_id, owner, [user]))
                     return {"type": "tool_result_stored", "tool_call_id": user.tool_call_id,
@@ -124,15 +123,15 @@ def socket_handler(path: str, route: RouteSettings) -> Handler:
                 assert record is not None  # started with keep_record
                 whole = summary.outcome == "completed"
                 text = record.text() if whole else record.text(below=stream.delivered)
-                # Only a reply that completed keeps its calls: one cut short may hold half a call,
-                # which no tool can answer and no upstream would take back.
-                calls = record.calls() if whole else ()
+                # Only a reply that completed keeps its calls: one cut short (or at max_tokens) may
+                # hold half a call, which no tool can answer and no upstream would take back.
+                calls = record.calls() if whole and summary.finish_reason != "length" else ()
                 reply = StoredMessage(
-                    "assistant", text, _STATUS.get(summary.outcome, "failed"), time.time(), calls
-                )
+                    "assistant", text, _STATUS.get(summary.outcome, "failed"), time.time(), calls,
+                    offered=tool_fields if calls else {},
+                )  # fmt: skip
                 done: dict[str, Any] = {"type": "done", "message_count": count}
                 if calls:
-                    offered[conversation_id] = tool_fields
                     done["pending_tool_calls"] = [call.id for call in calls]
                 try:
                     done["message_count"] = await store.append(conversation_id, owner, [reply])
@@ -199,7 +198,7 @@ def socket_handler(path: str, route: RouteSettings) -> Handler:
     return handle
 
 
-_TOOL_FIELDS = ("tools", "tool_choice", "parallel_tool_calls", "model")
+_TOOL_FIELDS = ("tools", "tool_choice", "parallel_tool_calls", "model", "provider")
 """What a tool result's continuation reuses from the turn that made the calls."""
 
 

@@ -169,6 +169,7 @@ async def _complete(stream: Stream) -> web.Response:
         while not log.closed:
             await log.wait(reader.pos)
             log.advance(reader, log.end)  # nothing is sent before the end: the record has it
+        reader.delivered = reader.pos  # the response carries all of it
     finally:
         stream.detach(reader)
     record, info = stream.record, stream.info
