@@ -120,6 +120,9 @@ class Usage:
     prompt_tokens: int
     completion_tokens: int
     estimated: bool = False
+    reasoning_tokens: int | None = None
+    """Of ``completion_tokens``, the reasoning, as the upstream counted it (``None``: it did not
+    say; the stream's own count of reasoning deltas, ``StreamEnd.reasoning_tokens``, stands in)."""
 
 
 @dataclass(frozen=True, slots=True)

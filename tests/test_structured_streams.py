@@ -216,3 +216,23 @@ async def test_an_odd_finish_from_a_provider_still_ends_the_stream_in_every_shap
         got = await client.sse("/v1/stream", method="POST", json_body=body)
         last = got.events[-1].data
         assert last == "[DONE]" or json.loads(last)["finish_reason"] == "stop", fmt
+
+
+def test_the_upstreams_reasoning_token_count_wins_over_ours():
+    from streamserver.builtins.ecosystem_formatters import openai_usage
+    from streamserver.builtins.openai_parts import usage_of
+    from streamserver.types import StreamEnd
+
+    reported = usage_of({"prompt_tokens": 3, "completion_tokens": 40,
+                         "completion_tokens_details": {"reasoning_tokens": 32}})  # fmt: skip
+    silent = usage_of({"prompt_tokens": 3, "completion_tokens": 40})
+
+    def summary(usage):
+        return StreamEnd(
+            "s", "m", "completed", "stop", 12, 3, 30, 1.0, 0.1, usage, reasoning_tokens=9
+        )
+
+    assert reported.reasoning_tokens == 32 and silent.reasoning_tokens is None
+    assert openai_usage(summary(reported))["completion_tokens_details"] == {"reasoning_tokens": 32}
+    # An upstream that does not say (Anthropic): the count of reasoning deltas stands in.
+    assert openai_usage(summary(silent))["completion_tokens_details"] == {"reasoning_tokens": 9}

@@ -36,6 +36,25 @@ def openai_finish_reason(reason: str) -> str:
     return reason if reason in _OPENAI_REASONS else "stop"
 
 
+def openai_usage(summary: StreamEnd) -> dict[str, object] | None:
+    """OpenAI's usage object for a stream (``None`` when it has none): the upstream's counts, or
+    the stream's estimate; the reasoning tokens as the upstream counted them, else our count."""
+    usage = summary.usage
+    if usage is None:
+        return None
+    figures: dict[str, object] = {
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "total_tokens": usage.prompt_tokens + usage.completion_tokens,
+    }
+    reasoning = usage.reasoning_tokens
+    if reasoning is None:
+        reasoning = summary.reasoning_tokens
+    if reasoning:
+        figures["completion_tokens_details"] = {"reasoning_tokens": reasoning}
+    return figures
+
+
 @dataclass(frozen=True, slots=True)
 class OpenAIOptions:
     """``[formatters.openai]`` options."""
@@ -99,18 +118,9 @@ class OpenAIFormatter:
     def end(self, summary: StreamEnd) -> Sequence[Event]:
         """The finish chunk, the usage chunk if asked, then ``[DONE]``."""
         events = [Event(None, self.chunk({}, openai_finish_reason(summary.finish_reason)))]
-        if self.include_usage and summary.usage is not None:
-            usage = summary.usage
+        figures = openai_usage(summary) if self.include_usage else None
+        if figures is not None:
             head = self.head.removesuffix('"choices": [{"index": 0, "delta": ')
-            figures: dict[str, object] = {
-                "prompt_tokens": usage.prompt_tokens,
-                "completion_tokens": usage.completion_tokens,
-                "total_tokens": usage.prompt_tokens + usage.completion_tokens,
-            }
-            if summary.reasoning_tokens:
-                figures["completion_tokens_details"] = {
-                    "reasoning_tokens": summary.reasoning_tokens
-                }
             events.append(Event(None, head + '"choices": [], "usage": ' + json_text(figures) + "}"))
         events.append(_DONE_WS if self.json else _DONE_SSE)
         return events

@@ -137,4 +137,10 @@ def completion_parts(completion: Mapping[str, Any], model: str) -> list[Delta]:
 
 def usage_of(usage: Mapping[str, Any]) -> Usage:
     """OpenAI's ``usage`` object as ``Usage``."""
-    return Usage(usage.get("prompt_tokens") or 0, usage.get("completion_tokens") or 0)
+    details = usage.get("completion_tokens_details")
+    reasoning = details.get("reasoning_tokens") if isinstance(details, dict) else None
+    return Usage(
+        usage.get("prompt_tokens") or 0,
+        usage.get("completion_tokens") or 0,
+        reasoning_tokens=reasoning if type(reasoning) is int else None,
+    )

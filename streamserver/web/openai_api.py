@@ -15,7 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
-from ..builtins.ecosystem_formatters import openai_finish_reason
+from ..builtins.ecosystem_formatters import openai_finish_reason, openai_usage
 from ..errors import StreamRejected
 from ..request_input import StreamParams, parse_stream_params
 from ..service import StreamService
@@ -198,17 +198,7 @@ async def _complete(stream: Stream) -> web.Response:
 
 def _usage(summary: StreamEnd | None) -> dict[str, Any] | None:
     """OpenAI's usage object: the upstream's counts, or the stream's estimate when it gave none."""
-    if summary is None or summary.usage is None:
-        return None
-    usage = summary.usage
-    figures: dict[str, Any] = {
-        "prompt_tokens": usage.prompt_tokens,
-        "completion_tokens": usage.completion_tokens,
-        "total_tokens": usage.prompt_tokens + usage.completion_tokens,
-    }
-    if summary.reasoning_tokens:
-        figures["completion_tokens_details"] = {"reasoning_tokens": summary.reasoning_tokens}
-    return figures
+    return None if summary is None else openai_usage(summary)
 
 
 def _rejection(failure: StreamFailure) -> StreamRejected:
