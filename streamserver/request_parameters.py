@@ -196,17 +196,7 @@ def _tools(value: object, where: str) -> tuple[dict[str, Any], ...]:
         if isinstance(tool, dict) and tool.get("type") != "function":
             raise InvalidValue(f"{at}.type", '"function" (the one kind of tool served here)')
         tool = _object(tool, at, ("type", "function"), required=("type", "function"))
-        function = _object(tool["function"], f"{at}.function",
-                           ("name", "description", "parameters", "strict"), required=("name",))  # fmt: skip
-        _name(function["name"], f"{at}.function.name")
-        if "description" in function:
-            _string(function["description"], f"{at}.function.description")
-        if "parameters" in function:
-            if not isinstance(function["parameters"], dict):
-                raise InvalidValue(f"{at}.function.parameters", "an object (a JSON Schema)")
-            json_value(function["parameters"], f"{at}.function.parameters")
-        if "strict" in function:
-            _optional_boolean(function["strict"], f"{at}.function.strict")
+        _named_schema(tool["function"], f"{at}.function", "parameters")
         checked.append(tool)
     return tuple(checked)
 
@@ -234,18 +224,23 @@ def _response_format(value: object, where: str) -> dict[str, Any]:
     if value["type"] != "json_schema":
         return _object(value, where, ("type",))
     checked = _object(value, where, ("type", "json_schema"), required=("json_schema",))
-    at = f"{where}.json_schema"
-    schema = _object(checked["json_schema"], at, ("name", "description", "schema", "strict"),
-                     required=("name",))  # fmt: skip
-    _name(schema["name"], f"{at}.name")
-    if "description" in schema:
-        _string(schema["description"], f"{at}.description")
-    if "schema" in schema:
-        if not isinstance(schema["schema"], dict):
-            raise InvalidValue(f"{at}.schema", "an object (a JSON Schema)")
-        json_value(schema["schema"], f"{at}.schema")
-    if "strict" in schema:
-        _optional_boolean(schema["strict"], f"{at}.strict")
+    _named_schema(checked["json_schema"], f"{where}.json_schema", "schema")
+    return checked
+
+
+def _named_schema(value: object, at: str, schema_key: str) -> dict[str, Any]:
+    """``{"name", "description"?, <schema_key>?: a JSON Schema, "strict"?}``: a tool's function
+    (``parameters``) or a response format's ``json_schema`` (``schema``)."""
+    checked = _object(value, at, ("name", "description", schema_key, "strict"), required=("name",))
+    _name(checked["name"], f"{at}.name")
+    if "description" in checked:
+        _string(checked["description"], f"{at}.description")
+    if schema_key in checked:
+        if not isinstance(checked[schema_key], dict):
+            raise InvalidValue(f"{at}.{schema_key}", "an object (a JSON Schema)")
+        json_value(checked[schema_key], f"{at}.{schema_key}")
+    if "strict" in checked:
+        _optional_boolean(checked["strict"], f"{at}.strict")
     return checked
 
 

@@ -216,23 +216,29 @@ def _number(name: str) -> dict[str, Any]:
     return {"type": "number", "minimum": low, "maximum": high}
 
 
+def _named_schema(schema_key: str, described: str) -> dict[str, Any]:
+    """``{"name", "description", <schema_key>: a JSON Schema, "strict"}`` (a tool's function, a
+    response format's ``json_schema``), as ``request_parameters._named_schema`` checks it."""
+    return {
+        "type": "object",
+        "required": ["name"],
+        "additionalProperties": False,
+        "properties": {
+            "name": _NAME,
+            "description": _STRING,
+            schema_key: {**_OBJECT, "description": described} if described else _OBJECT,
+            "strict": nullable({"type": "boolean"}),
+        },
+    }
+
+
 _TOOL = {
     "type": "object",
     "required": ["type", "function"],
     "additionalProperties": False,
     "properties": {
         "type": {"const": "function"},
-        "function": {
-            "type": "object",
-            "required": ["name"],
-            "additionalProperties": False,
-            "properties": {
-                "name": _NAME,
-                "description": _STRING,
-                "parameters": {**_OBJECT, "description": "a JSON Schema (at most 32 levels deep)"},
-                "strict": nullable({"type": "boolean"}),
-            },
-        },
+        "function": _named_schema("parameters", "a JSON Schema (at most 32 levels deep)"),
     },
 }
 _JSON_SCHEMA_FORMAT = {
@@ -241,17 +247,7 @@ _JSON_SCHEMA_FORMAT = {
     "additionalProperties": False,
     "properties": {
         "type": {"const": "json_schema"},
-        "json_schema": {
-            "type": "object",
-            "required": ["name"],
-            "additionalProperties": False,
-            "properties": {
-                "name": _NAME,
-                "description": _STRING,
-                "schema": _OBJECT,
-                "strict": nullable({"type": "boolean"}),
-            },
-        },
+        "json_schema": _named_schema("schema", ""),
     },
 }
 _SCHEMAS: dict[str, dict[str, Any]] = {
