@@ -25,11 +25,13 @@ from .errors import ProviderError
 from .record import StreamRecord
 from .request_input import parse_stream_params
 from .service import StreamService
-from .settings import RouteSettings
+from .settings import STREAM_ALLOW, RouteSettings
 from .types import StreamEnd, ToolCall
 
 _ROUTE = RouteSettings(
-    transport="ws", formatter="text", allow=("model", "provider", "max_tokens", "buffer")
+    transport="ws",
+    formatter="text",
+    allow=tuple(name for name in STREAM_ALLOW if name != "format"),
 )
 """The in-process "route": every choice open to the caller. Segments come from the stream's
 record, so its formatter only fills a log nobody parses: the plainest one does."""
@@ -133,16 +135,19 @@ def generate(
     prompt: str | None = None,
     *,
     config: Any = None,
-    messages: list[dict[str, str]] | None = None,
+    messages: list[dict[str, Any]] | None = None,
     model: str | None = None,
     provider: str | None = None,
     buffer: str | None = None,
     max_tokens: int | None = None,
+    **parameters: Any,
 ) -> Generation:
     """Stream an answer from the configured providers in this process.
 
     ``config`` is what ``load_config`` takes (a path, a dict, a Config); ``None`` uses the built-in
-    defaults (the offline ``simulated`` provider).
+    defaults (the offline ``simulated`` provider). ``messages`` are in the chat completions shape
+    (tool calls and results included); ``parameters`` are the request parameters a route takes
+    (``tools``, ``tool_choice``, ``temperature``, ...), checked the same way.
     """
     options = {
         "messages": messages,
@@ -150,6 +155,7 @@ def generate(
         "provider": provider,
         "buffer": buffer,
         "max_tokens": max_tokens,
+        **parameters,
     }
     return Generation(prompt, {} if config is None else config, options)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import json
 import signal
 import sys
 import warnings
@@ -382,3 +383,21 @@ async def test_ask_refused_for_want_of_a_key_says_how_to_give_one(secured):
     assert process.returncode == 1
     assert "--api-key" in stderr.decode()
     assert b"Traceback" not in stderr
+
+
+async def test_in_process_generate_takes_tools_and_gives_the_calls_and_the_reasoning():
+    tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {
+        "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]  # fmt: skip
+    calling = streamserver.generate("Weather in Paris?", config=base_config(), model="sim-tools",
+                                    tools=tools)  # fmt: skip
+    await calling.collect()
+    thinking = streamserver.generate("why?", config=base_config(), model="sim-reasoner",
+                                     reasoning_effort="low")  # fmt: skip
+    answer = await thinking.collect()
+
+    (call,) = calling.tool_calls
+    assert call.name == "get_weather" and json.loads(call.arguments)["city"]
+    assert calling.summary is not None and calling.summary.finish_reason == "tool_calls"
+    assert thinking.reasoning and answer
+    with pytest.raises(streamserver.StreamRejected):  # checked as a route checks it
+        await streamserver.generate("x", config=base_config(), temperature=9).collect()
