@@ -236,3 +236,25 @@ def test_the_upstreams_reasoning_token_count_wins_over_ours():
     assert openai_usage(summary(reported))["completion_tokens_details"] == {"reasoning_tokens": 32}
     # An upstream that does not say (Anthropic): the count of reasoning deltas stands in.
     assert openai_usage(summary(silent))["completion_tokens_details"] == {"reasoning_tokens": 9}
+
+
+@pytest.mark.parametrize(
+    ("parameters", "arguments"),
+    [
+        ({}, {}),
+        ({"description": "no type"}, {}),
+        ({"type": "string"}, None),
+        ({"type": "strnig"}, None),
+    ],
+)
+async def test_sim_tools_calls_with_an_object_or_refuses_the_schema(client, parameters, arguments):
+    tools = [{"type": "function", "function": {"name": "f", "parameters": parameters}}]
+    body = {"messages": [{"role": "user", "content": "go"}], "model": "sim-tools", "tools": tools}
+    response = await client.http.post("/v1/chat/completions", json=body)
+
+    if arguments is None:  # a call's arguments are an object: a schema for anything else is refused
+        assert response.status_code == 400
+        assert response.json()["error"]["code"] == "invalid_tool_schema"
+    else:
+        call = response.json()["choices"][0]["message"]["tool_calls"][0]
+        assert json.loads(call["function"]["arguments"]) == arguments

@@ -160,8 +160,10 @@ class SchemaValues:
             if depth >= _DEEP:
                 flat = [k for k in kind if k not in ("object", "array")]
                 kind = flat or kind
-            return str(self.rng.choice(kind))
+            kind = str(self.rng.choice(kind))
         if isinstance(kind, str):
+            if kind not in _TYPES:
+                raise SchemaError(f"{kind!r} is not a JSON Schema type (one of {', '.join(_TYPES)})")
             return kind
         if {"properties", "required", "additionalProperties"} & schema.keys():
             return "object"
@@ -313,6 +315,8 @@ class SchemaValues:
             *range(first, min(last, first + 200) + 1),
         ]
 
+
+_TYPES = ("object", "array", "string", "integer", "number", "boolean", "null")
 
 MAX_SIZE = 10_000
 """The largest ``minLength``, ``minItems`` or ``minProperties`` the simulated model writes."""

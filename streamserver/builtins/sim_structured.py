@@ -104,8 +104,16 @@ def calls_for(request: GenerationRequest, rng: random.Random) -> tuple[ToolCall,
     for index, function in enumerate(_chosen(request, functions, prompt)):
         call_id = "call_" + "".join(rng.choices(_ID_LETTERS, k=24))
         schema = function.get("parameters")
-        if not isinstance(schema, Mapping):
-            schema = {"type": "object", "properties": {}}
+        if not isinstance(schema, Mapping) or not schema:
+            schema = {"type": "object", "properties": {}}  # none, or {}: no parameters
+        elif "type" not in schema:
+            schema = {**schema, "type": "object"}  # the arguments are an object whatever else
+        elif schema["type"] != "object":
+            raise ProviderError(
+                "invalid_tool_schema",
+                f"the parameters of tool {function['name']!r} must describe an object "
+                '({"type": "object", ...}): a call\'s arguments are one',
+            )
         try:
             arguments = SchemaValues(schema, rng, prompt).value()
         # A schema is the client's: keywords of the wrong type, sizes past the simulated

@@ -117,7 +117,7 @@ async def test_a_whole_json_answer_to_a_streaming_request_is_relayed_as_parts(
     assert (got.reasoning, got.text, got.calls) == ("hmm", "Sure.", [WEATHER, TIME])
     assert got.kinds == ["reasoning", "text", "tool_call"]
     assert got.finish.reason == "tool_calls"
-    assert got.finish.usage == Usage(11, 22)
+    assert got.finish.usage == Usage(11, 22, reasoning_tokens=1)  # the upstream's own count
 
 
 async def test_a_refusal_is_relayed_as_text(upstream, openai_provider):
