@@ -163,7 +163,9 @@ class SchemaValues:
             kind = str(self.rng.choice(kind))
         if isinstance(kind, str):
             if kind not in _TYPES:
-                raise SchemaError(f"{kind!r} is not a JSON Schema type (one of {', '.join(_TYPES)})")
+                raise SchemaError(
+                    f"{kind!r} is not a JSON Schema type (one of {', '.join(_TYPES)})"
+                )
             return kind
         if {"properties", "required", "additionalProperties"} & schema.keys():
             return "object"
