@@ -196,6 +196,7 @@ class StreamService:
         formatter_options: Mapping[str, Any] | None = None,
         epilogue: Epilogue | None = None,
         keep_record: bool = False,
+        idempotency: tuple[str, str] | None = None,
     ) -> Stream:
         """Accept a checked request: build its pipeline and start generating.
 
@@ -268,6 +269,8 @@ class StreamService:
             form=form,
         )
         stream.info = info
+        if idempotency is not None:
+            stream.idempotency = (key_id, *idempotency)
         stream.on_delivery = self._delivery
         if keep_record:
             stream.record = StreamRecord()
@@ -293,6 +296,26 @@ class StreamService:
                 "the server is shutting down; retry shortly",
                 headers={"Retry-After": "5"},
             )
+
+    def started_with(
+        self, key_id: str, idempotency: tuple[str, str] | None, path: str
+    ) -> Stream | None:
+        """The stream an earlier request with the same ``Idempotency-Key`` (and the same body)
+        started, to attach to instead of generating again; 409 ``idempotency_key_reused`` for the
+        same key with another request."""
+        if idempotency is None:
+            return None
+        stream = self.streams.started_with(key_id, idempotency[0])
+        if stream is None:
+            return None
+        assert stream.idempotency is not None
+        if stream.idempotency[2] != idempotency[1] or stream.route != path:
+            raise StreamRejected(
+                409,
+                "idempotency_key_reused",
+                "this Idempotency-Key was sent with another request: use a new key per request",
+            )
+        return stream
 
     def owned_stream(self, stream_id: str, key_id: str) -> Stream:
         """The live or retained stream, if ``key_id`` may see it: with auth on, only the key that

@@ -35,6 +35,7 @@ class Stream:
         "grace_s",
         "headers",
         "id",
+        "idempotency",
         "info",
         "key_id",
         "log",
@@ -68,6 +69,8 @@ class Stream:
         self.info: StreamStart | None = None
         self.summary: StreamEnd | None = None
         self.cancel_reason: CancelReason | None = None
+        self.idempotency: tuple[str, str, str] | None = None
+        """(caller, ``Idempotency-Key``, fingerprint of the request) for a stream started with one."""
         self.headers: dict[str, str] = {}
         """Extra response headers the formatter asks for (e.g. the AI SDK's protocol header)."""
         self.record: StreamRecord | None = None
@@ -168,6 +171,8 @@ class StreamRegistry:
         self.total = 0
         self.evicted = 0
         self.trimmed_events = 0
+        self._idempotent: dict[tuple[str, str], Stream] = {}
+        """(caller, ``Idempotency-Key``) -> the stream it started, while that is kept."""
 
     def new_id(self) -> str:
         """A fresh, unguessable stream id (URL- and SSE-id-safe)."""
@@ -181,6 +186,8 @@ class StreamRegistry:
         key = stream.key_id or ""
         self._active_by_key[key] = self._active_by_key.get(key, 0) + 1
         self.total += 1
+        if stream.idempotency is not None:
+            self._idempotent[stream.idempotency[:2]] = stream
         stream._registry = self
         stream.task = run()
         stream.task.add_done_callback(stream._task_done)
@@ -188,6 +195,10 @@ class StreamRegistry:
     def get(self, stream_id: str) -> Stream | None:
         """The live or retained stream with this id, if any."""
         return self.streams.get(stream_id)
+
+    def started_with(self, caller: str, idempotency_key: str) -> Stream | None:
+        """The live or retained stream a request with this ``Idempotency-Key`` started."""
+        return self._idempotent.get((caller, idempotency_key))
 
     def active_for(self, key_id: str) -> int:
         """Streams generating now for one caller (an API key id, or a client address)."""
@@ -220,6 +231,11 @@ class StreamRegistry:
         if stream is not None and stream.finished:
             del self.streams[stream_id]
             self.trimmed_events += stream.log.trimmed
+            self._unkey(stream)
+
+    def _unkey(self, stream: Stream) -> None:
+        if stream.idempotency is not None:
+            self._idempotent.pop(stream.idempotency[:2], None)
 
     def _make_room(self) -> None:
         # Oldest finished streams go first; live ones are never evicted (limits bound those).
@@ -230,5 +246,6 @@ class StreamRegistry:
                 del self.streams[stream_id]
                 self.evicted += 1
                 self.trimmed_events += stream.log.trimmed
+                self._unkey(stream)
                 if len(self.streams) < self.max_streams:
                     return

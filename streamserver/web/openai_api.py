@@ -15,6 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
+from ..access import KEY_ID
 from ..builtins.ecosystem_formatters import openai_finish_reason, openai_usage
 from ..errors import StreamRejected
 from ..request_input import StreamParams, parse_stream_params
@@ -25,7 +26,7 @@ from ..transports import sse
 from ..types import REQUEST_PARAMETERS, StreamEnd, StreamFailure
 from .guard import openai_error
 from .keys import CONNECTIONS, SERVICE, Handler
-from .request import read_json_body
+from .request import idempotency, read_json_body
 
 GENERATION_PARAMETERS = ("messages", "model", "max_tokens", "max_completion_tokens",
                          *REQUEST_PARAMETERS)  # fmt: skip
@@ -67,14 +68,19 @@ def chat_completions_handler(path: str, route: RouteSettings) -> Handler:
     async def handle(request: web.Request) -> web.StreamResponse:
         service = request.app[SERVICE]
         body = await read_json_body(request, service.config.limits.max_body_bytes)
+        key = idempotency(request, body)
+        caller = request[KEY_ID]
         params, stream_mode, include_usage = _params(body, route, service)
-        stream = service.start(
+        # A retry with the same Idempotency-Key (and body) reads the stream the first one started.
+        stream = service.started_with(caller, key, path) or service.start(
             path,
             route,
             params,
             "sse" if stream_mode else "json",
+            key_id=caller,
             formatter_options={"include_usage": include_usage},
             keep_record=not stream_mode,
+            idempotency=key,
         )
         if stream_mode:
             return await sse.send_stream(request, stream, 0, request.app[CONNECTIONS].writers)

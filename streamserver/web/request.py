@@ -3,6 +3,9 @@ query string of a GET. What the fields mean is checked by ``request_input``."""
 
 from __future__ import annotations
 
+import hashlib
+import json
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -56,6 +59,24 @@ async def read_fields(request: web.Request, max_body_bytes: int) -> Mapping[str,
             f"{both[0]!r} is given in both the query string and the body: give it once",
         )
     return {**query, **body}
+
+
+_IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
+
+
+def idempotency(request: web.Request, fields: Mapping[str, Any]) -> tuple[str, str] | None:
+    """A POST's ``Idempotency-Key`` and the fingerprint of its fields (the same key with other
+    fields is another request), or ``None`` without one; 400 for a key that is not 1 to 255
+    visible ASCII characters."""
+    key = request.headers.get("Idempotency-Key")
+    if key is None or request.method != "POST":
+        return None
+    if not _IDEMPOTENCY_KEY.fullmatch(key):
+        raise StreamRejected(
+            400, "invalid_idempotency_key", "Idempotency-Key is 1 to 255 visible ASCII characters"
+        )
+    canonical = json.dumps(fields, sort_keys=True, ensure_ascii=True, default=str)
+    return key, hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def _too_large(limit: int) -> StreamRejected:

@@ -18,7 +18,7 @@ from ..streams import Stream
 from ..transports import sse
 from .guard import admit, refuse
 from .keys import CONNECTIONS, SERVICE, Handler
-from .request import read_fields
+from .request import idempotency, read_fields
 
 
 def stream_handler(path: str, route: RouteSettings) -> Handler:
@@ -113,5 +113,9 @@ async def _resume_or_start(
             )
         return stream, resumed[1] + 1
     fields = await read_fields(request, service.config.limits.max_body_bytes)
+    key = idempotency(request, fields)
+    earlier = service.started_with(request[KEY_ID], key, path)
+    if earlier is not None:  # a retry: the stream the first request started, from its start
+        return earlier, 0
     params = parse_stream_params(fields, route, service.config)
-    return service.start(path, route, params, "sse", key_id=request[KEY_ID]), 0
+    return service.start(path, route, params, "sse", key_id=request[KEY_ID], idempotency=key), 0
