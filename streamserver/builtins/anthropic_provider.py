@@ -93,11 +93,10 @@ class AnthropicProvider(SDKProvider):
             ),
         )
         self._models = (options.model, *(m for m in options.models if m != options.model))
-        self._post_as: tuple[Any, Any] = (
+        self._post_as = (
             anthropic.types.Message,
             anthropic.AsyncStream[anthropic.types.RawMessageStreamEvent],
         )
-        """``cast_to`` and ``stream_cls`` for ``client.post``: the stream is never iterated."""
 
     def check(self, request: GenerationRequest) -> None:
         """What Messages cannot take (malformed call arguments, an image URL it cannot fetch,
@@ -114,14 +113,8 @@ class AnthropicProvider(SDKProvider):
         body = self._body(request)
         body["stream"] = True
         with self.translated_errors():
-            cast_to, stream_cls = self._post_as
-            stream = await self.client.post(
-                "/v1/messages", body=body, cast_to=cast_to, stream=True, stream_cls=stream_cls
-            )
-            async with stream:
-                response = stream.response
-                if response.headers.get("content-type", "").startswith("application/json"):
-                    # A whole message where a stream was asked for (a proxy that does not stream).
+            async with self.posted("/v1/messages", body) as response:
+                if self.whole_answer(response):
                     message = upstream_json(
                         (await response.aread()).decode("utf-8", "replace"), "a message"
                     )

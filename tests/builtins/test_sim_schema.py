@@ -113,8 +113,10 @@ FEATURES = {
 
 @pytest.mark.parametrize("schema", FEATURES.values(), ids=FEATURES.keys())
 async def test_the_arguments_satisfy_each_schema_feature(schema):
+    validator = Draft202012Validator(schema, format_checker=FORMATS)
     for seed in SEEDS:
-        await arguments(schema, seed)
+        value = await arguments(schema, seed)
+        assert validator.is_valid(value), (seed, value)
 
 
 async def test_optional_properties_are_sometimes_given_and_required_ones_always():
