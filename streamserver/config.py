@@ -29,6 +29,7 @@ from .settings import (
     LimitsSettings,
     MetricsSettings,
     PluginsSettings,
+    RedisSettings,
     ResumeSettings,
     RouteSettings,
     ServerSettings,
@@ -64,6 +65,11 @@ class Config:
     sinks: tuple[Part, ...]
     conversations: ConversationsSettings
     conversation_store: Part
+    stream_store: Part
+    """``[resume] store``: where live streams' logs are shared (``memory``: not beyond this process)."""
+    limit_store: Part
+    """``[limits] store``: where the rate and concurrency counts live."""
+    redis: RedisSettings
     auth: AuthSettings
     cors: CorsSettings
     registry: PluginRegistry
@@ -78,6 +84,7 @@ _SECTIONS = {
     "conversations": ConversationsSettings,
     "auth": AuthSettings,
     "cors": CorsSettings,
+    "redis": RedisSettings,
 }
 """The settings sections, each validated into its dataclass."""
 
@@ -108,6 +115,8 @@ PART_KINDS = (
     PartKind("formatters", "formatters", implied=True),
     PartKind("metrics_sinks", "metrics", choice="sinks"),
     PartKind("conversation_stores", "conversations", choice="store"),
+    PartKind("stream_stores", "resume", choice="store"),
+    PartKind("limit_stores", "limits", choice="store"),
 )
 _NAMED_SECTIONS = {k.section for k in PART_KINDS if k.choice is None}
 _ALL_SECTIONS = {*_SECTIONS, *_NAMED_SECTIONS, "routes"}
@@ -246,6 +255,8 @@ def _validate(
             "providers", "at least one provider section", choices=registry.names("providers")
         )
 
+    redis: RedisSettings = sections["redis"]
+    _check_redis(redis, sections)
     routes = build_routes(raw.get("routes", DEFAULT_ROUTES), parts)
     return Config(
         file=file,
@@ -261,10 +272,46 @@ def _validate(
         sinks=parts["metrics_sinks"],
         conversations=sections["conversations"],
         conversation_store=parts["conversation_stores"][0],
+        stream_store=parts["stream_stores"][0],
+        limit_store=parts["limit_stores"][0],
+        redis=redis,
         auth=sections["auth"],
         cors=sections["cors"],
         registry=registry,
     )
+
+
+REDIS_STORES = (
+    ("resume", "store"),
+    ("conversations", "store"),
+    ("limits", "store"),
+)
+"""The keys that may name the ``redis`` store (each needs ``[redis]``)."""
+
+
+def _check_redis(redis: RedisSettings, sections: Mapping[str, Any]) -> None:
+    """A ``redis`` store needs a server to talk to: ``[redis] url`` or ``url_env``."""
+    users = [f"{s}.{k}" for s, k in REDIS_STORES if getattr(sections[s], k) == "redis"]
+    if users and not (redis.url or redis.url_env):
+        raise ConfigError(
+            "redis.url",
+            f"a redis:// URL (or redis.url_env naming a variable that holds one): "
+            f'{", ".join(users)} = "redis"',
+        )
+    if redis.url and not redis.url.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError(
+            "redis.url", "a redis://, rediss:// or unix:// URL", got=_safe_url(redis.url)
+        )
+
+
+def _safe_url(url: str) -> str:
+    """``url`` with any password replaced, for a message."""
+    scheme, sep, rest = url.partition("://")
+    userinfo, at, host = rest.rpartition("@")
+    if not at:
+        return url
+    user = userinfo.partition(":")[0]
+    return f"{scheme}{sep}{user}:***@{host}" if ":" in userinfo else f"{scheme}{sep}***@{host}"
 
 
 def _chosen_parts(

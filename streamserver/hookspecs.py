@@ -101,6 +101,24 @@ def register_conversation_stores(register: Register) -> None:
 
 
 @hookspec
+def register_stream_stores(register: Register) -> None:
+    """Called once when plugins load. Register stores of live streams (``[resume] store``).
+
+    The factory is called once per app and returns a ``streamserver.stores.StreamStore``: where
+    the streams an instance runs are shared, so that another instance can resume, cancel or attach
+    to them (``memory``: nowhere, one process).
+    """
+
+
+@hookspec
+def register_limit_stores(register: Register) -> None:
+    """Called once when plugins load. Register stores of the limits' counts (``[limits] store``).
+
+    The factory is called once per app and returns a ``streamserver.stores.LimitStore``.
+    """
+
+
+@hookspec
 def startup(app: web.Application) -> Any:
     """Called once when the app starts, after providers and sinks exist. May return an awaitable.
 

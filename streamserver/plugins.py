@@ -33,11 +33,18 @@ DEFAULT_PLUGINS = (
     "streamserver.builtins.sinks",
     "streamserver.builtins.prometheus_sink",
     "streamserver.builtins.sqlite_conversations",
+    "streamserver.builtins.memory_stores",
 )
 ENTRY_POINT_GROUP = "streamserver"
 
 Kind: TypeAlias = Literal[
-    "providers", "buffers", "formatters", "metrics_sinks", "conversation_stores"
+    "providers",
+    "buffers",
+    "formatters",
+    "metrics_sinks",
+    "conversation_stores",
+    "stream_stores",
+    "limit_stores",
 ]
 KINDS: tuple[Kind, ...] = (
     "providers",
@@ -45,6 +52,8 @@ KINDS: tuple[Kind, ...] = (
     "formatters",
     "metrics_sinks",
     "conversation_stores",
+    "stream_stores",
+    "limit_stores",
 )
 
 

@@ -93,6 +93,8 @@ class RouteSettings:
 class LimitsSettings:
     """``[limits]``: what one request may ask for, and how far a reader may fall behind."""
 
+    store: str = "memory"
+    """Where the counts live: ``memory`` (this process) or ``redis`` (every instance)."""
     max_body_bytes: Annotated[int, AT_LEAST_ONE] = 1_048_576
     max_prompt_chars: Annotated[int, AT_LEAST_ONE] = 100_000
     max_tokens: Annotated[int, AT_LEAST_ONE] = 8192
@@ -140,12 +142,33 @@ class CorsSettings:
 class ResumeSettings:
     """``[resume]``: how long a stream outlives its readers, and how long its log is kept."""
 
+    store: str = "memory"
+    """Where live streams' logs are shared for resume: ``memory`` (this process) or ``redis``
+    (any instance serves a resume, a cancel, an idempotent retry)."""
     grace_s: Annotated[float, AT_LEAST_ZERO] = 0.0
     retain_s: Annotated[float, AT_LEAST_ZERO] = 60.0
     max_streams: Annotated[int, AT_LEAST_ONE] = 10_000
     """Live and retained streams kept at most; the oldest finished ones are evicted first."""
     max_bytes_per_stream: Annotated[int, AT_LEAST_ONE] = 4_194_304
     """A stream's retained events beyond this are dropped, oldest first (resume before them: 410)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RedisSettings:
+    """``[redis]``: the Redis (or Valkey) server the ``redis`` stores share."""
+
+    url: str = ""
+    """``redis://[user:password@]host:port/db`` (``rediss://`` for TLS); or name it in ``url_env``."""
+    url_env: str = ""
+    """Environment variable holding the URL (keeps a password out of the file); wins over ``url``."""
+    key_prefix: str = "streamserver"
+    """Every key starts with this (several deployments may share one server)."""
+    timeout_s: Annotated[float, ABOVE_ZERO] = 2.0
+    """The most any one Redis call may take; beyond it the call fails as if Redis were down."""
+    max_connections: Annotated[int, AT_LEAST_ONE] = 64
+    lease_s: Annotated[float, Range(1.0, 60.0)] = 10.0
+    """An instance's lease on its streams, renewed every third of it: readers elsewhere learn that
+    the owner died (``stream_lost``) at most this long plus a poll (2 s) after it did."""
 
 
 @dataclass(frozen=True, slots=True)

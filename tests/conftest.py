@@ -10,7 +10,7 @@ import asyncio
 import copy
 import json
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,8 @@ from streamserver.devtools.fake_upstream import FakeUpstream
 # every test plugin, so that ``plugins.modules`` can name one ("scripted_provider").
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent / "plugin_fixtures"))
+
+from fakes.redis_server import RedisServer  # importable once the path is set
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -167,3 +169,23 @@ def upstream_config(base_url: str, **provider: Any) -> dict[str, Any]:
     fake = {"type": "openai", "base_url": base_url, "api_key_env": "", "model": "fake-model",
             "max_retries": 2, "timeout_s": 5, **provider}  # fmt: skip
     return base_config(providers={"simulated": dict(FAST_SIMULATED), "fake": fake})
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """A real ``redis-server`` on its own free port for the whole run (flush it per test with
+    the ``redis_url`` fixture)."""
+    server = RedisServer().start()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    """The session's Redis, empty, restarted if an earlier test stopped it."""
+    if redis_server.process is None:
+        redis_server.start()
+    redis_server.flush()
+    return redis_server.url

@@ -1,0 +1,190 @@
+"""The store interfaces beyond one process: where live streams are shared (``StreamStore``) and
+where the limits count (``LimitStore``). The conversation store's is in ``conversations.py``.
+
+Each is a plugin kind (``register_stream_stores``, ``register_limit_stores``): ``memory`` is the
+embedded default (one process, nothing shared), ``redis`` serves several instances. What crosses
+these interfaces is plain data: events as the bytes or text of the log, ids, numbers, and
+``SharedStream``, a stream's description as JSON-able fields.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+from .types import MessageForm
+
+if TYPE_CHECKING:
+    from .config import Config
+
+
+class StoreUnavailable(Exception):
+    """A store could not be reached (or answered too late): a new stream gets a 503, running
+    ones go on for their local readers."""
+
+
+@dataclass(frozen=True, slots=True)
+class SharedStream:
+    """What another instance needs to serve a stream it does not run (JSON-able fields only)."""
+
+    id: str
+    route: str
+    form: MessageForm
+    owner: str
+    """The id of the instance that runs the generation."""
+    key_id: str
+    """The caller that started it (``addr:...`` without auth): who may resume or cancel it."""
+    formatter: str
+    """The name of its formatter part: another instance makes one to end the stream itself
+    (``stream_lost``) in the route's own shape."""
+    formatter_options: Mapping[str, Any] = field(default_factory=dict)
+    """The per-stream overrides of the formatter's configured options."""
+    headers: Mapping[str, str] = field(default_factory=dict)
+    """Extra response headers its formatter asked for."""
+    provider: str = ""
+    model: str = ""
+    created: float = 0.0
+    grace_s: float = 0.0
+    idempotency: tuple[str, str] | None = None
+    """``(Idempotency-Key, fingerprint of the request)`` for a stream started with one."""
+
+
+@dataclass(frozen=True, slots=True)
+class StreamState:
+    """A shared stream as the store holds it now."""
+
+    stream: SharedStream
+    base: int
+    """The first position still kept (above 0 once the oldest events were trimmed)."""
+    end: int
+    """The position after the last event stored so far."""
+    closed: bool
+    """The stream has ended (completed, failed, or lost) and ``end`` is final."""
+
+
+@dataclass(frozen=True, slots=True)
+class Entries:
+    """Events read from a shared stream: those from ``start`` on, and whether it ended after them."""
+
+    start: int
+    events: Sequence[bytes | str]
+    closed: bool = False
+    lost: bool = False
+    """It ended because its owner was lost (the reader that found out marked it): the reader
+    adds the route's ``stream_lost`` error itself."""
+
+    @property
+    def end(self) -> int:
+        return self.start + len(self.events)
+
+
+@dataclass(slots=True)
+class Appended:
+    """The events one stream logged since its last write, for ``StreamStore.write``."""
+
+    stream_id: str
+    start: int
+    events: list[bytes | str]
+    closed: bool = False
+    """The stream ended with these (its log is closed)."""
+
+
+class StreamStore(Protocol):
+    """Where the streams of every instance are shared (``[resume] store``)."""
+
+    distributed: bool
+    """False for a store that shares nothing (``memory``): the service then skips every call."""
+
+    async def open(
+        self, config: Config, instance_id: str, on_cancel: Callable[[str], None]
+    ) -> None:
+        """Connect. ``on_cancel(stream_id)`` is called (on the loop) when any instance asks to
+        cancel a stream; the service ignores ids it does not run."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections and stop renewing leases."""
+        ...
+
+    async def health(self) -> str | None:
+        """``None`` when the store answers; else why not, for ``/health``."""
+        ...
+
+    async def create(self, stream: SharedStream, caller: str) -> str | None:
+        """Publish a stream about to start. With ``stream.idempotency``, claim its key for
+        ``caller`` first: if an earlier request claimed it, return that stream's id (nothing is
+        published; the caller attaches to that one). Raises ``StoreUnavailable``."""
+        ...
+
+    async def started_with(self, caller: str, idempotency_key: str) -> str | None:
+        """The id of the stream a request with this key started, while it is kept."""
+        ...
+
+    async def write(self, appended: Sequence[Appended]) -> None:
+        """Store what several streams logged, in order, in one round trip where the store can."""
+        ...
+
+    async def state(self, stream_id: str) -> StreamState | None:
+        """The stream's description and extent, or ``None`` if it is not (or no longer) kept."""
+        ...
+
+    async def read(self, stream_id: str, start: int, wait_s: float) -> Entries:
+        """Events from ``start`` on; waits up to ``wait_s`` for one when there is none yet (an
+        empty ``Entries`` then). ``start`` below the kept range raises ``LookupError``."""
+        ...
+
+    async def owner_alive(self, owner: str) -> bool:
+        """Whether the instance ``owner`` still holds its lease."""
+        ...
+
+    async def mark_lost(self, stream_id: str, end: int) -> bool:
+        """Mark a stream whose owner is gone as ended at ``end`` (once; False if it had ended)."""
+        ...
+
+    async def cancel(self, stream_id: str) -> None:
+        """Ask the stream's owner, wherever it runs, to cancel it."""
+        ...
+
+    async def reading(self, stream_id: str, until: float) -> None:
+        """This instance has readers of a stream another runs, until ``until`` (a wall-clock time
+        it renews while they read, and sets ``grace_s`` ahead when the last one leaves)."""
+        ...
+
+    async def readers_elsewhere(self, stream_id: str) -> int:
+        """How many other instances have (or may soon again have) readers of this stream."""
+        ...
+
+    async def renew(self, owned: Sequence[str], reading: Sequence[str]) -> None:
+        """Renew this instance's lease, those of the streams it runs, and its reader marks."""
+        ...
+
+
+class LimitStore(Protocol):
+    """Where the limits count (``[limits] store``): requests per minute and concurrent streams,
+    per caller and in all."""
+
+    distributed: bool
+
+    async def open(self, config: Config, instance_id: str) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+    async def health(self) -> str | None: ...
+
+    async def charge(self, identity: str) -> float:
+        """Take one request from ``identity``'s budget: 0 when allowed, else the seconds to wait."""
+        ...
+
+    async def acquire(self, stream_id: str, identity: str) -> str | None:
+        """Count a new stream (its generation) against the limits; ``None`` when it may start,
+        else which limit it would pass (``"total"`` or ``"key"``)."""
+        ...
+
+    def release(self, stream_id: str, identity: str) -> None:
+        """The stream's generation ended: it no longer counts (may complete in the background)."""
+        ...
+
+    def renew(self, live: Sequence[tuple[str, str]]) -> None:
+        """Optional: keep counting ``(stream_id, identity)`` pairs this instance still runs."""
+        ...
