@@ -45,6 +45,7 @@ class StreamLog:
         "_archive",
         "_base",
         "_compress",
+        "_counted",
         "_items",
         "_max_bytes",
         "_parked",
@@ -61,16 +62,23 @@ class StreamLog:
     )
 
     def __init__(
-        self, high_water: int, *, retain: bool = True, max_bytes: int = 0, compress: bool = False
+        self,
+        high_water: int,
+        *,
+        retain: bool = True,
+        max_bytes: int = 0,
+        compress: bool = False,
+        base: int = 0,
     ) -> None:
         self._items: list[bytes | str] = []
-        self._base = 0
+        self._base = base
         """Sequence number of ``_items[0]`` (above 0 once read events are dropped or archived)."""
         self._compress = compress and retain
         """Keep retained events every reader has written compressed (bytes logs only)."""
         self._archive: _Archive | None = None
-        self.end = 0
-        """Sequence number the next appended event gets."""
+        self.end = base
+        """Sequence number the next appended event gets (``base``, above 0 for a copy of a log
+        whose oldest events are gone)."""
         self._retain = retain
         self._readers: list[Reader] = []
         self._parked: list[Reader] = []
@@ -79,7 +87,9 @@ class StreamLog:
         self._wake_floor = 0
         """The floor at which the waiting producer is woken."""
         self.high_water = high_water
-        self.floor = 0
+        self._counted = 0
+        """Attached readers that count in ``readers`` (all but a store's mirror)."""
+        self.floor = base
         """Position of the slowest reader: the producer may run ``high_water`` events ahead."""
         self.closed = False
         self.nbytes = 0
@@ -190,9 +200,13 @@ class StreamLog:
         if fut is not None and not fut.done():
             fut.set_result(None)
 
-    def attach(self, pos: int) -> Reader:
-        """Register a reader starting at ``pos``; it holds back the producer via ``floor``."""
+    def attach(self, pos: int, *, counted: bool = True) -> Reader:
+        """Register a reader starting at ``pos``; it holds back the producer via ``floor``.
+        ``counted=False``: a reader that is not a client (a store's mirror), left out of
+        ``readers``, so the stream's last client leaving still starts its grace period."""
         reader = Reader(pos)
+        reader.counted = counted
+        self._counted += counted
         self._readers.append(reader)
         self._update_floor()
         return reader
@@ -202,6 +216,7 @@ class StreamLog:
         if reader not in self._readers:
             return False
         self._readers.remove(reader)
+        self._counted -= reader.counted
         self._update_floor()
         return True
 
@@ -212,8 +227,8 @@ class StreamLog:
 
     @property
     def readers(self) -> int:
-        """How many readers are attached."""
-        return len(self._readers)
+        """How many readers (clients) are attached."""
+        return self._counted
 
     @property
     def delivered(self) -> int:
@@ -370,10 +385,11 @@ _READY = _Ready()
 class Reader:
     """One transport's position in a log, and while it waits, its wake-up and optional tap."""
 
-    __slots__ = ("delivered", "pos", "tap", "waiter")
+    __slots__ = ("counted", "delivered", "pos", "tap", "waiter")
 
     def __init__(self, pos: int) -> None:
         self.pos = pos
+        self.counted = True
         self.delivered = pos
         """The position before which its transport has written every event to the client (the
         client has what came before a resume point); transports that track it raise it once a

@@ -90,7 +90,7 @@ class Generation:
         fields: dict[str, Any] = {k: v for k, v in self._options.items() if v is not None}
         if self._prompt is not None:
             fields["prompt"] = self._prompt
-        stream = service.start(
+        stream = await service.start(
             "(in-process)",
             _ROUTE,
             parse_stream_params(fields, _ROUTE, config),

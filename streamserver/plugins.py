@@ -34,6 +34,7 @@ DEFAULT_PLUGINS = (
     "streamserver.builtins.prometheus_sink",
     "streamserver.builtins.sqlite_conversations",
     "streamserver.builtins.memory_stores",
+    "streamserver.builtins.redis_streams",
 )
 ENTRY_POINT_GROUP = "streamserver"
 

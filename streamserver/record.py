@@ -10,9 +10,11 @@ work whatever formatter the stream has. A stream keeps one only when a consumer 
 
 from __future__ import annotations
 
+import dataclasses
 from bisect import bisect_left, bisect_right
+from typing import Any
 
-from .types import StreamEnd, ToolCall
+from .types import StreamEnd, StreamFailure, ToolCall, Usage
 
 
 class StreamRecord:
@@ -56,3 +58,35 @@ class StreamRecord:
         if below is None:
             return tuple(self.tool_calls)
         return tuple(self.tool_calls[: bisect_right(self.call_positions, below)])
+
+    def to_data(self) -> dict[str, Any]:
+        """The record as JSON-able data (a shared store keeps it beside a stream's log)."""
+        summary = self.summary
+        return {
+            "positions": self.positions,
+            "texts": self.texts,
+            "reasoning": self.reasoning,
+            "tool_calls": [dataclasses.asdict(call) for call in self.tool_calls],
+            "call_positions": self.call_positions,
+            "summary": None if summary is None else dataclasses.asdict(summary),
+        }
+
+    @classmethod
+    def from_data(cls, data: dict[str, Any]) -> StreamRecord:
+        """The record ``to_data`` described."""
+        record = cls()
+        record.positions = list(data["positions"])
+        record.texts = list(data["texts"])
+        record.reasoning = list(data["reasoning"])
+        record.tool_calls = [ToolCall(**call) for call in data["tool_calls"]]
+        record.call_positions = list(data["call_positions"])
+        summary = data.get("summary")
+        if summary is not None:
+            usage, error = summary.get("usage"), summary.get("error")
+            record.summary = StreamEnd(**{
+                **summary,
+                "usage": None if usage is None else Usage(**usage),
+                "error": None if error is None else StreamFailure(**error),
+                "tool_calls": tuple(ToolCall(**call) for call in summary["tool_calls"]),
+            })  # fmt: skip
+        return record

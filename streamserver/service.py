@@ -10,6 +10,7 @@ import asyncio
 import dataclasses
 import functools
 import logging
+import secrets
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -25,7 +26,9 @@ from .plan import Epilogue, StreamPlan
 from .record import StreamRecord
 from .request_input import StreamParams
 from .settings import RouteSettings
+from .shared_streams import SharedStreams
 from .sink_fanout import SinkFanout
+from .stores import StreamStore
 from .streams import Stream, StreamRegistry
 from .types import GenerationRequest, MessageForm, MetricsSink, Provider, StreamStart
 
@@ -54,6 +57,17 @@ class StreamService:
         self.streams = StreamRegistry(
             retain_s=config.resume.retain_s, max_streams=config.resume.max_streams
         )
+        self.instance_id = secrets.token_hex(8)
+        """This process's id in the shared stores (a stream's owner, a lease)."""
+        store: StreamStore = _make(
+            config.stream_store, f"resume.{config.stream_store.name}", config.file
+        )
+        self.shared = (
+            SharedStreams(store, config, self.streams, self.instance_id)
+            if store.distributed
+            else None
+        )
+        """The streams shared with other instances (``[resume] store``); None with ``memory``."""
         self.draining = False
         self._drained: asyncio.Future[None] | None = None
         self.started_at = time.time()
@@ -74,6 +88,8 @@ class StreamService:
         service = cls(config, providers, sinks, store)
         try:
             service.check_routes()
+            if service.shared is not None:
+                await service.shared.open()
         except BaseException:
             await service.close()
             raise
@@ -111,6 +127,11 @@ class StreamService:
 
     async def close(self) -> None:
         """Close every provider (their upstream clients), the conversation store, the sinks."""
+        if self.shared is not None:
+            try:
+                await self.shared.close()
+            except Exception:
+                log.exception("closing the stream store failed")
         await asyncio.to_thread(self.sinks.close)
         try:
             await self.conversations.aclose()
@@ -185,7 +206,7 @@ class StreamService:
             400, "unknown_model", f"unknown model {model!r}; choices: {', '.join(offered)}"
         )
 
-    def start(
+    async def start(
         self,
         path: str,
         route: RouteSettings,
@@ -275,11 +296,22 @@ class StreamService:
         if keep_record:
             stream.record = StreamRecord()
         stream.headers.update(getattr(formatter, "headers", {}))  # optional: Formatter.headers
+        shared = self.shared
+        if shared is not None:
+            earlier = await shared.publish(
+                stream, formatter_part.name, formatter_options or {}, idempotency
+            )
+            if earlier is not None:  # the same request, started meanwhile on another instance
+                return await self.find_stream(earlier, key_id)
+            self.refuse_if_draining()
         run = StreamRun(stream, plan, self.sinks)
         self.streams.add(
             stream,
             lambda: asyncio.get_running_loop().create_task(run.run(), name=f"stream {stream_id}"),
         )
+        if shared is not None:
+            shared.mirror(stream)
+            stream.remote_readers = functools.partial(shared.store.readers_elsewhere, stream_id)
         return stream
 
     def _delivery(self, stream: Stream, delivered: int, replayed: int) -> None:
@@ -297,15 +329,18 @@ class StreamService:
                 headers={"Retry-After": "5"},
             )
 
-    def started_with(
+    async def started_with(
         self, key_id: str, idempotency: tuple[str, str] | None, path: str
     ) -> Stream | None:
         """The stream an earlier request with the same ``Idempotency-Key`` (and the same body)
-        started, to attach to instead of generating again; 409 ``idempotency_key_reused`` for the
-        same key with another request."""
+        started, on this instance or (shared) another, to attach to instead of generating again;
+        409 ``idempotency_key_reused`` for the same key with another request."""
         if idempotency is None:
             return None
         stream = self.streams.started_with(key_id, idempotency[0])
+        if stream is None and self.shared is not None:
+            earlier = await self.shared.started_with(key_id, idempotency[0])
+            stream = await self.shared.find(earlier) if earlier is not None else None
         if stream is None:
             return None
         assert stream.idempotency is not None
@@ -317,13 +352,31 @@ class StreamService:
             )
         return stream
 
-    def owned_stream(self, stream_id: str, key_id: str) -> Stream:
-        """The live or retained stream, if ``key_id`` may see it: with auth on, only the key that
-        started it (404 otherwise, as for an unknown id)."""
+    async def find_stream(self, stream_id: str, key_id: str) -> Stream:
+        """The live or retained stream, here or (shared) on another instance, if ``key_id`` may
+        see it: with auth on, only the key that started it (404 otherwise, as for an unknown
+        id)."""
         stream = self.streams.get(stream_id)
+        if stream is None and self.shared is not None:
+            stream = await self.shared.find(stream_id)
         if stream is None or (self.access.enabled and stream.key_id != key_id):
             raise StreamRejected(404, "stream_not_found", "no live or retained stream has that id")
         return stream
+
+    async def cancel(self, stream: Stream) -> None:
+        """Cancel a stream: here, or (a replica) on the instance that runs it; 409 if it has
+        already finished."""
+        finished = stream.finished
+        if not finished and stream.replica and self.shared is not None:
+            finished = not await self.shared.cancel(stream.id)
+        if finished:
+            raise StreamRejected(409, "stream_finished", "the stream has already finished")
+        if not stream.replica:
+            stream.cancel("cancelled")
+
+    async def health(self) -> str | None:
+        """``None`` when every shared store answers; else why not."""
+        return await self.shared.health() if self.shared is not None else None
 
     def resume_point(self, stream: Stream, start: int, bad_code: str) -> bool:
         """Whether ``stream`` can be read from ``start`` (410 if those events are gone, 400 with
@@ -369,6 +422,10 @@ class StreamService:
         for stream in cut:
             stream.cancel("shutdown")
         remaining = [s.task for s in cut if s.task is not None]
+        for replica in self.streams.replicas():  # their streams go on on their owners
+            if replica.task is not None:
+                replica.task.cancel()
+                remaining.append(replica.task)
         if remaining:
             await asyncio.wait(remaining, timeout=5)
         if then is not None:

@@ -61,6 +61,8 @@ class StreamState:
     """The position after the last event stored so far."""
     closed: bool
     """The stream has ended (completed, failed, or lost) and ``end`` is final."""
+    record: Mapping[str, Any] | None = None
+    """What it said (``Appended.record``), once it ended, if its owner kept a record."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +90,9 @@ class Appended:
     events: list[bytes | str]
     closed: bool = False
     """The stream ended with these (its log is closed)."""
+    record: Mapping[str, Any] | None = None
+    """With ``closed``: what the stream said (``StreamRecord.to_data``), for a stream whose
+    consumer reads it back (a retried non-streamed completion on another instance)."""
 
 
 class StreamStore(Protocol):

@@ -7,12 +7,15 @@ from __future__ import annotations
 import asyncio
 import secrets
 from array import array
-from collections.abc import Callable
-from typing import Literal, TypeAlias
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Literal, TypeAlias
 
 from .event_log import Reader, StreamLog
 from .record import StreamRecord
 from .types import MessageForm, StreamEnd, StreamStart
+
+if TYPE_CHECKING:
+    from .stores import SharedStream
 
 CancelReason: TypeAlias = Literal["cancelled", "client_gone", "shutdown", "limit", "upstream_idle"]
 
@@ -26,6 +29,7 @@ class Stream:
     __slots__ = (
         "_attached",
         "_delivered",
+        "_grace_check",
         "_grace_timer",
         "_registry",
         "_reported",
@@ -41,10 +45,15 @@ class Stream:
         "log",
         "on_delivery",
         "record",
+        "remote_cancel",
+        "remote_readers",
+        "replica",
         "route",
+        "shared",
         "summary",
         "task",
         "tokens_at",
+        "watch",
     )
 
     def __init__(
@@ -88,7 +97,20 @@ class Stream:
         self.ending = False
         """Set while the stream's epilogue runs: the generation is over, a cancel is a no-op."""
         self._grace_timer: asyncio.TimerHandle | None = None
+        self._grace_check: asyncio.Task[None] | None = None
         self._registry: StreamRegistry | None = None
+        self.replica = False
+        """A copy of a stream another instance runs, filled from the stream store
+        (``shared_streams.py``): its task follows the store, not a provider."""
+        self.shared: SharedStream | None = None
+        """A replica's description, as the store holds it."""
+        self.remote_readers: Callable[[], Awaitable[int]] | None = None
+        """A shared stream's owner: how many other instances have readers of it (the grace
+        period runs on while any has)."""
+        self.remote_cancel: Callable[[], object] | None = None
+        """A replica: asks the owner to cancel (``cancel`` calls it instead)."""
+        self.watch: Callable[[Stream], None] | None = None
+        """A replica: told when a reader attaches and when the last one leaves."""
 
     @property
     def finished(self) -> bool:
@@ -120,7 +142,10 @@ class Stream:
             if replayed:
                 self.on_delivery(self, 0, replayed)
         self._attached = True
-        return self.log.attach(pos)
+        reader = self.log.attach(pos)
+        if self.watch is not None:
+            self.watch(self)
+        return reader
 
     def detach(self, reader: Reader) -> None:
         """A transport stopped reading. With no reader left, the generation is cancelled now
@@ -134,11 +159,38 @@ class Stream:
             self.on_delivery(self, delivered, 0)
         if not self.log.detach(reader) or self.log.readers or self.finished:
             return
+        if self.watch is not None:
+            self.watch(self)
+            return  # a replica follows its stream to the end; the owner decides
         if self.grace_s <= 0:
             self.cancel("client_gone")
         elif self._grace_timer is None:
             loop = asyncio.get_running_loop()
-            self._grace_timer = loop.call_later(self.grace_s, self.cancel, "client_gone")
+            self._grace_timer = loop.call_later(self.grace_s, self._grace_over)
+
+    def _grace_over(self) -> None:
+        self._grace_timer = None
+        if self.remote_readers is None or self.finished:
+            self.cancel("client_gone")
+        elif self._grace_check is None:
+            self._grace_check = asyncio.get_running_loop().create_task(self._check_elsewhere())
+
+    async def _check_elsewhere(self) -> None:
+        """The grace period is over here: go on while another instance has readers."""
+        assert self.remote_readers is not None
+        try:
+            elsewhere = await self.remote_readers()
+        except Exception:  # the store is not answering: nobody can read it elsewhere either
+            elsewhere = 0
+        finally:
+            self._grace_check = None
+        if self.log.readers or self.finished:
+            return
+        if elsewhere:
+            loop = asyncio.get_running_loop()
+            self._grace_timer = loop.call_later(min(self.grace_s, 1.0), self._grace_over)
+        else:
+            self.cancel("client_gone")
 
     def _task_done(self, _task: asyncio.Task[None]) -> None:
         # A task cancelled before it first ran never closed its log: close it, so readers end
@@ -152,6 +204,10 @@ class Stream:
         """Stop the generation (closing the upstream); the log gets the route's end events."""
         self._grace_timer = None
         if self.ending:
+            return
+        if self.remote_cancel is not None:
+            if not self.finished:
+                self.remote_cancel()
             return
         if self.task is not None and not self.task.done() and self.cancel_reason is None:
             self.cancel_reason = reason
@@ -192,6 +248,14 @@ class StreamRegistry:
         stream.task = run()
         stream.task.add_done_callback(stream._task_done)
 
+    def add_replica(self, stream: Stream, run: Callable[[], asyncio.Task[None]]) -> None:
+        """Track a replica (``Stream.replica``) and start the task that follows it: found by id
+        like an owned stream until it ends, never counted as generating here."""
+        self.streams[stream.id] = stream
+        stream._registry = self
+        stream.task = run()
+        stream.task.add_done_callback(stream._task_done)
+
     def get(self, stream_id: str) -> Stream | None:
         """The live or retained stream with this id, if any."""
         return self.streams.get(stream_id)
@@ -205,10 +269,18 @@ class StreamRegistry:
         return self._active_by_key.get(key_id, 0)
 
     def live(self) -> list[Stream]:
-        """Streams whose generation is still running."""
-        return [s for s in self.streams.values() if not s.finished]
+        """Streams whose generation is still running here (replicas are not)."""
+        return [s for s in self.streams.values() if not s.finished and not s.replica]
+
+    def replicas(self) -> list[Stream]:
+        """Replicas still following their stream."""
+        return [s for s in self.streams.values() if s.replica and not s.finished]
 
     def _finished(self, stream: Stream) -> None:
+        if stream.replica:  # the store keeps it; a later reader makes a new replica
+            if self.streams.get(stream.id) is stream:
+                del self.streams[stream.id]
+            return
         self.active -= 1
         key = stream.key_id or ""
         left = self._active_by_key.get(key, 1) - 1

@@ -148,29 +148,44 @@ class Outcome:
     connections: int = 0
 
 
+Addresses = str | tuple[str, ...]
+"""Where a trial connects: one server, or several (instances sharing a store), taken in turn."""
+
+
+def at(address: Addresses, attempt: int) -> str:
+    """The address of a trial's ``attempt``-th connection: with several instances, each
+    connection (so each resume) goes to the next one."""
+    return address if isinstance(address, str) else address[attempt % len(address)]
+
+
 async def run_trials(
-    base_url: str, trials: list[Trial], read: Callable[[Trial, str], Awaitable[str]]
+    base_url: str | list[str], trials: list[Trial], read: Callable[[Trial, Any], Awaitable[str]]
 ) -> Outcome:
-    """Run every trial through its own proxy, ``AT_ONCE`` at a time; check each one's text."""
-    port = urlsplit(base_url).port
-    assert port is not None
+    """Run every trial through its own proxy (one per server, the cuts dealt out in turn),
+    ``AT_ONCE`` at a time; check each one's text."""
+    urls = [base_url] if isinstance(base_url, str) else base_url
+    ports = [urlsplit(url).port for url in urls]
     outcome = Outcome([])
     gate = asyncio.Semaphore(AT_ONCE)
 
     async def one(trial: Trial) -> None:
         async with gate:
-            proxy = TCPProxy("127.0.0.1", port, trial.cuts)
-            proxy_port = await proxy.start()
+            proxies = [
+                TCPProxy("127.0.0.1", port or 0, trial.cuts[i :: len(ports)])
+                for i, port in enumerate(ports)
+            ]
+            addresses = tuple([f"127.0.0.1:{await proxy.start()}" for proxy in proxies])
             try:
                 async with asyncio.timeout(TRIAL_TIMEOUT_S):
-                    text = await read(trial, f"127.0.0.1:{proxy_port}")
+                    text = await read(trial, addresses[0] if len(addresses) == 1 else addresses)
                 assert text == trial.expected, f"got {text!r}"
             except (AssertionError, TimeoutError) as failed:
                 outcome.failures.append(f"{trial}: {type(failed).__name__} {failed}")
             finally:
-                outcome.cuts += proxy.cuts
-                outcome.connections += proxy.connections
-                await proxy.close()
+                for proxy in proxies:
+                    outcome.cuts += proxy.cuts
+                    outcome.connections += proxy.connections
+                    await proxy.close()
 
     await asyncio.gather(*(one(trial) for trial in trials))
     return outcome
@@ -224,16 +239,16 @@ def sse_request(trial: Trial, stream_id: str | None, last_id: str | None) -> dic
     return {"method": "GET", "url": f"/v1/streams/{stream_id}", "headers": headers}
 
 
-async def read_sse(http: httpx.AsyncClient, trial: Trial, address: str) -> str:
+async def read_sse(http: httpx.AsyncClient, trial: Trial, address: Addresses) -> str:
     """Read ``trial``'s stream through cuts; returns its text. Asserts, event by event, that each
     id follows the last one seen and each token's index the last token's."""
     stream_id: str | None = None
     last_id: str | None = None
     seq, index = -1, -1
     text: list[str] = []
-    for _ in range(MAX_CONNECTIONS):
+    for attempt in range(MAX_CONNECTIONS):
         request = sse_request(trial, stream_id, last_id)
-        request["url"] = f"http://{address}{request['url']}"
+        request["url"] = f"http://{at(address, attempt)}{request['url']}"
         try:
             async with aconnect_sse(http, **request) as source:
                 response = source.response
@@ -276,15 +291,18 @@ async def test_sse_streams_cut_several_times_each_are_resumed_with_no_loss_and_n
 # WebSocket --------------------------------------------------------------------------------------
 
 
-async def read_ws(trial: Trial, address: str) -> str:
+async def read_ws(trial: Trial, address: Addresses) -> str:
     """Read ``trial``'s stream through cuts, resuming on a new socket from the count of messages
     received; returns its text (checked against the ``done`` message's ``full_response``)."""
     stream_id: str | None = None
     messages: list[dict[str, Any]] = []
-    for _ in range(MAX_CONNECTIONS):
+    for attempt in range(MAX_CONNECTIONS):
         try:
             async with websockets.connect(
-                f"ws://{address}/ws/stream", open_timeout=5, ping_interval=None, max_size=None
+                f"ws://{at(address, attempt)}/ws/stream",
+                open_timeout=5,
+                ping_interval=None,
+                max_size=None,
             ) as socket:
                 if stream_id is None:
                     await socket.send(json.dumps({"prompt": trial.prompt, "model": trial.model}))

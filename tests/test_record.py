@@ -23,7 +23,7 @@ async def run_stream(service, parts, buffer, *, keep_record=True, form="json"):
     params = parse_stream_params(
         {"prompt": script(parts), "model": "scripted", "buffer": buffer}, ROUTE, service.config
     )
-    stream = service.start("/test", ROUTE, params, form, keep_record=keep_record)
+    stream = await service.start("/test", ROUTE, params, form, keep_record=keep_record)
     assert stream.task is not None
     await stream.task
     return stream

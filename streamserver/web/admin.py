@@ -24,13 +24,16 @@ STATIC_FILES = frozenset(path.name for path in STATIC_DIR.iterdir() if path.is_f
 
 
 async def health(request: web.Request) -> web.Response:
-    """``GET /health``: liveness, and how many streams are generating."""
+    """``GET /health``: liveness, how many streams are generating, and (with a shared store)
+    whether the store answers: 503 with the reason when it does not."""
     service = request.app[SERVICE]
     status = "draining" if service.draining else "healthy"
-    return web.json_response(
-        {"status": status, "active_streams": service.streams.active},
-        status=503 if service.draining else 200,
-    )
+    body: dict[str, object] = {"status": status, "active_streams": service.streams.active}
+    problem = await service.health()
+    if problem is not None:
+        body.update(status="unhealthy", reason=problem)
+    failing = service.draining or problem is not None
+    return web.json_response(body, status=503 if failing else 200)
 
 
 async def stream_metrics(request: web.Request) -> web.Response:

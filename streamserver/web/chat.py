@@ -144,7 +144,7 @@ def socket_handler(path: str, route: RouteSettings) -> Handler:
                     done["status"] = reply.status
                 return [Event(None, json.dumps(done))]
 
-            stream = service.start(
+            stream = await service.start(
                 path,
                 route,
                 params,
@@ -165,14 +165,14 @@ def socket_handler(path: str, route: RouteSettings) -> Handler:
             latest[conversation_id] = stream.id
             return stream
 
-        def resume(wanted: ws.ResumeRequest) -> Stream:
+        async def resume(wanted: ws.ResumeRequest) -> Stream:
             # The reply in progress (or just finished and kept) of this conversation.
             stream_id = latest.get(conversation_id)
             if stream_id is None or wanted.stream_id not in (None, stream_id):
                 raise StreamRejected(
                     404, "stream_not_found", "this conversation has no reply in progress"
                 )
-            stream = service.owned_stream(stream_id, identity)
+            stream = await service.find_stream(stream_id, identity)
             if wanted.stream_id is None and wanted.received == 0 and stream.finished:
                 # Nothing received and that reply over: it may be an earlier turn's (a new prompt
                 # that never reached the server). The conversation's history has the answer.

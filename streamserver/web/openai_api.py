@@ -72,7 +72,7 @@ def chat_completions_handler(path: str, route: RouteSettings) -> Handler:
         caller = request[KEY_ID]
         params, stream_mode, include_usage = _params(body, route, service)
         # A retry with the same Idempotency-Key (and body) reads the stream the first one started.
-        stream = service.started_with(caller, key, path) or service.start(
+        stream = await service.started_with(caller, key, path) or await service.start(
             path,
             route,
             params,

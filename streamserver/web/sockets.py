@@ -25,15 +25,15 @@ def socket_handler(path: str, route: RouteSettings) -> Handler:
         async def start(fields: dict[str, Any]) -> Stream:
             try:
                 params = parse_stream_params(fields, route, service.config)
-                return service.start(path, route, params, "json", key_id=request[KEY_ID])
+                return await service.start(path, route, params, "json", key_id=request[KEY_ID])
             except StreamRejected as exc:
                 service.reject(path, exc)
                 raise
 
-        def resume(wanted: ws.ResumeRequest) -> Stream:
+        async def resume(wanted: ws.ResumeRequest) -> Stream:
             if wanted.stream_id is None:
                 raise StreamRejected(400, "invalid_resume", "'stream_id' is required")
-            stream = service.owned_stream(wanted.stream_id, request[KEY_ID])
+            stream = await service.find_stream(wanted.stream_id, request[KEY_ID])
             if stream.route != path:  # its messages are in that route's shape
                 raise StreamRejected(
                     400, "invalid_resume", f"that stream belongs to {stream.route}: resume it there"

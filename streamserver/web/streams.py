@@ -50,7 +50,7 @@ async def resume_stream(request: web.Request) -> web.StreamResponse:
     """``GET /v1/streams/{id}``: replay a live or retained stream after ``Last-Event-ID`` (or from the
     start), then follow it live. Never starts a generation."""
     service = request.app[SERVICE]
-    stream = service.owned_stream(request.match_info["stream_id"], request[KEY_ID])
+    stream = await service.find_stream(request.match_info["stream_id"], request[KEY_ID])
     if stream.form != "sse":
         raise StreamRejected(
             400,
@@ -74,10 +74,8 @@ async def resume_stream(request: web.Request) -> web.StreamResponse:
 async def cancel_stream(request: web.Request) -> web.Response:
     """``DELETE /v1/streams/{id}``: stop a stream; its readers get the route's end events."""
     service = request.app[SERVICE]
-    stream = service.owned_stream(request.match_info["stream_id"], request[KEY_ID])
-    if stream.finished:
-        raise StreamRejected(409, "stream_finished", "the stream has already finished")
-    stream.cancel("cancelled")
+    stream = await service.find_stream(request.match_info["stream_id"], request[KEY_ID])
+    await service.cancel(stream)
     return web.json_response({"id": stream.id, "cancelled": True})
 
 
@@ -104,7 +102,7 @@ async def _resume_or_start(
 ) -> tuple[Stream, int]:
     resumed = last_event_id(request)
     if resumed is not None:
-        stream = service.owned_stream(resumed[0], request[KEY_ID])
+        stream = await service.find_stream(resumed[0], request[KEY_ID])
         if stream.route != path:  # its events are in that route's shape, not this one's
             raise StreamRejected(
                 400,
@@ -114,8 +112,11 @@ async def _resume_or_start(
         return stream, resumed[1] + 1
     fields = await read_fields(request, service.config.limits.max_body_bytes)
     key = idempotency(request, fields)
-    earlier = service.started_with(request[KEY_ID], key, path)
+    earlier = await service.started_with(request[KEY_ID], key, path)
     if earlier is not None:  # a retry: the stream the first request started, from its start
         return earlier, 0
     params = parse_stream_params(fields, route, service.config)
-    return service.start(path, route, params, "sse", key_id=request[KEY_ID], idempotency=key), 0
+    stream = await service.start(
+        path, route, params, "sse", key_id=request[KEY_ID], idempotency=key
+    )
+    return stream, 0

@@ -1,0 +1,473 @@
+"""The ``redis`` stream store (``[resume] store = "redis"``): every instance's streams shared
+through Redis, so any instance serves a resume, a cancel or an idempotent retry.
+
+Keys (``P`` is ``[redis] key_prefix``; one stream's keys share the hash tag ``{<id>}``, so on
+Redis Cluster a stream lives on one slot):
+
+- ``P:{id}:m`` hash: ``meta`` (the ``SharedStream`` as JSON), ``base`` (the first position still
+  kept), ``state`` (``live``, ``done`` or ``lost``), ``end`` once it ended;
+- ``P:{id}:l`` stream: the log. One entry per write of the owner (all the events it logged since
+  its last write, one loop iteration's worth or more), with the id ``<first position + 1>-0``;
+  fields ``n`` (how many), ``z`` (their byte lengths, uint32 array), ``d`` (the events, joined),
+  ``c`` (present on the last entry: the stream ended), ``x`` (it ended because its owner was lost);
+- ``P:{id}:r`` sorted set: instances with readers of it, scored by the time (ms) until which they
+  count (renewed while they read; ``grace_s`` ahead once their last reader left);
+- ``P:i:<instance>``: the instance's lease (expires ``lease_s`` after its last renewal);
+- ``P:idem:<sha256 of caller and key>``: ``<stream id>`` of an idempotent start;
+- ``P:done`` sorted set: finished streams by end time, to keep at most ``max_streams``;
+- channel ``P:cancel``: a stream id whose owner should cancel it.
+
+Why Redis Streams: the log maps onto ``XADD`` with our own ids (a position is an entry id, so a
+resume is one ``XRANGE`` from it), ``XREAD BLOCK`` follows live with no polling, ``XTRIM MINID``
+enforces the byte budget, and one pipeline carries every stream's new events per loop iteration.
+Pub/sub carries only cancels, which need no history.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+import time
+from array import array
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+import redis.asyncio as redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+
+from ..hookspecs import Register, hookimpl
+from ..stores import Appended, Entries, SharedStream, StoreUnavailable, StreamState
+from . import redis_connection
+from .redis_connection import RedisConnection, as_text, describe
+
+if TYPE_CHECKING:
+    from ..config import Config
+
+log = logging.getLogger("streamserver.redis")
+
+_POLL_S = 2.0
+"""The longest one blocking read waits (a follower checks its owner's lease between reads)."""
+_READ_COUNT = 512
+"""Entries one read returns at most."""
+
+_MARK_LOST = """
+if redis.call('HGET', KEYS[1], 'state') ~= 'live' then return 0 end
+redis.call('HSET', KEYS[1], 'state', 'lost', 'end', ARGV[1])
+local ok = pcall(redis.call, 'XADD', KEYS[2], (tonumber(ARGV[1]) + 1) .. '-0', 'n', '0', 'c', '1', 'x', '1')
+if not ok then redis.call('XADD', KEYS[2], '*', 'n', '0', 'c', '1', 'x', '1') end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+redis.call('PEXPIRE', KEYS[2], ARGV[2])
+return 1
+"""
+"""Mark a live stream lost at ``end`` (once), with a last log entry that says so."""
+
+
+class RedisStreams:
+    """``StreamStore`` on Redis: owners write, any instance reads, cancels and attaches."""
+
+    distributed = True
+
+    def __init__(self) -> None:
+        self._connection: RedisConnection | None = None
+        self._blocking: redis.Redis | None = None
+        self._loop_id = 0
+        self.instance_id = ""
+        self._retain_ms = 60_000
+        self._live_ms = 60_000
+        self._lease_ms = 10_000
+        self._max_streams = 10_000
+        self._max_bytes = 0
+        self._sizes: dict[str, tuple[int, list[tuple[int, int]]]] = {}
+        """Per stream this instance writes: bytes kept in Redis and (start, bytes) per entry."""
+        self._on_cancel: Callable[[str], None] = lambda _id: None
+        self._listener: asyncio.Task[None] | None = None
+        self._mark_lost: Any = None
+
+    @property
+    def connection(self) -> RedisConnection:
+        assert self._connection is not None, "RedisStreams.open was not awaited"
+        return self._connection
+
+    async def open(
+        self, config: Config, instance_id: str, on_cancel: Callable[[str], None]
+    ) -> None:
+        self._loop_id = id(asyncio.get_running_loop())
+        self._connection = redis_connection.acquire(config.redis, self._loop_id)
+        settings = config.redis
+        # Blocking reads hold a connection each for up to _POLL_S: their own pool, so they never
+        # starve the writes (one per stream another instance runs and this one follows).
+        self._blocking = redis.Redis.from_url(
+            redis_connection.redis_url(settings),
+            socket_timeout=_POLL_S + settings.timeout_s,
+            socket_connect_timeout=settings.timeout_s,
+            max_connections=10_000,
+            retry=Retry(NoBackoff(), 1),
+            client_name="streamserver-follow",
+        )
+        self.instance_id = instance_id
+        resume = config.resume
+        self._retain_ms = max(1, int(resume.retain_s * 1000))
+        self._lease_ms = int(settings.lease_s * 1000)
+        # A live stream's keys outlive its owner long enough for a reader to find it lost.
+        self._live_ms = max(self._retain_ms, 6 * self._lease_ms)
+        self._max_streams = resume.max_streams
+        self._max_bytes = resume.max_bytes_per_stream
+        self._on_cancel = on_cancel
+        self._mark_lost = self.connection.client.register_script(_MARK_LOST)
+        self._listener = asyncio.get_running_loop().create_task(
+            self._listen(), name="redis stream cancels"
+        )
+        try:  # the lease now, so a stream started at once has a live owner
+            await self.renew((), ())
+        except StoreUnavailable as exc:
+            log.warning("redis is not answering yet (%s); streams wait for it", exc)
+
+    async def aclose(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            await asyncio.gather(self._listener, return_exceptions=True)
+        if self._connection is not None:
+            with contextlib.suppress(StoreUnavailable):  # else it lapses by itself
+                await self._connection.call(
+                    lambda: self.connection.client.delete(self._instance_key(self.instance_id))
+                )
+            await redis_connection.release(self._connection, self._loop_id)
+        if self._blocking is not None:
+            await self._blocking.aclose()
+
+    async def health(self) -> str | None:
+        return await self.connection.health()
+
+    # keys
+
+    def _meta(self, stream_id: str) -> str:
+        return self.connection.tagged(stream_id, "m")
+
+    def _log(self, stream_id: str) -> str:
+        return self.connection.tagged(stream_id, "l")
+
+    def _readers(self, stream_id: str) -> str:
+        return self.connection.tagged(stream_id, "r")
+
+    def _instance_key(self, instance_id: str) -> str:
+        return self.connection.key("i", instance_id)
+
+    def _idempotency_key(self, caller: str, key: str) -> str:
+        digest = hashlib.sha256(f"{caller}\n{key}".encode()).hexdigest()
+        return self.connection.key("idem", digest)
+
+    # the owner's side
+
+    async def create(self, stream: SharedStream, caller: str) -> str | None:
+        client = self.connection.client
+        if stream.idempotency is not None:
+            claim = self._idempotency_key(caller, stream.idempotency[0])
+            claimed = await self.connection.call(
+                lambda: client.set(claim, stream.id, nx=True, px=self._live_ms)
+            )
+            if not claimed:
+                earlier = await self.connection.call(lambda: client.get(claim))
+                if earlier is not None:
+                    return as_text(earlier)
+                # It expired between the two calls: claim it again (rare; one more round trip).
+                await self.connection.call(lambda: client.set(claim, stream.id, px=self._live_ms))
+        meta = json.dumps(_meta_fields(stream), separators=(",", ":"))
+        pipe = client.pipeline(transaction=False)
+        pipe.hset(self._meta(stream.id), mapping={"meta": meta, "base": 0, "state": "live"})
+        pipe.pexpire(self._meta(stream.id), self._live_ms)
+        await self.connection.call(pipe.execute)
+        self._sizes[stream.id] = (0, [])
+        return None
+
+    async def started_with(self, caller: str, idempotency_key: str) -> str | None:
+        claim = self._idempotency_key(caller, idempotency_key)
+        found = await self.connection.call(lambda: self.connection.client.get(claim))
+        return None if found is None else as_text(found)
+
+    async def write(self, appended: Sequence[Appended]) -> None:
+        client = self.connection.client
+        pipe = client.pipeline(transaction=False)
+        ended: list[str] = []
+        trims: list[tuple[str, int]] = []
+        for batch in appended:
+            stream_id = batch.stream_id
+            events = [e.encode() if isinstance(e, str) else e for e in batch.events]
+            size, entries = self._sizes.get(stream_id, (0, []))
+            if not entries:  # its first entry creates the key: give it the live expiry
+                pipe.pexpire(self._log(stream_id), self._live_ms)
+            for start, chunk, last in self._chunks(batch.start, events):
+                fields: dict[Any, Any] = {
+                    "n": len(chunk),
+                    "z": array("I", map(len, chunk)).tobytes(),
+                    "d": b"".join(chunk),
+                }
+                if last and batch.closed:
+                    fields["c"] = 1
+                pipe.xadd(self._log(stream_id), fields, id=f"{start + 1}-0")
+                nbytes = len(fields["d"])
+                entries.append((start, nbytes))
+                size += nbytes
+            if self._max_bytes and size > self._max_bytes and len(entries) > 1:
+                while size > self._max_bytes and len(entries) > 1:
+                    size -= entries.pop(0)[1]
+                trims.append((stream_id, entries[0][0]))
+            self._sizes[stream_id] = (size, entries)
+            if batch.closed:
+                ended.append(stream_id)
+                self._sizes.pop(stream_id, None)
+        for stream_id, base in trims:
+            pipe.xtrim(self._log(stream_id), minid=f"{base + 1}-0")
+            pipe.hset(self._meta(stream_id), "base", base)
+        now_ms = int(time.time() * 1000)
+        for stream_id, batch in ((b.stream_id, b) for b in appended if b.closed):
+            meta = self._meta(stream_id)
+            ending: dict[Any, Any] = {"state": "done", "end": batch.start + len(batch.events)}
+            if batch.record is not None:
+                ending["record"] = json.dumps(batch.record, separators=(",", ":"))
+            pipe.hset(meta, mapping=ending)
+            for key in (meta, self._log(stream_id), self._readers(stream_id)):
+                pipe.pexpire(key, self._retain_ms)
+            pipe.zadd(self.connection.key("done"), {stream_id: now_ms})
+        results = await self.connection.call(lambda: pipe.execute(raise_on_error=False))
+        failed = [r for r in results if isinstance(r, Exception)]
+        if failed:
+            raise StoreUnavailable(describe(failed[0]))
+        if ended:
+            await self._evict()
+
+    def _chunks(self, start: int, events: list[bytes]) -> Iterator[tuple[int, list[bytes], bool]]:
+        """``events`` in log entries of at most a sixteenth of the byte budget (so trimming to
+        it drops little more than it must) and ``_READ_COUNT`` events; an empty write (a stream
+        that ended with nothing new) is one empty entry."""
+        limit = max(1, self._max_bytes // 16) if self._max_bytes else 1 << 62
+        first, size = 0, 0
+        for i, event in enumerate(events):
+            if i > first and (size + len(event) > limit or i - first >= _READ_COUNT):
+                yield start + first, events[first:i], False
+                first, size = i, 0
+            size += len(event)
+        yield start + first, events[first:], True
+
+    async def _evict(self) -> None:
+        """Keep at most ``max_streams`` finished streams (the oldest go first)."""
+        client = self.connection.client
+        done = self.connection.key("done")
+        count = await self.connection.call(lambda: client.zcard(done))
+        excess = int(count) - self._max_streams
+        if excess <= 0:
+            return
+        oldest = await self.connection.call(lambda: client.zpopmin(done, excess))
+        pipe = client.pipeline(transaction=False)
+        for member in oldest:
+            stream_id = as_text(member[0])
+            pipe.delete(self._meta(stream_id), self._log(stream_id), self._readers(stream_id))
+        await self.connection.call(pipe.execute)
+
+    async def renew(self, owned: Sequence[str], reading: Sequence[str]) -> None:
+        client = self.connection.client
+        pipe = client.pipeline(transaction=False)
+        pipe.set(self._instance_key(self.instance_id), 1, px=self._lease_ms)
+        for stream_id in owned:
+            for key in (self._meta(stream_id), self._log(stream_id), self._readers(stream_id)):
+                pipe.pexpire(key, self._live_ms)
+        until = int((time.time() + self._lease_ms / 1000) * 1000)
+        for stream_id in reading:
+            pipe.zadd(self._readers(stream_id), {self.instance_id: until})
+        await self.connection.call(pipe.execute)
+
+    async def _listen(self) -> None:
+        """Follow the cancel channel for the app's lifetime, subscribing again after a failure."""
+        channel = self.connection.key("cancel")
+        while True:
+            pubsub: Any = self.connection.client.pubsub()
+            try:
+                await pubsub.subscribe(channel)
+                while True:
+                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                    if message is not None and message.get("type") == "message":
+                        self._on_cancel(as_text(message["data"]))
+            except asyncio.CancelledError:
+                await _quietly(pubsub.aclose())
+                raise
+            except (RedisError, OSError) as exc:
+                log.warning("redis cancel channel: %s; subscribing again in 1 s", describe(exc))
+                await _quietly(pubsub.aclose())
+                await asyncio.sleep(1.0)
+
+    # any instance's side
+
+    async def state(self, stream_id: str) -> StreamState | None:
+        client = self.connection.client
+        pipe = client.pipeline(transaction=False)
+        pipe.hgetall(self._meta(stream_id))
+        pipe.xrevrange(self._log(stream_id), count=1)
+        found, last = await self.connection.call(pipe.execute)
+        if not found or b"meta" not in found:
+            return None
+        stream = _stream_of(json.loads(found[b"meta"]))
+        base = int(found.get(b"base", 0))
+        state = as_text(found.get(b"state", b"live"))
+        if b"end" in found:
+            end = int(found[b"end"])
+        elif last:
+            entry_id, fields = last[0]
+            end = _start_of(entry_id) + int(fields[b"n"])
+        else:
+            end = 0
+        record = found.get(b"record")
+        return StreamState(
+            stream, base, end, state != "live", None if record is None else json.loads(record)
+        )
+
+    async def read(self, stream_id: str, start: int, wait_s: float) -> Entries:
+        client = self.connection.client
+        log_key = self._log(stream_id)
+        if wait_s > 0:
+            # Following: ``start`` is where the last entry read ended, so the next entry's id is
+            # above ``<start>-0``. Wait for it; on a timeout, say whether the stream ended.
+            assert self._blocking is not None
+            blocking = self._blocking
+            wait_ms = max(1, int(min(wait_s, _POLL_S) * 1000))
+            found: Any = await self.connection.call(
+                lambda: blocking.xread({log_key: f"{start}-0"}, count=_READ_COUNT, block=wait_ms)
+            )
+            if found:
+                return self._entries(start, found[0][1], stream_id)
+            state = await self.connection.call(lambda: client.hget(self._meta(stream_id), "state"))
+            if state is None:
+                raise LookupError(stream_id)
+            return Entries(start, (), state != b"live", state == b"lost")
+        # Anywhere: the entry holding ``start`` is the last one whose first position is <= it.
+        pipe = client.pipeline(transaction=False)
+        pipe.xrevrange(log_key, max=f"{start + 1}-0", count=1)
+        pipe.xrange(log_key, min=f"({start + 1}-0", count=_READ_COUNT)
+        pipe.exists(self._meta(stream_id))
+        before, after, exists = await self.connection.call(pipe.execute)
+        if not exists:
+            raise LookupError(stream_id)
+        entries = [*before, *after]
+        if not entries:
+            if start > 0:
+                raise LookupError(stream_id)
+            return Entries(start, ())
+        return self._entries(start, entries, stream_id)
+
+    def _entries(self, start: int, entries: list[Any], stream_id: str) -> Entries:
+        """The events from ``start`` in consecutive log entries (a gap ends the read there)."""
+        events: list[bytes] = []
+        pos = start
+        closed = lost = False
+        for entry_id, fields in entries:
+            first = _start_of(entry_id)
+            count = int(fields[b"n"])
+            if first > pos:
+                if not events:  # trimmed away under this reader
+                    raise LookupError(stream_id)
+                break
+            if first + count > pos:
+                sizes = array("I")
+                sizes.frombytes(fields[b"z"])
+                data = fields[b"d"]
+                offset = 0
+                for i, size in enumerate(sizes):
+                    if first + i >= pos:
+                        events.append(data[offset : offset + size])
+                    offset += size
+                pos = first + count
+            if b"c" in fields:
+                closed, lost = True, b"x" in fields
+                break
+        return Entries(start, events, closed, lost)
+
+    async def owner_alive(self, owner: str) -> bool:
+        key = self._instance_key(owner)
+        return bool(await self.connection.call(lambda: self.connection.client.exists(key)))
+
+    async def mark_lost(self, stream_id: str, end: int) -> bool:
+        self._sizes.pop(stream_id, None)
+        keys = [self._meta(stream_id), self._log(stream_id)]
+        marked = await self.connection.call(
+            lambda: self._mark_lost(keys=keys, args=[end, self._retain_ms])
+        )
+        return bool(marked)
+
+    async def cancel(self, stream_id: str) -> None:
+        channel = self.connection.key("cancel")
+        await self.connection.call(lambda: self.connection.client.publish(channel, stream_id))
+
+    async def reading(self, stream_id: str, until: float) -> None:
+        key = self._readers(stream_id)
+        score = int(until * 1000)
+        pipe = self.connection.client.pipeline(transaction=False)
+        pipe.zadd(key, {self.instance_id: score})
+        pipe.pexpire(key, self._live_ms)
+        await self.connection.call(pipe.execute)
+
+    async def readers_elsewhere(self, stream_id: str) -> int:
+        key = self._readers(stream_id)
+        now_ms = int(time.time() * 1000)
+        found = await self.connection.call(
+            lambda: self.connection.client.zrangebyscore(key, f"({now_ms}", "+inf")
+        )
+        return sum(1 for member in found if as_text(member) != self.instance_id)
+
+
+def _start_of(entry_id: bytes | str) -> int:
+    """The first position an entry holds (its id is ``<position + 1>-0``)."""
+    return int(as_text(entry_id).partition("-")[0]) - 1
+
+
+def _meta_fields(stream: SharedStream) -> dict[str, Any]:
+    return {
+        "id": stream.id,
+        "route": stream.route,
+        "form": stream.form,
+        "owner": stream.owner,
+        "key_id": stream.key_id,
+        "formatter": stream.formatter,
+        "formatter_options": dict(stream.formatter_options),
+        "headers": dict(stream.headers),
+        "provider": stream.provider,
+        "model": stream.model,
+        "created": stream.created,
+        "grace_s": stream.grace_s,
+        "idempotency": list(stream.idempotency) if stream.idempotency else None,
+    }
+
+
+def _stream_of(fields: dict[str, Any]) -> SharedStream:
+    idempotency = fields.get("idempotency")
+    return SharedStream(
+        id=fields["id"],
+        route=fields["route"],
+        form=fields["form"],
+        owner=fields["owner"],
+        key_id=fields["key_id"],
+        formatter=fields["formatter"],
+        formatter_options=fields.get("formatter_options") or {},
+        headers=fields.get("headers") or {},
+        provider=fields.get("provider", ""),
+        model=fields.get("model", ""),
+        created=fields.get("created", 0.0),
+        grace_s=fields.get("grace_s", 0.0),
+        idempotency=(idempotency[0], idempotency[1]) if idempotency else None,
+    )
+
+
+async def _quietly(closing: Any) -> None:
+    with contextlib.suppress(RedisError, OSError):
+        await closing
+
+
+@hookimpl
+def register_stream_stores(register: Register) -> None:
+    register(
+        "redis",
+        lambda options: RedisStreams(),
+        description="live streams shared through Redis: resume, cancel, retry on any instance",
+    )

@@ -1,0 +1,515 @@
+"""Streams shared beyond this process, through a distributed ``StreamStore`` (``[resume] store``).
+
+- **The owner** (the instance that runs a generation) mirrors its log into the store: a reader
+  that is not a client (``StreamLog.attach(counted=False)``) takes each event through a tap, in
+  the producer's own step; one writer sends every stream's new events in one ``store.write`` per
+  loop iteration (more per call while one is in flight), never one per token. Its readers read
+  from memory as before. A write that fails is retried; after ``lease_s`` of failures the streams
+  go on for their local readers only, and are marked lost in the store once it answers again.
+- **Any other instance** asked for a stream it does not run (a resume, ``GET /v1/streams/{id}``,
+  a WebSocket ``resume``, an idempotent retry) makes a *replica*: a local ``Stream`` whose log is
+  filled from the store and followed live by one task, so the transports read it exactly as an
+  owned stream's. Its readers are marked in the store (the owner's grace period counts them).
+  When the owner's lease lapses (it died), the replica that notices marks the stream lost and
+  ends it with the route's own ``stream_lost`` error; so does every other replica after it.
+- **A lease** per instance, renewed every third of ``lease_s`` with the stream keys it owns and
+  the reader marks it holds, in one call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import time
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from .encoding import encoder_for
+from .errors import StreamRejected
+from .event_log import StreamLog
+from .record import StreamRecord
+from .stores import Appended, SharedStream, StoreUnavailable, StreamState, StreamStore
+from .streams import Stream, StreamRegistry
+from .types import StreamEnd, StreamFailure, StreamStart
+
+if TYPE_CHECKING:
+    from .config import Config
+
+log = logging.getLogger("streamserver.shared")
+
+POLL_S = 2.0
+"""The longest a replica waits for its next events before it checks the owner's lease."""
+_RETRY_S = 0.5
+"""Between attempts at a write (or a replica's read) that failed."""
+LOST = StreamFailure(
+    "stream_lost",
+    "the instance that ran this stream stopped before it ended; start the request again",
+    retryable=True,
+)
+
+
+def unavailable(exc: StoreUnavailable) -> StreamRejected:
+    """A store failure, as the 503 a request gets before its stream starts."""
+    return StreamRejected(
+        503,
+        "store_unavailable",
+        f"the stream store is not answering ({exc}); retry shortly",
+        headers={"Retry-After": "2"},
+    )
+
+
+class _Mirrored:
+    """One owned stream's events not yet written to the store."""
+
+    __slots__ = ("closed", "dirty", "pending", "shared", "start", "stream", "task", "written")
+
+    def __init__(self, stream: Stream, shared: SharedStreams) -> None:
+        self.stream = stream
+        self.shared = shared
+        self.pending: list[bytes | str] = []
+        self.start = 0
+        """The position of ``pending[0]``."""
+        self.written = 0
+        """The position up to which the store has the events."""
+        self.closed = False
+        self.dirty = False
+        self.task: asyncio.Task[None] | None = None
+
+    def tap(self, item: bytes | str) -> bool:
+        """``StreamLog.follow``'s tap: collect, and wake the writer once per iteration."""
+        self.pending.append(item)
+        if not self.dirty:
+            self.dirty = True
+            self.shared.dirty(self)
+        return True
+
+    def take(self) -> Appended:
+        record = self.stream.record
+        data = record.to_data() if self.closed and record is not None else None
+        appended = Appended(self.stream.id, self.start, self.pending, self.closed, data)
+        self.start += len(self.pending)
+        self.pending = []
+        self.dirty = False
+        return appended
+
+    def put_back(self, appended: Appended) -> None:
+        """A write failed: its events go before those collected since."""
+        self.pending = [*appended.events, *self.pending]
+        self.start = appended.start
+
+
+class SharedStreams:
+    """The service's side of a distributed stream store: mirrors, replicas, leases, cancels."""
+
+    def __init__(
+        self, store: StreamStore, config: Config, registry: StreamRegistry, instance_id: str
+    ) -> None:
+        self.store = store
+        self.config = config
+        self.registry = registry
+        self.instance_id = instance_id
+        self.lease_s = config.redis.lease_s
+        self._mirrored: dict[str, _Mirrored] = {}
+        self._dirty: list[_Mirrored] = []
+        self._wake = asyncio.Event()
+        self._writer: asyncio.Task[None] | None = None
+        self._writing = False
+        """A write is in flight (or its batch waits to be retried)."""
+        self._renewer: asyncio.Task[None] | None = None
+        self._failing_since: float | None = None
+        self._abandoned: dict[str, int] = {}
+        """Streams this instance stopped mirroring (the store failed too long): their end in
+        the store, to mark them lost there once it answers."""
+        self._opening: dict[str, asyncio.Future[Stream | None]] = {}
+        self.replicas_opened = 0
+        """Replicas made since start (streams of other instances read here)."""
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    async def open(self) -> None:
+        await self.store.open(self.config, self.instance_id, self._cancelled)
+        loop = asyncio.get_running_loop()
+        self._writer = loop.create_task(self._write_loop(), name="stream store writer")
+        self._renewer = loop.create_task(self._renew_loop(), name="stream store lease")
+
+    async def close(self) -> None:
+        """Write what is pending (for up to the store's timeout), then stop."""
+        deadline = time.monotonic() + self.config.redis.timeout_s
+        while (self._dirty or self._writing) and time.monotonic() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.01)  # bounded: at most the store's timeout
+        for task in (self._writer, self._renewer, *self._tasks):
+            if task is not None:
+                task.cancel()
+        await asyncio.gather(
+            *(t for t in (self._writer, self._renewer, *self._tasks) if t is not None),
+            return_exceptions=True,
+        )
+        await self.store.aclose()
+
+    async def health(self) -> str | None:
+        return await self.store.health()
+
+    # the owner's side
+
+    async def publish(
+        self,
+        stream: Stream,
+        formatter: str,
+        formatter_options: Mapping[str, Any],
+        idempotency: tuple[str, str] | None,
+    ) -> str | None:
+        """Tell the store about a stream about to start; the id of an earlier one with the same
+        ``Idempotency-Key`` instead, when there is one (then nothing is published)."""
+        info = stream.info
+        assert info is not None
+        shared = SharedStream(
+            id=stream.id,
+            route=stream.route,
+            form=stream.form,
+            owner=self.instance_id,
+            key_id=stream.key_id or "",
+            formatter=formatter,
+            formatter_options=dict(formatter_options),
+            headers=dict(stream.headers),
+            provider=info.provider,
+            model=info.model,
+            created=info.created,
+            grace_s=stream.grace_s,
+            idempotency=idempotency,
+        )
+        try:
+            return await self.store.create(shared, stream.key_id or "")
+        except StoreUnavailable as exc:
+            raise unavailable(exc) from None
+
+    def mirror(self, stream: Stream) -> None:
+        """Write ``stream``'s log to the store as it grows (call before its task first runs)."""
+        mirrored = _Mirrored(stream, self)
+        self._mirrored[stream.id] = mirrored
+        reader = stream.log.attach(0, counted=False)
+        mirrored.task = self._spawn(self._mirror(mirrored, reader), f"mirror {stream.id}")
+
+    async def _mirror(self, mirrored: _Mirrored, reader: Any) -> None:
+        stream_log = mirrored.stream.log
+        try:
+            while True:
+                if reader.pos < stream_log.end:
+                    for item in stream_log.read(reader.pos):
+                        mirrored.tap(item)
+                    stream_log.advance(reader, stream_log.end)
+                if stream_log.closed:
+                    mirrored.closed = True
+                    if not mirrored.dirty:
+                        mirrored.dirty = True
+                        self.dirty(mirrored)
+                    return
+                await stream_log.follow(reader, mirrored.tap)
+        finally:
+            stream_log.detach(reader)
+
+    def dirty(self, mirrored: _Mirrored) -> None:
+        self._dirty.append(mirrored)
+        if not self._wake.is_set():
+            self._wake.set()
+
+    async def _write_loop(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            batch, self._dirty = self._dirty, []
+            appended = [m.take() for m in batch]
+            self._writing = True
+            try:
+                await self.store.write(appended)
+            except StoreUnavailable as exc:
+                self._write_failed(batch, appended, exc)
+                await asyncio.sleep(_RETRY_S)
+                continue
+            finally:
+                self._writing = False
+            if self._failing_since is not None:
+                log.info("the stream store answers again")
+                self._failing_since = None
+            for mirrored, done in zip(batch, appended, strict=True):
+                mirrored.written = done.start + len(done.events)
+                if done.closed:
+                    self._mirrored.pop(mirrored.stream.id, None)
+
+    def _write_failed(
+        self, batch: list[_Mirrored], appended: list[Appended], exc: StoreUnavailable
+    ) -> None:
+        now = time.monotonic()
+        if self._failing_since is None:
+            self._failing_since = now
+            log.warning("writing to the stream store failed (%s); retrying", exc)
+        if now - self._failing_since < self.lease_s:
+            for mirrored, undone in zip(batch, appended, strict=True):
+                mirrored.put_back(undone)
+                if not mirrored.dirty:
+                    mirrored.dirty = True
+                    self._dirty.append(mirrored)
+            self._wake.set()
+            return
+        # Too long: these streams go on for their readers here only.
+        for mirrored in batch:
+            self._abandon(mirrored)
+        for mirrored in list(self._mirrored.values()):
+            self._abandon(mirrored)
+        log.error(
+            "the stream store failed for %gs: %d streams go on for their readers on this "
+            "instance only (readers elsewhere will get stream_lost)",
+            self.lease_s,
+            len(self._abandoned),
+        )
+
+    def _abandon(self, mirrored: _Mirrored) -> None:
+        if self._mirrored.pop(mirrored.stream.id, None) is None:
+            return
+        self._abandoned[mirrored.stream.id] = mirrored.written
+        mirrored.pending = []
+        if mirrored.task is not None:
+            mirrored.task.cancel()
+        mirrored.stream.remote_readers = None
+
+    async def _renew_loop(self) -> None:
+        failing = False
+        while True:
+            owned = list(self._mirrored)
+            reading = [s.id for s in self.registry.streams.values() if s.replica and s.log.readers]
+            try:
+                await self.store.renew(owned, reading)
+                for stream_id, end in list(self._abandoned.items()):
+                    await self.store.mark_lost(stream_id, end)
+                    del self._abandoned[stream_id]
+            except StoreUnavailable as exc:
+                if not failing:
+                    log.warning("renewing this instance's lease failed (%s)", exc)
+                failing = True
+            else:
+                failing = False
+            await asyncio.sleep(self.lease_s / 3)
+
+    def _cancelled(self, stream_id: str) -> None:
+        """Another instance asked to cancel a stream: this one cancels it if it runs it."""
+        stream = self.registry.get(stream_id)
+        if stream is not None and not stream.replica:
+            stream.cancel("cancelled")
+
+    # any instance's side
+
+    async def started_with(self, caller: str, idempotency_key: str) -> str | None:
+        try:
+            return await self.store.started_with(caller, idempotency_key)
+        except StoreUnavailable as exc:
+            raise unavailable(exc) from None
+
+    async def cancel(self, stream_id: str) -> bool:
+        """Ask the owner of ``stream_id``, wherever it runs, to cancel it; False if the stream
+        has ended already (as the store knows it: a replica may not have read its end yet)."""
+        try:
+            state = await self.store.state(stream_id)
+            if state is None or state.closed:
+                return False
+            await self.store.cancel(stream_id)
+        except StoreUnavailable as exc:
+            raise unavailable(exc) from None
+        return True
+
+    async def find(self, stream_id: str) -> Stream | None:
+        """A replica of a stream another instance runs (or ran), or ``None`` if the store has
+        no such stream. Concurrent requests for one id share one replica."""
+        opening = self._opening.get(stream_id)
+        if opening is not None:
+            return await asyncio.shield(opening)
+        future: asyncio.Future[Stream | None] = asyncio.get_running_loop().create_future()
+        self._opening[stream_id] = future
+        try:
+            replica = await self._open_replica(stream_id)
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: the waiters re-raise it
+            raise
+        else:
+            future.set_result(replica)
+            return replica
+        finally:
+            del self._opening[stream_id]
+
+    async def _open_replica(self, stream_id: str) -> Stream | None:
+        found = self.registry.get(stream_id)
+        if found is not None:
+            return found
+        try:
+            state = await self.store.state(stream_id)
+            if state is None:
+                return None
+            replica = self._replica(state)
+            pos, closed, lost = await self._fill(replica, state.base)
+            self.replicas_opened += 1
+        except StoreUnavailable as exc:
+            raise unavailable(exc) from None
+        except LookupError:
+            return None
+        if closed:
+            if lost:
+                self._end_lost(replica)
+            elif state.record is not None:
+                replica.record = StreamRecord.from_data(dict(state.record))
+            replica.log.close()
+            replica.watch = None  # nothing to follow: its readers need no mark
+            return replica
+        self.registry.add_replica(
+            replica,
+            lambda: asyncio.get_running_loop().create_task(
+                self._follow(replica, pos), name=f"replica {stream_id}"
+            ),
+        )
+        return replica
+
+    def _replica(self, state: StreamState) -> Stream:
+        shared = state.stream
+        resume = self.config.resume
+        replica = Stream(
+            shared.id,
+            shared.route,
+            StreamLog(
+                self.config.limits.high_water_events,
+                retain=True,
+                max_bytes=resume.max_bytes_per_stream,
+                compress=shared.form == "sse",
+                base=state.base,
+            ),
+            grace_s=0.0,
+            key_id=shared.key_id,
+            form=shared.form,
+        )
+        replica.replica = True
+        replica.shared = shared
+        identity = None if shared.key_id.startswith("addr:") else shared.key_id or None
+        replica.info = StreamStart(
+            shared.id, shared.route, shared.provider, shared.model, shared.created, key_id=identity
+        )
+        replica.headers.update(shared.headers)
+        if shared.idempotency is not None:
+            replica.idempotency = (shared.key_id, *shared.idempotency)
+        replica.watch = self._watch
+        replica.remote_cancel = lambda: self._spawn(
+            self._quiet(self.store.cancel(shared.id)), f"cancel {shared.id}"
+        )
+        return replica
+
+    async def _fill(self, replica: Stream, pos: int) -> tuple[int, bool, bool]:
+        """Copy what the store has of the stream into the replica's log."""
+        decode = replica.form != "sse"
+        append = replica.log.append
+        while True:
+            entries = await self.store.read(replica.id, pos, 0)
+            for event in entries.events:
+                append(event.decode() if decode and isinstance(event, bytes) else event)
+            pos = entries.end
+            if entries.closed or not entries.events:
+                return pos, entries.closed, entries.lost
+
+    async def _follow(self, replica: Stream, pos: int) -> None:
+        """Follow the stream live until it ends, is lost, or this instance stops."""
+        shared = replica.shared
+        assert shared is not None
+        stream_log = replica.log
+        failing_since: float | None = None
+        decode = replica.form != "sse"
+        while True:
+            await stream_log.writable()
+            try:
+                entries = await self.store.read(replica.id, pos, POLL_S)
+                if not entries.events and not entries.closed:
+                    owner_gone = not await self.store.owner_alive(shared.owner)
+                    if owner_gone and await self.store.mark_lost(replica.id, pos):
+                        self._end_lost(replica)
+                        return
+                    continue
+            except LookupError:  # its keys are gone: evicted, or expired with a dead owner
+                self._end_lost(replica)
+                return
+            except StoreUnavailable as exc:
+                now = time.monotonic()
+                failing_since = failing_since or now
+                if now - failing_since > self.lease_s:
+                    log.warning(
+                        "replica %s: the store failed for %gs (%s)",
+                        replica.id,
+                        now - failing_since,
+                        exc,
+                    )
+                    self._end_lost(replica)
+                    return
+                await asyncio.sleep(_RETRY_S)
+                continue
+            failing_since = None
+            for event in entries.events:
+                stream_log.append(event.decode() if decode and isinstance(event, bytes) else event)
+            pos = entries.end
+            if entries.closed:
+                if entries.lost:
+                    self._end_lost(replica)
+                else:
+                    await self._read_record(replica)
+                return
+
+    async def _read_record(self, replica: Stream) -> None:
+        """The record its owner kept, if any, before the replica's log closes."""
+        try:
+            state = await self.store.state(replica.id)
+        except StoreUnavailable as exc:
+            log.warning("replica %s: its record could not be read (%s)", replica.id, exc)
+            return
+        if state is not None and state.record is not None:
+            replica.record = StreamRecord.from_data(dict(state.record))
+
+    def _end_lost(self, replica: Stream) -> None:
+        """Close a replica of a lost stream with the route's own error events."""
+        shared = replica.shared
+        assert shared is not None and replica.info is not None
+        part = self.config.formatters.get(shared.formatter)
+        if part is None:
+            log.warning(
+                "stream %s lost; formatter %r is not configured here", replica.id, shared.formatter
+            )
+            return
+        try:
+            settings = part.options
+            known = {f.name for f in dataclasses.fields(settings)}
+            overrides = {k: v for k, v in shared.formatter_options.items() if k in known}
+            formatter = part.registration.factory(
+                dataclasses.replace(settings, **overrides), replica.form
+            )
+            formatter.start(replica.info)
+            failure = dataclasses.replace(LOST, stream_id=replica.id)
+            summary = StreamEnd(
+                replica.id, shared.model, "error", "error", 0, 0, 0, 0.0, None, error=failure
+            )
+            encoder = encoder_for(
+                replica.form, replica.id, formatter.token_event, self.config.server.retry_ms
+            )
+            for event in formatter.error(failure, summary):
+                replica.log.append(encoder.event(replica.log.end, event))
+        except Exception:
+            log.exception("stream %s lost; its formatter failed to end it", replica.id)
+
+    def _watch(self, replica: Stream) -> None:
+        """A replica's readers changed: mark them in the store (the owner's grace counts them)."""
+        shared = replica.shared
+        assert shared is not None
+        ahead = self.lease_s if replica.log.readers else shared.grace_s
+        self._spawn(self._quiet(self.store.reading(replica.id, time.time() + ahead)), "reading")
+
+    async def _quiet(self, call: Any) -> None:
+        try:
+            await call
+        except StoreUnavailable as exc:
+            log.warning("stream store: %s", exc)
+
+    def _spawn(self, coroutine: Any, name: str) -> asyncio.Task[Any]:
+        task = asyncio.get_running_loop().create_task(coroutine, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task

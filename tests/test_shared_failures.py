@@ -1,0 +1,138 @@
+"""What a shared stream does when a part of the deployment fails: its owner killed (readers
+elsewhere get ``stream_lost`` within the lease plus a poll), Redis stopped (new streams 503,
+``/health`` 503, running streams finish for their local readers, everything recovers)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+import time
+
+import httpx
+import pytest
+from conftest import base_config, wait_until
+from fakes.redis_server import free_port
+from httpx_sse import aconnect_sse
+
+from streamserver.shared_streams import POLL_S
+
+
+def owner_config(tmp_path, redis_url: str, port: int) -> str:
+    path = tmp_path / "owner.toml"
+    path.write_text(
+        f'[server]\nport = {port}\nplugins_dir = "{tmp_path}"\n'
+        "[providers.simulated]\nttft_ms = 0\ntokens_per_second = 20\nanswer_tokens = 400\n"
+        f'[redis]\nurl = "{redis_url}"\nlease_s = 1\n'
+        '[resume]\nstore = "redis"\ngrace_s = 10\n'
+        f'[conversations.sqlite]\npath = "{tmp_path / "c.sqlite3"}"\n',
+        encoding="utf-8",
+    )
+    return str(path)
+
+
+async def test_readers_elsewhere_get_stream_lost_when_the_owner_is_killed(
+    tmp_path, serve, redis_url
+):
+    port = free_port()
+    owner = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "streamserver", "serve", "--config",
+        owner_config(tmp_path, redis_url, port),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        assert owner.stdout is not None
+        await asyncio.wait_for(owner.stdout.readline(), timeout=20)  # "listening on ..."
+        other = await serve(base_config(redis={"url": redis_url, "lease_s": 1},
+                                        resume={"store": "redis", "grace_s": 10}))  # fmt: skip
+        async with (
+            httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as http,
+            aconnect_sse(http, "GET", "/v1/stream", params={"prompt": "x"}) as source,
+        ):
+            stream_id = source.response.headers["X-Stream-ID"]
+            async for event in source.aiter_sse():
+                if event.event == "token":
+                    break
+        events = []
+
+        async def follow() -> None:
+            async with aconnect_sse(other.http, "GET", f"/v1/streams/{stream_id}") as source:
+                async for event in source.aiter_sse():
+                    events.append(event)
+
+        reader = asyncio.create_task(follow())
+        await wait_until(lambda: any(e.event == "token" for e in events), timeout=10)
+        owner.send_signal(signal.SIGKILL)
+        killed = time.monotonic()
+        await asyncio.wait_for(reader, timeout=15)  # the bound the README states
+        took = time.monotonic() - killed
+    finally:
+        if owner.returncode is None:
+            owner.kill()
+        await owner.wait()
+
+    error = json.loads(events[-2].data)
+    assert events[-2].event == "error" and error["code"] == "stream_lost"
+    assert events[-1].event == "stream_end"
+    assert len({e.id for e in events}) == len(events)
+    # Not a timing target (the machine may be slow), the bound the design promises: the lease
+    # (1 s here) plus one poll, with room for a slow CI machine.
+    assert took < 1 + POLL_S + 10
+    again = await other.sse(f"/v1/streams/{stream_id}")
+    assert [e.id for e in again.events] == [e.id for e in events]  # marked lost: a replay too
+
+
+@pytest.fixture
+async def shared_app(serve, redis_url, redis_server):
+    config = base_config(
+        redis={"url": redis_url, "lease_s": 1, "timeout_s": 0.5},
+        resume={"store": "redis", "grace_s": 5},
+        providers={"simulated": {"ttft_ms": 0, "tokens_per_second": 40, "answer_tokens": 60}},
+    )
+    return await serve(config), redis_server
+
+
+async def test_with_redis_down_new_streams_get_503_running_ones_finish_and_all_recovers(
+    shared_app,
+):
+    client, redis = shared_app
+    events = []
+    async with aconnect_sse(client.http, "GET", "/v1/stream", params={"prompt": "x"}) as source:
+        async for event in source.aiter_sse():
+            events.append(event)
+            if event.event == "token" and len(events) == 3:
+                redis.stop()
+        started = source.response.headers["X-Stream-ID"]
+
+    refused = await client.http.get("/v1/stream", params={"prompt": "y"})
+    health = await client.http.get("/health")
+    chat = await client.http.post("/v1/chat/completions", json={
+        "model": "simulated", "messages": [{"role": "user", "content": "hi"}]})  # fmt: skip
+    redis.start()
+    await wait_until_async(lambda: client.http.get("/health"), lambda r: r.status_code == 200)
+    later = await client.sse("/v1/stream", params={"prompt": "z"})
+
+    assert events[-1].event == "stream_end"  # the local reader got the whole stream
+    assert json.loads(events[-1].data)["finish_reason"] == "stop"
+    assert started.startswith("st_")
+    assert refused.status_code == 503
+    assert refused.json()["error"]["code"] == "store_unavailable"
+    assert refused.headers["Retry-After"]
+    assert health.status_code == 503 and health.json()["status"] == "unhealthy"
+    assert "redis" in health.json()["reason"] and "@" not in health.json()["reason"]
+    assert chat.status_code == 503
+    assert chat.json()["error"]["code"] == "store_unavailable"  # in OpenAI's error shape
+    assert later.status == 200 and later.events[-1].event == "stream_end"
+
+
+async def wait_until_async(call, ok, within_s: float = 10.0):
+    """Call ``call`` until ``ok`` of its result, for at most ``within_s``."""
+    deadline = time.monotonic() + within_s
+    while True:
+        result = await call()
+        if ok(result):
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not reached in {within_s} s: last {result}")
+        await asyncio.sleep(0.1)
