@@ -13,7 +13,7 @@ import time
 import httpx
 import pytest
 from conftest import base_config, wait_until
-from fakes.redis_server import free_port
+from fakes.redis_server import RedisServer, free_port
 from httpx_sse import aconnect_sse
 
 from streamserver.shared_streams import POLL_S
@@ -136,3 +136,26 @@ async def wait_until_async(call, ok, within_s: float = 10.0):
         if time.monotonic() > deadline:
             raise AssertionError(f"not reached in {within_s} s: last {result}")
         await asyncio.sleep(0.1)
+
+
+async def test_a_password_in_the_url_works_and_never_shows_in_a_message(serve, monkeypatch):
+    secret = "s3cret-pass-word"
+    redis = RedisServer(password=secret).start()
+    try:
+        monkeypatch.setenv("TEST_REDIS_URL", redis.url)
+        good = base_config(redis={"url_env": "TEST_REDIS_URL"}, resume={"store": "redis"})
+        wrong = base_config(redis={"url": redis.url.replace(secret, "nope"), "timeout_s": 0.5},
+                            resume={"store": "redis"})  # fmt: skip
+        a, b = await serve(good), await serve(good)
+        stranger = await serve(wrong)
+        got = await a.sse("/v1/stream", params={"prompt": "x"})
+        again = await b.sse(f"/v1/streams/{got.headers['X-Stream-ID']}")
+        health = await stranger.http.get("/health")
+        refused = await stranger.http.get("/v1/stream", params={"prompt": "x"})
+    finally:
+        redis.close()
+
+    assert [e.data for e in again.events] == [e.data for e in got.events]
+    assert health.status_code == 503 and refused.status_code == 503
+    for text in (health.text, refused.text):
+        assert secret not in text and "nope" not in text

@@ -82,6 +82,8 @@ class RedisStreams:
         self._lease_ms = 10_000
         self._max_streams = 10_000
         self._max_bytes = 0
+        self._claims: dict[str, str] = {}
+        """The idempotency key each stream this instance runs claimed: renewed while it runs."""
         self._sizes: dict[str, tuple[int, list[tuple[int, int]]]] = {}
         """Per stream this instance writes: bytes kept in Redis and (start, bytes) per entry."""
         self._on_cancel: Callable[[str], None] = lambda _id: None
@@ -173,9 +175,14 @@ class RedisStreams:
             if not claimed:
                 earlier = await self.connection.call(lambda: client.get(claim))
                 if earlier is not None:
-                    return as_text(earlier)
-                # It expired between the two calls: claim it again (rare; one more round trip).
+                    earlier_id = as_text(earlier)
+                    kept = await self.connection.call(lambda: client.exists(self._meta(earlier_id)))
+                    if kept:
+                        return earlier_id
+                # The claim expired between the two calls, or names a stream no longer kept
+                # (evicted): this stream takes it over.
                 await self.connection.call(lambda: client.set(claim, stream.id, px=self._live_ms))
+            self._claims[stream.id] = claim
         meta = json.dumps(_meta_fields(stream), separators=(",", ":"))
         pipe = client.pipeline(transaction=False)
         pipe.hset(self._meta(stream.id), mapping={"meta": meta, "base": 0, "state": "live"})
@@ -230,8 +237,10 @@ class RedisStreams:
             if batch.record is not None:
                 ending["record"] = json.dumps(batch.record, separators=(",", ":"))
             pipe.hset(meta, mapping=ending)
-            for key in (meta, self._log(stream_id), self._readers(stream_id)):
-                pipe.pexpire(key, self._retain_ms)
+            claim = self._claims.pop(stream_id, None)
+            for key in (meta, self._log(stream_id), self._readers(stream_id), claim):
+                if key is not None:
+                    pipe.pexpire(key, self._retain_ms)
             pipe.zadd(self.connection.key("done"), {stream_id: now_ms})
         results = await self.connection.call(lambda: pipe.execute(raise_on_error=False))
         failed = [r for r in results if isinstance(r, Exception)]
@@ -273,8 +282,11 @@ class RedisStreams:
         pipe = client.pipeline(transaction=False)
         pipe.set(self._instance_key(self.instance_id), 1, px=self._lease_ms)
         for stream_id in owned:
+            claim = self._claims.get(stream_id)
             for key in (self._meta(stream_id), self._log(stream_id), self._readers(stream_id)):
                 pipe.pexpire(key, self._live_ms)
+            if claim is not None:
+                pipe.pexpire(claim, self._live_ms)
         until = int((time.time() + self._lease_ms / 1000) * 1000)
         for stream_id in reading:
             pipe.zadd(self._readers(stream_id), {self.instance_id: until})
@@ -390,6 +402,7 @@ class RedisStreams:
 
     async def mark_lost(self, stream_id: str, end: int) -> bool:
         self._sizes.pop(stream_id, None)
+        self._claims.pop(stream_id, None)
         keys = [self._meta(stream_id), self._log(stream_id)]
         marked = await self.connection.call(
             lambda: self._mark_lost(keys=keys, args=[end, self._retain_ms])

@@ -46,7 +46,7 @@ def _errors(*statuses: int) -> dict[str, Any]:
         410: "Gone",
         413: "Too large",
         429: "Too many requests (see Retry-After)",
-        503: "Shutting down",
+        503: "Shutting down, or a shared store is not answering (see Retry-After)",
     }
     return {
         str(status): {
@@ -154,7 +154,7 @@ def build_spec(
             "responses": {
                 "200": {"description": "Events", "content": _SSE},
                 "204": {"description": "Nothing left to send"},
-                **_errors(400, 401, 404, 410, 429),
+                **_errors(400, 401, 404, 410, 429, 503),
             },
         },
         "delete": {
@@ -162,7 +162,7 @@ def build_spec(
             "parameters": stream_id,
             "responses": {
                 **_json({"type": "object", "required": ["id", "cancelled"]}, "Cancelled"),
-                **_errors(400, 401, 404, 409, 429),
+                **_errors(400, 401, 404, 409, 429, 503),
             },
         },
     }
@@ -298,6 +298,17 @@ def _last_event_id() -> dict[str, Any]:
     }
 
 
+def _idempotency_key() -> dict[str, Any]:
+    return {
+        "name": "Idempotency-Key",
+        "in": "header",
+        "required": False,
+        "schema": {"type": "string", "pattern": "^[\\x21-\\x7e]{1,255}$"},
+        "description": "a retry with the same key and body reads the stream the first request "
+        "started (on any instance with a shared store); the same key with another body is 409",
+    }
+
+
 def _stream(
     route: RouteSettings, method: str, config: Config, models: Models, honoured: Honoured
 ) -> dict[str, Any]:
@@ -342,6 +353,8 @@ def _stream(
             "oneOf": [{"required": ["prompt"]}, {"required": ["messages"]}],
         }
         operation["requestBody"] = _json_body(schemas.with_parameters(body, route, offered))
+        operation["parameters"] = [_idempotency_key()]
+        operation["responses"].update(_errors(409))
     return operation
 
 
@@ -394,12 +407,13 @@ def _chat_completions(
         "summary": "OpenAI-compatible chat completions (stream true: SSE chunks; false: one completion)",
         "description": schemas.COMPLETION_NOTE + schemas.unlisted(some, reach, honoured),
         "requestBody": _json_body(schemas.with_parameters(body, route, offered)),
+        "parameters": [_idempotency_key()],
         "responses": {
             "200": {
                 "description": "Chunks or a completion",
                 "content": {**_SSE, "application/json": {"schema": {"type": "object"}}},
             },
-            **_errors(400, 401, 404, 413, 429, 503),
+            **_errors(400, 401, 404, 409, 413, 429, 503),
             "502": {
                 "description": "The upstream failed",
                 "content": {"application/json": {"schema": _ERROR}},

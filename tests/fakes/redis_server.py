@@ -20,7 +20,7 @@ def free_port() -> int:
 class RedisServer:
     """One ``redis-server`` process; ``url`` is where it listens (db 0)."""
 
-    def __init__(self) -> None:
+    def __init__(self, password: str = "") -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError(
@@ -30,10 +30,12 @@ class RedisServer:
         self.port = free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="streamserver-redis-"))
         self.process: subprocess.Popen[bytes] | None = None
+        self.password = password
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
 
     def start(self) -> RedisServer:
         self.process = subprocess.Popen(
@@ -45,6 +47,7 @@ class RedisServer:
                 "--appendonly", "no",
                 "--dir", str(self.dir),
                 "--logfile", str(self.dir / "redis.log"),
+                *(["--requirepass", self.password] if self.password else []),
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -57,7 +60,7 @@ class RedisServer:
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock:
                     sock.sendall(b"PING\r\n")
-                    if sock.recv(16).startswith(b"+PONG"):
+                    if sock.recv(64).startswith((b"+PONG", b"-NOAUTH")):
                         return self
             except OSError:
                 pass
@@ -73,6 +76,9 @@ class RedisServer:
 
     def flush(self) -> None:
         with socket.create_connection(("127.0.0.1", self.port), timeout=2) as sock:
+            if self.password:
+                sock.sendall(b"AUTH %s\r\n" % self.password.encode())
+                sock.recv(64)
             sock.sendall(b"FLUSHALL\r\n")
             sock.recv(16)
 
