@@ -7,6 +7,7 @@ One ``StreamService`` per application, created when the app starts and closed wh
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import functools
 import logging
@@ -33,6 +34,10 @@ from .streams import Stream, StreamRegistry
 from .types import GenerationRequest, MessageForm, MetricsSink, Provider, StreamStart
 
 log = logging.getLogger("streamserver")
+
+REPLICA_CATCH_UP_S = 2.0
+"""How long a resume on a replica waits for the events the client says it has (its owner may
+not have written them yet) before that is a 400."""
 
 
 class StreamService:
@@ -378,10 +383,16 @@ class StreamService:
         """``None`` when every shared store answers; else why not."""
         return await self.shared.health() if self.shared is not None else None
 
-    def resume_point(self, stream: Stream, start: int, bad_code: str) -> bool:
+    async def resume_point(self, stream: Stream, start: int, bad_code: str) -> bool:
         """Whether ``stream`` can be read from ``start`` (410 if those events are gone, 400 with
         ``bad_code`` past its end); True when there is nothing left to send. A resume past the
-        start is reported to the sinks."""
+        start is reported to the sinks. A replica may not have what the client already got
+        from the owner yet (the owner writes within ``LAZY_S``, at once once it is followed):
+        it waits for that, a little."""
+        if stream.replica and start > stream.log.end and not stream.finished:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(REPLICA_CATCH_UP_S):
+                    await stream.log.wait(start - 1)
         if start > stream.log.end:
             raise StreamRejected(
                 400, bad_code, f"that stream has only {stream.log.end} events so far"

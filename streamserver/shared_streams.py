@@ -2,9 +2,12 @@
 
 - **The owner** (the instance that runs a generation) mirrors its log into the store: a reader
   that is not a client (``StreamLog.attach(counted=False)``) takes each event through a tap, in
-  the producer's own step; one writer sends every stream's new events in one ``store.write`` per
-  loop iteration (more per call while one is in flight), never one per token. Its readers read
-  from memory as before. A write that fails is retried; after ``lease_s`` of failures the streams
+  the producer's own step; one writer sends the new events of every stream in one
+  ``store.write``, never one per token. A stream nobody follows elsewhere is written every
+  ``LAZY_S`` (its events then are only for a reader that may come later: a resume fills from what
+  is there and follows the rest); once another instance follows it (a ``follow`` notice), or when
+  it ends, at the end of the loop iteration that logged them. Its readers read from memory as
+  before. A write that fails is retried; after ``lease_s`` of failures the streams
   go on for their local readers only, and are marked lost in the store once it answers again.
 - **Any other instance** asked for a stream it does not run (a resume, ``GET /v1/streams/{id}``,
   a WebSocket ``resume``, an idempotent retry) makes a *replica*: a local ``Stream`` whose log is
@@ -29,7 +32,14 @@ from .encoding import encoder_for
 from .errors import StreamRejected
 from .event_log import StreamLog
 from .record import StreamRecord
-from .stores import Appended, SharedStream, StoreUnavailable, StreamState, StreamStore
+from .stores import (
+    Appended,
+    Notice,
+    SharedStream,
+    StoreUnavailable,
+    StreamState,
+    StreamStore,
+)
 from .streams import Stream, StreamRegistry
 from .types import StreamEnd, StreamFailure, StreamStart
 
@@ -38,6 +48,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("streamserver.shared")
 
+LAZY_S = 0.1
+"""How often the events of a stream that nobody elsewhere follows are written: at 50 tokens a
+second, one store entry holds five of them instead of one."""
 POLL_S = 2.0
 """The longest a replica waits for its next events before it checks the owner's lease."""
 _RETRY_S = 0.5
@@ -62,7 +75,9 @@ def unavailable(exc: StoreUnavailable) -> StreamRejected:
 class _Mirrored:
     """One owned stream's events not yet written to the store."""
 
-    __slots__ = ("closed", "dirty", "pending", "shared", "start", "stream", "task", "written")
+    __slots__ = (
+        "closed", "dirty", "eager", "pending", "shared", "start", "stream", "task", "written",
+    )  # fmt: skip
 
     def __init__(self, stream: Stream, shared: SharedStreams) -> None:
         self.stream = stream
@@ -74,14 +89,17 @@ class _Mirrored:
         """The position up to which the store has the events."""
         self.closed = False
         self.dirty = False
+        """Queued for the writer (now or at the next lazy round)."""
+        self.eager = False
+        """Another instance follows it: written in the iteration its events were logged."""
         self.task: asyncio.Task[None] | None = None
 
     def tap(self, item: bytes | str) -> bool:
-        """``StreamLog.follow``'s tap: collect, and wake the writer once per iteration."""
+        """``StreamLog.follow``'s tap: collect, and queue the stream for the writer once."""
         self.pending.append(item)
         if not self.dirty:
             self.dirty = True
-            self.shared.dirty(self)
+            self.shared.queue(self)
         return True
 
     def take(self) -> Appended:
@@ -112,8 +130,12 @@ class SharedStreams:
         self.lease_s = config.redis.lease_s
         self._mirrored: dict[str, _Mirrored] = {}
         self._dirty: list[_Mirrored] = []
+        """Streams to write at the end of this iteration."""
+        self._lazy: list[_Mirrored] = []
+        """Streams to write at the next lazy round (every ``LAZY_S``)."""
         self._wake = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
+        self._rounds: asyncio.Task[None] | None = None
         self._writing = False
         """A write is in flight (or its batch waits to be retried)."""
         self._renewer: asyncio.Task[None] | None = None
@@ -122,28 +144,28 @@ class SharedStreams:
         """Streams this instance stopped mirroring (the store failed too long): their end in
         the store, to mark them lost there once it answers."""
         self._opening: dict[str, asyncio.Future[Stream | None]] = {}
+        """Replicas being made, by stream id."""
         self.replicas_opened = 0
         """Replicas made since start (streams of other instances read here)."""
         self._tasks: set[asyncio.Task[Any]] = set()
 
     async def open(self) -> None:
-        await self.store.open(self.config, self.instance_id, self._cancelled)
+        await self.store.open(self.config, self.instance_id, self._notice)
         loop = asyncio.get_running_loop()
         self._writer = loop.create_task(self._write_loop(), name="stream store writer")
+        self._rounds = loop.create_task(self._lazy_rounds(), name="stream store rounds")
         self._renewer = loop.create_task(self._renew_loop(), name="stream store lease")
 
     async def close(self) -> None:
         """Write what is pending (for up to the store's timeout), then stop."""
+        self._flush_lazy()
         deadline = time.monotonic() + self.config.redis.timeout_s
         while (self._dirty or self._writing) and time.monotonic() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.01)  # bounded: at most the store's timeout
-        for task in (self._writer, self._renewer, *self._tasks):
-            if task is not None:
-                task.cancel()
-        await asyncio.gather(
-            *(t for t in (self._writer, self._renewer, *self._tasks) if t is not None),
-            return_exceptions=True,
-        )
+        tasks = [t for t in (self._writer, self._rounds, self._renewer, *self._tasks) if t]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         await self.store.aclose()
 
     async def health(self) -> str | None:
@@ -199,18 +221,37 @@ class SharedStreams:
                     stream_log.advance(reader, stream_log.end)
                 if stream_log.closed:
                     mirrored.closed = True
+                    mirrored.eager = True  # its end goes out now
+                    if mirrored in self._lazy:
+                        self._lazy.remove(mirrored)
+                        mirrored.dirty = False
                     if not mirrored.dirty:
                         mirrored.dirty = True
-                        self.dirty(mirrored)
+                        self.queue(mirrored)
                     return
                 await stream_log.follow(reader, mirrored.tap)
         finally:
             stream_log.detach(reader)
 
-    def dirty(self, mirrored: _Mirrored) -> None:
+    def queue(self, mirrored: _Mirrored) -> None:
+        """``mirrored`` has new events: write them this iteration, or at the next lazy round."""
+        if not mirrored.eager:
+            self._lazy.append(mirrored)
+            return
         self._dirty.append(mirrored)
         if not self._wake.is_set():
             self._wake.set()
+
+    def _flush_lazy(self) -> None:
+        if self._lazy:
+            self._dirty.extend(self._lazy)
+            self._lazy = []
+            self._wake.set()
+
+    async def _lazy_rounds(self) -> None:
+        while True:
+            await asyncio.sleep(LAZY_S)
+            self._flush_lazy()
 
     async def _write_loop(self) -> None:
         while True:
@@ -221,7 +262,10 @@ class SharedStreams:
             self._writing = True
             try:
                 await self.store.write(appended)
-            except StoreUnavailable as exc:
+            except Exception as exc:  # a store's bug must not end the writer for every stream
+                if not isinstance(exc, StoreUnavailable):
+                    log.exception("the stream store's write failed")
+                    exc = StoreUnavailable(repr(exc))
                 self._write_failed(batch, appended, exc)
                 await asyncio.sleep(_RETRY_S)
                 continue
@@ -289,8 +333,20 @@ class SharedStreams:
                 failing = False
             await asyncio.sleep(self.lease_s / 3)
 
-    def _cancelled(self, stream_id: str) -> None:
-        """Another instance asked to cancel a stream: this one cancels it if it runs it."""
+    def _notice(self, notice: Notice, stream_id: str) -> None:
+        """Another instance asked to cancel a stream, or follows it: if this one runs it, it
+        cancels it, or writes its events as they come from now on."""
+        if notice == "follow":
+            mirrored = self._mirrored.get(stream_id)
+            if mirrored is not None and not mirrored.eager:
+                mirrored.eager = True
+                if mirrored.dirty and mirrored in self._lazy:  # what waits goes out now
+                    self._lazy.remove(mirrored)
+                    mirrored.dirty = False
+                if mirrored.pending and not mirrored.dirty:
+                    mirrored.dirty = True
+                    self.queue(mirrored)
+            return
         stream = self.registry.get(stream_id)
         if stream is not None and not stream.replica:
             stream.cancel("cancelled")
@@ -310,30 +366,21 @@ class SharedStreams:
             state = await self.store.state(stream_id)
             if state is None or state.closed:
                 return False
-            await self.store.cancel(stream_id)
+            await self.store.notify("cancel", stream_id)
         except StoreUnavailable as exc:
             raise unavailable(exc) from None
         return True
 
     async def find(self, stream_id: str) -> Stream | None:
         """A replica of a stream another instance runs (or ran), or ``None`` if the store has
-        no such stream. Concurrent requests for one id share one replica."""
+        no such stream. Concurrent requests for one id share one replica (and one whose client
+        goes away meanwhile does not cancel it for the others)."""
         opening = self._opening.get(stream_id)
-        if opening is not None:
-            return await asyncio.shield(opening)
-        future: asyncio.Future[Stream | None] = asyncio.get_running_loop().create_future()
-        self._opening[stream_id] = future
-        try:
-            replica = await self._open_replica(stream_id)
-        except BaseException as exc:
-            future.set_exception(exc)
-            future.exception()  # retrieved: the waiters re-raise it
-            raise
-        else:
-            future.set_result(replica)
-            return replica
-        finally:
-            del self._opening[stream_id]
+        if opening is None:
+            opening = asyncio.ensure_future(self._open_replica(stream_id))
+            self._opening[stream_id] = opening
+            opening.add_done_callback(lambda _: self._opening.pop(stream_id, None))
+        return await asyncio.shield(opening)
 
     async def _open_replica(self, stream_id: str) -> Stream | None:
         found = self.registry.get(stream_id)
@@ -350,6 +397,8 @@ class SharedStreams:
             raise unavailable(exc) from None
         except LookupError:
             return None
+        if not closed:  # from now on its owner writes its events as they come
+            self._spawn(self._quiet(self.store.notify("follow", stream_id)), "follow")
         if closed:
             if lost:
                 self._end_lost(replica)
@@ -394,7 +443,7 @@ class SharedStreams:
             replica.idempotency = (shared.key_id, *shared.idempotency)
         replica.watch = self._watch
         replica.remote_cancel = lambda: self._spawn(
-            self._quiet(self.store.cancel(shared.id)), f"cancel {shared.id}"
+            self._quiet(self.store.notify("cancel", shared.id)), f"cancel {shared.id}"
         )
         return replica
 

@@ -11,12 +11,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeAlias
 
 from .types import MessageForm
 
 if TYPE_CHECKING:
     from .config import Config
+
+
+Notice: TypeAlias = Literal["cancel", "follow"]
+"""What one instance tells the owner of a stream: cancel it, or someone elsewhere follows it
+(write its events as they come, not every ``LAZY_S``)."""
 
 
 class StoreUnavailable(Exception):
@@ -102,10 +107,10 @@ class StreamStore(Protocol):
     """False for a store that shares nothing (``memory``): the service then skips every call."""
 
     async def open(
-        self, config: Config, instance_id: str, on_cancel: Callable[[str], None]
+        self, config: Config, instance_id: str, on_notice: Callable[[Notice, str], None]
     ) -> None:
-        """Connect. ``on_cancel(stream_id)`` is called (on the loop) when any instance asks to
-        cancel a stream; the service ignores ids it does not run."""
+        """Connect. ``on_notice(notice, stream_id)`` is called (on the loop) when any instance
+        sends a notice about a stream (``notify``); the service ignores ids it does not run."""
         ...
 
     async def aclose(self) -> None:
@@ -147,8 +152,8 @@ class StreamStore(Protocol):
         """Mark a stream whose owner is gone as ended at ``end`` (once; False if it had ended)."""
         ...
 
-    async def cancel(self, stream_id: str) -> None:
-        """Ask the stream's owner, wherever it runs, to cancel it."""
+    async def notify(self, notice: Notice, stream_id: str) -> None:
+        """Tell the stream's owner, wherever it runs: cancel it, or it has a follower."""
         ...
 
     async def reading(self, stream_id: str, until: float) -> None:

@@ -213,10 +213,12 @@ async def test_idempotent_starts_racing_on_two_instances_generate_once(serve, re
 
 async def test_retention_holds_in_redis_too(serve, redis_url):
     config = scripted_config(redis_url, resume={"max_bytes_per_stream": 2000, "retain_s": 1})
-    a, b = await serve(config), await serve(config)
+    app_a = streamserver.create_app(config)
+    a, b = await serve(app=app_a), await serve(config)
     deltas = [f"{i:04d}" * 10 for i in range(60)]
     got = await a.sse("/v1/stream", params={"prompt": script(deltas), "model": "scripted"})
     stream_id = got.headers["X-Stream-ID"]
+    await stored_end(app_a, stream_id)
 
     early = await b.http.get(
         f"/v1/streams/{stream_id}", headers={"Last-Event-ID": f"{stream_id}:1"}
@@ -233,11 +235,13 @@ async def test_retention_holds_in_redis_too(serve, redis_url):
 
 async def test_at_most_max_streams_finished_streams_are_kept_in_redis(serve, redis_url):
     config = scripted_config(redis_url, resume={"max_streams": 2})
-    a, b = await serve(config), await serve(config)
+    app_a = streamserver.create_app(config)
+    a, b = await serve(app=app_a), await serve(config)
     ids = []
     for _ in range(4):
         got = await a.sse("/v1/stream", params={"prompt": script(["a"]), "model": "scripted"})
         ids.append(got.headers["X-Stream-ID"])
+        await stored_end(app_a, ids[-1])
 
     statuses = [(await b.http.get(f"/v1/streams/{i}")).status_code for i in ids]
 

@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from ..hookspecs import Register, hookimpl
-from ..stores import Appended, Entries, SharedStream, StreamState
+from ..stores import Appended, Entries, Notice, SharedStream, StreamState
 
 if TYPE_CHECKING:
     from ..config import Config
@@ -21,7 +21,7 @@ class MemoryStreams:
     distributed = False
 
     async def open(
-        self, config: Config, instance_id: str, on_cancel: Callable[[str], None]
+        self, config: Config, instance_id: str, on_notice: Callable[[Notice, str], None]
     ) -> None:
         return None
 
@@ -52,7 +52,7 @@ class MemoryStreams:
     async def mark_lost(self, stream_id: str, end: int) -> bool:
         return False
 
-    async def cancel(self, stream_id: str) -> None:
+    async def notify(self, notice: Notice, stream_id: str) -> None:
         return None
 
     async def reading(self, stream_id: str, until: float) -> None:

@@ -15,12 +15,13 @@ Redis Cluster a stream lives on one slot):
 - ``P:i:<instance>``: the instance's lease (expires ``lease_s`` after its last renewal);
 - ``P:idem:<sha256 of caller and key>``: ``<stream id>`` of an idempotent start;
 - ``P:done`` sorted set: finished streams by end time, to keep at most ``max_streams``;
-- channel ``P:cancel``: a stream id whose owner should cancel it.
+- channel ``P:notices``: ``cancel <id>`` (its owner cancels it), ``follow <id>`` (a reader on
+  another instance follows it: its owner writes its events as they come).
 
 Why Redis Streams: the log maps onto ``XADD`` with our own ids (a position is an entry id, so a
 resume is one ``XRANGE`` from it), ``XREAD BLOCK`` follows live with no polling, ``XTRIM MINID``
 enforces the byte budget, and one pipeline carries every stream's new events per loop iteration.
-Pub/sub carries only cancels, which need no history.
+Pub/sub carries only notices, which need no history.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from ..hookspecs import Register, hookimpl
-from ..stores import Appended, Entries, SharedStream, StoreUnavailable, StreamState
+from ..stores import Appended, Entries, Notice, SharedStream, StoreUnavailable, StreamState
 from . import redis_connection
 from .redis_connection import RedisConnection, as_text, describe
 
@@ -86,7 +87,7 @@ class RedisStreams:
         """The idempotency key each stream this instance runs claimed: renewed while it runs."""
         self._sizes: dict[str, tuple[int, list[tuple[int, int]]]] = {}
         """Per stream this instance writes: bytes kept in Redis and (start, bytes) per entry."""
-        self._on_cancel: Callable[[str], None] = lambda _id: None
+        self._on_notice: Callable[[Notice, str], None] = lambda _notice, _id: None
         self._listener: asyncio.Task[None] | None = None
         self._mark_lost: Any = None
 
@@ -96,7 +97,7 @@ class RedisStreams:
         return self._connection
 
     async def open(
-        self, config: Config, instance_id: str, on_cancel: Callable[[str], None]
+        self, config: Config, instance_id: str, on_notice: Callable[[Notice, str], None]
     ) -> None:
         self._loop_id = id(asyncio.get_running_loop())
         self._connection = redis_connection.acquire(config.redis, self._loop_id)
@@ -119,10 +120,10 @@ class RedisStreams:
         self._live_ms = max(self._retain_ms, 6 * self._lease_ms)
         self._max_streams = resume.max_streams
         self._max_bytes = resume.max_bytes_per_stream
-        self._on_cancel = on_cancel
+        self._on_notice = on_notice
         self._mark_lost = self.connection.client.register_script(_MARK_LOST)
         self._listener = asyncio.get_running_loop().create_task(
-            self._listen(), name="redis stream cancels"
+            self._listen(), name="redis stream notices"
         )
         try:  # the lease now, so a stream started at once has a live owner
             await self.renew((), ())
@@ -293,8 +294,8 @@ class RedisStreams:
         await self.connection.call(pipe.execute)
 
     async def _listen(self) -> None:
-        """Follow the cancel channel for the app's lifetime, subscribing again after a failure."""
-        channel = self.connection.key("cancel")
+        """Follow the notices channel for the app's lifetime, subscribing again after a failure."""
+        channel = self.connection.key("notices")
         while True:
             pubsub: Any = self.connection.client.pubsub()
             try:
@@ -302,12 +303,14 @@ class RedisStreams:
                 while True:
                     message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
                     if message is not None and message.get("type") == "message":
-                        self._on_cancel(as_text(message["data"]))
+                        notice, _, stream_id = as_text(message["data"]).partition(" ")
+                        if notice in ("cancel", "follow"):
+                            self._on_notice(notice, stream_id)  # type: ignore[arg-type]
             except asyncio.CancelledError:
                 await _quietly(pubsub.aclose())
                 raise
             except (RedisError, OSError) as exc:
-                log.warning("redis cancel channel: %s; subscribing again in 1 s", describe(exc))
+                log.warning("redis notices channel: %s; subscribing again in 1 s", describe(exc))
                 await _quietly(pubsub.aclose())
                 await asyncio.sleep(1.0)
 
@@ -409,9 +412,10 @@ class RedisStreams:
         )
         return bool(marked)
 
-    async def cancel(self, stream_id: str) -> None:
-        channel = self.connection.key("cancel")
-        await self.connection.call(lambda: self.connection.client.publish(channel, stream_id))
+    async def notify(self, notice: Notice, stream_id: str) -> None:
+        channel = self.connection.key("notices")
+        message = f"{notice} {stream_id}"
+        await self.connection.call(lambda: self.connection.client.publish(channel, message))
 
     async def reading(self, stream_id: str, until: float) -> None:
         key = self._readers(stream_id)

@@ -38,7 +38,7 @@ def socket_handler(path: str, route: RouteSettings) -> Handler:
                 raise StreamRejected(
                     400, "invalid_resume", f"that stream belongs to {stream.route}: resume it there"
                 )
-            service.resume_point(stream, wanted.received, "invalid_resume")
+            await service.resume_point(stream, wanted.received, "invalid_resume")
             return stream
 
         return await serve_route_socket(request, route, start, resume)

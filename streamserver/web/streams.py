@@ -35,7 +35,7 @@ def stream_handler(path: str, route: RouteSettings) -> Handler:
         except StreamRejected as exc:
             return refuse(request, exc, report=path)
         try:
-            nothing_left = service.resume_point(stream, start, "invalid_last_event_id")
+            nothing_left = await service.resume_point(stream, start, "invalid_last_event_id")
         except StreamRejected as exc:
             return refuse(request, exc)
         if nothing_left:
@@ -66,7 +66,7 @@ async def resume_stream(request: web.Request) -> web.StreamResponse:
                 400, "invalid_last_event_id", "Last-Event-ID must be '<this stream id>:<seq>'"
             )
         start = resumed[1] + 1
-    if service.resume_point(stream, start, "invalid_last_event_id"):
+    if await service.resume_point(stream, start, "invalid_last_event_id"):
         return web.Response(status=204)
     return await sse.send_stream(request, stream, start, request.app[CONNECTIONS].writers)
 
