@@ -1,0 +1,255 @@
+"""Behind a real load balancer: Debian's nginx, round-robin in front of two ``streamserver serve``
+processes, with the config the README shows (``tests/fakes/nginx.py``).
+
+What a reverse proxy can break, shown through it: SSE held back in nginx's buffers, a WebSocket
+upgrade not passed on, every request sent to one instance, a resume sent elsewhere, a stream on a
+healthy instance hurt by another's death, a POST that started a stream sent again to another
+instance. Each instance is asked directly (not through nginx) what it served; nginx's access log
+says which upstream it chose for each request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import websockets
+from conftest import REPO, ServeFactory
+from fakes.cluster import Cluster
+from fakes.nginx import Logged, Nginx, readme_conf, streaming_conf
+from httpx_sse import ServerSentEvent, aconnect_sse
+
+PROMPT = (
+    "Through nginx each token of this answer reaches its reader while the instance behind it is "
+    "still writing the rest"
+)
+"""Streamed back by ``model=echo``: 23 tokens, over a second at the instances' pace."""
+
+
+def paced_config() -> dict[str, Any]:
+    """The simulated model at 20 tokens a second; a stream whose reader left keeps going 30 s."""
+    simulated = {"ttft_ms": 0, "tokens_per_second": 20, "jitter": 0, "seed": 7}
+    return {
+        "server": {"retry_ms": 200},
+        "providers": {"simulated": simulated},
+        "resume": {"grace_s": 30},
+    }
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[Cluster]:
+    """Two instances and a fresh nginx (its first request goes to ``instances[0]``)."""
+    started = Cluster(paced_config(), tmp_path).start()
+    yield started
+    started.close()
+
+
+def tokens(events: list[ServerSentEvent]) -> str:
+    return "".join(json.loads(event.data)["content"] for event in events if event.event == "token")
+
+
+def seqs(events: list[ServerSentEvent]) -> list[int]:
+    return [int(event.id.rsplit(":", 1)[1]) for event in events]
+
+
+async def until_logged(nginx: Nginx, count: int) -> list[Logged]:
+    """nginx's access log once it holds ``count`` requests (it writes a line when one ends)."""
+    for _ in range(500):
+        if len(logged := nginx.log()) >= count:
+            return logged
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"nginx logged {nginx.log()}, expected {count} requests")
+
+
+def test_the_readme_shows_the_nginx_config_the_tests_run():
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("## Running several instances") :]
+    shown = re.search(r"^```nginx\n(.*?)^```", section, re.MULTILINE | re.DOTALL)
+
+    assert shown is not None, "the README's 'Running several instances' has no nginx block"
+    assert shown.group(1) == readme_conf()
+    ours = Nginx(["127.0.0.1:1", "127.0.0.1:2"])
+    try:
+        assert streaming_conf(ours.upstreams, f"127.0.0.1:{ours.port}", ()) in ours.conf.replace(
+            "\n    location = /favicon.ico { return 204; }", ""
+        )
+    finally:
+        ours.close()
+
+
+async def test_sse_through_nginx_reaches_the_client_while_its_stream_is_generating(cluster):
+    events: list[ServerSentEvent] = []
+    active_at_first_token: list[int] = []
+    async with (
+        httpx.AsyncClient(base_url=cluster.base_url, timeout=30) as http,
+        aconnect_sse(http, "GET", "/v1/stream", params={"prompt": PROMPT, "model": "echo"}) as sse,
+    ):
+        async for event in sse.aiter_sse():
+            events.append(event)
+            if event.event == "token" and not active_at_first_token:
+                active_at_first_token = await cluster.active_streams()
+
+    # A proxy that held the response back would deliver the first token only once the stream
+    # had ended (a second of tokens later): here its instance was still generating it.
+    assert active_at_first_token == [1, 0]
+    assert tokens(events) == PROMPT
+    assert events[-1].event == "stream_end"
+    assert seqs(events) == list(range(len(events)))
+    assert await cluster.active_streams() == [0, 0]
+
+
+async def test_a_websocket_upgrades_through_nginx_and_streams_as_it_is_generated(cluster):
+    messages: list[dict[str, Any]] = []
+    active_at_first_token: list[int] = []
+    async with websockets.connect(f"ws://127.0.0.1:{cluster.nginx.port}/ws/stream") as socket:
+        await socket.send(json.dumps({"prompt": PROMPT, "model": "echo"}))
+        async for frame in socket:
+            messages.append(json.loads(frame))
+            if messages[-1]["type"] == "token" and not active_at_first_token:
+                active_at_first_token = await cluster.active_streams()
+            if messages[-1]["type"] == "done":
+                break
+    logged = await until_logged(cluster.nginx, 1)
+
+    assert active_at_first_token == [1, 0]
+    assert messages[0]["type"] == "start"
+    assert "".join(m["content"] for m in messages if m["type"] == "token") == PROMPT
+    assert messages[-1]["full_response"] == PROMPT
+    assert [(entry.path, entry.status) for entry in logged] == [("/ws/stream", 101)]
+
+
+async def test_nginx_sends_requests_to_both_instances_in_turn(cluster):
+    async with httpx.AsyncClient(base_url=cluster.base_url, timeout=30) as http:
+        for _ in range(4):
+            response = await http.get("/v1/stream", params={"prompt": "a b", "model": "echo"})
+            assert response.status_code == 200
+    logged = await until_logged(cluster.nginx, 4)
+    metrics = await cluster.metrics()
+
+    assert [m["total_streams"] for m in metrics] == [2, 2]  # as each instance counts them
+    first, second = (instance.address for instance in cluster.instances)
+    assert [entry.upstream for entry in logged] == [first, second, first, second]
+
+
+async def test_a_resume_through_nginx_completes_on_its_owner_and_is_a_404_on_the_other(cluster):
+    # The memory store: only the instance that runs a stream knows it.
+    params = {"prompt": PROMPT, "model": "echo"}
+    before: list[ServerSentEvent] = []
+    async with httpx.AsyncClient(base_url=cluster.base_url, timeout=30) as http:
+        async with aconnect_sse(http, "GET", "/v1/stream", params=params) as sse:
+            async for event in sse.aiter_sse():
+                before.append(event)
+                if len(before) == 6:
+                    break  # the connection closes: the stream goes on for grace_s
+        headers = {"Last-Event-ID": before[-1].id}
+        # Round robin: the next request goes to the other instance, the one after to the owner.
+        elsewhere = await http.get("/v1/stream", params=params, headers=headers)
+        async with aconnect_sse(http, "GET", "/v1/stream", params=params, headers=headers) as sse:
+            after = [event async for event in sse.aiter_sse()]
+    logged = await until_logged(cluster.nginx, 3)
+
+    owner, other = (instance.address for instance in cluster.instances)
+    served = {(entry.last_event_id, entry.status, entry.upstream) for entry in logged}
+    assert (before[-1].id, 404, other) in served
+    assert (before[-1].id, 200, owner) in served
+    assert elsewhere.status_code == 404
+    assert elsewhere.json()["error"]["code"] == "stream_not_found"
+    assert seqs(before + after) == list(range(len(before) + len(after)))
+    assert tokens(before + after) == PROMPT
+    assert after[-1].event == "stream_end"
+
+
+async def read_stream(http: httpx.AsyncClient, got_token: asyncio.Event) -> list[ServerSentEvent]:
+    """Read a stream until it ends or its connection does."""
+    events: list[ServerSentEvent] = []
+    params = {"prompt": PROMPT, "model": "echo"}
+    try:
+        async with aconnect_sse(http, "GET", "/v1/stream", params=params) as sse:
+            async for event in sse.aiter_sse():
+                events.append(event)
+                if event.event == "token":
+                    got_token.set()
+    except httpx.HTTPError:
+        pass  # the connection was cut
+    return events
+
+
+async def test_a_stream_on_a_live_instance_is_unaffected_when_another_instance_is_killed(cluster):
+    async with httpx.AsyncClient(base_url=cluster.base_url, timeout=30) as http:
+        started = [asyncio.Event(), asyncio.Event()]
+        readers = [asyncio.create_task(read_stream(http, event)) for event in started]
+        await asyncio.wait_for(asyncio.gather(*(event.wait() for event in started)), timeout=20)
+        assert await cluster.active_streams() == [1, 1]
+        cluster.instances[1].kill()
+        results = await asyncio.wait_for(asyncio.gather(*readers), timeout=20)
+    logged = await until_logged(cluster.nginx, 2)
+
+    live, killed = (instance.address for instance in cluster.instances)
+    by_stream = {entry.stream_id: entry.upstream for entry in logged}
+    complete = [events for events in results if events[-1].event == "stream_end"]
+    cut = [events for events in results if events[-1].event != "stream_end"]
+    assert len(complete) == 1 and len(cut) == 1
+    assert by_stream[complete[0][0].id.split(":")[0]] == live
+    assert by_stream[cut[0][0].id.split(":")[0]] == killed
+    assert tokens(complete[0]) == PROMPT
+    assert seqs(complete[0]) == list(range(len(complete[0])))
+
+
+class BlackHole:
+    """An upstream that reads a request, then closes the connection without an answer (an
+    instance that died while handling it)."""
+
+    def __init__(self) -> None:
+        self.requests: list[bytes] = []
+        self.server: asyncio.Server | None = None
+
+    async def start(self) -> str:
+        self.server = await asyncio.start_server(self._take, "127.0.0.1", 0)
+        return f"127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
+
+    async def _take(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.requests.append(await reader.readuntil(b"\r\n\r\n"))
+        writer.close()
+
+    async def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            await self.server.wait_closed()
+
+
+@pytest.fixture
+async def black_hole() -> AsyncIterator[BlackHole]:
+    hole = BlackHole()
+    yield hole
+    await hole.close()
+
+
+@pytest.mark.parametrize(
+    ("method", "status", "streams_started"),
+    [("POST", 502, 0), ("GET", 200, 1)],
+    ids=["a POST is not retried", "a GET is"],
+)
+async def test_a_request_that_reached_a_failing_instance_is_retried_elsewhere_only_if_a_get(
+    serve: ServeFactory, black_hole: BlackHole, method: str, status: int, streams_started: int
+):
+    healthy = await serve()
+    nginx = Nginx([await black_hole.start(), healthy.base_url.removeprefix("http://")]).start()
+    try:
+        async with httpx.AsyncClient(base_url=nginx.base_url, timeout=30) as http:
+            if method == "POST":
+                response = await http.post("/v1/stream", json={"prompt": "hi"})
+            else:
+                response = await http.get("/v1/stream", params={"prompt": "hi"})
+        metrics = (await healthy.http.get("/v1/stream/metrics")).json()
+    finally:
+        nginx.close()
+
+    assert [request.split(b" ")[0].decode() for request in black_hole.requests] == [method]
+    assert response.status_code == status
+    assert metrics["total_streams"] == streams_started
