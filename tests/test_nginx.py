@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import socket
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -102,6 +103,41 @@ async def test_sse_through_nginx_reaches_the_client_while_its_stream_is_generati
     assert events[-1].event == "stream_end"
     assert seqs(events) == list(range(len(events)))
     assert await cluster.active_streams() == [0, 0]
+
+
+ANSWER = 1_000_000
+"""Tokens of an unpaced answer: about 70 MB of events, more than every buffer between an instance
+and a client that reads nothing can hold."""
+
+
+async def test_a_client_that_reads_nothing_holds_its_stream_back_on_the_instance(tmp_path):
+    # With nginx's buffering on, nginx would read the whole answer into its buffers and temp files
+    # and the instance would see a client that keeps up; off, the client's backpressure reaches
+    # the instance, whose send_timeout_s then drops it (and grace_s 0 cancels the generation).
+    simulated = {"ttft_ms": 0, "tokens_per_second": 0, "seed": 7, "answer_tokens": ANSWER}
+    config = {"server": {"send_timeout_s": 1}, "limits": {"max_tokens": ANSWER},
+              "resume": {"grace_s": 0}, "providers": {"simulated": simulated}}  # fmt: skip
+    cluster = Cluster(config, tmp_path, count=1).start()
+    try:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)  # a small, fixed window
+        sock.connect(("127.0.0.1", cluster.nginx.port))
+        reader, writer = await asyncio.open_connection(sock=sock)
+        writer.write(f"GET /v1/stream?prompt=hi&max_tokens={ANSWER} HTTP/1.1\r\n"
+                     "Host: nginx\r\n\r\n".encode())  # fmt: skip
+        status = await reader.readline()  # and nothing more
+        for _ in range(3000):
+            (metrics,) = await cluster.metrics()
+            if metrics["outcomes"]:
+                break
+            await asyncio.sleep(0.01)
+        writer.close()
+    finally:
+        cluster.close()
+
+    assert status.startswith(b"HTTP/1.1 200")
+    assert metrics["outcomes"] == {"client_gone": 1}
+    assert metrics["total_tokens"] < ANSWER
 
 
 async def test_a_websocket_upgrades_through_nginx_and_streams_as_it_is_generated(cluster):

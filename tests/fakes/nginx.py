@@ -52,7 +52,7 @@ server {{
         proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
         proxy_set_header X-Forwarded-Proto $scheme;
 
-        # Each event goes to the client as soon as the instance writes it.
+        # Each event goes on as it arrives; a slow client's backpressure reaches the instance.
         proxy_buffering off;
         proxy_cache off;
 
