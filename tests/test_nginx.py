@@ -1,11 +1,11 @@
 """Behind a real load balancer: Debian's nginx, round-robin in front of two ``streamserver serve``
 processes, with the config the README shows (``tests/fakes/nginx.py``).
 
-What a reverse proxy can break, shown through it: SSE held back in nginx's buffers, a WebSocket
-upgrade not passed on, every request sent to one instance, a resume sent elsewhere, a stream on a
-healthy instance hurt by another's death, a POST that started a stream sent again to another
-instance. Each instance is asked directly (not through nginx) what it served; nginx's access log
-says which upstream it chose for each request.
+What a reverse proxy can break, shown through it: SSE held back in nginx's buffers, a stalled
+client's backpressure absorbed by nginx, a WebSocket upgrade not passed on, every request sent to
+one instance, a resume sent elsewhere, a stream on a healthy instance hurt by another's death, a
+POST that started a stream sent again to another instance. Each instance is asked directly (not
+through nginx) what it served; nginx's access log says which upstream it chose for each request.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import asyncio
 import json
 import re
 import socket
+import subprocess
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -21,9 +22,9 @@ from typing import Any
 import httpx
 import pytest
 import websockets
-from conftest import REPO, ServeFactory
+from conftest import REPO, ServeFactory, wait_until
 from fakes.cluster import Cluster
-from fakes.nginx import Logged, Nginx, readme_conf, streaming_conf
+from fakes.nginx import NGINX, PROCESS_CONF, Nginx, readme_conf
 from httpx_sse import ServerSentEvent, aconnect_sse
 
 PROMPT = (
@@ -59,50 +60,48 @@ def seqs(events: list[ServerSentEvent]) -> list[int]:
     return [int(event.id.rsplit(":", 1)[1]) for event in events]
 
 
-async def until_logged(nginx: Nginx, count: int) -> list[Logged]:
-    """nginx's access log once it holds ``count`` requests (it writes a line when one ends)."""
-    for _ in range(500):
-        if len(logged := nginx.log()) >= count:
-            return logged
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"nginx logged {nginx.log()}, expected {count} requests")
-
-
-def test_the_readme_shows_the_nginx_config_the_tests_run():
+def test_the_readme_shows_the_nginx_config_the_tests_run(tmp_path):
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     section = readme[readme.index("## Running several instances") :]
     shown = re.search(r"^```nginx\n(.*?)^```", section, re.MULTILINE | re.DOTALL)
 
     assert shown is not None, "the README's 'Running several instances' has no nginx block"
     assert shown.group(1) == readme_conf()
-    ours = Nginx(["127.0.0.1:1", "127.0.0.1:2"])
-    try:
-        assert streaming_conf(ours.upstreams, f"127.0.0.1:{ours.port}", ()) in ours.conf.replace(
-            "\n    location = /favicon.ico { return 204; }", ""
-        )
-    finally:
-        ours.close()
+    # As it stands, in an http block: nginx -t accepts it.
+    conf = tmp_path / "nginx.conf"
+    conf.write_text(PROCESS_CONF.format(dir=tmp_path, streaming=shown.group(1)), encoding="utf-8")
+    checked = subprocess.run(
+        [NGINX, "-t", "-p", str(tmp_path), "-c", str(conf), "-e", str(tmp_path / "error.log")],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert checked.returncode == 0, checked.stderr
 
 
 async def test_sse_through_nginx_reaches_the_client_while_its_stream_is_generating(cluster):
+    # 100 tokens, five seconds at the instances' pace, cancelled on the owner as soon as the first
+    # token is through: a proxy that held the response back until its end would deliver that
+    # token only once the stream had finished, and the cancel would be a 409.
+    params = {"prompt": "hi", "max_tokens": "100"}
     events: list[ServerSentEvent] = []
-    active_at_first_token: list[int] = []
+    cancel = None
     async with (
         httpx.AsyncClient(base_url=cluster.base_url, timeout=30) as http,
-        aconnect_sse(http, "GET", "/v1/stream", params={"prompt": PROMPT, "model": "echo"}) as sse,
+        aconnect_sse(http, "GET", "/v1/stream", params=params) as sse,
     ):
         async for event in sse.aiter_sse():
             events.append(event)
-            if event.event == "token" and not active_at_first_token:
-                active_at_first_token = await cluster.active_streams()
+            if event.event == "token" and cancel is None:
+                stream_id = sse.response.headers["X-Stream-ID"]
+                owner = cluster.instances[0].base_url  # a fresh nginx's first request
+                cancel = await http.delete(f"{owner}/v1/streams/{stream_id}")
+    end = json.loads(events[-1].data)
 
-    # A proxy that held the response back would deliver the first token only once the stream
-    # had ended (a second of tokens later): here its instance was still generating it.
-    assert active_at_first_token == [1, 0]
-    assert tokens(events) == PROMPT
+    assert cancel is not None and cancel.status_code == 200, cancel and cancel.text
     assert events[-1].event == "stream_end"
+    assert end["finish_reason"] == "cancelled"
+    assert len([event for event in events if event.event == "token"]) == end["tokens_generated"]
+    assert end["tokens_generated"] < 100
     assert seqs(events) == list(range(len(events)))
-    assert await cluster.active_streams() == [0, 0]
 
 
 ANSWER = 1_000_000
@@ -140,20 +139,16 @@ async def test_a_client_that_reads_nothing_holds_its_stream_back_on_the_instance
     assert metrics["total_tokens"] < ANSWER
 
 
-async def test_a_websocket_upgrades_through_nginx_and_streams_as_it_is_generated(cluster):
+async def test_a_websocket_upgrades_through_nginx_and_streams(cluster):
     messages: list[dict[str, Any]] = []
-    active_at_first_token: list[int] = []
-    async with websockets.connect(f"ws://127.0.0.1:{cluster.nginx.port}/ws/stream") as socket:
-        await socket.send(json.dumps({"prompt": PROMPT, "model": "echo"}))
-        async for frame in socket:
+    async with websockets.connect(f"ws://127.0.0.1:{cluster.nginx.port}/ws/stream") as ws:
+        await ws.send(json.dumps({"prompt": PROMPT, "model": "echo"}))
+        async for frame in ws:
             messages.append(json.loads(frame))
-            if messages[-1]["type"] == "token" and not active_at_first_token:
-                active_at_first_token = await cluster.active_streams()
             if messages[-1]["type"] == "done":
                 break
-    logged = await until_logged(cluster.nginx, 1)
+    logged = await cluster.nginx.logged(1)
 
-    assert active_at_first_token == [1, 0]
     assert messages[0]["type"] == "start"
     assert "".join(m["content"] for m in messages if m["type"] == "token") == PROMPT
     assert messages[-1]["full_response"] == PROMPT
@@ -165,7 +160,7 @@ async def test_nginx_sends_requests_to_both_instances_in_turn(cluster):
         for _ in range(4):
             response = await http.get("/v1/stream", params={"prompt": "a b", "model": "echo"})
             assert response.status_code == 200
-    logged = await until_logged(cluster.nginx, 4)
+    logged = await cluster.nginx.logged(4)
     metrics = await cluster.metrics()
 
     assert [m["total_streams"] for m in metrics] == [2, 2]  # as each instance counts them
@@ -188,7 +183,7 @@ async def test_a_resume_through_nginx_completes_on_its_owner_and_is_a_404_on_the
         elsewhere = await http.get("/v1/stream", params=params, headers=headers)
         async with aconnect_sse(http, "GET", "/v1/stream", params=params, headers=headers) as sse:
             after = [event async for event in sse.aiter_sse()]
-    logged = await until_logged(cluster.nginx, 3)
+    logged = await cluster.nginx.logged(3)
 
     owner, other = (instance.address for instance in cluster.instances)
     served = {(entry.last_event_id, entry.status, entry.upstream) for entry in logged}
@@ -201,40 +196,47 @@ async def test_a_resume_through_nginx_completes_on_its_owner_and_is_a_404_on_the
     assert after[-1].event == "stream_end"
 
 
-async def read_stream(http: httpx.AsyncClient, got_token: asyncio.Event) -> list[ServerSentEvent]:
-    """Read a stream until it ends or its connection does."""
-    events: list[ServerSentEvent] = []
-    params = {"prompt": PROMPT, "model": "echo"}
+LONG_PROMPT = " ".join([PROMPT] * 3)
+"""About three seconds of tokens: still streaming when the other instance is killed."""
+
+
+async def read_stream(
+    http: httpx.AsyncClient, params: dict[str, str], events: list[ServerSentEvent]
+) -> list[ServerSentEvent]:
+    """Read a stream into ``events`` until it ends or its connection does."""
     try:
         async with aconnect_sse(http, "GET", "/v1/stream", params=params) as sse:
             async for event in sse.aiter_sse():
                 events.append(event)
-                if event.event == "token":
-                    got_token.set()
     except httpx.HTTPError:
         pass  # the connection was cut
     return events
 
 
 async def test_a_stream_on_a_live_instance_is_unaffected_when_another_instance_is_killed(cluster):
+    # Round robin: the first stream is on instances[0], the second (a long answer) on instances[1].
+    live: list[ServerSentEvent] = []
+    doomed: list[ServerSentEvent] = []
     async with httpx.AsyncClient(base_url=cluster.base_url, timeout=30) as http:
-        started = [asyncio.Event(), asyncio.Event()]
-        readers = [asyncio.create_task(read_stream(http, event)) for event in started]
-        await asyncio.wait_for(asyncio.gather(*(event.wait() for event in started)), timeout=20)
-        assert await cluster.active_streams() == [1, 1]
+        readers = [
+            asyncio.create_task(read_stream(http, {"prompt": LONG_PROMPT, "model": "echo"}, live))
+        ]
+        await wait_until(lambda: any(e.event == "token" for e in live), timeout=20)
+        readers.append(asyncio.create_task(read_stream(http, {"prompt": "hi"}, doomed)))
+        await wait_until(lambda: any(e.event == "token" for e in doomed), timeout=20)
         cluster.instances[1].kill()
-        results = await asyncio.wait_for(asyncio.gather(*readers), timeout=20)
-    logged = await until_logged(cluster.nginx, 2)
+        live_at_kill = tokens(live)
+        await asyncio.wait_for(asyncio.gather(*readers), timeout=30)
+    logged = await cluster.nginx.logged(2, path="/v1/stream")
 
-    live, killed = (instance.address for instance in cluster.instances)
-    by_stream = {entry.stream_id: entry.upstream for entry in logged}
-    complete = [events for events in results if events[-1].event == "stream_end"]
-    cut = [events for events in results if events[-1].event != "stream_end"]
-    assert len(complete) == 1 and len(cut) == 1
-    assert by_stream[complete[0][0].id.split(":")[0]] == live
-    assert by_stream[cut[0][0].id.split(":")[0]] == killed
-    assert tokens(complete[0]) == PROMPT
-    assert seqs(complete[0]) == list(range(len(complete[0])))
+    assert len(live_at_kill) < len(LONG_PROMPT), "the live stream had ended before the kill"
+    upstreams = {entry.stream_id: entry.upstream for entry in logged}
+    assert upstreams[live[0].id.split(":")[0]] == cluster.instances[0].address
+    assert upstreams[doomed[0].id.split(":")[0]] == cluster.instances[1].address
+    assert doomed[-1].event != "stream_end"  # cut with its instance
+    assert live[-1].event == "stream_end"
+    assert tokens(live) == LONG_PROMPT
+    assert seqs(live) == list(range(len(live)))
 
 
 class BlackHole:

@@ -44,20 +44,6 @@ class Cluster:
         """nginx's address: what clients use."""
         return self.nginx.base_url
 
-    def instance_at(self, upstream: str) -> ServerProcess:
-        """The instance nginx calls ``upstream`` (``host:port``, as its access log says)."""
-        return next(instance for instance in self.instances if instance.address == upstream)
-
-    async def active_streams(self) -> list[int]:
-        """Each instance's own count of the streams it is generating (``/health``, asked
-        directly, not through nginx)."""
-        async with httpx.AsyncClient(timeout=5) as http:
-            counts = []
-            for instance in self.instances:
-                response = await http.get(instance.base_url + "/health")
-                counts.append(int(response.json()["active_streams"]))
-            return counts
-
     async def metrics(self) -> list[dict[str, Any]]:
         """Each instance's ``/v1/stream/metrics``, asked directly."""
         async with httpx.AsyncClient(timeout=5) as http:

@@ -12,6 +12,7 @@ a test knows which instance nginx chose.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import signal
@@ -198,6 +199,18 @@ class Nginx:
                 Logged(method, uri, int(status), last_event_id.strip('"'), stream_id.strip('"'),
                        upstream)
             )  # fmt: skip
+        return logged
+
+    async def logged(
+        self, count: int, path: str | None = None, timeout_s: float = 5
+    ) -> list[Logged]:
+        """The access log (only the requests for ``path``, if given) once it holds at least
+        ``count`` requests: nginx writes a request's line when the request ends."""
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while len(logged := [e for e in self.log() if path in (None, e.path)]) < count:
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"nginx logged {logged}, expected {count} requests")
+            await asyncio.sleep(0.01)
         return logged
 
     def stop(self) -> None:
