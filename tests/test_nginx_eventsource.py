@@ -22,14 +22,10 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
-from conftest import REPO
 from fakes.cluster import Cluster
 from fakes.tcp_proxy import TCPProxy
 from playwright.async_api import Browser, async_playwright
 from test_demo_page import CHROMIUM, CHROMIUM_ARGS
-
-from streamserver.config import load_config
-from streamserver.errors import ConfigError
 
 pytestmark = pytest.mark.skipif(
     not CHROMIUM.exists() and not os.environ.get("CI"),
@@ -70,34 +66,16 @@ PAGE = """<!doctype html>
 """
 
 
-def redis_streams_registered() -> bool:
-    """Whether a ``redis`` stream store exists (``[resume] store = "redis"`` validates)."""
-    try:
-        load_config({
-            "server": {"plugins_dir": str(REPO / "tests" / "no-plugins-here")},
-            "resume": {"store": "redis"},
-            "redis": {"url": "redis://127.0.0.1:1/0"},
-        })  # fmt: skip
-    except ConfigError as exc:
-        if "resume.store" in str(exc):
-            return False
-        raise
-    return True
-
-
-REDIS_STREAMS = redis_streams_registered()
-
-
 def instance_config(redis_url: str) -> dict[str, Any]:
     """20 tokens a second; EventSource retries after 200 ms; a stream whose reader left goes on
-    for 30 s; the streams in Redis once its store exists."""
+    for 30 s; the streams in Redis."""
     simulated = {"ttft_ms": 0, "tokens_per_second": 20, "jitter": 0, "seed": 7}
-    resume: dict[str, Any] = {"grace_s": 30}
-    config: dict[str, Any] = {"server": {"retry_ms": 200}, "providers": {"simulated": simulated}}
-    if REDIS_STREAMS:
-        resume["store"] = "redis"
-        config["redis"] = {"url": redis_url}
-    return {**config, "resume": resume}
+    return {
+        "server": {"retry_ms": 200},
+        "providers": {"simulated": simulated},
+        "resume": {"grace_s": 30, "store": "redis"},
+        "redis": {"url": redis_url},
+    }
 
 
 @pytest.fixture
@@ -110,7 +88,6 @@ async def browser() -> AsyncIterator[Browser]:
         await chromium.close()
 
 
-@pytest.mark.xfail(not REDIS_STREAMS, strict=True, reason="needs the redis stream store")
 async def test_an_eventsource_cut_mid_stream_resumes_on_the_other_instance_exactly(
     browser: Browser, redis_url: str, tmp_path: Path
 ):
