@@ -75,7 +75,7 @@ StartStream = Callable[[dict[str, Any]], Awaitable[Stream | dict[str, Any]]]
 """Starts a stream for a message; or answers it with one message of its own and starts none
 (the chat route's acknowledgement of a tool result while others are still awaited)."""
 """Starts a stream for a prompt message's fields (raises ``StreamRejected`` to refuse it)."""
-ResumeStream = Callable[[ResumeRequest], Stream]
+ResumeStream = Callable[[ResumeRequest], Awaitable[Stream]]
 """Finds the stream a ``resume`` message names and checks it may be read from ``received``."""
 
 
@@ -224,7 +224,7 @@ async def serve_socket(
                 if problem is None:
                     try:
                         if kind == "resume":
-                            current, position = _resumed(resume, fields)
+                            current, position = await _resumed(resume, fields)
                         else:
                             if kind != "prompt":
                                 fields["type"] = kind
@@ -268,9 +268,9 @@ async def serve_socket(
     return ws
 
 
-def _resumed(resume: ResumeStream, fields: dict[str, Any]) -> tuple[Stream, int]:
+async def _resumed(resume: ResumeStream, fields: dict[str, Any]) -> tuple[Stream, int]:
     request = ResumeRequest.parse(fields)
-    stream = resume(request)
+    stream = await resume(request)
     if stream.finished and request.received >= stream.log.end:
         raise StreamRejected(
             409, "stream_finished", "that stream has ended and you have all of its messages"

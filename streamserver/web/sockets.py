@@ -30,7 +30,7 @@ def socket_handler(path: str, route: RouteSettings) -> Handler:
                 service.reject(path, exc)
                 raise
 
-        def resume(wanted: ws.ResumeRequest) -> Stream:
+        async def resume(wanted: ws.ResumeRequest) -> Stream:
             if wanted.stream_id is None:
                 raise StreamRejected(400, "invalid_resume", "'stream_id' is required")
             stream = service.owned_stream(wanted.stream_id, request[KEY_ID])
