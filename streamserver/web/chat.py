@@ -159,9 +159,10 @@ def socket_handler(path: str, route: RouteSettings) -> Handler:
                 if calls:
                     done["pending_tool_calls"] = [call.id for call in calls]
                 try:
-                    done["message_count"] = await store.append(conversation_id, owner, [reply])
-                except Exception:
-                    log.exception("storing a reply in conversation %s failed", conversation_id)
+                    done["message_count"] = await _stored(
+                        store.append(conversation_id, owner, [reply])
+                    )
+                except StreamRejected:  # logged
                     failed = ws.error_message("store_failed", "the reply could not be stored")
                     done["status"] = "failed"
                     return [Event(None, json.dumps(failed)), Event(None, json.dumps(done))]
