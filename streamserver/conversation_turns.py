@@ -118,7 +118,8 @@ class Turn:
             return
         self._ended = True
         if self._renewal is not None:
-            self._renewal.cancel()
+            self._renewal.cancel()  # and wait: a renewal sent after the end would take it again
+            await asyncio.wait([self._renewal])
         if self.stream_id is not None:
             await self._note(LatestReply(self.stream_id, done=True), keep_s)
         try:

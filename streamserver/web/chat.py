@@ -181,11 +181,11 @@ def socket_handler(path: str, route: RouteSettings) -> Handler:
             )
             try:
                 user_count = await _stored(store.append(conversation_id, owner, [user]))
+                await turn.replying(stream.id)  # before the epilogue can note the reply stored
             except BaseException:
                 user_stored.set_result(None)
                 stream.cancel("cancelled")
                 raise
-            await turn.replying(stream.id)  # before the epilogue can note the reply stored
             # The epilogue goes on only after this returns: the socket attaches its reader first
             # (no await in between), so the reply's store waits for what that reader writes.
             user_stored.set_result(user_count)
