@@ -7,7 +7,10 @@ reply that called tools keeps its calls, and each ``tool`` message the client se
 the next turn sends the upstream a valid conversation.
 The store sits behind ``ConversationStore`` (a plugin can register another with
 ``register_conversation_stores``); what crosses it is plain data, ready for a networked store.
-The embedded default is ``builtins/sqlite_conversations.py``.
+The embedded default is ``builtins/sqlite_conversations.py``; ``builtins/redis_conversations.py``
+serves several instances. A store may also serialise the turns of a conversation and keep the
+stream of its latest reply (the optional members below), so that two turns never interleave and
+any instance finds the reply in progress.
 """
 
 from __future__ import annotations
@@ -15,10 +18,13 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, TypeAlias
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeAlias
 
 from .errors import StreamRejected
 from .types import Message, ToolCall
+
+if TYPE_CHECKING:
+    from .config import Config
 
 Status: TypeAlias = Literal["complete", "cancelled", "failed"]
 CONVERSATION_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -51,8 +57,45 @@ class Conversation:
     messages: tuple[StoredMessage, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class LatestReply:
+    """The stream of a conversation's latest reply, as a store keeps it for every instance."""
+
+    stream_id: str
+    done: bool
+    """The reply is stored (its stream may still be retained for a resume)."""
+
+
 class ConversationStore(Protocol):
-    """Where conversations live. Every method may be called concurrently from the event loop."""
+    """Where conversations live. Every method may be called concurrently from the event loop.
+
+    ``open`` and the four turn members are optional. A store without the turn members has its
+    turns serialised, and its latest replies kept, by the chat route within one process only.
+    """
+
+    async def open(self, config: Config) -> None:
+        """Optional (default: nothing): called once at start-up, before any other call, with the
+        whole config (a networked store reads its connection there: ``config.redis``)."""
+        ...
+
+    async def begin_turn(self, conversation_id: str, holder: str, ttl_s: float) -> bool:
+        """Optional: take the conversation's turn (a prompt, its stored reply) for ``holder``;
+        False while another holder has it. The holder calls it again to renew its lease; one that
+        stops (its instance died) loses the turn ``ttl_s`` after its last call."""
+        ...
+
+    async def end_turn(self, conversation_id: str, holder: str) -> None:
+        """Optional: ``holder``'s turn is over (nothing happens if it no longer holds it)."""
+        ...
+
+    async def note_reply(self, conversation_id: str, reply: LatestReply, keep_s: float) -> None:
+        """Optional: the conversation's latest reply streams as ``reply.stream_id``; keep that
+        for ``keep_s`` seconds (0: forget it now)."""
+        ...
+
+    async def latest_reply(self, conversation_id: str) -> LatestReply | None:
+        """Optional: what ``note_reply`` last kept for this conversation, while it is kept."""
+        ...
 
     async def get(self, conversation_id: str) -> Conversation | None:
         """The conversation, or ``None`` if it does not exist."""
@@ -71,6 +114,32 @@ class ConversationStore(Protocol):
     async def aclose(self) -> None:
         """Flush and close (called at shutdown)."""
         ...
+
+
+def message_extra(message: StoredMessage) -> dict[str, Any]:
+    """What a message holds beyond its role, text, status and time, as JSON-able fields (empty
+    for a plain message): its tool calls, the call it answers, the tool fields it was offered."""
+    extra: dict[str, Any] = {}
+    if message.tool_calls:
+        extra["tool_calls"] = [
+            {"id": c.id, "name": c.name, "arguments": c.arguments, "index": c.index}
+            for c in message.tool_calls
+        ]
+    if message.tool_call_id is not None:
+        extra["tool_call_id"] = message.tool_call_id
+    if message.offered:
+        extra["offered"] = message.offered
+    return extra
+
+
+def stored_message(
+    role: Any, content: str, status: Any, created: float, extra: Mapping[str, Any]
+) -> StoredMessage:
+    """A message as a store reads it back: ``message_extra``'s fields made whole again."""
+    calls = tuple(ToolCall(**call) for call in extra.get("tool_calls", ()))
+    return StoredMessage(
+        role, content, status, created, calls, extra.get("tool_call_id"), extra.get("offered", {})
+    )
 
 
 def check_id(conversation_id: str) -> str:

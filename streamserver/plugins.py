@@ -33,6 +33,7 @@ DEFAULT_PLUGINS = (
     "streamserver.builtins.sinks",
     "streamserver.builtins.prometheus_sink",
     "streamserver.builtins.sqlite_conversations",
+    "streamserver.builtins.redis_conversations",
     "streamserver.builtins.memory_stores",
     "streamserver.builtins.redis_streams",
 )

@@ -92,6 +92,9 @@ class StreamService:
         )
         service = cls(config, providers, sinks, store)
         try:
+            opening = getattr(store, "open", None)  # optional: ConversationStore.open
+            if opening is not None:
+                await opening(config)
             service.check_routes()
             if service.shared is not None:
                 await service.shared.open()

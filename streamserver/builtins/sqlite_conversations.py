@@ -1,4 +1,5 @@
-"""The embedded default conversation store: SQLite in WAL mode, off the event loop."""
+"""The embedded default conversation store: SQLite in WAL mode, off the event loop; its turns
+and latest replies are this process's (``LocalTurns``)."""
 
 from __future__ import annotations
 
@@ -14,9 +15,9 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import sqlite3
 
-from ..conversations import Conversation, StoredMessage
+from ..conversation_turns import LocalTurns
+from ..conversations import Conversation, StoredMessage, message_extra, stored_message
 from ..hookspecs import Register, hookimpl
-from ..types import ToolCall
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,10 +28,12 @@ class SQLiteOptions:
     """Database file (relative to the working directory); ``:memory:`` keeps nothing across restarts."""
 
 
-class SQLiteConversationStore:
-    """SQLite in WAL mode, on one worker thread of its own so the event loop never waits on disk."""
+class SQLiteConversationStore(LocalTurns):
+    """SQLite in WAL mode, on one worker thread of its own so the event loop never waits on disk.
+    One process uses the file, so its turns are serialised in that process (``LocalTurns``)."""
 
     def __init__(self, options: SQLiteOptions) -> None:
+        super().__init__()
         self.path = options.path
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="streamserver-sqlite")
         self._db: sqlite3.Connection | None = None
@@ -83,7 +86,7 @@ class SQLiteConversationStore:
         return Conversation(
             conversation_id,
             row[0],
-            tuple(StoredMessage(m[0], _text(m[1]), m[2], m[3], *_extra(m[4])) for m in messages),
+            tuple(stored_message(m[0], _text(m[1]), m[2], m[3], _extra(m[4])) for m in messages),
         )
 
     async def append(
@@ -155,27 +158,15 @@ def _storable(text: str) -> str | bytes:
 
 
 def _storable_extra(message: StoredMessage) -> str | None:
-    """A message's tool calls or answered call id as JSON (``None`` for a plain message)."""
-    extra: dict[str, object] = {}
-    if message.tool_calls:
-        extra["tool_calls"] = [
-            {"id": c.id, "name": c.name, "arguments": c.arguments, "index": c.index}
-            for c in message.tool_calls
-        ]
-    if message.tool_call_id is not None:
-        extra["tool_call_id"] = message.tool_call_id
-    if message.offered:
-        extra["offered"] = message.offered
+    """A message's tool calls, answered call id and offered tool fields as JSON (``None`` for a
+    plain message)."""
+    extra = message_extra(message)
     return json.dumps(extra) if extra else None  # ASCII: half an emoji is escaped, not lost
 
 
-def _extra(extra: str | None) -> tuple[tuple[ToolCall, ...], str | None, dict[str, Any]]:
-    """The tool calls, answered call id and offered tool fields ``_storable_extra`` stored."""
-    if not extra:
-        return (), None, {}
-    fields = json.loads(extra)
-    calls = tuple(ToolCall(**call) for call in fields.get("tool_calls", ()))
-    return calls, fields.get("tool_call_id"), fields.get("offered", {})
+def _extra(extra: str | None) -> dict[str, Any]:
+    """The fields ``_storable_extra`` stored."""
+    return json.loads(extra) if extra else {}
 
 
 def _text(content: str | bytes) -> str:

@@ -5,6 +5,8 @@ window plus the new message; the reply streams as ``token`` messages, is stored 
 completed; as far as it reached the client, marked ``cancelled`` or ``failed``, when it was cut
 short), and ``{"type": "done", "message_count": n}`` closes the turn. After a dropped connection,
 ``{"type": "resume", "received": n}`` on a new socket picks the conversation's reply up again.
+One turn of a conversation runs at a time (``Turn``, through the store: across instances with a
+shared one): a prompt while another connection's turn runs is refused with ``conversation_busy``.
 
 A message may offer ``tools``; a reply that calls them streams the calls and its ``done`` lists
 ``pending_tool_calls``. Each ``{"type": "tool_result", "tool_call_id", "content"}`` is stored as a
@@ -25,6 +27,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 
 from ..access import KEY_ID
+from ..conversation_turns import LocalTurns, Turn, Turns
 from ..conversations import (
     Conversation,
     ConversationStore,
@@ -39,6 +42,7 @@ from ..conversations import (
 from ..errors import StreamRejected
 from ..request_input import parse_stream_params, valid_text
 from ..settings import RouteSettings
+from ..stores import StoreUnavailable
 from ..streams import Stream
 from ..transports import ws
 from ..types import Event, StreamEnd
@@ -61,18 +65,39 @@ _STATUS: dict[str, Status] = {
 def socket_handler(path: str, route: RouteSettings) -> Handler:
     """The handler of one conversation route."""
 
-    latest: dict[str, str] = {}
-    """Conversation id -> the id of its latest reply's stream, while that stream is kept."""
+    local = LocalTurns()
+    """Turns and latest replies, for a store that keeps none (``ConversationStore.begin_turn``)."""
 
     async def handle(request: web.Request) -> web.StreamResponse:
         service = request.app[SERVICE]
         conversation_id = check_id(request.match_info["conversation_id"])
         store = service.conversations
+        turns: Turns = store if hasattr(store, "begin_turn") else local
         settings = service.config.conversations
         identity = request[KEY_ID]
         owner = identity if service.access.enabled else None
 
         async def start(fields: dict[str, Any]) -> Stream | dict[str, Any]:
+            # The turn is held from before the history is read until the reply is stored.
+            turn = Turn(turns, conversation_id, service.config.redis.lease_s)
+            if not await _stored(turn.begin()):
+                _owned(await _stored(store.get(conversation_id)), owner)  # a stranger's: not found
+                raise StreamRejected(
+                    409,
+                    "conversation_busy",
+                    "another turn of this conversation is in progress; send this once its reply"
+                    " is done, or resume that reply",
+                )
+            try:
+                started = await take_turn(fields, turn)
+            except BaseException:
+                await turn.end(0)
+                raise
+            if isinstance(started, dict):  # answered without a stream: the turn is over
+                await turn.end(0)
+            return started
+
+        async def take_turn(fields: dict[str, Any], turn: Turn) -> Stream | dict[str, Any]:
             conversation = _owned(await _stored(store.get(conversation_id)), owner)
             history = list(conversation.messages) if conversation else []
             if fields.pop("type", None) == "tool_result":
@@ -108,7 +133,7 @@ def socket_handler(path: str, route: RouteSettings) -> Handler:
                         return []
                     return await _store_reply(stream, summary, count)
                 finally:
-                    loop.call_later(service.streams.retain_s, _forget, conversation_id, stream.id)
+                    await turn.end(service.streams.retain_s)
 
             async def _store_reply(stream: Stream, summary: StreamEnd, count: int) -> list[Event]:
                 # A reply that completed is stored whole (a client that comes back gets the rest
@@ -134,9 +159,10 @@ def socket_handler(path: str, route: RouteSettings) -> Handler:
                 if calls:
                     done["pending_tool_calls"] = [call.id for call in calls]
                 try:
-                    done["message_count"] = await store.append(conversation_id, owner, [reply])
-                except Exception:
-                    log.exception("storing a reply in conversation %s failed", conversation_id)
+                    done["message_count"] = await _stored(
+                        store.append(conversation_id, owner, [reply])
+                    )
+                except StreamRejected:  # logged
                     failed = ws.error_message("store_failed", "the reply could not be stored")
                     done["status"] = "failed"
                     return [Event(None, json.dumps(failed)), Event(None, json.dumps(done))]
@@ -155,6 +181,7 @@ def socket_handler(path: str, route: RouteSettings) -> Handler:
             )
             try:
                 user_count = await _stored(store.append(conversation_id, owner, [user]))
+                await turn.replying(stream.id)  # before the epilogue can note the reply stored
             except BaseException:
                 user_stored.set_result(None)
                 stream.cancel("cancelled")
@@ -162,12 +189,12 @@ def socket_handler(path: str, route: RouteSettings) -> Handler:
             # The epilogue goes on only after this returns: the socket attaches its reader first
             # (no await in between), so the reply's store waits for what that reader writes.
             user_stored.set_result(user_count)
-            latest[conversation_id] = stream.id
             return stream
 
         async def resume(wanted: ws.ResumeRequest) -> Stream:
             # The reply in progress (or just finished and kept) of this conversation.
-            stream_id = latest.get(conversation_id)
+            latest = await _stored(turns.latest_reply(conversation_id))
+            stream_id = latest.stream_id if latest is not None else None
             if stream_id is None or wanted.stream_id not in (None, stream_id):
                 raise StreamRejected(
                     404, "stream_not_found", "this conversation has no reply in progress"
@@ -189,10 +216,6 @@ def socket_handler(path: str, route: RouteSettings) -> Handler:
             return stream
 
         return await serve_route_socket(request, route, start, resume, kinds=("tool_result",))
-
-    def _forget(conversation_id: str, stream_id: str) -> None:
-        if latest.get(conversation_id) == stream_id:
-            del latest[conversation_id]
 
     handle.__name__ = f"chat {path}"
     return handle
@@ -226,6 +249,11 @@ async def _stored(work: Awaitable[T]) -> T:
     """The result of a conversation store call; its failure is a refusal the socket survives."""
     try:
         return await work
+    except StoreUnavailable as exc:  # Redis away or late: a line, not a traceback
+        log.warning("the conversation store is unavailable: %s", exc)
+        raise StreamRejected(
+            503, "store_failed", "the conversation could not be read or stored; try again"
+        ) from None
     except Exception:
         log.exception("the conversation store failed")
         raise StreamRejected(
@@ -247,22 +275,28 @@ def history_handlers() -> tuple[Handler, Handler]:
         service = request.app[SERVICE]
         conversation_id = check_id(request.match_info["conversation_id"])
         owner = request[KEY_ID] if service.access.enabled else None
-        conversation = _owned(await service.conversations.get(conversation_id), owner)
+        store: ConversationStore = service.conversations
+        conversation = _owned(await _stored(store.get(conversation_id)), owner)
         if conversation is None:
             raise StreamRejected(404, "conversation_not_found", "no conversation has that id")
-        return web.json_response({
+        shown: dict[str, Any] = {
             "id": conversation.id,
             "message_count": len(conversation.messages),
             "messages": [_shown(m) for m in conversation.messages],
-        })  # fmt: skip
+        }
+        if hasattr(store, "latest_reply"):  # the reply being generated, on whichever instance
+            latest = await _stored(store.latest_reply(conversation_id))
+            if latest is not None and not latest.done:
+                shown["reply_in_progress"] = latest.stream_id
+        return web.json_response(shown)
 
     async def delete(request: web.Request) -> web.Response:
         service = request.app[SERVICE]
         conversation_id = check_id(request.match_info["conversation_id"])
         owner = request[KEY_ID] if service.access.enabled else None
         store: ConversationStore = service.conversations
-        if _owned(await store.get(conversation_id), owner) is None or not await store.delete(
-            conversation_id
+        if _owned(await _stored(store.get(conversation_id)), owner) is None or not await _stored(
+            store.delete(conversation_id)
         ):
             raise StreamRejected(404, "conversation_not_found", "no conversation has that id")
         return web.json_response({"id": conversation_id, "deleted": True})
