@@ -2,7 +2,8 @@
 
 A configuration mistake prints one line (file, dotted key, what was expected) and exits with 2;
 Ctrl-C and SIGTERM stop the server cleanly: streams are drained while it still listens, then it
-exits 0; a second signal during the drain exits at once with 1.
+exits 0; a second signal during the drain exits at once with 1. ``serve --workers N`` hands over
+to ``supervisor.py``, which runs this same ``serve`` N times (with a hidden ``--supervisor-fd``).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from collections.abc import Sequence
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from . import server_log
+from . import server_log, supervisor
 from .client.ask import ask
 from .config import Config, load_config, refuse_open_host
 from .devtools import fake_upstream
@@ -30,6 +31,8 @@ from .errors import ConfigError
 from .service import StreamService
 from .version import __version__
 from .web.app import create_app, drain
+from .web.keys import SERVICE
+from .worker_link import SupervisorLink
 
 DEFAULT_CONFIG = "config.toml"
 
@@ -49,6 +52,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     serve.add_argument("--host", help="override server.host")
     serve.add_argument("--port", type=int, help="override server.port")
+    serve.add_argument(
+        "--workers",
+        type=_worker_count,
+        default=1,
+        help="server processes sharing the port (SO_REUSEPORT) under a supervisor that restarts "
+        "them and reloads the config on SIGHUP (default: 1, one process and no supervisor)",
+    )
+    serve.add_argument("--supervisor-fd", type=int, help=argparse.SUPPRESS)
     check = commands.add_parser("check-config", help="validate a config file without serving")
     check.add_argument("file", nargs="?", default=DEFAULT_CONFIG)
     ask_parser = commands.add_parser(
@@ -82,7 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         if args.command == "serve":
-            return _serve(args.config, args.host, args.port)
+            return _serve(args.config, args.host, args.port, args.workers, args.supervisor_fd)
         if args.command == "check-config":
             return _check(args.file)
         if args.command == "ask":
@@ -102,23 +113,48 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 2
 
 
-def _serve(path: str, host: str | None, port: int | None) -> int:
+def _worker_count(text: str) -> int:
+    try:
+        count = int(text)
+    except ValueError:
+        count = 0
+    if count < 1:
+        raise argparse.ArgumentTypeError(
+            f"expected a whole number of processes, 1 or more, got {text!r}"
+        )
+    return count
+
+
+def _serve(
+    path: str,
+    host: str | None,
+    port: int | None,
+    workers: int = 1,
+    supervisor_fd: int | None = None,
+) -> int:
+    if supervisor_fd is not None:
+        # A worker: SIGHUP is the supervisor's (a stray one must not end it), and its whole
+        # config was logged by the supervisor.
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
     given = {"host": host, "port": port}
-    config = load_config(
-        path, overrides={"server": {k: v for k, v in given.items() if v is not None}}
-    )
+    overrides = {"server": {k: v for k, v in given.items() if v is not None}}
+    config = supervisor.load_checked(path, overrides, workers)
     host, port = config.server.host, config.server.port
-    server_log.configure(config.server)
+    server_log.configure(config.server, with_pid=workers > 1 or supervisor_fd is not None)
     for noisy in ("httpx", "httpx2"):  # one line per request is too much by default
         logging.getLogger(noisy).setLevel(logging.WARNING)
     logging.getLogger("aiohttp.server").addFilter(_malformed_requests_in_one_line)
-    for line in _describe(config):
-        log.info("%s", line)
+    if supervisor_fd is None:
+        for line in _describe(config):
+            log.info("%s", line)
+    if workers > 1:
+        return supervisor.run(path, overrides, workers, config, _describe)
     app = create_app(config)
     _raise_file_limit()
     app.on_startup.append(_tune_gc)
+    link = None if supervisor_fd is None else SupervisorLink(supervisor_fd)
     try:
-        return asyncio.run(_run(app, host, port, config))
+        return asyncio.run(_run(app, host, port, config, link))
     except OSError as exc:
         if exc.errno not in _LISTEN_ERRORS:
             raise
@@ -126,12 +162,18 @@ def _serve(path: str, host: str | None, port: int | None) -> int:
         return 1
 
 
-async def _run(app: web.Application, host: str, port: int, config: Config) -> int:
+async def _run(
+    app: web.Application, host: str, port: int, config: Config, link: SupervisorLink | None
+) -> int:
     """Serve until SIGTERM or Ctrl-C, then drain with the listener still open, then stop.
 
     ``web.run_app`` closes the listening socket before the drain (``on_shutdown``): clients
     would be refused, and idle keep-alive connections dropped, for the whole grace. A second
-    signal during the drain exits at once with status 1."""
+    signal during the drain exits at once with status 1.
+
+    A worker (``link``) listens with ``SO_REUSEPORT`` beside the others, tells the supervisor
+    once it listens, and when the supervisor retires it (a reload) stops listening before the
+    drain, so that new connections go to the new workers."""
     runner = web.AppRunner(
         app,
         handle_signals=False,
@@ -142,21 +184,46 @@ async def _run(app: web.Application, host: str, port: int, config: Config) -> in
     )
     await runner.setup()
     try:
-        await web.TCPSite(runner, host, port, backlog=_BACKLOG).start()
-        print(
-            f"streamserver {__version__} listening on http://{_url_host(host)}:{port}", flush=True
-        )
-        await _signalled()
-        log.info("shutting down: new streams get 503 (a second SIGTERM or Ctrl-C exits at once)")
+        site = web.TCPSite(runner, host, port, backlog=_BACKLOG, reuse_port=link is not None)
+        await site.start()
+        url = f"http://{_url_host(host)}:{port}"
+        if link is None:
+            print(f"streamserver {__version__} listening on {url}", flush=True)
+        else:
+            log.info("worker listening on %s", url)
+            await link.listening()
+        if await _signalled(link):
+            await site.stop()
+            if runner.server is not None:
+                # Idle keep-alive connections close now, busy ones after their response: a
+                # client's next request opens a connection, which reaches a new worker.
+                for connection in runner.server.connections:
+                    connection.close()
+            assert link is not None
+            await link.retiring()
+            log.info(
+                "retiring: no longer listening; draining %d live streams",
+                app[SERVICE].streams.active,
+            )
+        else:
+            log.info(
+                "shutting down: new streams get 503 (a second SIGTERM or Ctrl-C exits at once)"
+            )
         await drain(app)  # before cleanup, which stops listening
     finally:
         await runner.cleanup()
+        if link is not None:
+            link.close()
     log.info("stopped")
     return 0
 
 
-async def _signalled() -> None:
-    """Return at the first SIGTERM or SIGINT; from then on, the next one ends the process."""
+async def _signalled(link: SupervisorLink | None = None) -> bool:
+    """Return at the first SIGTERM or SIGINT, or when the supervisor asks this worker to stop
+    (False) or to retire (True); from then on, the next signal ends the process.
+
+    What the supervisor asks is not a signal: a signal sent to the whole group as well (systemd)
+    is then the first one, not the second."""
     loop = asyncio.get_running_loop()
     first = asyncio.Event()
 
@@ -171,7 +238,14 @@ async def _signalled() -> None:
 
     for number in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(number, on_signal, number.name)
-    await first.wait()
+    if link is None:
+        await first.wait()
+        return False
+    waits = [asyncio.create_task(e.wait()) for e in (first, link.stop, link.retire)]
+    _, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    for wait in pending:
+        wait.cancel()
+    return link.retire.is_set() and not (first.is_set() or link.stop.is_set())
 
 
 _BACKLOG = 4096

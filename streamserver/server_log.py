@@ -29,6 +29,7 @@ ACCESS = "streamserver.access"
 """The access log's logger name."""
 
 _TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+_TEXT_FORMAT_WITH_PID = "%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s"
 
 
 def note_served(request: web.Request, stream: Stream) -> None:
@@ -118,7 +119,12 @@ class AccessLogger(AbstractAccessLogger):
 
 class JSONLines(logging.Formatter):
     """One JSON object a line: ``time``, ``level``, ``logger``, ``message``, an access line's
-    fields, and ``exception`` (the traceback as one string) when there is one."""
+    fields, and ``exception`` (the traceback as one string) when there is one; with ``with_pid``,
+    the process id as ``pid``."""
+
+    def __init__(self, *, with_pid: bool = False) -> None:
+        super().__init__()
+        self.with_pid = with_pid
 
     def format(self, record: logging.LogRecord) -> str:
         """The record as one line of JSON."""
@@ -132,15 +138,22 @@ class JSONLines(logging.Formatter):
         access = getattr(record, "access", None)
         if isinstance(access, AccessLine):
             fields.update((k, v) for k, v in asdict(access).items() if v is not None)
+        if self.with_pid:
+            fields["pid"] = record.process
         if record.exc_info:
             fields["exception"] = self.formatException(record.exc_info)
         return json.dumps(fields, ensure_ascii=False)
 
 
-def configure(settings: ServerSettings) -> None:
-    """Send the process's log to stderr at ``log_level``, as text or JSON (``log_format``)."""
+def configure(settings: ServerSettings, *, with_pid: bool = False) -> None:
+    """Send the process's log to stderr at ``log_level``, as text or JSON (``log_format``).
+
+    ``with_pid`` (``serve --workers``, whose processes share one stderr): each line names its
+    process, ``streamserver[1234]:`` in text, ``"pid"`` in JSON."""
     handler = logging.StreamHandler()
     handler.setFormatter(
-        JSONLines() if settings.log_format == "json" else logging.Formatter(_TEXT_FORMAT)
+        JSONLines(with_pid=with_pid)
+        if settings.log_format == "json"
+        else logging.Formatter(_TEXT_FORMAT_WITH_PID if with_pid else _TEXT_FORMAT)
     )
     logging.basicConfig(level=settings.log_level.upper(), handlers=[handler], force=True)

@@ -75,6 +75,9 @@ class RedisConversationStore:
     """Conversations in Redis: every instance reads and appends the same history, and takes
     turns through the same lock."""
 
+    distributed = True
+    """Shared by every instance (``serve --workers`` accepts it)."""
+
     def __init__(self, options: object = None) -> None:
         self._connection: RedisConnection | None = None
         self._loop_id = 0
