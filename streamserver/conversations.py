@@ -69,8 +69,9 @@ class LatestReply:
 class ConversationStore(Protocol):
     """Where conversations live. Every method may be called concurrently from the event loop.
 
-    ``open``, ``distributed`` (False unless it says so: ``serve --workers`` needs a store every
-    process shares) and the four turn members are optional. A store without the turn members has its
+    ``open``, ``health`` (``None`` or why the store does not answer, for ``/health``),
+    ``distributed`` (False unless it says so: ``serve --workers`` needs a store every process
+    shares) and the four turn members are optional. A store without the turn members has its
     turns serialised, and its latest replies kept, by the chat route within one process only.
     """
 

@@ -383,8 +383,24 @@ class StreamService:
             stream.cancel("cancelled")
 
     async def health(self) -> str | None:
-        """``None`` when every shared store answers; else why not."""
-        return await self.shared.health() if self.shared is not None else None
+        """``None`` when every shared store answers (within ``[redis] timeout_s``); else why
+        not, for ``/health``."""
+        checks = [
+            getattr(store, "health", None)  # optional: ConversationStore.health
+            for store in (self.shared, self.conversations)
+            if store is not None and getattr(store, "distributed", store is self.shared)
+        ]
+        for check in checks:
+            if check is None:
+                continue
+            try:
+                async with asyncio.timeout(self.config.redis.timeout_s):
+                    problem: str | None = await check()
+            except TimeoutError:
+                problem = f"a store did not answer within {self.config.redis.timeout_s:g} s"
+            if problem is not None:
+                return problem
+        return None
 
     async def resume_point(self, stream: Stream, start: int, bad_code: str) -> bool:
         """Whether ``stream`` can be read from ``start`` (410 if those events are gone, 400 with

@@ -112,7 +112,11 @@ async def test_with_redis_down_new_streams_get_503_running_ones_finish_and_all_r
     redis.start()
     await wait_until_async(lambda: client.http.get("/health"), lambda r: r.status_code == 200)
     later = await client.sse("/v1/stream", params={"prompt": "z"})
+    await asyncio.sleep(0.3)  # the last stream's mirror writes its end
+    per_stream = [t.get_name() for t in asyncio.all_tasks()
+                  if t.get_name().startswith(("stream st_", "mirror ", "replica ", "reading", "follow"))]  # fmt: skip
 
+    assert per_stream == []  # nothing left behind by the outage
     assert events[-1].event == "stream_end"  # the local reader got the whole stream
     assert json.loads(events[-1].data)["finish_reason"] == "stop"
     assert started.startswith("st_")
@@ -159,3 +163,19 @@ async def test_a_password_in_the_url_works_and_never_shows_in_a_message(serve, m
     assert health.status_code == 503 and refused.status_code == 503
     for text in (health.text, refused.text):
         assert secret not in text and "nope" not in text
+
+
+async def test_health_names_the_conversation_store_when_only_it_is_on_redis(serve, redis_server):
+    if redis_server.process is None:
+        redis_server.start()
+    client = await serve(base_config(redis={"url": redis_server.url, "timeout_s": 0.5},
+                                     conversations={"store": "redis"}))  # fmt: skip
+    up = await client.http.get("/health")
+    redis_server.stop()
+    try:
+        down = await client.http.get("/health")
+    finally:
+        redis_server.start()
+
+    assert up.status_code == 200
+    assert down.status_code == 503 and down.json()["reason"].startswith("redis:")

@@ -176,6 +176,10 @@ class RedisConversationStore:
         fields = json.loads(value)
         return LatestReply(fields["stream_id"], bool(fields["done"]))
 
+    async def health(self) -> str | None:
+        """``None`` when Redis answers; else why not (``/health``)."""
+        return None if self._connection is None else await self._connection.health()
+
     async def aclose(self) -> None:
         """Give the shared connection back (the last store that holds it closes it)."""
         if self._connection is not None:
