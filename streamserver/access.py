@@ -10,7 +10,9 @@
   ``access_token``, ``authorization``, in any case, with ``-``, ``_`` or neither), a value shaped
   like one (``sk-`` and at least 16 more key characters), or a configured key.
 - Limits per identity (the key id, or the client address when auth is off): a token bucket of
-  requests per minute, and concurrent streams; both answer 429 with ``Retry-After``.
+  requests per minute, and concurrent streams; both answer 429 with ``Retry-After``. The counting
+  is the limit store's (``[limits] store``: this process, or every instance's on Redis); a store
+  that cannot be reached is a 503 ``store_unavailable``.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from aiohttp import web
 
 from .errors import ConfigError, StreamRejected
 from .settings import AuthSettings, LimitsSettings
+from .stores import LimitStore, StoreUnavailable
 
 KEY_ID = web.RequestKey("streamserver.key_id", str)
 """The identity of the caller of this request (an API key id, or ``addr:<client address>``)."""
@@ -53,14 +56,15 @@ class Ticket:
 class Access:
     """Authentication and per-identity limits of one app."""
 
-    def __init__(self, auth: AuthSettings, limits: LimitsSettings) -> None:
+    def __init__(self, auth: AuthSettings, limits: LimitsSettings, store: LimitStore) -> None:
         self.enabled = auth.mode == "api_key"
         self.auth = auth
         self.limits = limits
+        self.store = store
+        """Where the limits count (opened and closed by the service)."""
         self.keys = _load_keys(auth) if self.enabled else []
         secret = os.environ.get(auth.ticket_secret_env, "") if auth.ticket_secret_env else ""
         self._secret = secret.encode() or secrets.token_bytes(32)
-        self._buckets: dict[str, tuple[float, float]] = {}
         self._spent: dict[str, float] = {}
         """Signatures of the tickets that opened a WebSocket, with when they expire."""
         self._spent_cap = _SPENT_PRUNE_AT
@@ -146,40 +150,55 @@ class Access:
     def _sign(self, payload: str) -> str:
         return _b64(hmac.new(self._secret, payload.encode(), hashlib.sha256).digest())
 
-    def check_rate(self, identity: str) -> None:
+    async def check_rate(self, identity: str) -> None:
         """Take one request from ``identity``'s bucket, or refuse with 429 and ``Retry-After``."""
         rate = self.limits.requests_per_minute
         if rate <= 0:
             return
-        now = time.monotonic()
-        tokens, at = self._buckets.get(identity, (rate, now))
-        tokens = min(rate, tokens + (now - at) * rate / 60)
-        if tokens < 1:
-            wait = math.ceil((1 - tokens) * 60 / rate)
+        try:
+            wait = await self.store.charge(identity)
+        except StoreUnavailable as exc:
+            raise store_unavailable(exc) from None
+        if wait > 0:
             raise StreamRejected(
                 429,
                 "rate_limited",
                 f"too many requests: at most {rate:g} a minute",
-                headers={"Retry-After": str(wait)},
+                headers={"Retry-After": str(math.ceil(wait))},
             )
-        self._buckets[identity] = (tokens - 1, now)
-        if (
-            len(self._buckets) > 100_000
-        ):  # forget the idle, so many one-off clients cannot grow this
-            self._buckets = {k: v for k, v in self._buckets.items() if now - v[1] < 120}
 
-    def check_concurrency(self, total: int, mine: int) -> None:
-        """Refuse a new stream when ``total`` streams (all callers) or ``mine`` (this caller's)
-        already generate at the limit (429). The stream registry keeps both counts."""
-        if total >= self.limits.max_concurrent_streams:
+    async def acquire_stream(self, stream_id: str, identity: str) -> None:
+        """Count a new stream against the concurrent-stream limits (all callers, and this
+        caller's), or refuse it with 429. ``release_stream`` once its generation ends."""
+        try:
+            passed = await self.store.acquire(stream_id, identity)
+        except StoreUnavailable as exc:
+            raise store_unavailable(exc) from None
+        if passed == "total":
             raise StreamRejected(429, "too_many_streams", "the server is at its stream limit; retry shortly",
                                  headers={"Retry-After": "1"})  # fmt: skip
-        if mine >= self.limits.max_concurrent_streams_per_key:
+        if passed is not None:
             raise StreamRejected(
                 429, "too_many_streams_for_key",
                 f"at most {self.limits.max_concurrent_streams_per_key} streams at once per key",
                 headers={"Retry-After": "1"},
             )  # fmt: skip
+
+    def release_stream(self, stream_id: str, identity: str) -> None:
+        """A stream counted by ``acquire_stream`` has ended its generation."""
+        self.store.release(stream_id, identity)
+
+
+def store_unavailable(exc: StoreUnavailable) -> StreamRejected:
+    """The 503 for a request the limit store could not count (Redis away or too slow), in the
+    stream store's words (``shared_streams.unavailable``). The store logs the outage itself,
+    once, not once per refused request."""
+    return StreamRejected(
+        503,
+        "store_unavailable",
+        f"the limit store is not answering ({exc}); retry shortly",
+        headers={"Retry-After": "2"},
+    )
 
 
 _SPENT_PRUNE_AT = 1024

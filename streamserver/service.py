@@ -29,7 +29,7 @@ from .request_input import StreamParams
 from .settings import RouteSettings
 from .shared_streams import SharedStreams
 from .sink_fanout import SinkFanout
-from .stores import StreamStore
+from .stores import LimitStore, StreamStore
 from .streams import Stream, StreamRegistry
 from .types import GenerationRequest, MessageForm, MetricsSink, Provider, StreamStart
 
@@ -49,6 +49,7 @@ class StreamService:
         providers: Mapping[str, Provider],
         sinks: list[MetricsSink],
         conversations: ConversationStore,
+        limits: LimitStore,
     ) -> None:
         self.config = config
         self.providers = dict(providers)
@@ -56,7 +57,7 @@ class StreamService:
         self.sinks = SinkFanout(sinks)
         self.conversations = conversations
         try:
-            self.access = Access(config.auth, config.limits)
+            self.access = Access(config.auth, config.limits, limits)
         except ConfigError as exc:  # the keys' variable is missing or empty: say which file
             raise exc.in_file(config.file) from None
         self.streams = StreamRegistry(
@@ -90,11 +91,13 @@ class StreamService:
         store: ConversationStore = _make(
             config.conversation_store, f"conversations.{config.conversations.store}", config.file
         )
-        service = cls(config, providers, sinks, store)
+        limits: LimitStore = _make(config.limit_store, f"limits.{config.limits.store}", config.file)
+        service = cls(config, providers, sinks, store, limits)
         try:
             opening = getattr(store, "open", None)  # optional: ConversationStore.open
             if opening is not None:
                 await opening(config)
+            await limits.open(config, service.instance_id)
             service.check_routes()
             if service.shared is not None:
                 await service.shared.open()
@@ -134,7 +137,7 @@ class StreamService:
                 )
 
     async def close(self) -> None:
-        """Close every provider (their upstream clients), the conversation store, the sinks."""
+        """Close every provider (their upstream clients), the stores, the sinks."""
         if self.shared is not None:
             try:
                 await self.shared.close()
@@ -145,6 +148,10 @@ class StreamService:
             await self.conversations.aclose()
         except Exception:
             log.exception("closing the conversation store failed")
+        try:
+            await self.access.store.aclose()
+        except Exception:
+            log.exception("closing the limit store failed")
         for provider in self.providers.values():
             try:
                 await provider.aclose()
@@ -238,7 +245,6 @@ class StreamService:
         a ``StreamRecord`` (``Stream.record``): what it said, for a consumer that reads it back.
         """
         self.refuse_if_draining()
-        self.access.check_concurrency(self.streams.active, self.streams.active_for(key_id))
         provider_name, provider, model = self.resolve(route, params)
         self.check_parameters(provider_name, provider, params)
         # What the client (or route) asked for goes upstream; the cap is enforced by the core only.
@@ -304,19 +310,27 @@ class StreamService:
         if keep_record:
             stream.record = StreamRecord()
         stream.headers.update(getattr(formatter, "headers", {}))  # optional: Formatter.headers
+        await self.access.acquire_stream(stream_id, key_id)  # 429 at a limit, 503: store away
         shared = self.shared
         if shared is not None:
-            earlier = await shared.publish(
-                stream, formatter_part.name, formatter_options or {}, idempotency
-            )
-            if earlier is not None:  # the same request, started meanwhile on another instance
-                return await self.find_stream(earlier, key_id)
-            self.refuse_if_draining()
+            try:
+                earlier = await shared.publish(
+                    stream, formatter_part.name, formatter_options or {}, idempotency
+                )
+                if earlier is not None:  # the same request, started meanwhile on another instance
+                    self.access.release_stream(stream_id, key_id)  # it generates elsewhere
+                    return await self.find_stream(earlier, key_id)
+                self.refuse_if_draining()
+            except BaseException:  # not started: it does not count (a release is idempotent)
+                self.access.release_stream(stream_id, key_id)
+                raise
         run = StreamRun(stream, plan, self.sinks)
         self.streams.add(
             stream,
             lambda: asyncio.get_running_loop().create_task(run.run(), name=f"stream {stream_id}"),
         )
+        assert stream.task is not None
+        stream.task.add_done_callback(lambda _: self.access.release_stream(stream_id, key_id))
         if shared is not None:
             shared.mirror(stream)
             stream.remote_readers = functools.partial(shared.store.readers_elsewhere, stream_id)

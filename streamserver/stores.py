@@ -172,29 +172,48 @@ class StreamStore(Protocol):
 
 class LimitStore(Protocol):
     """Where the limits count (``[limits] store``): requests per minute and concurrent streams,
-    per caller and in all."""
+    per caller and in all.
+
+    An identity is a caller's (an API key id, ``addr:<client address>`` without auth, or ``""``
+    in process). The store reads the limits from ``config.limits`` when it opens; the caller
+    turns its answers into the 429s and ``StoreUnavailable`` into a 503. A store that counts
+    across instances holds a lease on each stream it counts and renews the leases itself, so the
+    streams of an instance that dies stop counting once their leases run out.
+    """
 
     distributed: bool
+    """True when the counts are shared with other instances (a call may then wait on the
+    network and raise ``StoreUnavailable``)."""
 
-    async def open(self, config: Config, instance_id: str) -> None: ...
+    async def open(self, config: Config, instance_id: str) -> None:
+        """Read the limits and connect (the server need not answer yet: calls fail until it
+        does); start renewing leases, where the store has them."""
+        ...
 
-    async def aclose(self) -> None: ...
+    async def aclose(self) -> None:
+        """Finish the releases under way, stop renewing, release connections. Streams still
+        counted stop counting once their leases run out, as a crashed instance's would."""
+        ...
 
-    async def health(self) -> str | None: ...
+    async def health(self) -> str | None:
+        """``None`` when the store answers; else why not, for ``/health``."""
+        ...
 
     async def charge(self, identity: str) -> float:
-        """Take one request from ``identity``'s budget: 0 when allowed, else the seconds to wait."""
+        """Take one request from ``identity``'s token bucket (``requests_per_minute`` tokens,
+        refilled continuously at that rate): 0 when allowed, else the seconds until a token is
+        back (nothing taken). Raises ``StoreUnavailable``."""
         ...
 
     async def acquire(self, stream_id: str, identity: str) -> str | None:
-        """Count a new stream (its generation) against the limits; ``None`` when it may start,
-        else which limit it would pass (``"total"`` or ``"key"``)."""
+        """Count a new stream (its generation) against ``max_concurrent_streams`` and
+        ``max_concurrent_streams_per_key``: ``None`` when it may start (it now counts), else
+        which limit it would pass, ``"total"`` or ``"key"`` (it does not count). Raises
+        ``StoreUnavailable``."""
         ...
 
     def release(self, stream_id: str, identity: str) -> None:
-        """The stream's generation ended: it no longer counts (may complete in the background)."""
-        ...
-
-    def renew(self, live: Sequence[tuple[str, str]]) -> None:
-        """Optional: keep counting ``(stream_id, identity)`` pairs this instance still runs."""
+        """The stream's generation ended: it no longer counts. Called once per acquired stream,
+        from a task's done callback, so it never waits: a shared store completes it in the
+        background (if that fails, the stream's lease runs out instead)."""
         ...

@@ -75,7 +75,9 @@ class MemoryLimits:
         self._max_total = 0
         self._max_mine = 0
         self._buckets: dict[str, tuple[float, float]] = {}
-        self._total = 0
+        """identity -> (tokens left, when they were counted)."""
+        self._counted: dict[str, str] = {}
+        """stream id -> identity, for the streams that count now."""
         self._by_key: dict[str, int] = {}
 
     async def open(self, config: Config, instance_id: str) -> None:
@@ -104,25 +106,23 @@ class MemoryLimits:
         return 0.0
 
     async def acquire(self, stream_id: str, identity: str) -> str | None:
-        if self._total >= self._max_total:
+        if len(self._counted) >= self._max_total:
             return "total"
         mine = self._by_key.get(identity, 0)
         if mine >= self._max_mine:
             return "key"
-        self._total += 1
+        self._counted[stream_id] = identity
         self._by_key[identity] = mine + 1
         return None
 
     def release(self, stream_id: str, identity: str) -> None:
-        self._total -= 1
+        if self._counted.pop(stream_id, None) is None:  # never counted, or released already
+            return
         left = self._by_key.get(identity, 1) - 1
         if left:
             self._by_key[identity] = left
         else:
             self._by_key.pop(identity, None)
-
-    def renew(self, live: Sequence[tuple[str, str]]) -> None:
-        return None
 
 
 @hookimpl

@@ -60,7 +60,7 @@ def guarded(
 
     async def handle(request: web.Request) -> web.StreamResponse:
         try:
-            admit(request, path)
+            await admit(request, path)
         except StreamRejected as exc:
             return refuse(request, exc, shape, report=path)
         try:
@@ -72,7 +72,7 @@ def guarded(
     return handle
 
 
-def admit(request: web.Request, path: str) -> None:
+async def admit(request: web.Request, path: str) -> None:
     """Mark ``request`` for CORS, identify its caller and charge its rate limit (or raise)."""
     service = request.app[SERVICE]
     cors = cors_headers(service.config.cors, request.headers.get("Origin"))
@@ -80,7 +80,7 @@ def admit(request: web.Request, path: str) -> None:
         request[_CORS] = cors
     identity = service.access.identify(request)
     if path not in service.config.auth.public_paths:
-        service.access.check_rate(identity)
+        await service.access.check_rate(identity)
     request[KEY_ID] = identity
 
 

@@ -30,7 +30,7 @@ def stream_handler(path: str, route: RouteSettings) -> Handler:
     async def handle(request: web.Request) -> web.StreamResponse:
         service = request.app[SERVICE]
         try:
-            admit(request, path)
+            await admit(request, path)
             stream, start = await _resume_or_start(request, service, path, route)
         except StreamRejected as exc:
             return refuse(request, exc, report=path)
