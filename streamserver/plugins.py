@@ -36,6 +36,7 @@ DEFAULT_PLUGINS = (
     "streamserver.builtins.redis_conversations",
     "streamserver.builtins.memory_stores",
     "streamserver.builtins.redis_streams",
+    "streamserver.builtins.redis_limits",
 )
 ENTRY_POINT_GROUP = "streamserver"
 
