@@ -195,6 +195,11 @@ class RedisLimits:
         return int(waited) / 1_000_000
 
     async def acquire(self, stream_id: str, identity: str) -> str | None:
+        remover = self._remover
+        if remover is not None and not remover.done():
+            # This instance's ended streams leave the count first, as they do in memory: a
+            # stream started right after another ended never counts the ended one.
+            await asyncio.wait([remover])
         keys = [self._all, self._mine(identity)]
         args: list[str | int] = [stream_id, self._max_total, self._max_mine, self._lease_ms]
         passed = int(await self._call(lambda: self._acquire(keys=keys, args=args)))

@@ -216,3 +216,12 @@ async def test_both_stores_refuse_the_same_requests(serve, redis_url, store):
     statuses = [(await client.http.get("/v1/models")).status_code for _ in range(3)]
 
     assert statuses == [200, 200, 429]
+
+
+async def test_a_stream_started_after_another_ended_on_one_instance_never_counts_the_ended_one(
+    serve, redis_url
+):
+    a = await serve(shared(redis_url, lease_s=60, max_concurrent_streams=1))
+    statuses = [(await a.sse("/v1/stream", params=QUICK)).status for _ in range(10)]
+
+    assert statuses == [200] * 10
