@@ -401,7 +401,7 @@ class StreamService:
         not, for ``/health``."""
         checks = [
             getattr(store, "health", None)  # optional: ConversationStore.health
-            for store in (self.shared, self.conversations)
+            for store in (self.shared, self.conversations, self.access.store)
             if store is not None and getattr(store, "distributed", store is self.shared)
         ]
         for check in checks:

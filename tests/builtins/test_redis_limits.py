@@ -174,6 +174,18 @@ async def test_redis_away_is_a_503_and_the_limits_recover_when_it_returns(
     assert again.status_code == 429  # ... so the limit holds again across both
 
 
+async def test_health_says_when_the_limit_store_is_away(serve, redis_url, redis_server):
+    a = await serve(shared(redis_url))  # streams in memory: only the limits are on Redis
+    healthy = await a.http.get("/health")
+    redis_server.stop()
+    away = await a.http.get("/health")
+
+    assert healthy.status_code == 200
+    assert away.status_code == 503
+    assert away.json()["status"] == "unhealthy"
+    assert away.json()["reason"].startswith("redis: ")
+
+
 async def test_a_stream_start_on_a_stalled_redis_is_a_503_within_the_timeout(
     serve, redis_url, redis_server
 ):
