@@ -1,9 +1,9 @@
 """``streamserver serve --workers N``, run for real: a supervisor process and its workers on one
 port, real HTTP on 127.0.0.1, signals, a reload under load.
 
-The running supervisor is given stores that declare themselves shared (``shared_for_tests``, in
-tests/plugin_fixtures), since ``--workers 2`` refuses the embedded ones; ``GET /test/worker``
-(the same plugin) names the process that served a request.
+The running supervisor is given the Redis stores (a real redis-server, the ``redis_url``
+fixture), since ``--workers 2`` refuses the embedded ones; ``GET /test/worker`` (the test plugin
+``shared_for_tests``) names the process that served a request.
 """
 
 from __future__ import annotations
@@ -26,12 +26,25 @@ from conftest import REPO
 from httpx_sse import aconnect_sse
 
 NOISE = ("Traceback", "Task was destroyed", "Unclosed")
-SHARED = (
-    '[plugins]\nmodules = ["shared_for_tests"]\n'
-    '[resume]\nstore = "shared_for_tests"\n'
-    '[limits]\nstore = "shared_for_tests"\n'
-    '[conversations]\nstore = "shared_for_tests"\n'
-)
+REDIS_URL = ""
+"""The test's Redis (set by the autouse fixture below)."""
+
+
+@pytest.fixture(autouse=True)
+def _redis(redis_url: str) -> None:
+    global REDIS_URL
+    REDIS_URL = redis_url
+
+
+def shared_stores() -> str:
+    """Every store on the test's Redis, and the route that names the serving process."""
+    return (
+        '[plugins]\nmodules = ["shared_for_tests"]\n'
+        f'[redis]\nurl = "{REDIS_URL}"\nlease_s = 1\n'
+        '[resume]\nstore = "redis"\n'
+        '[limits]\nstore = "redis"\n'
+        '[conversations]\nstore = "redis"\n'
+    )
 
 
 def free_port() -> int:
@@ -61,8 +74,7 @@ def write_config(
         f'[server]\nport = {port}\nplugins_dir = "{tmp_path / "plugins"}"\n'
         f"shutdown_grace_s = {grace_s}\n"
         f"[providers.simulated]\nttft_ms = 0\njitter = 0\n{simulated}\n"
-        + (SHARED + f'[conversations.shared_for_tests]\npath = "{tmp_path / "c.sqlite3"}"\n'
-           if shared else f'[conversations.sqlite]\npath = "{tmp_path / "c.sqlite3"}"\n')
+        + (shared_stores() if shared else f'[conversations.sqlite]\npath = "{tmp_path / "c.sqlite3"}"\n')
         + extra,
         encoding="utf-8",
     )  # fmt: skip
@@ -207,9 +219,7 @@ def test_a_store_each_process_keeps_for_itself_is_refused_with_several_workers(
 ):
     text = write_config(tmp_path, free_port()).read_text()
     # Everything shared but the one store under test.
-    text = text.replace(f'[{key.split(".")[0]}]\nstore = "shared_for_tests"\n', section)
-    if key == "conversations.store":  # its options' table too
-        text = text.replace("[conversations.shared_for_tests]", "[conversations.sqlite]")
+    text = text.replace(f'[{key.split(".")[0]}]\nstore = "redis"\n', section)
     config = tmp_path / "config.toml"
     config.write_text(text)
     result = run_serve("--config", str(config), "--workers", "2", cwd=tmp_path)
@@ -420,3 +430,44 @@ async def test_sighup_under_50_streams_completes_each_once_and_then_serves_the_n
     server.signal(signal.SIGTERM)
     assert await server.exit_status() == 0, server.stderr
     assert not any(noise in server.stderr for noise in NOISE), server.stderr
+
+
+async def test_with_the_redis_stores_a_stream_cut_on_one_worker_resumes_on_either(
+    supervised, tmp_path
+):
+    config = write_config(tmp_path, free_port(), grace_s=5,
+                          simulated="tokens_per_second = 100\nanswer_tokens = 60")  # fmt: skip
+    config.write_text(config.read_text().replace('[resume]\nstore = "redis"\n',
+                                                 '[resume]\nstore = "redis"\ngrace_s = 10\n'))  # fmt: skip
+    server = await supervised(config)
+    no_reuse = httpx.Limits(max_keepalive_connections=0)  # each request: a new connection
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}", timeout=30,
+                                 limits=no_reuse) as client:  # fmt: skip
+
+        async def cut_and_resumed(number: int) -> list[tuple[str, str]]:
+            events: list[tuple[str, str]] = []
+            request = {"method": "GET", "url": "/v1/stream", "params": {"prompt": f"q{number}"}}
+            for _ in range(12):
+                async with aconnect_sse(client, **request) as source:
+                    assert source.response.status_code == 200, await source.response.aread()
+                    async for event in source.aiter_sse():
+                        events.append((event.event, event.id))
+                        if event.event == "stream_end":
+                            return events
+                        if event.event == "token" and len(events) % 15 == 0:
+                            break  # cut: resume on a new connection, on either worker
+                request["headers"] = {"Last-Event-ID": events[-1][1]}
+            raise AssertionError(f"no end: {events}")
+
+        results = await asyncio.gather(*(cut_and_resumed(i) for i in range(20)))
+
+    for events in results:
+        ids = [event_id for _, event_id in events]
+        assert [int(i.rpartition(":")[2]) for i in ids] == list(range(len(ids)))
+        assert [name for name, _ in events].count("stream_end") == 1
+    # Each connection is new and the kernel spreads new connections over both workers (checked
+    # below), so about half of the 80-odd resumes landed on the worker that did not run their
+    # stream: with the memory store each of those would have been a 404.
+    assert len(await both_pids(server.port)) == 2
+    server.signal(signal.SIGTERM)
+    assert await server.exit_status() == 0, server.stderr
