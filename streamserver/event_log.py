@@ -240,7 +240,14 @@ class StreamLog:
         # high_water events for a reader that may come back (resume), then waits.
         readers = self._readers
         if readers:
-            self.floor = readers[0].pos if len(readers) == 1 else min(r.pos for r in readers)
+            count = len(readers)
+            if count == 1:
+                self.floor = readers[0].pos
+            elif count == 2:  # a client and a store's mirror: the common shared case
+                first, second = readers[0].pos, readers[1].pos
+                self.floor = first if first < second else second
+            else:
+                self.floor = min(r.pos for r in readers)
         if not self._retain:
             # Read events go in batches, not one by one as each is read.
             if self.floor - self._base >= _DROP_BATCH:

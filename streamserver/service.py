@@ -35,10 +35,6 @@ from .types import GenerationRequest, MessageForm, MetricsSink, Provider, Stream
 
 log = logging.getLogger("streamserver")
 
-REPLICA_CATCH_UP_S = 2.0
-"""How long a resume on a replica waits for the events the client says it has (its owner may
-not have written them yet) before that is a 400."""
-
 
 class StreamService:
     """Starts streams for requests and keeps what they share for the app's lifetime."""
@@ -319,8 +315,11 @@ class StreamService:
                 )
                 if earlier is not None:  # the same request, started meanwhile on another instance
                     self.access.release_stream(stream_id, key_id)  # it generates elsewhere
-                    return await self.find_stream(earlier, key_id)
-                self.refuse_if_draining()
+                    assert idempotency is not None
+                    return _same_request(await self.find_stream(earlier, key_id), idempotency, path)
+                if self.draining:  # began while it was published: say it ended, refuse it
+                    await shared.store.mark_lost(stream_id, 0)
+                    self.refuse_if_draining()
             except BaseException:  # not started: it does not count (a release is idempotent)
                 self.access.release_stream(stream_id, key_id)
                 raise
@@ -365,14 +364,7 @@ class StreamService:
             stream = await self.shared.find(earlier) if earlier is not None else None
         if stream is None:
             return None
-        assert stream.idempotency is not None
-        if stream.idempotency[2] != idempotency[1] or stream.route != path:
-            raise StreamRejected(
-                409,
-                "idempotency_key_reused",
-                "this Idempotency-Key was sent with another request: use a new key per request",
-            )
-        return stream
+        return _same_request(stream, idempotency, path)
 
     async def find_stream(self, stream_id: str, key_id: str) -> Stream:
         """The live or retained stream, here or (shared) on another instance, if ``key_id`` may
@@ -380,7 +372,7 @@ class StreamService:
         id)."""
         stream = self.streams.get(stream_id)
         if stream is None and self.shared is not None:
-            stream = await self.shared.find(stream_id)
+            stream = await self.shared.find(stream_id, key_id if self.access.enabled else None)
         if stream is None or (self.access.enabled and stream.key_id != key_id):
             raise StreamRejected(404, "stream_not_found", "no live or retained stream has that id")
         return stream
@@ -421,11 +413,18 @@ class StreamService:
         ``bad_code`` past its end); True when there is nothing left to send. A resume past the
         start is reported to the sinks. A replica may not have what the client already got
         from the owner yet (the owner writes within ``LAZY_S``, at once once it is followed):
-        it waits for that, a little."""
+        it waits for that, up to ``[redis] lease_s``, then answers 503."""
         if stream.replica and start > stream.log.end and not stream.finished:
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(REPLICA_CATCH_UP_S):
+                async with asyncio.timeout(self.config.redis.lease_s):
                     await stream.log.wait(start - 1)
+            if start > stream.log.end and not stream.finished:
+                raise StreamRejected(
+                    503,
+                    "store_behind",
+                    "the stream store does not have what you received yet; retry shortly",
+                    headers={"Retry-After": "1"},
+                )
         if start > stream.log.end:
             raise StreamRejected(
                 400, bad_code, f"that stream has only {stream.log.end} events so far"
@@ -480,6 +479,22 @@ class StreamService:
             len(live) - len(cut),
             len(cut),
         )
+
+
+def _same_request(stream: Stream, idempotency: tuple[str, str], path: str) -> Stream:
+    """``stream``, started by an earlier request with this ``Idempotency-Key``, if that request
+    was this one (the same body, on the same route); else 409 ``idempotency_key_reused``."""
+    if (
+        stream.idempotency is None
+        or stream.idempotency[2] != idempotency[1]
+        or stream.route != path
+    ):
+        raise StreamRejected(
+            409,
+            "idempotency_key_reused",
+            "this Idempotency-Key was sent with another request: use a new key per request",
+        )
+    return stream
 
 
 def _make(part: Part, section: str, file: str | None) -> Any:

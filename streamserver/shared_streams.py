@@ -51,6 +51,9 @@ log = logging.getLogger("streamserver.shared")
 LAZY_S = 0.1
 """How often the events of a stream that nobody elsewhere follows are written: at 50 tokens a
 second, one store entry holds five of them instead of one."""
+LINGER_S = 2.0
+"""A replica whose last reader left follows its stream this much longer, for a reader that
+reconnects; then it stops (the next reader makes a new one from the store)."""
 POLL_S = 2.0
 """The longest a replica waits for its next events before it checks the owner's lease."""
 _RETRY_S = 0.5
@@ -59,6 +62,10 @@ LOST = StreamFailure(
     "stream_lost",
     "the instance that ran this stream stopped before it ended; start the request again",
     retryable=True,
+)
+EXPIRED = StreamFailure(
+    "events_expired",
+    "this reader fell behind what is kept of the stream (resume.max_bytes_per_stream)",
 )
 
 
@@ -76,7 +83,8 @@ class _Mirrored:
     """One owned stream's events not yet written to the store."""
 
     __slots__ = (
-        "closed", "dirty", "eager", "pending", "shared", "start", "stream", "task", "written",
+        "close_taken", "closed", "dirty", "eager", "failing_since", "pending", "shared",
+        "start", "stream", "task", "unsent", "written",
     )  # fmt: skip
 
     def __init__(self, stream: Stream, shared: SharedStreams) -> None:
@@ -85,13 +93,18 @@ class _Mirrored:
         self.pending: list[bytes | str] = []
         self.start = 0
         """The position of ``pending[0]``."""
+        self.unsent: list[Appended] = []
+        """Writes taken but not confirmed: retried as they are, first (the store skips what
+        it had already stored)."""
         self.written = 0
         """The position up to which the store has the events."""
         self.closed = False
+        self.close_taken = False
         self.dirty = False
         """Queued for the writer (now or at the next lazy round)."""
         self.eager = False
         """Another instance follows it: written in the iteration its events were logged."""
+        self.failing_since: float | None = None
         self.task: asyncio.Task[None] | None = None
 
     def tap(self, item: bytes | str) -> bool:
@@ -102,19 +115,19 @@ class _Mirrored:
             self.shared.queue(self)
         return True
 
-    def take(self) -> Appended:
-        record = self.stream.record
-        data = record.to_data() if self.closed and record is not None else None
-        appended = Appended(self.stream.id, self.start, self.pending, self.closed, data)
-        self.start += len(self.pending)
-        self.pending = []
+    def take(self) -> list[Appended]:
+        """What to write now: the unconfirmed writes, then what was logged since."""
+        if self.pending or (self.closed and not self.close_taken):
+            record = self.stream.record
+            data = record.to_data() if self.closed and record is not None else None
+            self.unsent.append(
+                Appended(self.stream.id, self.start, self.pending, self.closed, data)
+            )
+            self.start += len(self.pending)
+            self.pending = []
+            self.close_taken = self.closed
         self.dirty = False
-        return appended
-
-    def put_back(self, appended: Appended) -> None:
-        """A write failed: its events go before those collected since."""
-        self.pending = [*appended.events, *self.pending]
-        self.start = appended.start
+        return list(self.unsent)
 
 
 class SharedStreams:
@@ -139,11 +152,12 @@ class SharedStreams:
         self._writing = False
         """A write is in flight (or its batch waits to be retried)."""
         self._renewer: asyncio.Task[None] | None = None
-        self._failing_since: float | None = None
+        self._failing = False
+        """The last write failed (for the log: once when it starts, once when it ends)."""
         self._abandoned: dict[str, int] = {}
         """Streams this instance stopped mirroring (the store failed too long): their end in
         the store, to mark them lost there once it answers."""
-        self._opening: dict[str, asyncio.Future[Stream | None]] = {}
+        self._opening: dict[tuple[str, str | None], asyncio.Future[Stream | None]] = {}
         """Replicas being made, by stream id."""
         self.replicas_opened = 0
         """Replicas made since start (streams of other instances read here)."""
@@ -258,60 +272,65 @@ class SharedStreams:
             await self._wake.wait()
             self._wake.clear()
             batch, self._dirty = self._dirty, []
-            appended = [m.take() for m in batch]
+            sends = [(mirrored, done) for mirrored in batch for done in mirrored.take()]
             self._writing = True
             try:
-                await self.store.write(appended)
+                live = await self.store.write([done for _, done in sends])
             except Exception as exc:  # a store's bug must not end the writer for every stream
                 if not isinstance(exc, StoreUnavailable):
                     log.exception("the stream store's write failed")
-                    exc = StoreUnavailable(repr(exc))
-                self._write_failed(batch, appended, exc)
+                self._write_failed(batch, str(exc))
                 await asyncio.sleep(_RETRY_S)
                 continue
             finally:
                 self._writing = False
-            if self._failing_since is not None:
+            if self._failing:
                 log.info("the stream store answers again")
-                self._failing_since = None
-            for mirrored, done in zip(batch, appended, strict=True):
+                self._failing = False
+            for mirrored in batch:
+                mirrored.unsent = []
+                mirrored.failing_since = None
+            for (mirrored, done), still_live in zip(sends, live, strict=True):
                 mirrored.written = done.start + len(done.events)
-                if done.closed:
-                    self._mirrored.pop(mirrored.stream.id, None)
+                if done.closed or not still_live:
+                    self._stop_mirroring(mirrored)
 
-    def _write_failed(
-        self, batch: list[_Mirrored], appended: list[Appended], exc: StoreUnavailable
-    ) -> None:
+    def _write_failed(self, batch: list[_Mirrored], reason: str) -> None:
+        """Retry each stream's writes (they stay in ``unsent``), for up to ``lease_s`` each;
+        past that the stream goes on for its readers here only."""
         now = time.monotonic()
-        if self._failing_since is None:
-            self._failing_since = now
-            log.warning("writing to the stream store failed (%s); retrying", exc)
-        if now - self._failing_since < self.lease_s:
-            for mirrored, undone in zip(batch, appended, strict=True):
-                mirrored.put_back(undone)
-                if not mirrored.dirty:
-                    mirrored.dirty = True
-                    self._dirty.append(mirrored)
-            self._wake.set()
-            return
-        # Too long: these streams go on for their readers here only.
+        if not self._failing:
+            self._failing = True
+            log.warning("writing to the stream store failed (%s); retrying", reason)
         for mirrored in batch:
-            self._abandon(mirrored)
-        for mirrored in list(self._mirrored.values()):
-            self._abandon(mirrored)
-        log.error(
-            "the stream store failed for %gs: %d streams go on for their readers on this "
-            "instance only (readers elsewhere will get stream_lost)",
-            self.lease_s,
-            len(self._abandoned),
-        )
+            mirrored.failing_since = mirrored.failing_since or now
+            if now - mirrored.failing_since >= self.lease_s:
+                self._abandoned[mirrored.stream.id] = mirrored.written
+                self._stop_mirroring(mirrored)
+                log.error(
+                    "stream %s: the store failed for %gs; it goes on for its readers on this "
+                    "instance only (readers elsewhere will get stream_lost)",
+                    mirrored.stream.id,
+                    self.lease_s,
+                )
+            elif not mirrored.dirty:
+                mirrored.dirty = True
+                self._dirty.append(mirrored)
+        if self._dirty:
+            self._wake.set()
 
-    def _abandon(self, mirrored: _Mirrored) -> None:
+    def _stop_mirroring(self, mirrored: _Mirrored) -> None:
+        """The stream ended in the store (or cannot be kept there): stop writing it."""
         if self._mirrored.pop(mirrored.stream.id, None) is None:
             return
-        self._abandoned[mirrored.stream.id] = mirrored.written
         mirrored.pending = []
-        if mirrored.task is not None:
+        mirrored.unsent = []
+        if mirrored.dirty:
+            for queue in (self._dirty, self._lazy):
+                if mirrored in queue:
+                    queue.remove(mirrored)
+            mirrored.dirty = False
+        if mirrored.task is not None and not mirrored.closed:
             mirrored.task.cancel()
         mirrored.stream.remote_readers = None
 
@@ -371,24 +390,25 @@ class SharedStreams:
             raise unavailable(exc) from None
         return True
 
-    async def find(self, stream_id: str) -> Stream | None:
+    async def find(self, stream_id: str, key_id: str | None = None) -> Stream | None:
         """A replica of a stream another instance runs (or ran), or ``None`` if the store has
-        no such stream. Concurrent requests for one id share one replica (and one whose client
+        no such stream (or, with ``key_id``, none that caller started: no replica is made for
+        another caller). Concurrent requests for one id share one replica (and one whose client
         goes away meanwhile does not cancel it for the others)."""
-        opening = self._opening.get(stream_id)
+        opening = self._opening.get((stream_id, key_id))
         if opening is None:
-            opening = asyncio.ensure_future(self._open_replica(stream_id))
-            self._opening[stream_id] = opening
-            opening.add_done_callback(lambda _: self._opening.pop(stream_id, None))
+            opening = asyncio.ensure_future(self._open_replica(stream_id, key_id))
+            self._opening[stream_id, key_id] = opening
+            opening.add_done_callback(lambda _: self._opening.pop((stream_id, key_id), None))
         return await asyncio.shield(opening)
 
-    async def _open_replica(self, stream_id: str) -> Stream | None:
+    async def _open_replica(self, stream_id: str, key_id: str | None) -> Stream | None:
         found = self.registry.get(stream_id)
         if found is not None:
             return found
         try:
             state = await self.store.state(stream_id)
-            if state is None:
+            if state is None or (key_id is not None and state.stream.key_id != key_id):
                 return None
             replica = self._replica(state)
             pos, closed, lost = await self._fill(replica, state.base)
@@ -468,6 +488,7 @@ class SharedStreams:
         decode = replica.form != "sse"
         while True:
             await stream_log.writable()
+            asked = time.monotonic()
             try:
                 entries = await self.store.read(replica.id, pos, POLL_S)
                 if not entries.events and not entries.closed:
@@ -476,12 +497,12 @@ class SharedStreams:
                         self._end_lost(replica)
                         return
                     continue
-            except LookupError:  # its keys are gone: evicted, or expired with a dead owner
-                self._end_lost(replica)
+            except LookupError:  # trimmed past this reader, or its keys are gone
+                self._end_lost(replica, await self._why_gone(replica))
                 return
             except StoreUnavailable as exc:
                 now = time.monotonic()
-                failing_since = failing_since or now
+                failing_since = failing_since or asked
                 if now - failing_since > self.lease_s:
                     log.warning(
                         "replica %s: the store failed for %gs (%s)",
@@ -514,7 +535,16 @@ class SharedStreams:
         if state is not None and state.record is not None:
             replica.record = StreamRecord.from_data(dict(state.record))
 
-    def _end_lost(self, replica: Stream) -> None:
+    async def _why_gone(self, replica: Stream) -> StreamFailure:
+        """Why the store has no more events for a replica: trimmed past it (it fell behind
+        ``max_bytes_per_stream``), or the stream is gone (evicted, or expired with its owner)."""
+        try:
+            kept = await self.store.state(replica.id) is not None
+        except StoreUnavailable:
+            kept = False
+        return EXPIRED if kept else LOST
+
+    def _end_lost(self, replica: Stream, why: StreamFailure | None = None) -> None:
         """Close a replica of a lost stream with the route's own error events."""
         shared = replica.shared
         assert shared is not None and replica.info is not None
@@ -532,7 +562,7 @@ class SharedStreams:
                 dataclasses.replace(settings, **overrides), replica.form
             )
             formatter.start(replica.info)
-            failure = dataclasses.replace(LOST, stream_id=replica.id)
+            failure = dataclasses.replace(why or LOST, stream_id=replica.id)
             summary = StreamEnd(
                 replica.id, shared.model, "error", "error", 0, 0, 0, 0.0, None, error=failure
             )
@@ -545,11 +575,23 @@ class SharedStreams:
             log.exception("stream %s lost; its formatter failed to end it", replica.id)
 
     def _watch(self, replica: Stream) -> None:
-        """A replica's readers changed: mark them in the store (the owner's grace counts them)."""
+        """A replica's readers changed: mark them in the store (the owner's grace counts them);
+        after the last one, linger a moment, then stop following."""
         shared = replica.shared
         assert shared is not None
         ahead = self.lease_s if replica.log.readers else shared.grace_s
         self._spawn(self._quiet(self.store.reading(replica.id, time.time() + ahead)), "reading")
+        if not replica.log.readers:
+            replica.when_unread(LINGER_S, lambda: self._retire(replica))
+
+    def _retire(self, replica: Stream) -> None:
+        """A replica nobody read for ``LINGER_S``: forget it and stop following."""
+        if replica.log.readers:
+            return
+        if self.registry.streams.get(replica.id) is replica:
+            del self.registry.streams[replica.id]
+        if replica.task is not None:
+            replica.task.cancel()
 
     async def _quiet(self, call: Any) -> None:
         try:

@@ -131,8 +131,11 @@ class StreamStore(Protocol):
         """The id of the stream a request with this key started, while it is kept."""
         ...
 
-    async def write(self, appended: Sequence[Appended]) -> None:
-        """Store what several streams logged, in order, in one round trip where the store can."""
+    async def write(self, appended: Sequence[Appended]) -> list[bool]:
+        """Store what several streams logged, in order, in one round trip where the store can;
+        for each, whether its stream is still live in the store (False: it ended or was marked
+        lost there, so stop writing it). Safe to repeat after a failure (``StoreUnavailable``):
+        a store skips what it already has (each ``Appended`` says where it starts)."""
         ...
 
     async def state(self, stream_id: str) -> StreamState | None:
@@ -166,7 +169,8 @@ class StreamStore(Protocol):
         ...
 
     async def renew(self, owned: Sequence[str], reading: Sequence[str]) -> None:
-        """Renew this instance's lease, those of the streams it runs, and its reader marks."""
+        """Renew this instance's lease, those of the streams it runs, and its reader marks (and
+        whatever housekeeping the store does now and then, e.g. evicting past ``max_streams``)."""
         ...
 
 

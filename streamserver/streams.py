@@ -162,7 +162,9 @@ class Stream:
         if self.watch is not None:
             self.watch(self)
             return  # a replica follows its stream to the end; the owner decides
-        if self.grace_s <= 0:
+        if self.grace_s <= 0 and self.remote_readers is not None:
+            self._grace_over()  # none here: go on only while readers elsewhere
+        elif self.grace_s <= 0:
             self.cancel("client_gone")
         elif self._grace_timer is None:
             loop = asyncio.get_running_loop()
@@ -188,9 +190,17 @@ class Stream:
             return
         if elsewhere:
             loop = asyncio.get_running_loop()
-            self._grace_timer = loop.call_later(min(self.grace_s, 1.0), self._grace_over)
+            again = max(min(self.grace_s, 1.0), 0.25)
+            self._grace_timer = loop.call_later(again, self._grace_over)
         else:
             self.cancel("client_gone")
+
+    def when_unread(self, delay_s: float, then: Callable[[], None]) -> None:
+        """Call ``then`` in ``delay_s`` unless a reader attaches first (a replica lingers a
+        moment after its last reader, for one that reconnects)."""
+        if self._grace_timer is not None:
+            self._grace_timer.cancel()
+        self._grace_timer = asyncio.get_running_loop().call_later(delay_s, then)
 
     def _task_done(self, _task: asyncio.Task[None]) -> None:
         # A task cancelled before it first ran never closed its log: close it, so readers end

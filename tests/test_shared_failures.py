@@ -179,3 +179,39 @@ async def test_health_names_the_conversation_store_when_only_it_is_on_redis(serv
 
     assert up.status_code == 200
     assert down.status_code == 503 and down.json()["reason"].startswith("redis:")
+
+
+async def test_a_redis_pause_shorter_than_the_lease_loses_and_repeats_nothing_anywhere(
+    serve, redis_server, redis_url
+):
+    # A hung Redis (SIGSTOP): the owner's writes time out, yet Redis runs them once it wakes.
+    # The owner retries them; Redis skips what it has, so a reader elsewhere gets every event once.
+    config = base_config(
+        redis={"url": redis_url, "lease_s": 10, "timeout_s": 0.5},
+        resume={"store": "redis", "grace_s": 10},
+        providers={"simulated": {"ttft_ms": 0, "tokens_per_second": 50, "answer_tokens": 150}},
+    )
+    a, b = await serve(config), await serve(config)
+    own: list = []
+    named = asyncio.get_running_loop().create_future()
+
+    async def read_on_a() -> None:
+        async with aconnect_sse(a.http, "GET", "/v1/stream", params={"prompt": "p"}) as source:
+            named.set_result(source.response.headers["X-Stream-ID"])
+            async for event in source.aiter_sse():
+                own.append(event)
+
+    reading = asyncio.create_task(read_on_a())
+    stream_id = await named
+    followed = asyncio.create_task(b.sse(f"/v1/streams/{stream_id}"))
+    await asyncio.sleep(0.5)
+    redis_server.process.send_signal(signal.SIGSTOP)
+    try:
+        await asyncio.sleep(2.0)
+    finally:
+        redis_server.process.send_signal(signal.SIGCONT)
+    await asyncio.wait_for(reading, timeout=30)
+    remote = await asyncio.wait_for(followed, timeout=30)
+
+    assert own[-1].event == "stream_end"
+    assert [(e.id, e.data) for e in remote.events] == [(e.id, e.data) for e in own]

@@ -16,6 +16,7 @@ from conftest import base_config, script, wait_until
 from httpx_sse import aconnect_sse
 
 import streamserver
+from streamserver.shared_streams import LINGER_S
 from streamserver.web.keys import SERVICE
 
 PACED = {"ttft_ms": 0, "tokens_per_second": 200, "seed": 7, "answer_tokens": 60}
@@ -243,7 +244,12 @@ async def test_at_most_max_streams_finished_streams_are_kept_in_redis(serve, red
         ids.append(got.headers["X-Stream-ID"])
         await stored_end(app_a, ids[-1])
 
-    statuses = [(await b.http.get(f"/v1/streams/{i}")).status_code for i in ids]
+    # The owner evicts with its lease renewal (every lease_s / 3: a third of a second here).
+    for _ in range(50):
+        statuses = [(await b.http.get(f"/v1/streams/{i}")).status_code for i in ids]
+        if statuses[0] == 404:
+            break
+        await asyncio.sleep(0.1)
 
     assert statuses == [404, 404, 200, 200]
 
@@ -279,3 +285,109 @@ async def test_streams_cut_and_resumed_on_alternate_instances_lose_and_repeat_no
     assert all(service.streams.total > 0 for service in services)
     assert all(service.shared.replicas_opened > 0 for service in services)
     assert sum(s.shared.replicas_opened for s in services) >= len(trials) // 2
+
+
+async def test_a_replica_nobody_reads_stops_following_and_is_forgotten(serve, redis_url):
+    apps = [streamserver.create_app(shared_config(redis_url)) for _ in range(2)]
+    a, b = [await serve(app=app) for app in apps]
+    stream_id, _ = await read_some(a, "/v1/stream", 2, params={"prompt": "linger"})
+    _, seen = await read_some(b, f"/v1/streams/{stream_id}", 2)
+    registry = apps[1][SERVICE].streams
+    assert registry.get(stream_id) is not None and registry.get(stream_id).replica
+
+    await wait_until(lambda: registry.get(stream_id) is None, timeout=LINGER_S + 5)
+    tasks = [t.get_name() for t in asyncio.all_tasks() if t.get_name() == f"replica {stream_id}"]
+    again = await b.sse(f"/v1/streams/{stream_id}")  # a later reader gets a fresh replica
+
+    assert tasks == []
+    assert again.events[-1].event == "stream_end"
+    assert [e.id for e in again.events[:2]] == [e.id for e in seen]
+
+
+async def test_with_no_grace_a_reader_elsewhere_keeps_the_stream_going(serve, redis_url):
+    config = scripted_config(redis_url, resume={"grace_s": 0})
+    apps = [streamserver.create_app(config) for _ in range(2)]
+    a, b = [await serve(app=app) for app in apps]
+    deltas = [f"w{i} " for i in range(30)]
+    params = {"prompt": script(deltas, gap_ms=30), "model": "scripted"}
+    named = asyncio.get_running_loop().create_future()
+    leave = asyncio.Event()
+
+    async def read_on_a_until_told() -> None:
+        async with aconnect_sse(a.http, "GET", "/v1/stream", params=params) as source:
+            named.set_result(source.response.headers["X-Stream-ID"])
+            async for _ in source.aiter_sse():
+                if leave.is_set():
+                    return
+
+    on_a = asyncio.create_task(read_on_a_until_told())
+    stream_id = await named
+    followed = asyncio.create_task(b.sse(f"/v1/streams/{stream_id}"))
+    owner = apps[0][SERVICE].streams.get(stream_id)
+    for _ in range(200):  # B's reader is marked in Redis
+        if await owner.remote_readers():
+            break
+        await asyncio.sleep(0.01)
+    leave.set()  # A's only reader leaves: with grace 0 the stream would be cancelled now
+    await on_a
+    got = await asyncio.wait_for(followed, timeout=10)
+
+    assert text_of(got.events) == "".join(deltas)
+    assert json.loads(got.events[-1].data)["finish_reason"] == "stop"
+
+
+async def test_a_burst_of_starts_waits_for_a_pooled_connection_instead_of_a_503(serve, redis_url):
+    client = await serve(shared_config(redis_url, redis={"max_connections": 4}))
+    got = await asyncio.gather(
+        *(client.http.get("/v1/stream", params={"prompt": f"b{i}"}) for i in range(60))
+    )
+
+    assert [r.status_code for r in got] == [200] * 60
+
+
+async def test_idempotent_starts_racing_with_two_bodies_never_attach_to_the_other(serve, redis_url):
+    apps = [streamserver.create_app(scripted_config(redis_url)) for _ in range(2)]
+    a, b = [await serve(app=app) for app in apps]
+    headers = {"Idempotency-Key": "two-bodies"}
+    bodies = [{"prompt": script([f"body {n}"], gap_ms=20), "model": "scripted"} for n in (1, 2)]
+    got = await asyncio.gather(
+        *(c.sse("/v1/stream", method="POST", json_body=body, headers=headers)
+          for c, body in zip((a, b) * 3, bodies * 3, strict=True))
+    )  # fmt: skip
+
+    answered = {text_of(g.events) for g in got if g.status == 200}
+    refused = [json.loads(g.events[0].data)["error"]["code"] for g in got if g.status != 200]
+    assert len(answered) == 1  # one body won the key; the other's requests are refused
+    assert refused and set(refused) == {"idempotency_key_reused"}
+    assert sum(len(app[SERVICE].providers["scripted"].started) for app in apps) == 1
+
+
+async def test_every_key_of_a_live_stream_expires_if_its_owner_vanishes(serve, redis_url):
+    import redis.asyncio as redis
+
+    app = streamserver.create_app(scripted_config(redis_url))
+    a = await serve(app=app)
+    stream_id, _ = await read_some(
+        a, "/v1/stream", 2, params={"prompt": script(["x "] * 5, then="hang"), "model": "scripted"}
+    )
+    await stored_events(app, stream_id)
+    client = redis.Redis.from_url(redis_url)
+    try:
+        keys = await client.keys(f"streamserver:{{{stream_id}}}:*")
+        ttls = {key.decode().rsplit(":", 1)[1]: await client.pttl(key) for key in keys}
+    finally:
+        await client.aclose()
+
+    assert {"m", "l", "z"} <= set(ttls)
+    assert all(ttl > 0 for ttl in ttls.values()), ttls
+
+
+async def stored_events(app, stream_id: str) -> None:
+    """Wait until the store has some of the stream's events (the owner writes every LAZY_S)."""
+    store = app[SERVICE].shared.store
+    for _ in range(200):
+        state = await store.state(stream_id)
+        if state is not None and state.end > 0:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"the store never had events of {stream_id}")

@@ -37,8 +37,8 @@ class MemoryStreams:
     async def started_with(self, caller: str, idempotency_key: str) -> str | None:
         return None
 
-    async def write(self, appended: Sequence[Appended]) -> None:
-        return None
+    async def write(self, appended: Sequence[Appended]) -> list[bool]:
+        return [False] * len(appended)
 
     async def state(self, stream_id: str) -> StreamState | None:
         return None

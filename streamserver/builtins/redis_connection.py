@@ -1,8 +1,10 @@
 """The one Redis client an app's ``redis`` stores share (``[redis]``): a connection pool, a
 timeout on every call, and the key names.
 
-Every call is bounded by ``timeout_s`` (connect and read), with one retry on a fresh connection
-(a pooled one Redis closed while it was away); a call that still fails raises
+Every call is bounded by ``timeout_s`` (connect, read, and waiting for a pooled connection when
+all are busy), with no retry by the library: a timed-out write may still run on the server once
+it wakes, so only the stores retry, and only what is safe to repeat (the stream store's appends
+say where they start, and Redis skips what it has). A call that fails raises
 ``StoreUnavailable``, which the stores' callers turn into a 503 or carry on without. Keys of one
 stream or conversation share a hash tag (``{st_...}``), so Redis Cluster keeps them on one slot.
 """
@@ -45,14 +47,8 @@ class RedisConnection:
     def __init__(self, settings: RedisSettings) -> None:
         self.settings = settings
         self.prefix = settings.key_prefix
-        self.client: redis.Redis = redis.Redis.from_url(
-            redis_url(settings),
-            socket_timeout=settings.timeout_s,
-            socket_connect_timeout=settings.timeout_s,
-            max_connections=settings.max_connections,
-            retry=Retry(NoBackoff(), 1),
-            health_check_interval=30,
-            client_name="streamserver",
+        self.client: redis.Redis = client_for(
+            settings, settings.max_connections, settings.timeout_s, "streamserver"
         )
 
     def key(self, *parts: str) -> str:
@@ -80,6 +76,33 @@ class RedisConnection:
 
     async def aclose(self) -> None:
         await self.client.aclose()
+
+
+def client_for(
+    settings: RedisSettings, connections: int, read_timeout_s: float, name: str
+) -> redis.Redis:
+    """A client with its own pool of at most ``connections``: a call waits up to ``timeout_s``
+    for a free one (a burst queues instead of failing), reads time out after
+    ``read_timeout_s``, nothing is retried by the library. A URL that does not parse is a
+    config error that does not repeat the URL (it may hold a password)."""
+    retry = Retry(NoBackoff(), 0)
+    try:
+        pool = redis.BlockingConnectionPool.from_url(
+            redis_url(settings),
+            max_connections=connections,
+            timeout=settings.timeout_s,
+            socket_timeout=read_timeout_s,
+            socket_connect_timeout=settings.timeout_s,
+            retry=retry,
+            health_check_interval=30,
+            client_name=name,
+        )
+    except ValueError:
+        key = "redis.url_env" if settings.url_env else "redis.url"
+        raise ConfigError(
+            key, "a URL like redis://[user:password@]host:port/db (rediss:// for TLS)"
+        ) from None
+    return redis.Redis(connection_pool=pool, retry=retry)
 
 
 def describe(exc: BaseException) -> str:

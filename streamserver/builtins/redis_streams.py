@@ -37,8 +37,6 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import redis.asyncio as redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from ..hookspecs import Register, hookimpl
@@ -56,16 +54,79 @@ _POLL_S = 2.0
 _READ_COUNT = 512
 """Entries one read returns at most."""
 
-_MARK_LOST = """
-if redis.call('HGET', KEYS[1], 'state') ~= 'live' then return 0 end
-redis.call('HSET', KEYS[1], 'state', 'lost', 'end', ARGV[1])
-local ok = pcall(redis.call, 'XADD', KEYS[2], (tonumber(ARGV[1]) + 1) .. '-0', 'n', '0', 'c', '1', 'x', '1')
-if not ok then redis.call('XADD', KEYS[2], '*', 'n', '0', 'c', '1', 'x', '1') end
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
-redis.call('PEXPIRE', KEYS[2], ARGV[2])
+_APPEND = """
+local state = redis.call('HGET', KEYS[1], 'state')
+if state ~= 'live' then return -1 end
+local start, n = tonumber(ARGV[1]), tonumber(ARGV[2])
+local written = tonumber(redis.call('HGET', KEYS[1], 'w') or '0')
+if start < written then return 0 end
+if start > written then return -2 end
+local closed = ARGV[5] == '1'
+if closed then
+  redis.call('XADD', KEYS[2], (start + 1) .. '-0', 'n', n, 'z', ARGV[3], 'd', ARGV[4], 'c', 1)
+else
+  redis.call('XADD', KEYS[2], (start + 1) .. '-0', 'n', n, 'z', ARGV[3], 'd', ARGV[4])
+end
+local size = string.len(ARGV[4])
+redis.call('RPUSH', KEYS[3], start .. ' ' .. size)
+local total = redis.call('HINCRBY', KEYS[1], 'bytes', size)
+redis.call('HSET', KEYS[1], 'w', start + n)
+local budget = tonumber(ARGV[8])
+if budget > 0 and total > budget and redis.call('LLEN', KEYS[3]) > 1 then
+  while total > budget and redis.call('LLEN', KEYS[3]) > 1 do
+    total = total - tonumber(string.match(redis.call('LPOP', KEYS[3]), ' (%d+)$'))
+  end
+  local base = tonumber(string.match(redis.call('LINDEX', KEYS[3], 0), '^(%d+)'))
+  redis.call('XTRIM', KEYS[2], 'MINID', (base + 1) .. '-0')
+  redis.call('HSET', KEYS[1], 'base', base, 'bytes', total)
+end
+if closed then
+  redis.call('HSET', KEYS[1], 'state', 'done', 'end', start + n)
+  if ARGV[9] ~= '' then redis.call('HSET', KEYS[1], 'record', ARGV[9]) end
+  for i = 1, 4 do redis.call('PEXPIRE', KEYS[i], ARGV[7]) end
+  redis.call('ZADD', KEYS[5], ARGV[11], ARGV[10])
+elseif redis.call('PTTL', KEYS[2]) < 0 then
+  redis.call('PEXPIRE', KEYS[2], ARGV[6])
+  redis.call('PEXPIRE', KEYS[3], ARGV[6])
+end
 return 1
 """
-"""Mark a live stream lost at ``end`` (once), with a last log entry that says so."""
+"""Append one entry to a live stream's log, once: an entry that starts below what is stored
+is a retry of a write that did reach Redis (0, skipped); one above it would leave a gap (-2);
+a stream no longer live (ended, or marked lost) takes nothing (-1). It keeps the byte budget
+(``RPUSH`` of each entry's size, ``XTRIM MINID`` of the oldest), and a closing entry ends the
+stream: state, end, record, retention, the list of finished streams.
+KEYS: meta, log, sizes, readers, finished; ARGV: start, n, z, d, closed, live_ms, retain_ms,
+max_bytes, record, stream id, now (ms)."""
+
+_CREATE = """
+if ARGV[1] ~= '' then
+  local earlier = redis.call('GET', KEYS[2])
+  if earlier and redis.call('EXISTS', ARGV[5] .. ':{' .. earlier .. '}:m') == 1 then
+    return earlier
+  end
+  redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[3])
+end
+redis.call('HSET', KEYS[1], 'meta', ARGV[2], 'base', 0, 'w', 0, 'state', 'live')
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return false
+"""
+"""Publish a stream and, with an ``Idempotency-Key``, claim it in the same step: an earlier
+claim whose stream is still kept wins (its id is returned); one whose stream is gone is taken
+over. KEYS: meta, claim; ARGV: stream id (or '' without a key), meta JSON, live_ms, -, prefix.
+(The claim and the meta are on two slots: like the list of finished streams, this needs a
+standalone Redis, not Cluster.)"""
+
+_MARK_LOST = """
+if redis.call('HGET', KEYS[1], 'state') ~= 'live' then return 0 end
+local at = tonumber(redis.call('HGET', KEYS[1], 'w') or '0')
+redis.call('HSET', KEYS[1], 'state', 'lost', 'end', at)
+redis.call('XADD', KEYS[2], (at + 1) .. '-0', 'n', 0, 'c', 1, 'x', 1)
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+redis.call('PEXPIRE', KEYS[2], ARGV[1])
+return 1
+"""
+"""Mark a live stream lost (once) after what is stored, with a last log entry that says so."""
 
 
 class RedisStreams:
@@ -85,11 +146,9 @@ class RedisStreams:
         self._max_bytes = 0
         self._claims: dict[str, str] = {}
         """The idempotency key each stream this instance runs claimed: renewed while it runs."""
-        self._sizes: dict[str, tuple[int, list[tuple[int, int]]]] = {}
-        """Per stream this instance writes: bytes kept in Redis and (start, bytes) per entry."""
         self._on_notice: Callable[[Notice, str], None] = lambda _notice, _id: None
         self._listener: asyncio.Task[None] | None = None
-        self._mark_lost: Any = None
+        self._scripts: dict[str, Any] = {}
 
     @property
     def connection(self) -> RedisConnection:
@@ -104,13 +163,8 @@ class RedisStreams:
         settings = config.redis
         # Blocking reads hold a connection each for up to _POLL_S: their own pool, so they never
         # starve the writes (one per stream another instance runs and this one follows).
-        self._blocking = redis.Redis.from_url(
-            redis_connection.redis_url(settings),
-            socket_timeout=_POLL_S + settings.timeout_s,
-            socket_connect_timeout=settings.timeout_s,
-            max_connections=10_000,
-            retry=Retry(NoBackoff(), 1),
-            client_name="streamserver-follow",
+        self._blocking = redis_connection.client_for(
+            settings, 10_000, _POLL_S + settings.timeout_s, "streamserver-follow"
         )
         self.instance_id = instance_id
         resume = config.resume
@@ -121,7 +175,11 @@ class RedisStreams:
         self._max_streams = resume.max_streams
         self._max_bytes = resume.max_bytes_per_stream
         self._on_notice = on_notice
-        self._mark_lost = self.connection.client.register_script(_MARK_LOST)
+        client = self.connection.client
+        self._scripts = {
+            name: client.register_script(script)
+            for name, script in (("append", _APPEND), ("create", _CREATE), ("lost", _MARK_LOST))
+        }
         self._listener = asyncio.get_running_loop().create_task(
             self._listen(), name="redis stream notices"
         )
@@ -157,6 +215,9 @@ class RedisStreams:
     def _readers(self, stream_id: str) -> str:
         return self.connection.tagged(stream_id, "r")
 
+    def _sizes(self, stream_id: str) -> str:
+        return self.connection.tagged(stream_id, "z")
+
     def _instance_key(self, instance_id: str) -> str:
         return self.connection.key("i", instance_id)
 
@@ -167,29 +228,24 @@ class RedisStreams:
     # the owner's side
 
     async def create(self, stream: SharedStream, caller: str) -> str | None:
-        client = self.connection.client
-        if stream.idempotency is not None:
-            claim = self._idempotency_key(caller, stream.idempotency[0])
-            claimed = await self.connection.call(
-                lambda: client.set(claim, stream.id, nx=True, px=self._live_ms)
-            )
-            if not claimed:
-                earlier = await self.connection.call(lambda: client.get(claim))
-                if earlier is not None:
-                    earlier_id = as_text(earlier)
-                    kept = await self.connection.call(lambda: client.exists(self._meta(earlier_id)))
-                    if kept:
-                        return earlier_id
-                # The claim expired between the two calls, or names a stream no longer kept
-                # (evicted): this stream takes it over.
-                await self.connection.call(lambda: client.set(claim, stream.id, px=self._live_ms))
-            self._claims[stream.id] = claim
         meta = json.dumps(_meta_fields(stream), separators=(",", ":"))
-        pipe = client.pipeline(transaction=False)
-        pipe.hset(self._meta(stream.id), mapping={"meta": meta, "base": 0, "state": "live"})
-        pipe.pexpire(self._meta(stream.id), self._live_ms)
-        await self.connection.call(pipe.execute)
-        self._sizes[stream.id] = (0, [])
+        claim = (
+            self._idempotency_key(caller, stream.idempotency[0])
+            if stream.idempotency is not None
+            else self.connection.key("idem", "-")  # unused without a key
+        )
+        claimant = stream.id if stream.idempotency is not None else ""
+        create = self._scripts["create"]
+        earlier = await self.connection.call(
+            lambda: create(
+                keys=[self._meta(stream.id), claim],
+                args=[claimant, meta, self._live_ms, 0, self.connection.prefix],
+            )
+        )
+        if earlier is not None:
+            return as_text(earlier)
+        if stream.idempotency is not None:
+            self._claims[stream.id] = claim
         return None
 
     async def started_with(self, caller: str, idempotency_key: str) -> str | None:
@@ -197,58 +253,56 @@ class RedisStreams:
         found = await self.connection.call(lambda: self.connection.client.get(claim))
         return None if found is None else as_text(found)
 
-    async def write(self, appended: Sequence[Appended]) -> None:
+    async def write(self, appended: Sequence[Appended]) -> list[bool]:
+        """One ``_APPEND`` per entry, all in one pipeline; for each ``Appended``, whether the
+        stream is still live in Redis (False: it ended or was marked lost there; stop writing
+        it). A retried write is safe: what Redis already has is skipped."""
         client = self.connection.client
+        append = self._scripts["append"]
         pipe = client.pipeline(transaction=False)
-        ended: list[str] = []
-        trims: list[tuple[str, int]] = []
+        per_batch: list[int] = []
+        now_ms = int(time.time() * 1000)
         for batch in appended:
             stream_id = batch.stream_id
             events = [e.encode() if isinstance(e, str) else e for e in batch.events]
-            size, entries = self._sizes.get(stream_id, (0, []))
-            if not entries:  # its first entry creates the key: give it the live expiry
-                pipe.pexpire(self._log(stream_id), self._live_ms)
-            for start, chunk, last in self._chunks(batch.start, events):
-                fields: dict[Any, Any] = {
-                    "n": len(chunk),
-                    "z": array("I", map(len, chunk)).tobytes(),
-                    "d": b"".join(chunk),
-                }
-                if last and batch.closed:
-                    fields["c"] = 1
-                pipe.xadd(self._log(stream_id), fields, id=f"{start + 1}-0")
-                nbytes = len(fields["d"])
-                entries.append((start, nbytes))
-                size += nbytes
-            if self._max_bytes and size > self._max_bytes and len(entries) > 1:
-                while size > self._max_bytes and len(entries) > 1:
-                    size -= entries.pop(0)[1]
-                trims.append((stream_id, entries[0][0]))
-            self._sizes[stream_id] = (size, entries)
+            keys = [
+                self._meta(stream_id),
+                self._log(stream_id),
+                self._sizes(stream_id),
+                self._readers(stream_id),
+                self.connection.key("done"),
+            ]
+            record = "" if batch.record is None else json.dumps(batch.record, separators=(",", ":"))
+            chunks = list(self._chunks(batch.start, events))
+            for start, chunk, last in chunks:
+                closed = last and batch.closed
+                args = [
+                    start, len(chunk), array("I", map(len, chunk)).tobytes(), b"".join(chunk),
+                    1 if closed else 0, self._live_ms, self._retain_ms, self._max_bytes,
+                    record if closed else "", stream_id, now_ms,
+                ]  # fmt: skip
+                await append(keys=keys, args=args, client=pipe)  # queued in the pipeline
             if batch.closed:
-                ended.append(stream_id)
-                self._sizes.pop(stream_id, None)
-        for stream_id, base in trims:
-            pipe.xtrim(self._log(stream_id), minid=f"{base + 1}-0")
-            pipe.hset(self._meta(stream_id), "base", base)
-        now_ms = int(time.time() * 1000)
-        for stream_id, batch in ((b.stream_id, b) for b in appended if b.closed):
-            meta = self._meta(stream_id)
-            ending: dict[Any, Any] = {"state": "done", "end": batch.start + len(batch.events)}
-            if batch.record is not None:
-                ending["record"] = json.dumps(batch.record, separators=(",", ":"))
-            pipe.hset(meta, mapping=ending)
-            claim = self._claims.pop(stream_id, None)
-            for key in (meta, self._log(stream_id), self._readers(stream_id), claim):
-                if key is not None:
-                    pipe.pexpire(key, self._retain_ms)
-            pipe.zadd(self.connection.key("done"), {stream_id: now_ms})
+                claim = self._claims.pop(stream_id, None)
+                if claim is not None:
+                    pipe.pexpire(claim, self._retain_ms)
+            per_batch.append(len(chunks) + (batch.closed and claim is not None))
         results = await self.connection.call(lambda: pipe.execute(raise_on_error=False))
-        failed = [r for r in results if isinstance(r, Exception)]
-        if failed:
-            raise StoreUnavailable(describe(failed[0]))
-        if ended:
-            await self._evict()
+        live: list[bool] = []
+        at = 0
+        for batch, count in zip(appended, per_batch, strict=True):
+            answers = results[at : at + count]
+            at += count
+            failed = [r for r in answers if isinstance(r, Exception)]
+            if failed:
+                raise StoreUnavailable(describe(failed[0]))
+            if -2 in answers:
+                log.error(
+                    "stream %s: a write would leave a gap in Redis; not shared any more",
+                    batch.stream_id,
+                )
+            live.append(-1 not in answers and -2 not in answers)
+        return live
 
     def _chunks(self, start: int, events: list[bytes]) -> Iterator[tuple[int, list[bytes], bool]]:
         """``events`` in log entries of at most a sixteenth of the byte budget (so trimming to
@@ -263,7 +317,7 @@ class RedisStreams:
             size += len(event)
         yield start + first, events[first:], True
 
-    async def _evict(self) -> None:
+    async def evict(self) -> None:
         """Keep at most ``max_streams`` finished streams (the oldest go first)."""
         client = self.connection.client
         done = self.connection.key("done")
@@ -271,11 +325,17 @@ class RedisStreams:
         excess = int(count) - self._max_streams
         if excess <= 0:
             return
-        oldest = await self.connection.call(lambda: client.zpopmin(done, excess))
+        oldest = await self.connection.call(lambda: client.zrange(done, 0, excess - 1))
         pipe = client.pipeline(transaction=False)
         for member in oldest:
-            stream_id = as_text(member[0])
-            pipe.delete(self._meta(stream_id), self._log(stream_id), self._readers(stream_id))
+            stream_id = as_text(member)
+            pipe.zrem(done, stream_id)
+            pipe.delete(
+                self._meta(stream_id),
+                self._log(stream_id),
+                self._sizes(stream_id),
+                self._readers(stream_id),
+            )
         await self.connection.call(pipe.execute)
 
     async def renew(self, owned: Sequence[str], reading: Sequence[str]) -> None:
@@ -284,7 +344,12 @@ class RedisStreams:
         pipe.set(self._instance_key(self.instance_id), 1, px=self._lease_ms)
         for stream_id in owned:
             claim = self._claims.get(stream_id)
-            for key in (self._meta(stream_id), self._log(stream_id), self._readers(stream_id)):
+            for key in (
+                self._meta(stream_id),
+                self._log(stream_id),
+                self._sizes(stream_id),
+                self._readers(stream_id),
+            ):
                 pipe.pexpire(key, self._live_ms)
             if claim is not None:
                 pipe.pexpire(claim, self._live_ms)
@@ -292,6 +357,7 @@ class RedisStreams:
         for stream_id in reading:
             pipe.zadd(self._readers(stream_id), {self.instance_id: until})
         await self.connection.call(pipe.execute)
+        await self.evict()
 
     async def _listen(self) -> None:
         """Follow the notices channel for the app's lifetime, subscribing again after a failure."""
@@ -303,7 +369,11 @@ class RedisStreams:
                 while True:
                     message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
                     if message is not None and message.get("type") == "message":
-                        notice, _, stream_id = as_text(message["data"]).partition(" ")
+                        data = message["data"]
+                        text = (
+                            data.decode(errors="replace") if isinstance(data, bytes) else str(data)
+                        )
+                        notice, _, stream_id = text.partition(" ")
                         if notice in ("cancel", "follow"):
                             self._on_notice(notice, stream_id)  # type: ignore[arg-type]
             except asyncio.CancelledError:
@@ -356,8 +426,13 @@ class RedisStreams:
             state = await self.connection.call(lambda: client.hget(self._meta(stream_id), "state"))
             if state is None:
                 raise LookupError(stream_id)
-            return Entries(start, (), state != b"live", state == b"lost")
-        # Anywhere: the entry holding ``start`` is the last one whose first position is <= it.
+            if state == b"live":
+                return Entries(start, ())
+            # It ended while this read waited: its last entries (the one that says so among
+            # them) came in after the wait; read them.
+            wait_s = 0
+        # Anywhere (or after a wait that ended with the stream): the entry holding ``start`` is
+        # the last one whose first position is <= it.
         pipe = client.pipeline(transaction=False)
         pipe.xrevrange(log_key, max=f"{start + 1}-0", count=1)
         pipe.xrange(log_key, min=f"({start + 1}-0", count=_READ_COUNT)
@@ -404,12 +479,10 @@ class RedisStreams:
         return bool(await self.connection.call(lambda: self.connection.client.exists(key)))
 
     async def mark_lost(self, stream_id: str, end: int) -> bool:
-        self._sizes.pop(stream_id, None)
         self._claims.pop(stream_id, None)
         keys = [self._meta(stream_id), self._log(stream_id)]
-        marked = await self.connection.call(
-            lambda: self._mark_lost(keys=keys, args=[end, self._retain_ms])
-        )
+        lost = self._scripts["lost"]
+        marked = await self.connection.call(lambda: lost(keys=keys, args=[self._retain_ms]))
         return bool(marked)
 
     async def notify(self, notice: Notice, stream_id: str) -> None:

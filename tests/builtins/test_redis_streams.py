@@ -1,0 +1,96 @@
+"""The redis stream store on its own, against a real redis-server: what the owner writes is
+stored once whatever is retried, ends and losses are final, the byte budget holds."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import base_config
+
+from streamserver.builtins.redis_streams import RedisStreams
+from streamserver.config import load_config
+from streamserver.stores import Appended, SharedStream
+
+
+@pytest.fixture
+async def store(redis_url):
+    config = load_config(base_config(redis={"url": redis_url, "lease_s": 1},
+                                     resume={"store": "redis", "max_bytes_per_stream": 400}))  # fmt: skip
+    opened = RedisStreams()
+    await opened.open(config, "instance-a", lambda notice, stream_id: None)
+    yield opened
+    await opened.aclose()
+
+
+def shared(stream_id: str) -> SharedStream:
+    return SharedStream(stream_id, "/v1/stream", "sse", "instance-a", "", "production")
+
+
+def events(start: int, count: int) -> list[bytes]:
+    return [b"event %d\n\n" % i for i in range(start, start + count)]
+
+
+async def stored(store, stream_id: str, start: int = 0) -> list[bytes]:
+    got = []
+    while True:
+        entries = await store.read(stream_id, start, 0)
+        got.extend(entries.events)
+        start = entries.end
+        if entries.closed or not entries.events:
+            return got
+
+
+async def test_a_retried_write_is_stored_once(store):
+    await store.create(shared("st_retry"), "")
+    first = Appended("st_retry", 0, events(0, 3))
+    second = Appended("st_retry", 3, events(3, 2))
+
+    assert await store.write([first]) == [True]
+    assert await store.write([first, second]) == [True, True]  # the first again: skipped
+    assert await store.write([second]) == [True]
+    assert await stored(store, "st_retry") == events(0, 5)
+
+
+async def test_a_write_that_would_leave_a_gap_or_follows_the_end_is_refused(store):
+    await store.create(shared("st_gap"), "")
+    await store.write([Appended("st_gap", 0, events(0, 2))])
+
+    assert await store.write([Appended("st_gap", 5, events(5, 1))]) == [False]
+    assert await store.write([Appended("st_gap", 2, events(2, 1), closed=True)]) == [True]
+    assert await store.write([Appended("st_gap", 3, events(3, 1))]) == [False]
+    state = await store.state("st_gap")
+    assert state.closed and state.end == 3
+
+
+async def test_a_lost_stream_takes_no_more_events_and_ends_after_what_it_has(store):
+    await store.create(shared("st_lost"), "")
+    await store.write([Appended("st_lost", 0, events(0, 4))])
+
+    assert await store.mark_lost("st_lost", 2)  # a reader at 2 saw the owner gone
+    assert not await store.mark_lost("st_lost", 4)  # once
+    assert await store.write([Appended("st_lost", 4, events(4, 1))]) == [False]
+    entries = await store.read("st_lost", 0, 0)
+    assert entries.events == events(0, 4) and entries.closed and entries.lost
+
+
+async def test_the_byte_budget_drops_the_oldest_entries_and_a_read_before_them_fails(store):
+    await store.create(shared("st_budget"), "")
+    for start in range(0, 100, 10):
+        await store.write([Appended("st_budget", start, events(start, 10))])
+    state = await store.state("st_budget")
+
+    assert state.base > 0 and state.end == 100
+    kept = await stored(store, "st_budget", state.base)
+    assert kept == events(state.base, 100 - state.base)
+    assert sum(map(len, kept)) <= 400 + 120  # the budget, give or take one entry
+    with pytest.raises(LookupError):
+        await store.read("st_budget", 0, 0)
+
+
+async def test_every_key_of_a_stream_has_an_expiry_from_its_first_write(store):
+    await store.create(shared("st_ttl"), "")
+    await store.write([Appended("st_ttl", 0, events(0, 1))])
+    client = store.connection.client
+    keys = await client.keys("streamserver:{st_ttl}:*")
+
+    assert {k.decode().rsplit(":", 1)[1] for k in keys} >= {"m", "l", "z"}
+    assert all([await client.pttl(key) > 0 for key in keys])
