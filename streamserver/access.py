@@ -33,7 +33,7 @@ from aiohttp import web
 
 from .errors import ConfigError, StreamRejected
 from .settings import AuthSettings, LimitsSettings
-from .stores import LimitStore, StoreUnavailable
+from .stores import LimitStore, StoreUnavailable, store_unavailable
 
 KEY_ID = web.RequestKey("streamserver.key_id", str)
 """The identity of the caller of this request (an API key id, or ``addr:<client address>``)."""
@@ -158,7 +158,7 @@ class Access:
         try:
             wait = await self.store.charge(identity)
         except StoreUnavailable as exc:
-            raise store_unavailable(exc) from None
+            raise store_unavailable(exc, "limit") from None
         if wait > 0:
             raise StreamRejected(
                 429,
@@ -173,7 +173,7 @@ class Access:
         try:
             passed = await self.store.acquire(stream_id, identity)
         except StoreUnavailable as exc:
-            raise store_unavailable(exc) from None
+            raise store_unavailable(exc, "limit") from None
         if passed == "total":
             raise StreamRejected(429, "too_many_streams", "the server is at its stream limit; retry shortly",
                                  headers={"Retry-After": "1"})  # fmt: skip
@@ -187,18 +187,6 @@ class Access:
     def release_stream(self, stream_id: str, identity: str) -> None:
         """A stream counted by ``acquire_stream`` has ended its generation."""
         self.store.release(stream_id, identity)
-
-
-def store_unavailable(exc: StoreUnavailable) -> StreamRejected:
-    """The 503 for a request the limit store could not count (Redis away or too slow), in the
-    stream store's words (``shared_streams.unavailable``). The store logs the outage itself,
-    once, not once per refused request."""
-    return StreamRejected(
-        503,
-        "store_unavailable",
-        f"the limit store is not answering ({exc}); retry shortly",
-        headers={"Retry-After": "2"},
-    )
 
 
 _SPENT_PRUNE_AT = 1024

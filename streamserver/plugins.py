@@ -16,7 +16,7 @@ import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Literal, TypeAlias
+from typing import Any, Literal, TypeAlias, get_args
 
 import pluggy
 
@@ -49,15 +49,7 @@ Kind: TypeAlias = Literal[
     "stream_stores",
     "limit_stores",
 ]
-KINDS: tuple[Kind, ...] = (
-    "providers",
-    "buffers",
-    "formatters",
-    "metrics_sinks",
-    "conversation_stores",
-    "stream_stores",
-    "limit_stores",
-)
+KINDS: tuple[Kind, ...] = get_args(Kind)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

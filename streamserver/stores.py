@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeAlias
 
+from .errors import StreamRejected
 from .types import MessageForm
 
 if TYPE_CHECKING:
@@ -27,6 +28,17 @@ Notice: TypeAlias = Literal["cancel", "follow"]
 class StoreUnavailable(Exception):
     """A store could not be reached (or answered too late): a new stream gets a 503, running
     ones go on for their local readers."""
+
+
+def store_unavailable(exc: StoreUnavailable, store: str) -> StreamRejected:
+    """A store failure, as the 503 a request gets before its stream starts (``store``: which
+    one, "stream" or "limit")."""
+    return StreamRejected(
+        503,
+        "store_unavailable",
+        f"the {store} store is not answering ({exc}); retry shortly",
+        headers={"Retry-After": "2"},
+    )
 
 
 @dataclass(frozen=True, slots=True)

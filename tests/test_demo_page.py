@@ -34,10 +34,12 @@ CHROMIUM_ARGS = [
 ]
 ARTIFACTS = REPO / "test-artifacts"
 
-pytestmark = pytest.mark.skipif(
+NEEDS_CHROMIUM = pytest.mark.skipif(
     not CHROMIUM.exists() and not os.environ.get("CI"),
     reason="needs Chromium at /usr/bin/chromium (apt-get install chromium); CI fails instead",
 )
+"""The mark of every browser test: skipped without Chromium, except on CI (fails instead)."""
+pytestmark = NEEDS_CHROMIUM
 
 # About 70 tokens: at 20 tokens a second the answer streams for ~3.5 s, long enough to watch it grow.
 PROMPT = (

@@ -15,7 +15,6 @@ an expected failure (strict: once the store exists, the test runs against it and
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -25,12 +24,9 @@ import pytest
 from fakes.cluster import Cluster
 from fakes.tcp_proxy import TCPProxy
 from playwright.async_api import Browser, async_playwright
-from test_demo_page import CHROMIUM, CHROMIUM_ARGS
+from test_demo_page import CHROMIUM, CHROMIUM_ARGS, NEEDS_CHROMIUM
 
-pytestmark = pytest.mark.skipif(
-    not CHROMIUM.exists() and not os.environ.get("CI"),
-    reason="needs Chromium at /usr/bin/chromium (apt-get install chromium); CI fails instead",
-)
+pytestmark = NEEDS_CHROMIUM
 
 PROMPT = (
     "A plain EventSource that loses its connection comes back by itself with the id of the last "

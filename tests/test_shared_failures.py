@@ -16,7 +16,7 @@ from conftest import base_config, wait_until
 from fakes.redis_server import RedisServer, free_port
 from httpx_sse import aconnect_sse
 
-from streamserver.shared_streams import POLL_S
+from streamserver.replicas import POLL_S
 
 
 def owner_config(tmp_path, redis_url: str, port: int) -> str:

@@ -16,7 +16,7 @@ from conftest import base_config, script, wait_until
 from httpx_sse import aconnect_sse
 
 import streamserver
-from streamserver.shared_streams import LINGER_S
+from streamserver.replicas import LINGER_S
 from streamserver.web.keys import SERVICE
 
 PACED = {"ttft_ms": 0, "tokens_per_second": 200, "seed": 7, "answer_tokens": 60}
@@ -283,8 +283,8 @@ async def test_streams_cut_and_resumed_on_alternate_instances_lose_and_repeat_no
     # Streams ran on both, and both served resumes of the other's streams (from Redis).
     services = [app[SERVICE] for app in apps]
     assert all(service.streams.total > 0 for service in services)
-    assert all(service.shared.replicas_opened > 0 for service in services)
-    assert sum(s.shared.replicas_opened for s in services) >= len(trials) // 2
+    assert all(service.shared.replicas.opened > 0 for service in services)
+    assert sum(s.shared.replicas.opened for s in services) >= len(trials) // 2
 
 
 async def test_a_replica_nobody_reads_stops_following_and_is_forgotten(serve, redis_url):
