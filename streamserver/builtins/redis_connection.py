@@ -45,15 +45,19 @@ class RedisConnection:
     def __init__(self, settings: RedisSettings) -> None:
         self.settings = settings
         self.prefix = settings.key_prefix
-        self.client: redis.Redis = redis.Redis.from_url(
+        # A blocking pool: a call finding every connection busy (a burst of stream starts)
+        # waits for one, up to the timeout, where the default pool fails it at once.
+        pool = redis.BlockingConnectionPool.from_url(
             redis_url(settings),
             socket_timeout=settings.timeout_s,
             socket_connect_timeout=settings.timeout_s,
             max_connections=settings.max_connections,
+            timeout=settings.timeout_s,
             retry=Retry(NoBackoff(), 1),
             health_check_interval=30,
             client_name="streamserver",
         )
+        self.client: redis.Redis = redis.Redis.from_pool(pool)
 
     def key(self, *parts: str) -> str:
         """``<prefix>:<part>:...``."""
