@@ -33,7 +33,7 @@ import logging
 import time
 from array import array
 from collections.abc import Callable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import redis.asyncio as redis
 from redis.asyncio.retry import Retry
@@ -196,7 +196,9 @@ class RedisStreams:
         trims: list[tuple[str, int]] = []
         for batch in appended:
             stream_id = batch.stream_id
-            events = [e.encode() if isinstance(e, str) else e for e in batch.events]
+            events = cast("list[bytes]", batch.events)
+            if str in set(map(type, events)):  # a WebSocket stream's log holds text
+                events = [e.encode() if isinstance(e, str) else e for e in batch.events]
             size, entries = self._sizes.get(stream_id, (0, []))
             if not entries:  # its first entry creates the key: give it the live expiry
                 pipe.pexpire(self._log(stream_id), self._live_ms)
@@ -233,18 +235,23 @@ class RedisStreams:
             for key in (meta, self._log(stream_id), self._readers(stream_id)):
                 pipe.pexpire(key, self._retain_ms)
             pipe.zadd(self.connection.key("done"), {stream_id: now_ms})
+        if ended:  # how many are kept, in the same round trip (for _evict)
+            pipe.zcard(self.connection.key("done"))
         results = await self.connection.call(lambda: pipe.execute(raise_on_error=False))
         failed = [r for r in results if isinstance(r, Exception)]
         if failed:
             raise StoreUnavailable(describe(failed[0]))
-        if ended:
-            await self._evict()
+        if ended and int(results[-1]) > self._max_streams:
+            await self._evict(int(results[-1]) - self._max_streams)
 
     def _chunks(self, start: int, events: list[bytes]) -> Iterator[tuple[int, list[bytes], bool]]:
         """``events`` in log entries of at most a sixteenth of the byte budget (so trimming to
         it drops little more than it must) and ``_READ_COUNT`` events; an empty write (a stream
         that ended with nothing new) is one empty entry."""
         limit = max(1, self._max_bytes // 16) if self._max_bytes else 1 << 62
+        if len(events) <= _READ_COUNT and sum(map(len, events)) <= limit:
+            yield start, events, True  # the usual case, without a Python step per event
+            return
         first, size = 0, 0
         for i, event in enumerate(events):
             if i > first and (size + len(event) > limit or i - first >= _READ_COUNT):
@@ -253,14 +260,10 @@ class RedisStreams:
             size += len(event)
         yield start + first, events[first:], True
 
-    async def _evict(self) -> None:
-        """Keep at most ``max_streams`` finished streams (the oldest go first)."""
+    async def _evict(self, excess: int) -> None:
+        """Keep at most ``max_streams`` finished streams: drop the ``excess`` oldest."""
         client = self.connection.client
         done = self.connection.key("done")
-        count = await self.connection.call(lambda: client.zcard(done))
-        excess = int(count) - self._max_streams
-        if excess <= 0:
-            return
         oldest = await self.connection.call(lambda: client.zpopmin(done, excess))
         pipe = client.pipeline(transaction=False)
         for member in oldest:
