@@ -44,6 +44,7 @@ from ..hookspecs import Register, hookimpl
 from ..stores import Appended, Entries, SharedStream, StoreUnavailable, StreamState
 from . import redis_connection
 from .redis_connection import RedisConnection, as_text, describe
+from .redis_packed import PackedCommands
 
 if TYPE_CHECKING:
     from ..config import Config
@@ -177,10 +178,11 @@ class RedisStreams:
                 # It expired between the two calls: claim it again (rare; one more round trip).
                 await self.connection.call(lambda: client.set(claim, stream.id, px=self._live_ms))
         meta = json.dumps(_meta_fields(stream), separators=(",", ":"))
-        pipe = client.pipeline(transaction=False)
-        pipe.hset(self._meta(stream.id), mapping={"meta": meta, "base": 0, "state": "live"})
-        pipe.pexpire(self._meta(stream.id), self._live_ms)
-        await self.connection.call(pipe.execute)
+        commands = PackedCommands()
+        meta_key = self._meta(stream.id)
+        commands.add(b"HSET", meta_key, b"meta", meta, b"base", 0, b"state", b"live")
+        commands.add(b"PEXPIRE", meta_key, self._live_ms)
+        await commands.send(self.connection)
         self._sizes[stream.id] = (0, [])
         return None
 
@@ -190,8 +192,7 @@ class RedisStreams:
         return None if found is None else as_text(found)
 
     async def write(self, appended: Sequence[Appended]) -> None:
-        client = self.connection.client
-        pipe = client.pipeline(transaction=False)
+        commands = PackedCommands()
         ended: list[str] = []
         trims: list[tuple[str, int]] = []
         for batch in appended:
@@ -200,18 +201,12 @@ class RedisStreams:
             if str in set(map(type, events)):  # a WebSocket stream's log holds text
                 events = [e.encode() if isinstance(e, str) else e for e in batch.events]
             size, entries = self._sizes.get(stream_id, (0, []))
+            log_key = self._log(stream_id)
             if not entries:  # its first entry creates the key: give it the live expiry
-                pipe.pexpire(self._log(stream_id), self._live_ms)
+                commands.add(b"PEXPIRE", log_key, self._live_ms)
+            key = log_key.encode()
             for start, chunk, last in self._chunks(batch.start, events):
-                fields: dict[Any, Any] = {
-                    "n": len(chunk),
-                    "z": array("I", map(len, chunk)).tobytes(),
-                    "d": b"".join(chunk),
-                }
-                if last and batch.closed:
-                    fields["c"] = 1
-                pipe.xadd(self._log(stream_id), fields, id=f"{start + 1}-0")
-                nbytes = len(fields["d"])
+                nbytes = commands.xadd_events(key, start, chunk, last and batch.closed)
                 entries.append((start, nbytes))
                 size += nbytes
             if self._max_bytes and size > self._max_bytes and len(entries) > 1:
@@ -223,24 +218,27 @@ class RedisStreams:
                 ended.append(stream_id)
                 self._sizes.pop(stream_id, None)
         for stream_id, base in trims:
-            pipe.xtrim(self._log(stream_id), minid=f"{base + 1}-0")
-            pipe.hset(self._meta(stream_id), "base", base)
+            commands.add(b"XTRIM", self._log(stream_id), b"MINID", f"{base + 1}-0")
+            commands.add(b"HSET", self._meta(stream_id), b"base", base)
         now_ms = int(time.time() * 1000)
-        for stream_id, batch in ((b.stream_id, b) for b in appended if b.closed):
-            meta = self._meta(stream_id)
-            ending: dict[Any, Any] = {"state": "done", "end": batch.start + len(batch.events)}
-            if batch.record is not None:
-                ending["record"] = json.dumps(batch.record, separators=(",", ":"))
-            pipe.hset(meta, mapping=ending)
-            for key in (meta, self._log(stream_id), self._readers(stream_id)):
-                pipe.pexpire(key, self._retain_ms)
-            pipe.zadd(self.connection.key("done"), {stream_id: now_ms})
+        done = self.connection.key("done")
+        for batch in appended:
+            if not batch.closed:
+                continue
+            meta = self._meta(batch.stream_id)
+            record = (
+                ()
+                if batch.record is None
+                else (b"record", json.dumps(batch.record, separators=(",", ":")))
+            )
+            end = batch.start + len(batch.events)
+            commands.add(b"HSET", meta, b"state", b"done", b"end", end, *record)
+            for key_name in (meta, self._log(batch.stream_id), self._readers(batch.stream_id)):
+                commands.add(b"PEXPIRE", key_name, self._retain_ms)
+            commands.add(b"ZADD", done, now_ms, batch.stream_id)
         if ended:  # how many are kept, in the same round trip (for _evict)
-            pipe.zcard(self.connection.key("done"))
-        results = await self.connection.call(lambda: pipe.execute(raise_on_error=False))
-        failed = [r for r in results if isinstance(r, Exception)]
-        if failed:
-            raise StoreUnavailable(describe(failed[0]))
+            commands.add(b"ZCARD", done)
+        results = await commands.send(self.connection)
         if ended and int(results[-1]) > self._max_streams:
             await self._evict(int(results[-1]) - self._max_streams)
 
@@ -272,16 +270,15 @@ class RedisStreams:
         await self.connection.call(pipe.execute)
 
     async def renew(self, owned: Sequence[str], reading: Sequence[str]) -> None:
-        client = self.connection.client
-        pipe = client.pipeline(transaction=False)
-        pipe.set(self._instance_key(self.instance_id), 1, px=self._lease_ms)
+        commands = PackedCommands()
+        commands.add(b"SET", self._instance_key(self.instance_id), 1, b"PX", self._lease_ms)
         for stream_id in owned:
             for key in (self._meta(stream_id), self._log(stream_id), self._readers(stream_id)):
-                pipe.pexpire(key, self._live_ms)
+                commands.add(b"PEXPIRE", key, self._live_ms)
         until = int((time.time() + self._lease_ms / 1000) * 1000)
         for stream_id in reading:
-            pipe.zadd(self._readers(stream_id), {self.instance_id: until})
-        await self.connection.call(pipe.execute)
+            commands.add(b"ZADD", self._readers(stream_id), until, self.instance_id)
+        await commands.send(self.connection)
 
     async def _listen(self) -> None:
         """Follow the cancel channel for the app's lifetime, subscribing again after a failure."""
