@@ -108,7 +108,7 @@ class Workload:
 
 
 def full_suite() -> list[Workload]:
-    """What ``make bench`` runs (about 7 minutes on 2 cores)."""
+    """What ``make bench`` runs (about 9 minutes on 2 cores: 514 s in the last run)."""
     return [
         Workload("throughput", "Throughput: 64 concurrent × 256 tokens, unpaced", 256, 0, 64,
                  streams_per_connection=12, tick_ms=5, servers=ALL_SERVERS),
