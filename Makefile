@@ -31,7 +31,7 @@ $(VENV)/.installed-test: $(VENV)/.installed
 	touch $@
 
 $(VENV)/.installed-bench: $(VENV)/.installed
-	@echo "make: installing the benchmark baselines: fastapi, sse-starlette, uvicorn, httptools, matplotlib"
+	@echo "make: installing the benchmark baselines and the Redis client: fastapi, sse-starlette, uvicorn, httptools, matplotlib, redis"
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	touch $@
 
@@ -51,7 +51,8 @@ test: lint
 	@echo "make: the test suite (pytest)"
 	$(BIN)/python -m pytest -q
 
-# The benchmark suite (benchmarks/run.py): server pinned to CPU 0, load generator to CPU 1.
+# The benchmark suite (benchmarks/run.py): server pinned to CPU 0, load generator to CPU 1 (and
+# redis-server, for the Redis store's runs, when it is installed: apt-get install redis-server).
 bench: $(VENV)/.installed-bench
 	$(BIN)/python -m benchmarks.run
 

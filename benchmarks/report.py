@@ -12,6 +12,7 @@ SERVER_LABELS = {
     "aiohttp-sse": "aiohttp + aiohttp-sse",
     "fastapi": "FastAPI + sse-starlette",
     "streamserver": "streamserver",
+    "streamserver-redis": "streamserver, Redis store",
 }
 # The reference figures for the baselines (same workloads, another run), for comparison.
 REFERENCE = {
@@ -122,7 +123,9 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         add(
             "5", "time added to the first token on an idle server: < 2 ms p99", "not measured", None
         )
-    return rows
+    from .report_redis import redis_targets  # it uses this module's formatting
+
+    return rows + redis_targets(results)
 
 
 def _worst_pair_ratio(results: dict[str, Any], workload: str, a: str, b: str) -> float:
@@ -172,7 +175,7 @@ def _workload_table(workload: dict[str, Any], per_server: dict[str, Any]) -> lis
         " | server CPU µs/token | server core busy | loadgen CPU | other processes | complete |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for server in ("raw", "aiohttp-sse", "fastapi", "streamserver"):
+    for server in SERVER_LABELS:
         f = per_server.get(server)
         if f is None:
             continue
@@ -293,10 +296,15 @@ def render(results: dict[str, Any]) -> str:
         "percent competed with the run.",
         "",
     ]
+    from .report_redis import redis_cost, redis_methods, resume_section
+
     for name, per_server in s.items():
         w = workloads[name]
         reps = sorted({f["reps"] for f in per_server.values()})
         out += [f"### {w['title']}", "", f"`{name}`: {'/'.join(map(str, reps))} repetition(s)."]
+        if w.get("resume_trials"):
+            out += ["", *resume_section(w, next(iter(per_server.values()))), ""]
+            continue
         if name in REFERENCE:
             ref = "; ".join(f"{SERVER_LABELS[k]} {v}" for k, v in REFERENCE[name].items())
             out[-1] += f" The issue's reference figures: {ref}."
@@ -305,6 +313,7 @@ def render(results: dict[str, Any]) -> str:
                         "the load generator's CPU share says nothing about headroom here.")  # fmt: skip
         out.append("")
         out += _workload_table(w, per_server)
+        out += redis_cost(w, per_server)
         memory = [
             f"{SERVER_LABELS[server]} idle {_mib(f['idle_rss_kib'])}, plateau "
             f"{_mib(f['plateau_rss_kib'])}: {f['kib_per_stream']:.1f} KiB per stream"
@@ -392,6 +401,7 @@ def render(results: dict[str, Any]) -> str:
         "- The relay runs `streamserver fake-upstream --tokens-per-second 0` as its own process "
         "(pinned with the load generator to CPU 1; it answers after 0.2 s, then unpaced) behind "
         "an `openai` provider; its figure is streamserver's CPU time per relayed token.",
+        *redis_methods(),
         "- Reduced to fit 10 minutes: the 10,000-stream run and the concurrency sweep points "
         "(100, 300, 2000) run once per server; everything else three times.",
         "",
@@ -409,7 +419,10 @@ def _loadgen_section(results: dict[str, Any]) -> list[str]:
         "|---|---|---|---|",
     ]
     near = []
+    trials = {w["name"] for w in results["workloads"] if w.get("resume_trials")}
     for name, per_server in results["summary"].items():
+        if name in trials:  # not a load: the load generator did not run
+            continue
         figures = list(per_server.values())
         cpu = max((f["loadgen_cpu_max"] or 0 for f in figures), default=0)
         lag = max((f["read_lag_p99_max_ms"] or 0 for f in figures), default=0)

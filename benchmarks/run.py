@@ -14,7 +14,17 @@ Servers (all on the standard asyncio event loop, one process each):
   extra, skipped when it is not installed);
 - ``streamserver``: ``streamserver serve --config`` with the generated config of
   ``servers/streamserver_config.py`` (simulated provider, ``production`` formatter, ``raw``
-  buffer, ``memory`` and ``prometheus`` sinks).
+  buffer, ``memory`` and ``prometheus`` sinks);
+- ``streamserver-redis``: the same with ``[resume] store = "redis"``, on a ``redis-server`` of its
+  own started before it (a fresh one per run, on a free port, no persistence, pinned with the load
+  generator to CPU 1: Redis is another service, not the server's core), in the throughput and
+  paced workloads only; its figures are also given as ratios to ``streamserver``'s (the memory
+  store) of the same run, and Redis's own CPU time per token beside the server's (needs
+  ``redis-server`` on the PATH and redis-py, else it is skipped and says so).
+
+The ``resume`` workload times a resume's first replayed event: two streamserver instances on one
+Redis, a paced stream started on A and cut, resumed with ``Last-Event-ID`` on B (and, beside it, on
+A itself); see ``benchmarks/resume.py``.
 
 Results go to ``benchmarks/results/``: ``results.json`` (every run, every figure), ``report.md``
 and ``plot.png``. ``--smoke`` runs a tiny version of everything in seconds (correctness only).
@@ -26,6 +36,7 @@ import argparse
 import contextlib
 import ctypes
 import ctypes.util
+import dataclasses
 import importlib.util
 import json
 import os
@@ -49,7 +60,13 @@ from .servers.streamserver_config import write_config
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
 SERVERS = ("raw", "aiohttp-sse", "fastapi", "streamserver")
+REDIS = "streamserver-redis"
+"""streamserver with the Redis stream store (on a redis-server of its own)."""
+ALL_SERVERS = (*SERVERS, REDIS)
 SERVER_CPU, LOADGEN_CPU = "0", "1"
+REDIS_CPU = LOADGEN_CPU
+"""Redis runs beside the load generator: on a 2-core machine the other choice is the server's
+core, which would charge Redis's work to the server being measured."""
 DISTURBED = 0.1
 """Other processes' CPU (per wall second) above which a run is done again."""
 RETRY_BUDGET_S = 90
@@ -81,6 +98,8 @@ class Workload:
     """Open no new connection while this many have no response yet (0 = open-loop ramp)."""
     tick_ms: float = 1.0
     """The load generator looks at its sockets once per tick (0 = wakes for every arrival)."""
+    resume_trials: int = 0
+    """Not a load: this many cut-and-resume trials per place (``benchmarks/resume.py``)."""
 
     @property
     def stream_timeout(self) -> float:
@@ -89,12 +108,12 @@ class Workload:
 
 
 def full_suite() -> list[Workload]:
-    """What ``make bench`` runs (about 7 minutes on 2 cores)."""
+    """What ``make bench`` runs (about 9 minutes on 2 cores: 514 s in the last run)."""
     return [
         Workload("throughput", "Throughput: 64 concurrent × 256 tokens, unpaced", 256, 0, 64,
-                 streams_per_connection=12, tick_ms=5),
+                 streams_per_connection=12, tick_ms=5, servers=ALL_SERVERS),
         Workload("paced", "Paced: 1000 concurrent × 150 tokens at 50 tokens/s", 150, 50, 1000,
-                 ramp=1000, series="paced"),
+                 ramp=1000, series="paced", servers=ALL_SERVERS),
         Workload("paced-100", "Paced sweep: 100 concurrent × 150 tokens at 50 tokens/s", 150, 50,
                  100, ramp=1000, reps=1, series="paced"),
         Workload("paced-300", "Paced sweep: 300 concurrent × 150 tokens at 50 tokens/s", 150, 50,
@@ -108,6 +127,9 @@ def full_suite() -> list[Workload]:
         Workload("relay", "Relay: openai provider ← fake OpenAI upstream, 32 concurrent × 256 "
                  "tokens", 256, 0, 32, streams_per_connection=4, servers=("streamserver",),
                  relay=True, tick_ms=5),
+        Workload("resume", "Resume across instances: a paced stream (24 tokens at 50 tokens/s) "
+                 "started on A, cut, resumed with Last-Event-ID on B or on A", 24, 50, 1,
+                 reps=1, servers=(REDIS,), resume_trials=40),
     ]  # fmt: skip
 
 
@@ -115,11 +137,13 @@ def smoke_suite() -> list[Workload]:
     """``--smoke``: every server and every code path, tiny (correctness only, no timing)."""
     return [
         Workload("throughput", "Smoke: 4 streams × 8 tokens, unpaced", 8, 0, 4, reps=1,
-                 tick_ms=5),
+                 tick_ms=5, servers=ALL_SERVERS),
         Workload("paced", "Smoke: 4 streams × 8 tokens at 200 tokens/s", 8, 200, 4, ramp=1000,
-                 reps=1, series="paced"),
+                 reps=1, series="paced", servers=ALL_SERVERS),
         Workload("relay", "Smoke: relay 4 streams × 8 tokens", 8, 0, 2, streams_per_connection=2,
                  reps=1, servers=("streamserver",), relay=True),
+        Workload("resume", "Smoke: 3 resumes per place of a stream of 12 tokens at 100 tokens/s",
+                 12, 100, 1, reps=1, servers=(REDIS,), resume_trials=3),
     ]  # fmt: skip
 
 
@@ -134,6 +158,8 @@ class Run:
     error: str | None = None
     loadgen: dict[str, Any] = field(default_factory=dict)
     upstream_cpu_s: float | None = None
+    redis_cpu_s: float | None = None
+    """Redis's CPU time (user + system) over the load (``streamserver-redis`` only)."""
 
 
 class Bench:
@@ -149,18 +175,31 @@ class Bench:
         self.retries = 0
         self.retry = retry
         self.retry_spent = 0.0
-        self.available = {name: _missing(name) is None for name in SERVERS}
+        self.available = {name: _missing(name) is None for name in ALL_SERVERS}
 
     def prefix(self, cpu: str) -> list[str]:
         return ["taskset", "-c", cpu] if self.pin else []
 
-    def server_command(self, server: str, workload: Workload, port: int) -> tuple[list[str], Path]:
-        """The command line and working directory of ``server`` for ``workload``."""
-        if server == "streamserver":
+    def server_command(
+        self,
+        server: str,
+        workload: Workload,
+        port: int,
+        redis_url: str | None = None,
+        grace_s: float = 0.0,
+    ) -> tuple[list[str], Path]:
+        """The command line and working directory of ``server`` for ``workload`` (streamserver
+        on ``redis_url`` with the Redis store, when given)."""
+        if server in ("streamserver", REDIS):
             directory = Path(tempfile.mkdtemp(prefix="streamserver-", dir=self.workdir))
             upstream = f"http://127.0.0.1:{self.upstream_port}/v1" if workload.relay else None
             config = write_config(
-                directory, tokens=workload.tokens, pace=workload.pace, upstream_url=upstream
+                directory,
+                tokens=workload.tokens,
+                pace=workload.pace,
+                upstream_url=upstream,
+                redis_url=redis_url,
+                grace_s=grace_s,
             )
             command = ["-m", "streamserver", "serve", "--config", str(config), "--port", str(port)]
             return [*self.prefix(SERVER_CPU), self.python, *command], directory
@@ -182,24 +221,45 @@ class Bench:
             self.upstream_port,
         )
 
+    def start_redis(self) -> tuple[subprocess.Popen[bytes], str]:
+        """A fresh ``redis-server`` (no persistence) on a free port, pinned to ``REDIS_CPU``;
+        returns it and its URL."""
+        port = free_port()
+        directory = Path(tempfile.mkdtemp(prefix="redis-", dir=self.workdir))
+        command = [
+            *self.prefix(REDIS_CPU), "redis-server", "--port", str(port), "--bind", "127.0.0.1",
+            "--save", "", "--appendonly", "no", "--dir", str(directory),
+        ]  # fmt: skip
+        process = self.start("redis-server", command, directory, port)
+        return process, f"redis://127.0.0.1:{port}/0"
+
     def run_one(self, workload: Workload, server: str, rep: int) -> Run:
+        if workload.resume_trials:
+            return self.run_resume(workload, rep)
         run = Run(workload.name, server, rep)
-        upstream = None
+        upstream = redis_process = None
         try:
             if workload.relay:
                 upstream = self.start_upstream()
+            redis_url = None
+            if server == REDIS:
+                redis_process, redis_url = self.start_redis()
+            others = [p.pid for p in (upstream, redis_process) if p is not None]
             port = free_port()
-            command, cwd = self.server_command(server, workload, port)
+            command, cwd = self.server_command(server, workload, port, redis_url)
             process = self.start(server, command, cwd, port)
             try:
                 upstream_cpu = cpu_seconds(upstream.pid) if upstream else None
-                run.loadgen = self.load(
-                    workload, port, process.pid, [upstream.pid] if upstream else []
-                )
+                redis_cpu = cpu_seconds(redis_process.pid) if redis_process else None
+                run.loadgen = self.load(workload, port, process.pid, others)
                 if upstream is not None and upstream_cpu is not None:
                     after = cpu_seconds(upstream.pid)
                     if after is not None:
                         run.upstream_cpu_s = round(after - upstream_cpu, 3)
+                if redis_process is not None and redis_cpu is not None:
+                    after = cpu_seconds(redis_process.pid)
+                    if after is not None:
+                        run.redis_cpu_s = round(after - redis_cpu, 3)
             finally:
                 stop(process)
             if "error" in run.loadgen:
@@ -212,13 +272,51 @@ class Bench:
         except BenchError as exc:
             run.error = str(exc)
         finally:
-            if upstream is not None:
-                stop(upstream)
+            for helper in (upstream, redis_process):
+                if helper is not None:
+                    stop(helper)
+        return run
+
+    def run_resume(self, workload: Workload, rep: int) -> Run:
+        """The resume trials (``benchmarks/resume.py``): Redis, then instances A and B on it
+        (both on the server's CPU, with a grace period so a cut stream goes on), then the trials
+        (on the load generator's CPU)."""
+        run = Run(workload.name, REDIS, rep)
+        processes: list[subprocess.Popen[bytes]] = []
+        try:
+            redis_process, redis_url = self.start_redis()
+            processes.append(redis_process)
+            ports = []
+            for name in ("A", "B"):
+                port = free_port()
+                command, cwd = self.server_command(REDIS, workload, port, redis_url, grace_s=5)
+                processes.append(self.start(f"{REDIS}-{name}", command, cwd, port))
+                ports.append(port)
+            command = [
+                *self.prefix(LOADGEN_CPU), self.python, "-m", "benchmarks.resume",
+                "--a-port", str(ports[0]), "--b-port", str(ports[1]),
+                "--tokens", str(workload.tokens), "--trials", str(workload.resume_trials),
+                "--stream-timeout", f"{workload.stream_timeout:g}",
+            ]  # fmt: skip
+            limit = (workload.resume_trials + 1) * 2 * workload.stream_timeout + 30
+            run.loadgen = self.subprocess_json(command, limit)
+            if "error" in run.loadgen:
+                run.error = run.loadgen["error"]
+            elif run.loadgen["incomplete"]:
+                run.error = f"{run.loadgen['incomplete']} failed trials: {run.loadgen['problems']}"
+            run.ok = run.error is None
+        except BenchError as exc:
+            run.error = str(exc)
+        finally:
+            for process in reversed(processes):
+                stop(process)
         return run
 
     def start(self, name: str, command: list[str], cwd: Path, port: int) -> subprocess.Popen[bytes]:
         log = open(self.workdir / f"{name}-{port}.log", "wb")  # noqa: SIM115 (lives with the process)
-        env = _env() if cwd == REPO else dict(os.environ)
+        # This checkout first on the path, wherever the process runs: else a streamserver
+        # started in its temporary directory imports whichever one the venv has installed.
+        env = _env()
         process = subprocess.Popen(
             command,
             cwd=cwd,
@@ -267,6 +365,10 @@ class Bench:
         ]  # fmt: skip
         ramp_s = workload.connections / workload.ramp if workload.ramp else 0
         limit = ramp_s + workload.stream_timeout * workload.streams_per_connection + 60
+        return self.subprocess_json(command, limit)
+
+    def subprocess_json(self, command: list[str], limit: float) -> dict[str, Any]:
+        """Run the load generator (or the resume trials) and read its JSON summary."""
         try:
             done = subprocess.run(
                 command,
@@ -319,7 +421,7 @@ class Bench:
                     ": again" if again else ""
                 )
             print(
-                f"  {workload.name:11} rep {rep + 1} {server:12} "
+                f"  {workload.name:11} rep {rep + 1} {server:18} "
                 f"{took:5.1f} s  {_headline(run)}  {status}",
                 flush=True,
             )
@@ -337,7 +439,12 @@ class BenchError(Exception):
 
 def _missing(server: str) -> str | None:
     """Why ``server`` cannot run here, or None."""
-    needs = {"fastapi": ("fastapi", "sse_starlette", "uvicorn", "httptools")}.get(server, ())
+    if server == REDIS and shutil.which("redis-server") is None:
+        return "redis-server is not installed (apt-get install redis-server)"
+    needs = {
+        "fastapi": ("fastapi", "sse_starlette", "uvicorn", "httptools"),
+        REDIS: ("redis",),
+    }.get(server, ())
     for module in needs:
         if importlib.util.find_spec(module) is None:
             return f"{module} is not installed (pip install -e '.[bench]')"
@@ -366,6 +473,16 @@ _PR_SET_PDEATHSIG = 1
 
 def _headline(run: Run) -> str:
     lg = run.loadgen
+    if lg.get("resume_ms"):
+        times = lg["resume_ms"]
+        return (
+            "  ".join(
+                f"resume on {place}: p50 {t['p50']:.1f} ms p99 {t['p99']:.1f} ms"
+                for place, t in times.items()
+                if t
+            )
+            + f"  {lg['complete']}/{lg['streams']} complete"
+        )
     if not lg or "tokens_per_s" not in lg:
         return ""
     ttft = (lg.get("ttft_ms") or {}).get("p99")
@@ -481,6 +598,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=RESULTS, help="results directory")
     parser.add_argument("--smoke", action="store_true", help="tiny workloads, correctness only")
     parser.add_argument("--only", nargs="*", help="workload names to run")
+    parser.add_argument("--servers", nargs="*", choices=ALL_SERVERS, help="servers to run")
     parser.add_argument("--reps", type=int, help="override every workload's repetitions")
     parser.add_argument("--no-pin", action="store_true", help="do not pin with taskset")
     parser.add_argument(
@@ -503,11 +621,17 @@ def main(argv: list[str] | None = None) -> int:
     workloads = smoke_suite() if args.smoke else full_suite()
     if args.only:
         workloads = [w for w in workloads if w.name in args.only]
+    if args.servers:
+        workloads = [
+            dataclasses.replace(w, servers=kept)
+            for w in workloads
+            if (kept := tuple(s for s in w.servers if s in args.servers))
+        ]
     args.out.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="bench-") as workdir:
         bench = Bench(args.out, pin, Path(workdir), retry=not args.smoke)
-        skipped = {name: why for name in SERVERS if (why := _missing(name))}
+        skipped = {name: why for name in ALL_SERVERS if (why := _missing(name))}
         for name, why in skipped.items():
             print(f"skipping {name}: {why}", flush=True)
         before = {} if args.smoke else background_load()
@@ -560,6 +684,15 @@ _FIGURES = {
     "ramp_s": ("ramp_s",),
     "all_live_s": ("all_live_s",),
     "loadgen_core_busy": ("core_busy", "cpu" + LOADGEN_CPU),
+    # the resume trials (benchmarks/resume.py)
+    **{
+        f"resume_{place}_{q}_ms": ("resume_ms", place, q)
+        for place in ("other", "same")
+        for q in ("p50", "p90", "p99", "max")
+    },
+    "resume_connect_other_p99_ms": ("resume_connect_ms", "other", "p99"),
+    "resume_connect_same_p99_ms": ("resume_connect_ms", "same", "p99"),
+    "resume_start_p50_ms": ("start_ms", "p50"),
 }
 
 
@@ -620,6 +753,13 @@ def summarise(results: dict[str, Any]) -> dict[str, Any]:
             upstream = [r["upstream_cpu_s"] for r in runs if r.get("upstream_cpu_s") is not None]
             if upstream:
                 figures["upstream_cpu_s"] = statistics.median(upstream)
+            redis_us = [
+                r["redis_cpu_s"] / r["loadgen"]["tokens"] * 1e6
+                for r in runs
+                if r.get("redis_cpu_s") is not None and r["loadgen"].get("tokens")
+            ]
+            if redis_us:
+                figures["redis_cpu_us_per_token"] = round(statistics.median(redis_us), 3)
             figures["asked_per_s"] = (
                 workload["connections"] * workload["pace"] if workload["pace"] else None
             )
@@ -633,6 +773,16 @@ def summarise(results: dict[str, Any]) -> dict[str, Any]:
                 and isinstance(figures.get(name), int | float)
                 and isinstance(raw.get(name), int | float)
                 and raw[name]
+            }
+        memory = per_server.get("streamserver")
+        if REDIS in per_server and memory is not None:
+            redis_figures = per_server[REDIS]
+            redis_figures["vs_memory"] = {
+                name: round(redis_figures[name] / memory[name], 3)
+                for name in _RATIOS
+                if isinstance(redis_figures.get(name), int | float)
+                and isinstance(memory.get(name), int | float)
+                and memory[name]
             }
         summary[workload["name"]] = per_server
     return summary

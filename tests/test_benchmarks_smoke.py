@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import json
+import shutil
 import socket
 import subprocess
 import sys
@@ -24,6 +25,9 @@ HAS_FASTAPI = all(
     importlib.util.find_spec(m) for m in ("fastapi", "sse_starlette", "uvicorn", "httptools")
 )
 HAS_MATPLOTLIB = importlib.util.find_spec("matplotlib") is not None
+HAS_REDIS = (
+    shutil.which("redis-server") is not None and importlib.util.find_spec("redis") is not None
+)
 
 
 @pytest.fixture(scope="module")
@@ -51,8 +55,32 @@ def test_every_stream_of_every_run_is_complete(smoke: tuple[Path, dict[str, Any]
 def test_every_available_server_is_measured(smoke: tuple[Path, dict[str, Any]]) -> None:
     _out, results = smoke
     expected = {"raw", "aiohttp-sse", "streamserver"} | ({"fastapi"} if HAS_FASTAPI else set())
+    expected |= {"streamserver-redis"} if HAS_REDIS else set()
     assert {run["server"] for run in results["runs"]} == expected
     assert ("fastapi" in results["skipped"]) is not HAS_FASTAPI
+    assert ("streamserver-redis" in results["skipped"]) is not HAS_REDIS
+
+
+@pytest.mark.skipif(not HAS_REDIS, reason="needs redis-server and redis-py")
+def test_the_redis_store_runs_beside_the_memory_store(smoke: tuple[Path, dict[str, Any]]) -> None:
+    _out, results = smoke
+    runs = [run for run in results["runs"] if run["server"] == "streamserver-redis"]
+    assert {run["workload"] for run in runs} == {"throughput", "paced", "resume"}
+    loads = [run for run in runs if run["workload"] != "resume"]
+    assert all(run["redis_cpu_s"] is not None for run in loads)
+    for workload in ("throughput", "paced"):
+        assert "vs_memory" in results["summary"][workload]["streamserver-redis"]
+
+
+@pytest.mark.skipif(not HAS_REDIS, reason="needs redis-server and redis-py")
+def test_the_resume_trials_time_a_resume_on_both_instances(
+    smoke: tuple[Path, dict[str, Any]],
+) -> None:
+    out, results = smoke
+    (run,) = [run for run in results["runs"] if run["workload"] == "resume"]
+    assert run["loadgen"]["complete"] == run["loadgen"]["streams"] > 0
+    assert all(run["loadgen"]["resume_ms"][place]["p50"] > 0 for place in ("other", "same"))
+    assert "| B (another instance, through Redis) |" in (out / "report.md").read_text()
 
 
 def test_the_relay_goes_through_the_fake_upstream(smoke: tuple[Path, dict[str, Any]]) -> None:

@@ -254,6 +254,20 @@ async def test_at_most_max_streams_finished_streams_are_kept_in_redis(serve, red
     assert statuses == [404, 404, 200, 200]
 
 
+async def test_a_burst_of_starts_beyond_the_redis_pool_waits_for_connections(serve, redis_url):
+    # Both apps share one pool of 3 (one loop, one URL); their cancel channels hold two, so every
+    # start, write and renewal queues for the third instead of failing with a 503.
+    config = shared_config(redis_url, redis={"max_connections": 3})
+    a, b = await serve(config), await serve(config)
+    got = await asyncio.gather(*(a.sse("/v1/stream", params={"prompt": "hi"}) for _ in range(16)))
+    assert [g.status for g in got] == [200] * 16
+    again = [await b.sse(f"/v1/streams/{g.headers['X-Stream-ID']}") for g in got]
+
+    assert [[(e.id, e.data) for e in r.events] for r in again] == [
+        [(e.id, e.data) for e in g.events] for g in got
+    ]
+
+
 # The randomised cut-and-resume trial across instances: every cut's resume lands on the other one.
 
 

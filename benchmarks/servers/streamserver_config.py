@@ -12,6 +12,10 @@ buffer, the ``memory`` and ``prometheus`` sinks on. What differs from the shippe
   logs do not pile up across a run). Every live stream still keeps its log for resume.
 - ``server.plugins_dir`` is an empty directory: the example plugins are not part of the pipeline.
 - ``log_level = "warning"``: no line per stream on stderr.
+
+With ``redis_url`` the streams are shared through that Redis (``[redis] url``, ``[resume] store =
+"redis"``): the same workload, for the Redis store's cost against the memory store's. ``grace_s``
+(0 unless given) keeps a stream whose reader left generating that long, for the resume trials.
 """
 
 from __future__ import annotations
@@ -25,10 +29,13 @@ def write_config(
     tokens: int,
     pace: float,
     upstream_url: str | None = None,
+    redis_url: str | None = None,
+    grace_s: float = 0.0,
 ) -> Path:
     """Write the config for ``tokens`` per stream at ``pace`` (0 = unpaced); return its path.
 
-    With ``upstream_url`` the route relays from an ``openai`` provider at that URL instead.
+    With ``upstream_url`` the route relays from an ``openai`` provider at that URL instead; with
+    ``redis_url`` the streams are shared through that Redis.
     """
     plugins = directory / "no-plugins"
     plugins.mkdir(parents=True, exist_ok=True)
@@ -52,6 +59,8 @@ max_retries = 0
 timeout_s = 120
 """
         route_provider = "upstream"
+    redis = f'[redis]\nurl = "{redis_url}"\n\n' if redis_url else ""
+    store = '\nstore = "redis"' if redis_url else ""
     text = f"""# Written by benchmarks/servers/streamserver_config.py
 [server]
 host = "127.0.0.1"
@@ -65,8 +74,8 @@ max_concurrent_streams = 20000
 max_concurrent_streams_per_key = 20000
 requests_per_minute = 0
 
-[resume]
-grace_s = 0
+{redis}[resume]{store}
+grace_s = {grace_s:g}
 retain_s = 2
 max_streams = 20000
 

@@ -37,12 +37,13 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import redis.asyncio as redis
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 
 from ..hookspecs import Register, hookimpl
 from ..stores import Appended, Entries, Notice, SharedStream, StoreUnavailable, StreamState
 from . import redis_connection
 from .redis_connection import RedisConnection, as_text, describe
+from .redis_packed import PackedCommands
 
 if TYPE_CHECKING:
     from ..config import Config
@@ -257,9 +258,8 @@ class RedisStreams:
         """One ``_APPEND`` per entry, all in one pipeline; for each ``Appended``, whether the
         stream is still live in Redis (False: it ended or was marked lost there; stop writing
         it). A retried write is safe: what Redis already has is skipped."""
-        client = self.connection.client
-        append = self._scripts["append"]
-        pipe = client.pipeline(transaction=False)
+        append_sha = self._scripts["append"].sha
+        packed = PackedCommands()
         per_batch: list[int] = []
         now_ms = int(time.time() * 1000)
         for batch in appended:
@@ -276,18 +276,17 @@ class RedisStreams:
             chunks = list(self._chunks(batch.start, events))
             for start, chunk, last in chunks:
                 closed = last and batch.closed
-                args = [
+                packed.add(
+                    b"EVALSHA", append_sha, 5, *keys,
                     start, len(chunk), array("I", map(len, chunk)).tobytes(), b"".join(chunk),
                     1 if closed else 0, self._live_ms, self._retain_ms, self._max_bytes,
                     record if closed else "", stream_id, now_ms,
-                ]  # fmt: skip
-                await append(keys=keys, args=args, client=pipe)  # queued in the pipeline
-            if batch.closed:
-                claim = self._claims.pop(stream_id, None)
-                if claim is not None:
-                    pipe.pexpire(claim, self._retain_ms)
-            per_batch.append(len(chunks) + (batch.closed and claim is not None))
-        results = await self.connection.call(lambda: pipe.execute(raise_on_error=False))
+                )  # fmt: skip
+            claim = self._claims.pop(stream_id, None) if batch.closed else None
+            if claim is not None:
+                packed.add(b"PEXPIRE", claim, self._retain_ms)
+            per_batch.append(len(chunks) + (claim is not None))
+        results = await self._exchange(packed)
         live: list[bool] = []
         at = 0
         for batch, count in zip(appended, per_batch, strict=True):
@@ -303,6 +302,15 @@ class RedisStreams:
                 )
             live.append(-1 not in answers and -2 not in answers)
         return live
+
+    async def _exchange(self, packed: PackedCommands) -> list[Any]:
+        """``packed``'s replies; the scripts are loaded again if Redis lost them (a restart)
+        and the commands sent once more (safe: an append Redis has is skipped)."""
+        results = await self.connection.call(lambda: packed.exchange(self.connection))
+        if any(isinstance(r, NoScriptError) for r in results):
+            await self.connection.call(lambda: self.connection.client.script_load(_APPEND))
+            results = await self.connection.call(lambda: packed.exchange(self.connection))
+        return results
 
     def _chunks(self, start: int, events: list[bytes]) -> Iterator[tuple[int, list[bytes], bool]]:
         """``events`` in log entries of at most a sixteenth of the byte budget (so trimming to
