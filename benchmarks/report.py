@@ -7,6 +7,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .figures import _mib, _ms, _num, _pct, _rate
+
 SERVER_LABELS = {
     "raw": "raw asyncio (floor)",
     "aiohttp-sse": "aiohttp + aiohttp-sse",
@@ -141,26 +143,6 @@ def _worst_pair_ratio(results: dict[str, Any], workload: str, a: str, b: str) ->
     return min(ratios) if ratios else float("nan")
 
 
-def _rate(value: float | None) -> str:
-    if value is None:
-        return "-"
-    return f"{value / 1000:.1f}k" if value >= 1000 else f"{value:.0f}"
-
-
-def _ms(value: float | None) -> str:
-    if value is None:
-        return "-"
-    return f"{value / 1000:.2f} s" if value >= 1000 else f"{value:.1f} ms"
-
-
-def _mib(kib: float | None) -> str:
-    return "-" if kib is None else f"{kib / 1024:.1f} MiB"
-
-
-def _pct(value: float | None) -> str:
-    return "-" if value is None else f"{value:.0%}"
-
-
 def _ratio(figures: dict[str, Any], name: str) -> str:
     ratio = figures.get("vs_raw", {}).get(name)
     return "" if ratio is None else f" ({ratio:.2f}×)"
@@ -204,10 +186,6 @@ def _workload_table(workload: dict[str, Any], per_server: dict[str, Any]) -> lis
 def _near_limit(figures: dict[str, Any]) -> bool:
     """The load generator was close enough to its limit to blur latencies by milliseconds."""
     return (figures["loadgen_cpu_max"] or 0) > 0.85 or (figures["read_lag_p99_max_ms"] or 0) > 10
-
-
-def _num(value: float | None) -> str:
-    return "-" if value is None else f"{value:.1f}"
 
 
 def render(results: dict[str, Any]) -> str:

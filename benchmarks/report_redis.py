@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .report import _ms, _num, _pct, _rate
+from .figures import _ms, _num, _pct, _rate
 
 REDIS = "streamserver-redis"
 MEMORY = "streamserver"
