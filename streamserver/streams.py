@@ -232,8 +232,7 @@ class StreamRegistry:
         self.max_streams = max_streams
         self.streams: dict[str, Stream] = {}
         self.active = 0
-        """Streams generating now (the concurrency limits count these)."""
-        self._active_by_key: dict[str, int] = {}
+        """Streams generating here now (/health, metrics; the limits count in the limit store)."""
         self.total = 0
         self.evicted = 0
         self.trimmed_events = 0
@@ -249,8 +248,6 @@ class StreamRegistry:
         self._make_room()
         self.streams[stream.id] = stream
         self.active += 1
-        key = stream.key_id or ""
-        self._active_by_key[key] = self._active_by_key.get(key, 0) + 1
         self.total += 1
         if stream.idempotency is not None:
             self._idempotent[stream.idempotency[:2]] = stream
@@ -274,10 +271,6 @@ class StreamRegistry:
         """The live or retained stream a request with this ``Idempotency-Key`` started."""
         return self._idempotent.get((caller, idempotency_key))
 
-    def active_for(self, key_id: str) -> int:
-        """Streams generating now for one caller (an API key id, or a client address)."""
-        return self._active_by_key.get(key_id, 0)
-
     def live(self) -> list[Stream]:
         """Streams whose generation is still running here (replicas are not)."""
         return [s for s in self.streams.values() if not s.finished and not s.replica]
@@ -292,12 +285,6 @@ class StreamRegistry:
                 del self.streams[stream.id]
             return
         self.active -= 1
-        key = stream.key_id or ""
-        left = self._active_by_key.get(key, 1) - 1
-        if left:
-            self._active_by_key[key] = left
-        else:
-            self._active_by_key.pop(key, None)
         if self.retain_s > 0:
             asyncio.get_running_loop().call_later(self.retain_s, self._forget, stream.id)
         else:
