@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import signal
-import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +14,7 @@ import pytest
 import websockets
 from aiohttp import web
 from conftest import SCRIPTED, Client, base_config, script
+from fakes.server_process import ServerProcess
 
 import streamserver
 from streamserver.web.keys import SERVICE
@@ -211,19 +210,25 @@ async def test_with_redis_away_a_turn_and_the_history_are_refused_cleanly_then_w
 async def test_an_instance_killed_mid_turn_frees_the_turn_within_its_lease(
     serve, tmp_path, redis_url
 ):
-    port, process = await serve_process(tmp_path, redis_url, lease_s=2)
+    doomed = ServerProcess(
+        {
+            "providers": {"simulated": {"ttft_ms": 0, "tokens_per_second": 20,
+                                        "answer_tokens": 400}},
+            "conversations": {"store": "redis"},
+            "redis": {"url": redis_url, "lease_s": 2},
+        },
+        tmp_path / "doomed",
+    )  # fmt: skip
+    await asyncio.to_thread(doomed.start)
     try:
-        async with websockets.connect(f"ws://127.0.0.1:{port}/ws/chat/c1") as socket:
+        async with websockets.connect(f"ws://{doomed.address}/ws/chat/c1") as socket:
             await socket.send(json.dumps({"message": "a long answer, please"}))
             await socket.recv()  # its turn is under way
-            process.send_signal(signal.SIGKILL)  # no drain, no epilogue: the lock stays
-            await process.wait()
+            await asyncio.to_thread(doomed.kill)  # no drain, no epilogue: the lock stays
     except websockets.ConnectionClosed:
         pass
     finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
+        await asyncio.to_thread(doomed.kill)
     survivor = await serve(chat_config("redis", tmp_path, redis_url))
     url = survivor.base_url.replace("http://", "ws://") + "/ws/chat/c1"
     refused = await turn_on(url, script(["early"]))
@@ -236,28 +241,6 @@ async def test_an_instance_killed_mid_turn_frees_the_turn_within_its_lease(
 
     assert refused[-1]["code"] == "conversation_busy"
     assert replies[-1] == {"type": "done", "message_count": 3}  # after the dead turn's prompt
-
-
-async def serve_process(tmp_path, redis_url: str, *, lease_s: float) -> tuple[int, Any]:
-    """``streamserver serve`` in its own process on the Redis conversation store, the simulated
-    model at 20 tokens/s; returns once it listens."""
-    from test_shutdown import free_port
-
-    port = free_port()
-    config = tmp_path / "config.toml"
-    config.write_text(
-        f'[server]\nport = {port}\nplugins_dir = "{tmp_path}"\n'
-        "[providers.simulated]\nttft_ms = 0\ntokens_per_second = 20\nanswer_tokens = 400\n"
-        f'[conversations]\nstore = "redis"\n[redis]\nurl = "{redis_url}"\nlease_s = {lease_s}\n',
-        encoding="utf-8",
-    )
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "streamserver", "serve", "--config", str(config),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
-    )  # fmt: skip
-    assert process.stdout is not None
-    await asyncio.wait_for(process.stdout.readline(), timeout=20)  # "listening on ..."
-    return port, process
 
 
 async def test_a_reply_dropped_on_one_instance_resumes_on_another(serve, tmp_path, redis_url):

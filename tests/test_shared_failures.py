@@ -7,47 +7,36 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import sys
 import time
 
 import httpx
 import pytest
 from conftest import base_config, wait_until
-from fakes.redis_server import RedisServer, free_port
+from fakes.redis_server import RedisServer
+from fakes.server_process import ServerProcess
 from httpx_sse import aconnect_sse
 
 from streamserver.replicas import POLL_S
 
 
-def owner_config(tmp_path, redis_url: str, port: int) -> str:
-    path = tmp_path / "owner.toml"
-    path.write_text(
-        f'[server]\nport = {port}\nplugins_dir = "{tmp_path}"\n'
-        "[providers.simulated]\nttft_ms = 0\ntokens_per_second = 20\nanswer_tokens = 400\n"
-        f'[redis]\nurl = "{redis_url}"\nlease_s = 1\n'
-        '[resume]\nstore = "redis"\ngrace_s = 10\n'
-        f'[conversations.sqlite]\npath = "{tmp_path / "c.sqlite3"}"\n',
-        encoding="utf-8",
-    )
-    return str(path)
-
-
 async def test_readers_elsewhere_get_stream_lost_when_the_owner_is_killed(
     tmp_path, serve, redis_url
 ):
-    port = free_port()
-    owner = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "streamserver", "serve", "--config",
-        owner_config(tmp_path, redis_url, port),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    owner = ServerProcess(
+        {
+            "providers": {"simulated": {"ttft_ms": 0, "tokens_per_second": 20,
+                                        "answer_tokens": 400}},
+            "redis": {"url": redis_url, "lease_s": 1},
+            "resume": {"store": "redis", "grace_s": 10},
+        },
+        tmp_path / "owner",
     )  # fmt: skip
+    await asyncio.to_thread(owner.start)
     try:
-        assert owner.stdout is not None
-        await asyncio.wait_for(owner.stdout.readline(), timeout=20)  # "listening on ..."
         other = await serve(base_config(redis={"url": redis_url, "lease_s": 1},
                                         resume={"store": "redis", "grace_s": 10}))  # fmt: skip
         async with (
-            httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as http,
+            httpx.AsyncClient(base_url=owner.base_url, timeout=10) as http,
             aconnect_sse(http, "GET", "/v1/stream", params={"prompt": "x"}) as source,
         ):
             stream_id = source.response.headers["X-Stream-ID"]
@@ -63,14 +52,12 @@ async def test_readers_elsewhere_get_stream_lost_when_the_owner_is_killed(
 
         reader = asyncio.create_task(follow())
         await wait_until(lambda: any(e.event == "token" for e in events), timeout=10)
-        owner.send_signal(signal.SIGKILL)
         killed = time.monotonic()
+        await asyncio.to_thread(owner.kill)
         await asyncio.wait_for(reader, timeout=15)  # the bound the README states
         took = time.monotonic() - killed
     finally:
-        if owner.returncode is None:
-            owner.kill()
-        await owner.wait()
+        await asyncio.to_thread(owner.kill)
 
     error = json.loads(events[-2].data)
     assert events[-2].event == "error" and error["code"] == "stream_lost"

@@ -48,8 +48,9 @@ class ServerProcess:
         # Nothing of the checkout's: no plugins from its plugins/ folder, no database in it.
         server = {"plugins_dir": str(folder), **config.get("server", {})}
         server.update(host="127.0.0.1", port=self.port)
-        conversations = {"sqlite": {"path": str(folder / "conversations.sqlite3")}}
-        conversations.update(config.get("conversations", {}))
+        conversations = dict(config.get("conversations", {}))
+        if conversations.get("store", "sqlite") == "sqlite":  # its database in the folder
+            conversations.setdefault("sqlite", {"path": str(folder / "conversations.sqlite3")})
         self.config_path = folder / "config.toml"
         full = {**config, "server": server, "conversations": conversations}
         self.config_path.write_text(toml_text(full), encoding="utf-8")
