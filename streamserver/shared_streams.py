@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Mapping
@@ -121,6 +122,8 @@ class SharedStreams:
         self._renewer: asyncio.Task[None] | None = None
         self._failing = False
         """The last write failed (for the log: once when it starts, once when it ends)."""
+        self._creating: list[tuple[SharedStream, str, asyncio.Future[str | None]]] = []
+        """Streams to publish at the end of this iteration, and their starts' answers."""
         self._abandoned: dict[str, int] = {}
         """Streams this instance stopped mirroring (the store failed too long): their end in
         the store, to mark them lost there once it answers."""
@@ -144,7 +147,13 @@ class SharedStreams:
         tasks = [t for t in (self._writer, self._rounds, self._renewer, *self._tasks) if t]
         for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        if tasks:  # bounded: a task that lost its cancel in a library must not hang the stop
+            done, stuck = await asyncio.wait(tasks, timeout=self.config.redis.timeout_s + 1)
+            for task in done:
+                if not task.cancelled():
+                    task.exception()  # retrieved: nothing is left to log at exit
+            for task in stuck:
+                log.error("task %r did not stop when cancelled; left behind", task.get_name())
         await self.store.aclose()
 
     async def health(self) -> str | None:
@@ -178,10 +187,37 @@ class SharedStreams:
             grace_s=stream.grace_s,
             idempotency=idempotency,
         )
+        if not self._creating:  # the first start of this loop iteration sends them all
+            asyncio.get_running_loop().call_soon(self._create_batch)
+        created: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
+        self._creating.append((shared, stream.key_id or "", created))
         try:
-            return await self.store.create(shared, stream.key_id or "")
+            return await created
         except StoreUnavailable as exc:
             raise store_unavailable(exc, "stream") from None
+
+    def _create_batch(self) -> None:
+        """Publish the streams that started in one loop iteration, in one round trip: a burst
+        of starts does not queue for connections, one each."""
+        batch, self._creating = self._creating, []
+        self._spawn(self._create(batch), "stream store create")
+
+    async def _create(
+        self, batch: list[tuple[SharedStream, str, asyncio.Future[str | None]]]
+    ) -> None:
+        try:
+            earlier = await self.store.create([(shared, caller) for shared, caller, _ in batch])
+        except Exception as exc:  # each start answers for itself (a 503, or the store's bug)
+            for _, _, created in batch:
+                if not created.done():
+                    created.set_exception(exc)
+            return
+        for (shared, _, created), answer in zip(batch, earlier, strict=True):
+            if not created.done():
+                created.set_result(answer)
+            elif answer is None:  # its request went meanwhile: it will never run
+                with contextlib.suppress(StoreUnavailable):  # else its keys expire, as any would
+                    await self.store.mark_lost(shared.id, 0)
 
     def mirror(self, stream: Stream) -> None:
         """Write ``stream``'s log to the store as it grows (call before its task first runs)."""

@@ -133,10 +133,12 @@ class StreamStore(Protocol):
         """``None`` when the store answers; else why not, for ``/health``."""
         ...
 
-    async def create(self, stream: SharedStream, caller: str) -> str | None:
-        """Publish a stream about to start. With ``stream.idempotency``, claim its key for
-        ``caller`` first: if an earlier request claimed it, return that stream's id (nothing is
-        published; the caller attaches to that one). Raises ``StoreUnavailable``."""
+    async def create(self, streams: Sequence[tuple[SharedStream, str]]) -> list[str | None]:
+        """Publish streams about to start (each with its caller's key id), in one round trip
+        where the store can: the streams that start in one loop iteration come together. For
+        each, ``None``; or, for a stream with ``idempotency`` whose key an earlier request of the
+        same caller claimed, that stream's id (this one is not published; its caller attaches to
+        that one). Raises ``StoreUnavailable``: none of them may start."""
         ...
 
     async def started_with(self, caller: str, idempotency_key: str) -> str | None:

@@ -31,8 +31,8 @@ class MemoryStreams:
     async def health(self) -> str | None:
         return None
 
-    async def create(self, stream: SharedStream, caller: str) -> str | None:
-        return None
+    async def create(self, streams: Sequence[tuple[SharedStream, str]]) -> list[str | None]:
+        return [None] * len(streams)
 
     async def started_with(self, caller: str, idempotency_key: str) -> str | None:
         return None

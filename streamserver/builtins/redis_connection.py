@@ -11,6 +11,7 @@ stream or conversation share a hash tag (``{st_...}``), so Redis Cluster keeps t
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -62,9 +63,14 @@ class RedisConnection:
     async def call(self, make: Callable[[], Awaitable[T]]) -> T:
         """Run one Redis call (or pipeline), as ``StoreUnavailable`` if Redis fails it."""
         try:
-            return await make()
+            result = await make()
         except (RedisError, OSError) as exc:
+            if cancelling():
+                raise asyncio.CancelledError from exc
             raise StoreUnavailable(describe(exc)) from None
+        if cancelling():
+            raise asyncio.CancelledError
+        return result
 
     async def health(self) -> str | None:
         """``None`` when Redis answers a PING within the timeout; else the reason."""
@@ -76,6 +82,20 @@ class RedisConnection:
 
     async def aclose(self) -> None:
         await self.client.aclose()
+
+
+def cancelling() -> bool:
+    """Whether the current task was asked to stop, even though the call returned.
+
+    redis-py sends each command under its socket timeout with ``asyncio.wait_for``, which on
+    Python 3.11 returns normally when the cancel arrives as the send completes (fixed in 3.12):
+    the cancel is lost, and a loop that calls Redis again (a lease's renewal, a follower) never
+    ends, so a shutdown that waits for it hangs. Every call of the stores goes through
+    ``RedisConnection.call``, which gives the cancel back (and the notices' listener, which
+    calls redis-py itself, asks after each message).
+    """
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 def client_for(

@@ -77,3 +77,14 @@ redis.call('PEXPIRE', KEYS[2], ARGV[1])
 return 1
 """
 """Mark a live stream lost (once) after what is stored, with a last log entry that says so."""
+
+EVICT = """
+local excess = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[1])
+if excess <= 0 then return {} end
+return redis.call('ZPOPMIN', KEYS[1], excess)
+"""
+"""Take the oldest finished streams beyond ``max_streams`` off the list of finished ones, and
+return them (with their scores) for their keys to be deleted. In one step: two instances
+evicting at once (each renews its lease with an eviction) take the excess once between them,
+where a count read before another's removal would take twice as many. KEYS: done; ARGV:
+max_streams."""

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import json
 import logging
@@ -44,7 +45,7 @@ from ..stores import Appended, Entries, Notice, SharedStream, StoreUnavailable, 
 from . import redis_connection
 from .redis_connection import RedisConnection, as_text, describe
 from .redis_packed import PackedCommands
-from .redis_scripts import APPEND, CREATE, MARK_LOST
+from .redis_scripts import APPEND, CREATE, EVICT, MARK_LOST
 
 if TYPE_CHECKING:
     from ..config import Config
@@ -106,7 +107,12 @@ class RedisStreams:
         client = self.connection.client
         self._scripts = {
             name: client.register_script(script)
-            for name, script in (("append", APPEND), ("create", CREATE), ("lost", MARK_LOST))
+            for name, script in (
+                ("append", APPEND),
+                ("create", CREATE),
+                ("evict", EVICT),
+                ("lost", MARK_LOST),
+            )
         }
         self._listener = asyncio.get_running_loop().create_task(
             self._listen(), name="redis stream notices"
@@ -155,26 +161,37 @@ class RedisStreams:
 
     # the owner's side
 
-    async def create(self, stream: SharedStream, caller: str) -> str | None:
-        meta = json.dumps(_meta_fields(stream), separators=(",", ":"))
-        claim = (
-            self._idempotency_key(caller, stream.idempotency[0])
-            if stream.idempotency is not None
-            else self.connection.key("idem", "-")  # unused without a key
-        )
-        claimant = stream.id if stream.idempotency is not None else ""
-        create = self._scripts["create"]
-        earlier = await self.connection.call(
-            lambda: create(
-                keys=[self._meta(stream.id), claim],
-                args=[claimant, meta, self._live_ms, 0, self.connection.prefix],
+    async def create(self, streams: Sequence[tuple[SharedStream, str]]) -> list[str | None]:
+        """One ``CREATE`` script per stream (claim its idempotency key, publish its meta), all
+        in one round trip."""
+        create_sha = self._scripts["create"].sha
+        packed = PackedCommands()
+        claims: list[str | None] = []
+        for stream, caller in streams:
+            claim = (
+                None
+                if stream.idempotency is None
+                else self._idempotency_key(caller, stream.idempotency[0])
             )
-        )
-        if earlier is not None:
-            return as_text(earlier)
-        if stream.idempotency is not None:
-            self._claims[stream.id] = claim
-        return None
+            claims.append(claim)
+            meta = json.dumps(_meta_fields(stream), separators=(",", ":"))
+            packed.add(
+                b"EVALSHA", create_sha, 2, self._meta(stream.id),
+                claim or self.connection.key("idem", "-"),  # unused without a key
+                stream.id if claim else "", meta, self._live_ms, 0, self.connection.prefix,
+            )  # fmt: skip
+        earlier: list[str | None] = []
+        for (stream, _), claim, answer in zip(streams, claims, await self._exchange(packed),
+                                              strict=True):  # fmt: skip
+            if isinstance(answer, Exception):
+                raise StoreUnavailable(describe(answer))
+            if answer is not None:
+                earlier.append(as_text(answer))
+                continue
+            if claim is not None:
+                self._claims[stream.id] = claim
+            earlier.append(None)
+        return earlier
 
     async def started_with(self, caller: str, idempotency_key: str) -> str | None:
         claim = self._idempotency_key(caller, idempotency_key)
@@ -235,7 +252,9 @@ class RedisStreams:
         and the commands sent once more (safe: an append Redis has is skipped)."""
         results = await self.connection.call(lambda: packed.exchange(self.connection))
         if any(isinstance(r, NoScriptError) for r in results):
-            await self.connection.call(lambda: self.connection.client.script_load(APPEND))
+            client = self.connection.client
+            for script in (APPEND, CREATE):
+                await self.connection.call(functools.partial(client.script_load, script))
             results = await self.connection.call(lambda: packed.exchange(self.connection))
         return results
 
@@ -254,17 +273,14 @@ class RedisStreams:
 
     async def evict(self) -> None:
         """Keep at most ``max_streams`` finished streams (the oldest go first)."""
-        client = self.connection.client
-        done = self.connection.key("done")
-        count = await self.connection.call(lambda: client.zcard(done))
-        excess = int(count) - self._max_streams
-        if excess <= 0:
+        evict = self._scripts["evict"]
+        taken = await self.connection.call(
+            lambda: evict(keys=[self.connection.key("done")], args=[self._max_streams])
+        )
+        if not taken:
             return
-        oldest = await self.connection.call(lambda: client.zrange(done, 0, excess - 1))
-        pipe = client.pipeline(transaction=False)
-        for member in oldest:
-            stream_id = as_text(member)
-            pipe.zrem(done, stream_id)
+        pipe = self.connection.client.pipeline(transaction=False)
+        for stream_id in map(as_text, taken[::2]):  # member, score, member, score...
             pipe.delete(
                 self._meta(stream_id),
                 self._log(stream_id),
@@ -303,6 +319,8 @@ class RedisStreams:
                 await pubsub.subscribe(channel)
                 while True:
                     message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                    if redis_connection.cancelling():  # a cancel redis-py lost (3.11)
+                        raise asyncio.CancelledError
                     if message is not None and message.get("type") == "message":
                         data = message["data"]
                         text = (
