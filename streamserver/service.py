@@ -318,7 +318,7 @@ class StreamService:
                     assert idempotency is not None
                     return _same_request(await self.find_stream(earlier, key_id), idempotency, path)
                 if self.draining:  # began while it was published: say it ended, refuse it
-                    await shared.store.mark_lost(stream_id, 0)
+                    await shared.withdraw(stream_id)
                     self.refuse_if_draining()
             except BaseException:  # not started: it does not count (a release is idempotent)
                 self.access.release_stream(stream_id, key_id)

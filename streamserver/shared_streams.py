@@ -51,8 +51,8 @@ class _Mirrored:
     """One owned stream's events not yet written to the store."""
 
     __slots__ = (
-        "close_taken", "closed", "dirty", "eager", "failing_since", "pending", "shared",
-        "start", "stream", "task", "unsent", "written",
+        "close_taken", "closed", "dirty", "eager", "failing_since", "pending", "publish",
+        "shared", "start", "stream", "task", "unsent", "written",
     )  # fmt: skip
 
     def __init__(self, stream: Stream, shared: SharedStreams) -> None:
@@ -74,6 +74,8 @@ class _Mirrored:
         """Another instance follows it: written in the iteration its events were logged."""
         self.failing_since: float | None = None
         self.task: asyncio.Task[None] | None = None
+        self.publish: SharedStream | None = None
+        """Not published yet: its first write publishes it."""
 
     def tap(self, item: bytes | str) -> bool:
         """``StreamLog.follow``'s tap: collect, and queue the stream for the writer once."""
@@ -85,15 +87,16 @@ class _Mirrored:
 
     def take(self) -> list[Appended]:
         """What to write now: the unconfirmed writes, then what was logged since."""
-        if self.pending or (self.closed and not self.close_taken):
+        if self.pending or (self.closed and not self.close_taken) or self.publish is not None:
             record = self.stream.record
             data = record.to_data() if self.closed and record is not None else None
             self.unsent.append(
-                Appended(self.stream.id, self.start, self.pending, self.closed, data)
+                Appended(self.stream.id, self.start, self.pending, self.closed, data, self.publish)
             )
             self.start += len(self.pending)
             self.pending = []
             self.close_taken = self.closed
+            self.publish = None
         self.dirty = False
         return list(self.unsent)
 
@@ -124,6 +127,14 @@ class SharedStreams:
         """The last write failed (for the log: once when it starts, once when it ends)."""
         self._creating: list[tuple[SharedStream, str, asyncio.Future[str | None]]] = []
         """Streams to publish at the end of this iteration, and their starts' answers."""
+        self._unpublished: dict[str, SharedStream] = {}
+        """Streams started without waiting for the store (it answers): their first write
+        publishes them."""
+        self._answering = False
+        """The store's last answer was a success: a stream without an ``Idempotency-Key``
+        starts at once and is published with its first write. After a failure each start
+        asks the store first (a 503 while it fails), until it answers again; so does the
+        first start of all."""
         self._abandoned: dict[str, int] = {}
         """Streams this instance stopped mirroring (the store failed too long): their end in
         the store, to mark them lost there once it answers."""
@@ -169,7 +180,13 @@ class SharedStreams:
         idempotency: tuple[str, str] | None,
     ) -> str | None:
         """Tell the store about a stream about to start; the id of an earlier one with the same
-        ``Idempotency-Key`` instead, when there is one (then nothing is published)."""
+        ``Idempotency-Key`` instead, when there is one (then nothing is published).
+
+        While the store answers, a stream without a key is not waited for: it is published
+        with its first write (``mirror`` sends it at once, in the writer's next round trip with
+        every other stream's events), so a start costs no round trip on the way to its first
+        token. A key needs the store's answer first (an earlier stream may have it), and so does
+        every start after a failed call: a 503 while the store is away."""
         info = stream.info
         assert info is not None
         shared = SharedStream(
@@ -187,6 +204,9 @@ class SharedStreams:
             grace_s=stream.grace_s,
             idempotency=idempotency,
         )
+        if idempotency is None and self._answering:  # no round trip before it starts
+            self._unpublished[stream.id] = shared
+            return None
         if not self._creating:  # the first start of this loop iteration sends them all
             asyncio.get_running_loop().call_soon(self._create_batch)
         created: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
@@ -208,10 +228,12 @@ class SharedStreams:
         try:
             earlier = await self.store.create([(shared, caller) for shared, caller, _ in batch])
         except Exception as exc:  # each start answers for itself (a 503, or the store's bug)
+            self._answering = False
             for _, _, created in batch:
                 if not created.done():
                     created.set_exception(exc)
             return
+        self._answering = True
         for (shared, _, created), answer in zip(batch, earlier, strict=True):
             if not created.done():
                 created.set_result(answer)
@@ -219,10 +241,20 @@ class SharedStreams:
                 with contextlib.suppress(StoreUnavailable):  # else its keys expire, as any would
                     await self.store.mark_lost(shared.id, 0)
 
+    async def withdraw(self, stream_id: str) -> None:
+        """A published stream will not start after all (the drain began): say it ended."""
+        if self._unpublished.pop(stream_id, None) is None:
+            await self.store.mark_lost(stream_id, 0)
+
     def mirror(self, stream: Stream) -> None:
         """Write ``stream``'s log to the store as it grows (call before its task first runs)."""
         mirrored = _Mirrored(stream, self)
         self._mirrored[stream.id] = mirrored
+        mirrored.publish = self._unpublished.pop(stream.id, None)
+        if mirrored.publish is not None:  # published in the writer's next round trip
+            mirrored.dirty = True
+            self._dirty.append(mirrored)
+            self._wake.set()
         reader = stream.log.attach(0, counted=False)
         mirrored.task = self._spawn(self._mirror(mirrored, reader), f"mirror {stream.id}")
 
@@ -285,6 +317,7 @@ class SharedStreams:
                 continue
             finally:
                 self._writing = False
+            self._answering = True
             if self._failing:
                 log.info("the stream store answers again")
                 self._failing = False
@@ -300,6 +333,7 @@ class SharedStreams:
         """Retry each stream's writes (they stay in ``unsent``), for up to ``lease_s`` each;
         past that the stream goes on for its readers here only."""
         now = time.monotonic()
+        self._answering = False
         if not self._failing:
             self._failing = True
             log.warning("writing to the stream store failed (%s); retrying", reason)

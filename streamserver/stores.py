@@ -110,6 +110,10 @@ class Appended:
     record: Mapping[str, Any] | None = None
     """With ``closed``: what the stream said (``StreamRecord.to_data``), for a stream whose
     consumer reads it back (a retried non-streamed completion on another instance)."""
+    publish: SharedStream | None = None
+    """A stream's first write, when it was not published before it started (``create`` is
+    skipped while the store answers): publish it first, then store the events, in order. A
+    retry publishes it again: a store must take a stream it has already as published."""
 
 
 class StreamStore(Protocol):
@@ -146,7 +150,8 @@ class StreamStore(Protocol):
         ...
 
     async def write(self, appended: Sequence[Appended]) -> list[bool]:
-        """Store what several streams logged, in order, in one round trip where the store can;
+        """Store what several streams logged (publishing those whose ``publish`` is set first),
+        in order, in one round trip where the store can;
         for each, whether its stream is still live in the store (False: it ended or was marked
         lost there, so stop writing it). Safe to repeat after a failure (``StoreUnavailable``):
         a store skips what it already has (each ``Appended`` says where it starts)."""

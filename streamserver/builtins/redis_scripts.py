@@ -50,6 +50,7 @@ KEYS: meta, log, sizes, readers, finished; ARGV: start, n, z, d, closed, live_ms
 max_bytes, record, stream id, now (ms)."""
 
 CREATE = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return false end
 if ARGV[1] ~= '' then
   local earlier = redis.call('GET', KEYS[2])
   if earlier and redis.call('EXISTS', ARGV[5] .. ':{' .. earlier .. '}:m') == 1 then
@@ -63,7 +64,8 @@ return false
 """
 """Publish a stream and, with an ``Idempotency-Key``, claim it in the same step: an earlier
 claim whose stream is still kept wins (its id is returned); one whose stream is gone is taken
-over. KEYS: meta, claim; ARGV: stream id (or '' without a key), meta JSON, live_ms, -, prefix.
+over. A stream already published (a retried write that had reached Redis) is left as it is.
+KEYS: meta, claim; ARGV: stream id (or '' without a key), meta JSON, live_ms, -, prefix.
 (The claim and the meta are on two slots: like the list of finished streams, this needs a
 standalone Redis, not Cluster.)"""
 

@@ -164,22 +164,8 @@ class RedisStreams:
     async def create(self, streams: Sequence[tuple[SharedStream, str]]) -> list[str | None]:
         """One ``CREATE`` script per stream (claim its idempotency key, publish its meta), all
         in one round trip."""
-        create_sha = self._scripts["create"].sha
         packed = PackedCommands()
-        claims: list[str | None] = []
-        for stream, caller in streams:
-            claim = (
-                None
-                if stream.idempotency is None
-                else self._idempotency_key(caller, stream.idempotency[0])
-            )
-            claims.append(claim)
-            meta = json.dumps(_meta_fields(stream), separators=(",", ":"))
-            packed.add(
-                b"EVALSHA", create_sha, 2, self._meta(stream.id),
-                claim or self.connection.key("idem", "-"),  # unused without a key
-                stream.id if claim else "", meta, self._live_ms, 0, self.connection.prefix,
-            )  # fmt: skip
+        claims = [self._add_create(packed, stream, caller) for stream, caller in streams]
         earlier: list[str | None] = []
         for (stream, _), claim, answer in zip(streams, claims, await self._exchange(packed),
                                               strict=True):  # fmt: skip
@@ -192,6 +178,21 @@ class RedisStreams:
                 self._claims[stream.id] = claim
             earlier.append(None)
         return earlier
+
+    def _add_create(self, packed: PackedCommands, stream: SharedStream, caller: str) -> str | None:
+        """Pack ``stream``'s ``CREATE``; the key of its idempotency claim, if it has one."""
+        claim = (
+            None
+            if stream.idempotency is None
+            else self._idempotency_key(caller, stream.idempotency[0])
+        )
+        meta = json.dumps(_meta_fields(stream), separators=(",", ":"))
+        packed.add(
+            b"EVALSHA", self._scripts["create"].sha, 2, self._meta(stream.id),
+            claim or self.connection.key("idem", "-"),  # unused without a key
+            stream.id if claim else "", meta, self._live_ms, 0, self.connection.prefix,
+        )  # fmt: skip
+        return claim
 
     async def started_with(self, caller: str, idempotency_key: str) -> str | None:
         claim = self._idempotency_key(caller, idempotency_key)
@@ -217,7 +218,11 @@ class RedisStreams:
                 self.connection.key("done"),
             ]
             record = "" if batch.record is None else json.dumps(batch.record, separators=(",", ":"))
-            chunks = list(self._chunks(batch.start, events))
+            published = 0
+            if batch.publish is not None:  # its first write: publish it first, in order
+                self._add_create(packed, batch.publish, "")
+                published = 1
+            chunks = list(self._chunks(batch.start, events)) if events or batch.closed else []
             for start, chunk, last in chunks:
                 closed = last and batch.closed
                 packed.add(
@@ -229,7 +234,7 @@ class RedisStreams:
             claim = self._claims.pop(stream_id, None) if batch.closed else None
             if claim is not None:
                 packed.add(b"PEXPIRE", claim, self._retain_ms)
-            per_batch.append(len(chunks) + (claim is not None))
+            per_batch.append(published + len(chunks) + (claim is not None))
         results = await self._exchange(packed)
         live: list[bool] = []
         at = 0

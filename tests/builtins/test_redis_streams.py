@@ -125,3 +125,17 @@ async def evict_after(store, iterations: int) -> None:
     for _ in range(iterations):  # staggered, so one's count can come between another's steps
         await asyncio.sleep(0)
     await store.evict()
+
+
+async def test_a_first_write_publishes_its_stream_and_a_retry_of_it_changes_nothing(store):
+    # While the store answers, a stream starts without a round trip and its first write
+    # publishes it. A retry of that write (a timeout after Redis ran it) must not publish it
+    # afresh: that would reset where its stored events end, and store them twice.
+    first = Appended("st_first", 0, events(0, 3), publish=shared("st_first"))
+    assert await store.write([first]) == [True]
+    assert await store.write([first]) == [True]
+    assert await store.write([Appended("st_first", 3, events(3, 2), True)]) == [True]
+
+    state = await store.state("st_first")
+    assert state is not None and state.closed
+    assert await stored(store, "st_first") == events(0, 5)
