@@ -48,6 +48,7 @@ class StreamRun:
     """Runs one stream's generation into its log; ``run()`` is the stream's task."""
 
     __slots__ = (
+        "_after",
         "_boundary",
         "_buffer",
         "_calls",
@@ -65,6 +66,7 @@ class StreamRun:
         "_record",
         "_segments",
         "_started",
+        "_text_out",
         "_timer",
         "_tokens",
         "_tool_calls",
@@ -98,11 +100,17 @@ class StreamRun:
         self._record = stream.record
         self._count = stream.tokens_at.append
         """Beside each log append: the tokens produced so far (what the event is worth)."""
+        # A formatter with events after a segment's token event (optional:
+        # Formatter.after_segment) gets an emit of its own, chosen once: the others pay nothing.
+        self._after = getattr(plan.formatter, "after_segment", None)
+        self._text_out: Callable[[str], None] = (
+            self._emit if self._after is None else self._emit_and_follow
+        )
         # Structured parts: the kind of content open now, the buffer holding it (the timer and
         # the size cap release that one) and where its segments go.
         self._kind: PartKind | None = None
         self._buffer = plan.buffer
-        self._out: Callable[[str], None] = self._emit
+        self._out: Callable[[str], None] = self._text_out
         self._boundary = getattr(plan.formatter, "boundary", None)  # optional: Formatter.boundary
         self._reasoning_buffer: Buffer | None = None
         self._reasoning_tokens = 0
@@ -225,7 +233,7 @@ class StreamRun:
         log_ = self.stream.log
         buffer = plan.buffer
         push = buffer.push
-        emit = self._emit
+        emit = self._text_out
         max_tokens = plan.max_tokens
         max_chars = plan.max_chars
         tokens = self._tokens
@@ -321,7 +329,7 @@ class StreamRun:
                 self._reasoning_buffer = self.plan.new_buffer()
             self._buffer, self._out = self._reasoning_buffer, self._emit_reasoning
         else:
-            self._buffer, self._out = self.plan.buffer, self._emit
+            self._buffer, self._out = self.plan.buffer, self._text_out
         if self._boundary is not None:
             self._emit_events(self._boundary(ended, kind))
 
@@ -372,6 +380,13 @@ class StreamRun:
             log_.append(self._encode(log_.end, data))
             self._count(self._tokens)
             self._segments += 1
+
+    def _emit_and_follow(self, text: str) -> None:
+        self._emit(text)
+        assert self._after is not None
+        events = self._after()
+        if events:
+            self._emit_events(events)
 
     def _release_on_timer(self) -> None:
         """The flush timer: emit the held text up to the last boundary the buffer respects.

@@ -29,6 +29,7 @@ DEFAULT_PLUGINS = (
     "streamserver.builtins.anthropic_provider",
     "streamserver.builtins.buffers",
     "streamserver.builtins.formatters",
+    "streamserver.builtins.object_formatter",
     "streamserver.builtins.ecosystem_formatters",
     "streamserver.builtins.sinks",
     "streamserver.builtins.prometheus_sink",

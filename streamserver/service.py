@@ -236,7 +236,9 @@ class StreamService:
         a WebSocket or an in-process reader): the caller knows it, the runtime knows no transport.
 
         ``formatter_options`` overrides the formatter's configured options for this stream (those
-        its options class has), e.g. ``include_usage`` from an OpenAI request. ``epilogue`` runs
+        its options class has), e.g. ``include_usage`` from an OpenAI request; a formatter whose
+        options have a ``response_format`` field gets the request's (the ``object`` formatter's
+        schema) unless ``formatter_options`` says otherwise. ``epilogue`` runs
         once generation has ended and adds the stream's last events. ``keep_record`` gives the stream
         a ``StreamRecord`` (``Stream.record``): what it said, for a consumer that reads it back.
         """
@@ -263,9 +265,12 @@ class StreamService:
         buffer_part = config.buffers[params.buffer or route.buffer]
         formatter_part = config.formatters[params.format or route.formatter]
         formatter_settings = formatter_part.options
-        if formatter_options:
+        overrides = dict(formatter_options or {})
+        if request.response_format is not None:  # for a formatter that reads it (``object``)
+            overrides.setdefault("response_format", request.response_format)
+        if overrides:
             known = {f.name for f in dataclasses.fields(formatter_settings)}
-            overrides = {k: v for k, v in formatter_options.items() if k in known}
+            overrides = {k: v for k, v in overrides.items() if k in known}
             formatter_settings = dataclasses.replace(formatter_settings, **overrides)
         formatter = formatter_part.registration.factory(formatter_settings, form)
         encoder = encoder_for(form, stream_id, formatter.token_event, config.server.retry_ms)

@@ -354,6 +354,12 @@ class Formatter(Protocol):
         """Events that close a stream that failed: an error event, then whatever ends it cleanly."""
         ...
 
+    def after_segment(self) -> Sequence[Event]:
+        """Optional: events logged right after the token event of the segment ``segment`` was
+        just given (the ``object`` formatter's partial value), usually none. Called for every
+        segment, so it must be cheap; a formatter without it costs the pipeline nothing."""
+        ...
+
     # Structured parts: all optional. A formatter without them carries text only (its clients
     # still get every text segment; the reasoning and tool calls are in the stream's summary).
 

@@ -3,7 +3,8 @@
 - ``sim-tools``: which of the offered tools it calls (``calls_for``), with arguments made from each
   tool's JSON schema (``sim_schema``), and the text it answers once the results are back
   (``results_answer``);
-- ``sim-reasoner``: the thinking it streams before its answer (``reasoning_for``).
+- ``sim-reasoner``: the thinking it streams before its answer (``reasoning_for``);
+- every model: the JSON it answers a ``response_format`` with (``json_answer``).
 
 Every choice is drawn from the stream's generator, so a seed repeats it.
 """
@@ -201,3 +202,37 @@ def reasoning_for(request: GenerationRequest, rng: random.Random) -> str:
         chosen += rng.sample(_THOUGHTS, min(sentences - 2, len(_THOUGHTS)))
         chosen.append(rng.choice(_CLOSERS))
     return " ".join(s.format(topic=topic, word=rng.choice(keywords)) for s in chosen)
+
+
+_ANY_OBJECT = {
+    "type": "object",
+    "properties": {
+        "title": {"type": "string"},
+        "summary": {"type": "string", "minLength": 60},
+        "tags": {"type": "array", "items": {"type": "string"}, "minItems": 2, "maxItems": 4},
+        "score": {"type": "number", "minimum": 0, "maximum": 1},
+        "done": {"type": "boolean"},
+    },
+    "required": ["title", "summary", "tags", "score"],
+}
+"""What a ``json_object`` answer looks like (any object would do)."""
+
+
+def json_answer(request: GenerationRequest, rng: random.Random) -> str | None:
+    """The JSON text that answers ``request.response_format`` (``None``: it asks for none): a
+    value valid against a ``json_schema``'s schema, or a plausible object for ``json_object``,
+    as ``json.dumps`` writes it (``", "`` and ``": "``, non-ASCII kept)."""
+    response_format = request.response_format
+    if not response_format or response_format.get("type") not in ("json_schema", "json_object"):
+        return None
+    schema: Any = _ANY_OBJECT
+    if response_format["type"] == "json_schema":
+        schema = (response_format.get("json_schema") or {}).get("schema", True)
+    try:
+        value = SchemaValues(schema, rng, last_user_text(request.messages)).value()
+    # As for a tool's parameters: a schema the simulated model cannot meet is a 400 (check).
+    except (SchemaError, TypeError, ValueError, OverflowError, RecursionError) as exc:
+        raise ProviderError(
+            "invalid_response_format", f"the response_format's schema cannot be met: {exc}"
+        ) from None
+    return json.dumps(value, ensure_ascii=False)

@@ -10,6 +10,10 @@ Models:
 - ``sim-reasoner``: streams its thinking (``Reasoning``, as long as ``reasoning_effort`` asks)
   before its text answer.
 
+With a ``response_format`` every model but ``echo`` answers in JSON (its text is
+``json.dumps`` of a value valid against the ``json_schema``'s schema, or of a plausible object
+for ``json_object``), in token-sized pieces; ``sim-tools`` still calls its tools first.
+
 ``fail_after_tokens`` makes any model fail mid-stream (error paths, demos), ``seed`` (the config's
 or the request's) makes the output repeatable, and ``tokens_per_second = 0`` means as fast as
 possible (benchmarks). Every delta, text, reasoning or a piece of a call, is one token: paced,
@@ -37,6 +41,7 @@ from .sim_structured import (
     TOOLS_MODEL,
     call_deltas,
     calls_for,
+    json_answer,
     last_user_text,
     reasoning_for,
     results_answer,
@@ -175,12 +180,13 @@ class SimulatedProvider:
     """See the module docstring."""
 
     parameters: Collection[str] = frozenset(
-        {"tools", "tool_choice", "parallel_tool_calls", "reasoning_effort", "seed", "stop",
-         "user", "temperature"}
+        {"tools", "tool_choice", "parallel_tool_calls", "response_format", "reasoning_effort",
+         "seed", "stop", "user", "temperature"}
     )  # fmt: skip
     """What it honours: ``seed`` (this request's generator), ``stop``, ``temperature`` (0 is
     greedy: the same text for the same conversation, whatever the seed; any other value samples),
-    ``user`` (accepted, changes nothing), and the structured models' ``tools``, ``tool_choice``,
+    ``user`` (accepted, changes nothing), ``response_format`` (JSON that satisfies it, from every
+    model but ``echo``), and the structured models' ``tools``, ``tool_choice``,
     ``parallel_tool_calls`` and ``reasoning_effort`` (the other models never call a tool nor
     think: ``tool_choice`` ``"required"`` or a named function fails them before the first token)."""
 
@@ -209,7 +215,8 @@ class SimulatedProvider:
 
     def check(self, request: GenerationRequest) -> None:
         """Refuse what the model cannot meet before the stream starts (a forced call on a model
-        that calls no tools, an unknown ``reasoning_effort``, a schema no value satisfies): the
+        that calls no tools, an unknown ``reasoning_effort``, a tool's or a ``response_format``'s
+        schema no value satisfies): the
         response is planned once, with a throwaway generator, and dropped."""
         _Script(request, random.Random(0), 1)
 
@@ -295,6 +302,8 @@ class _Script:
             self.reason = "tool_calls"
             self.deltas = call_deltas(calls)
             return
+        elif (answer := json_answer(request, rng)) is not None:
+            text = iter(tokenize(answer))
         else:
             opening = results_answer(request.messages) if tools else None
             text = _answer(rng, answer_tokens, opening or "")

@@ -289,10 +289,10 @@ async def test_usage_counts_prompt_and_answer_tokens():
 def test_it_honours_the_documented_request_parameters_and_no_others():
     honoured = simulated().parameters
 
-    assert set(honoured) == {"tools", "tool_choice", "parallel_tool_calls", "reasoning_effort",
-                             "seed", "stop", "user", "temperature"}  # fmt: skip
+    assert set(honoured) == {"tools", "tool_choice", "parallel_tool_calls", "response_format",
+                             "reasoning_effort", "seed", "stop", "user", "temperature"}  # fmt: skip
     assert set(honoured) <= set(REQUEST_PARAMETERS)
-    assert not {"top_p", "response_format", "logit_bias"} & set(honoured)
+    assert not {"top_p", "logit_bias"} & set(honoured)
 
 
 async def test_the_request_seed_repeats_the_text_and_wins_over_the_configured_one():
