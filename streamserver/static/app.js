@@ -11,7 +11,11 @@ import {
 } from "./api.js";
 import { SHAPES } from "./formats.js";
 import { el, renderMarkdown } from "./markdown.js";
+import { applyStructured, initStructured, jsonMode, structuredFields } from "./modes.js";
+import { ObjectView } from "./objectview.js";
 import { setStatus, ui } from "./page.js";
+import { Parts } from "./parts.js";
+import { runTool } from "./tools.js";
 import { viaEventSource, viaFetch, viaSocket } from "./transports.js";
 
 const STORAGE = { transport: "streamserver.transport", conversation: "streamserver.conversation" };
@@ -23,6 +27,7 @@ const ROUTES = {
 
 let options = { buffers: [], formats: [], models: {}, routes: {} };
 let current = null; // the stream in progress, a Run
+const MAX_LEGS = 4; // a turn answers tool calls at most this many times before it stops
 
 // ---------------------------------------------------------------- storage (may be unavailable)
 
@@ -90,7 +95,8 @@ function clearLog() {
 // ---------------------------------------------------------------- one stream in progress
 
 class Run {
-  constructor(prompt) {
+  /** ``json``: the JSON mode (an object view instead of Markdown). */
+  constructor(prompt, json = false) {
     this.prompt = prompt;
     this.text = "";
     this.tokens = 0;
@@ -112,6 +118,16 @@ class Run {
     this.article = addMessage("assistant", "");
     this.article.classList.add("streaming");
     this.body = this.article.querySelector(".body");
+    this.parts = new Parts(this.article, this.body); // the Thinking block and tool cards
+    this.leg = 0; // which stream of the turn: each answer to tool calls starts the next one
+    this.legStart = 0; // where the current leg's text starts in this.text
+    this.next = null; // (fields) => void: send the turn's next leg (set by send)
+    this.objectView = null;
+    if (json) {
+      this.objectView = new ObjectView();
+      this.article.insertBefore(this.objectView.root, this.body);
+      this.article.classList.add("json");
+    }
     this.typing = el("span", "typing");
     this.typing.setAttribute("aria-hidden", "true");
     this.typing.append(el("i"), el("i"), el("i"));
@@ -146,7 +162,64 @@ class Run {
     this.tLast = now;
     this.tokens += 1;
     this.text += content;
+    this.parts.answerStarted();
+    this.schedule();
+  }
+
+  schedule() {
     if (!this.frame) this.frame = requestAnimationFrame(() => { this.frame = 0; this.paint(); });
+  }
+
+  /** A structured part of a format's event (formats.js), or of a WebSocket message. */
+  part(meaning) {
+    if (typeof meaning.reasoning === "string") {
+      if (this.tFirst === null) { this.tFirst = performance.now(); setStatus("Thinking…"); }
+      this.parts.reasoning(meaning.reasoning);
+    } else if (meaning.toolStart) this.parts.toolStart(meaning.toolStart);
+    else if (meaning.toolDelta) this.parts.toolDelta(meaning.toolDelta.index, meaning.toolDelta.arguments);
+    else if (meaning.toolCall) this.parts.toolCall(meaning.toolCall);
+    else if (meaning.objectEnd && this.objectView) this.objectView.finish(meaning.objectEnd);
+    else if ("object" in meaning && this.objectView) this.objectView.update(meaning.object);
+    else return;
+    if (this.tFirst === null) this.tFirst = performance.now();
+    this.schedule();
+  }
+
+  /** An error event: kept for the end note; an object stream's invalid JSON is its verdict. */
+  failed(meaning) {
+    this.error = meaning.error;
+    if (meaning.code === "invalid_json" && this.objectView) {
+      this.objectView.finish({ invalidJson: { message: meaning.error, offset: meaning.offset } });
+    }
+  }
+
+  /** The leg ended by calling tools the page can answer: run them, send their results. */
+  answerTools(calls) {
+    const messages = this.messages || [{ role: "user", content: this.prompt }];
+    const legText = this.text.slice(this.legStart);
+    messages.push({
+      role: "assistant",
+      content: legText,
+      tool_calls: calls.map((call) => ({
+        id: call.id, type: "function", function: { name: call.name, arguments: call.arguments },
+      })),
+    });
+    for (const call of calls) {
+      const result = runTool(call.name, call.arguments);
+      this.parts.cardFor(call).answered(result);
+      messages.push({ role: "tool", tool_call_id: call.id, content: result });
+    }
+    this.messages = messages;
+    this.parts.nextLeg();
+    this.leg += 1;
+    this.legStart = this.text.length;
+    this.streamId = null;
+    this.lastSeq = -1;
+    this.lastId = null;
+    this.received = 0;
+    setStatus(`Sent ${calls.length} tool result${calls.length > 1 ? "s" : ""}, waiting for the answer…`);
+    this.paint();
+    this.next(messages);
   }
 
   reconnecting() {
@@ -157,7 +230,13 @@ class Run {
 
   paint() {
     const follow = !this.done && atEnd();
-    renderMarkdown(this.text, this.body);
+    if (this.objectView) {
+      this.objectView.paint();
+      this.body.replaceChildren(el("pre", "json-text", this.text)); // the text, as it streams
+    } else {
+      renderMarkdown(this.text, this.body);
+    }
+    this.parts.paint();
     ui.ttft.textContent = this.tFirst === null ? "–" : `${Math.round(this.tFirst - this.t0)} ms`;
     const seconds = this.tokens > 1 ? (this.tLast - this.tFirst) / 1000 : 0;
     ui.rate.textContent = seconds > 0 ? ((this.tokens - 1) / seconds).toFixed(1) : "–";
@@ -169,6 +248,15 @@ class Run {
   /** End the run: ``outcome`` is a finish reason, ``message`` a note shown under the answer. */
   finish(outcome, message) {
     if (this.done) return;
+    const calls = this.parts.calls;
+    if (this.next && calls.length && (outcome === "tool_calls" || outcome === "stop")) {
+      if (this.leg + 1 < MAX_LEGS) {
+        this.close();
+        this.answerTools(calls);
+        return;
+      }
+      message = message || `Stopped after ${MAX_LEGS} rounds of tool calls.`;
+    }
     this.done = true;
     if (this.frame) cancelAnimationFrame(this.frame);
     this.close();
@@ -176,6 +264,11 @@ class Run {
     this.typing.remove();
     this.article.classList.remove("streaming");
     this.article.dataset.text = this.text; // the answer's Markdown source, as it arrived
+    for (const card of this.parts.cards.values()) {
+      if (card.result === null && !card.root.classList.contains("unanswered")) {
+        card.unanswered(this.next ? "not answered (the turn ended)" : "not answered by the page in this mode");
+      }
+    }
     const stopped = outcome === "cancelled" || outcome === "client_gone";
     if (outcome === "cancelled") addNote(this.article, "Stopped.", "warn");
     if (outcome === "client_gone") {
@@ -253,6 +346,7 @@ function applyMode() {
     ? "Not taken by this route."
     : "A WebSocket mode reads the route's own message shape.";
   ui.conversationBar.hidden = mode !== "conversation";
+  applyStructured();
 }
 
 async function changeMode() {
@@ -285,16 +379,37 @@ function send() {
     return;
   }
   const mode = ui.transport.value;
+  let structured;
+  try {
+    structured = mode === "conversation" ? {} : structuredFields();
+  } catch (err) {
+    setStatus(err.message);
+    ui.schema.focus();
+    return;
+  }
   ui.prompt.value = "";
-  const run = new Run(prompt);
+  const run = new Run(prompt, jsonMode() && mode === "fetch");
   current = run;
   if (!ui.format.disabled) run.format = ui.format.value;
+  if (structured.format) run.format = structured.format;
+  // A turn with tool calls sends the conversation so far (messages) to the same route again.
+  const legFields = (messages) => {
+    const fields = { ...streamFields(prompt), ...structured };
+    if (messages) { delete fields.prompt; fields.messages = messages; }
+    return fields;
+  };
   if (mode === "eventsource") viaEventSource(run, streamFields(prompt));
-  else if (mode === "fetch") viaFetch(run, streamFields(prompt));
-  else if (mode === "websocket") {
-    const fields = streamFields(prompt);
-    delete fields.format; // the route's WebSocket shape is what this page reads
-    viaSocket(run, "ws/stream", fields);
+  else if (mode === "fetch") {
+    if (structured.tools) run.next = (messages) => viaFetch(run, legFields(messages));
+    viaFetch(run, legFields());
+  } else if (mode === "websocket") {
+    const socketFields = (messages) => {
+      const fields = legFields(messages);
+      delete fields.format; // the route's WebSocket shape is what this page reads
+      return fields;
+    };
+    if (structured.tools) run.next = (messages) => viaSocket(run, "ws/stream", socketFields(messages));
+    viaSocket(run, "ws/stream", socketFields());
   } else {
     const first = { message: prompt };
     if (ui.model.value && !ui.model.disabled) first.model = ui.model.value;
@@ -314,8 +429,10 @@ async function loadOptions() {
     ui.format.replaceChildren();
     for (const name of options.formats) {
       // A plugin's format may have any shape: listed, not offered, since the page cannot read it.
-      const readable = Object.hasOwn(SHAPES, name);
-      const option = new Option(readable ? name : `${name} (not read by this page)`, name);
+      // "object" is the JSON mode's (Output), which adds the schema it streams against.
+      const readable = Object.hasOwn(SHAPES, name) && name !== "object";
+      const label = name === "object" ? "object (Output: JSON object)" : `${name} (not read by this page)`;
+      const option = new Option(readable ? name : label, name);
       option.disabled = !readable;
       ui.format.append(option);
     }
@@ -359,6 +476,7 @@ async function init() {
     await loadHistory();
   });
   ui.keyForm.addEventListener("submit", useKey);
+  initStructured();
   ui.forgetKey.addEventListener("click", forgetKey);
 
   const saved = load(STORAGE.transport);
