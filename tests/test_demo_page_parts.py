@@ -118,6 +118,15 @@ async def sample_until_done(page: Page, selector: str) -> list[str]:
         await asyncio.sleep(0.03)
 
 
+async def shoot(page: Page, name: str, top: str = ".msg.user") -> None:
+    """Screenshot the viewport with the newest ``top`` element at its top (the README's images)."""
+    await page.evaluate(
+        "sel => [...document.querySelectorAll(sel)].pop().scrollIntoView({block: 'start'})", top
+    )
+    SHOTS.mkdir(exist_ok=True)
+    await page.screenshot(path=str(SHOTS / name))
+
+
 async def newest(page: Page, selector: str) -> str:
     return await page.locator(".msg.assistant").last.locator(selector).first.text_content() or ""
 
@@ -148,7 +157,6 @@ async def test_reasoning_streams_in_a_thinking_block_that_folds_and_resumes_exac
     # The same request (the seed is fixed), cut while it thinks: the page resumes with no duplicate.
     await send(page, "eventsource", "sim-reasoner", REASONING_PROMPT)
     await until(page, "msg.querySelector('.thinking-text')?.textContent.length > 30")
-    await page.screenshot(path=str(SHOTS / "demo-reasoning.png"))
     cutter.cut_newest()
     await sample_until_done(page, ".thinking-text")
     assert await newest(page, ".thinking-text") == whole
@@ -156,6 +164,8 @@ async def test_reasoning_streams_in_a_thinking_block_that_folds_and_resumes_exac
     assert await page.text_content("#stat-reconnects") == "1"
     figures = await metrics(client.base_url)
     assert figures["total_streams"] == 2 and figures["outcomes"] == {"completed": 2}
+    await page.locator(".msg.assistant").last.locator("details.thinking summary").click()
+    await shoot(page, "demo-reasoning.png")  # the folded block, opened again by a click
 
 
 # ---------------------------------------------------------------- tool calls
@@ -195,7 +205,7 @@ async def test_a_tool_card_fills_in_and_the_page_tool_result_completes_the_turn(
     assert all(shown["arguments"][-1].startswith(text) for text in shown["arguments"])
     assert shown["result"] == RESULT and shown["state"] == "answered by the page"
     assert shown["answer"].startswith(f"calculator returned {RESULT}.")
-    await page.screenshot(path=str(SHOTS / "demo-tools.png"))
+    await shoot(page, "demo-tools.png")
     figures = await metrics(client.base_url)
     assert figures["total_streams"] == 2  # the call, then the answer to its result
 
@@ -268,9 +278,14 @@ async def test_the_json_mode_fills_in_an_object_shows_valid_and_resumes_exactly(
     assert body["response_format"]["json_schema"]["schema"]["required"] == ["query", "results"]
 
     await page.locator(".msg.assistant").last.get_by_role("button", name="Table").click()
-    cells = await page.locator(".msg.assistant").last.locator(".object-table td").all_text_contents()
+    cells = (
+        await page.locator(".msg.assistant").last.locator(".object-table td").all_text_contents()
+    )
     assert cells[:4] == ["Arc floor lamp", "89.5", "true", "4"]
-    await page.screenshot(path=str(SHOTS / "demo-json.png"))
+    # The stand-in's prompt is its script, not what a user types: left out of the picture.
+    await page.evaluate("[...document.querySelectorAll('.msg.user')].pop().hidden = true")
+    await shoot(page, "demo-json.png", ".msg.assistant")
+    await page.evaluate("[...document.querySelectorAll('.msg.user')].pop().hidden = false")
     await page.locator(".msg.assistant").last.get_by_role("button", name="Tree").click()
 
     # Cut mid-object: the view re-renders from the events, and a replayed one doubles nothing.
