@@ -226,6 +226,18 @@ async def test_a_tool_card_fills_in_and_the_page_tool_result_completes_the_turn(
     figures = await metrics(client.base_url)
     assert figures["total_streams"] == 6 and figures["outcomes"] == {"completed": 6}
 
+    # The calculator parses arithmetic itself: precedence, powers, and nothing else.
+    results = await page.evaluate(
+        """async cases => {
+            const tools = await import('./static/tools.js');
+            return cases.map(c => JSON.parse(tools.runTool('calculator', JSON.stringify({expression: c}))));
+        }""",
+        ["2 + 3 * 4", "2 ^ 3 ^ 2", "-(1.5 + .5) % 3", "0.1 + 0.2", "7 / 0", "alert(1)", "1 +"],
+    )
+    assert [r.get("result", r.get("error")) for r in results] == [
+        14, 512, -2, 0.3, "division by zero", 1, 'unexpected end in "1 +"',
+    ]  # fmt: skip
+
 
 # ---------------------------------------------------------------- the JSON mode
 

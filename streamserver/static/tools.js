@@ -85,7 +85,7 @@ export function evaluate(source) {
   let at = 0;
   const peek = () => tokens[at];
   const take = () => tokens[at++];
-  const fail = (what) => { throw new Error(`${what} at token ${at + 1} of ${JSON.stringify(source)}`); };
+  const fail = (what) => { throw new Error(`${what} in ${JSON.stringify(source)}`); };
   const sum = (depth) => {
     let value = product(depth);
     while (peek() === "+" || peek() === "-") value = take() === "+" ? value + product(depth) : value - product(depth);
