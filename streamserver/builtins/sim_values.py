@@ -32,7 +32,8 @@ _STRINGS: tuple[tuple[frozenset[str], tuple[str, ...]], ...] = (
     (frozenset({"status", "state"}), ("open", "active", "pending", "done")),
 )  # fmt: skip
 _FROM_PROMPT = frozenset({"query", "q", "search", "text", "prompt", "question", "message", "topic",
-                          "input", "keywords", "term", "content"})  # fmt: skip
+                          "input", "keywords", "term", "content", "expression", "formula",
+                          "equation"})  # fmt: skip
 _INTEGERS = (
     (frozenset({"year"}), (2000, 2026)),
     (frozenset({"age"}), (18, 80)),

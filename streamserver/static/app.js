@@ -1,17 +1,18 @@
 // streamserver demo page: one chat view over four transports, and the entry point (index.html loads
 // it with <script type="module">). It holds the UI: the options from the server, the key field's
-// buttons, the chat log, the stream in progress (Run), conversations, and the controls.
+// buttons, conversations, and the controls; each prompt starts a Run (run.js) on a transport.
 //
 // No dependencies, no build step: the modules import each other by relative URLs, so the page also
 // works when the app is mounted under a prefix. Safety: model text only ever reaches the page as
 // text nodes (markdown.js builds it), never through innerHTML, so it cannot inject markup.
 
 import {
-  KEY_NEEDED, apiKey, call, cancelById, errorText, fetchJSON, keyNeeded, showKeyForm, storeKey,
+  KEY_NEEDED, apiKey, call, errorText, fetchJSON, keyNeeded, showKeyForm, storeKey,
 } from "./api.js";
 import { SHAPES } from "./formats.js";
-import { el, renderMarkdown } from "./markdown.js";
+import { applyStructured, initStructured, jsonMode, structuredFields } from "./modes.js";
 import { setStatus, ui } from "./page.js";
+import { Run, addMessage, addNote, clearLog } from "./run.js";
 import { viaEventSource, viaFetch, viaSocket } from "./transports.js";
 
 const STORAGE = { transport: "streamserver.transport", conversation: "streamserver.conversation" };
@@ -56,141 +57,6 @@ function forgetKey() {
   showKeyForm();
   setStatus("The API key is forgotten.");
   if (!ui.keyForm.hidden) ui.key.focus();
-}
-
-// ---------------------------------------------------------------- the chat log
-
-function addMessage(role, text) {
-  ui.empty.hidden = true;
-  const article = el("article", `msg ${role}`);
-  article.append(el("h2", "visually-hidden", role === "user" ? "You" : "Answer"));
-  const body = el("div", "body");
-  article.append(body);
-  if (role === "user") body.textContent = text;
-  else renderMarkdown(text || "", body);
-  ui.log.append(article);
-  scrollToEnd();
-  return article;
-}
-
-// Follow a growing answer only while the reader is at the bottom: scrolling up to read stays put.
-const atEnd = () => window.innerHeight + window.scrollY >= document.documentElement.scrollHeight - 160;
-const scrollToEnd = () => window.scrollTo({ top: document.documentElement.scrollHeight });
-
-function addNote(article, text, kind) {
-  const note = el("p", `note-line ${kind || ""}`, text);
-  article.append(note);
-}
-
-function clearLog() {
-  ui.log.querySelectorAll(".msg").forEach((node) => node.remove());
-  ui.empty.hidden = false;
-}
-
-// ---------------------------------------------------------------- one stream in progress
-
-class Run {
-  constructor(prompt) {
-    this.prompt = prompt;
-    this.text = "";
-    this.tokens = 0;
-    this.reconnects = 0;
-    this.t0 = performance.now();
-    this.tFirst = null;
-    this.tLast = null;
-    this.done = false;
-    this.streamId = null;
-    this.format = "production";
-    this.received = 0; // WebSocket: messages of this stream received so far (a resume names it)
-    this.lastSeq = -1;
-    this.lastId = null;
-    this.stopRequested = false;
-    this.cancel = () => this.finish("cancelled"); // until a transport has started something
-    this.close = () => {};
-    this.frame = 0;
-    addMessage("user", prompt);
-    this.article = addMessage("assistant", "");
-    this.article.classList.add("streaming");
-    this.body = this.article.querySelector(".body");
-    this.typing = el("span", "typing");
-    this.typing.setAttribute("aria-hidden", "true");
-    this.typing.append(el("i"), el("i"), el("i"));
-    this.article.append(this.typing);
-    ui.wire.textContent = "";
-    ui.log.setAttribute("aria-busy", "true");
-    ui.send.disabled = true;
-    ui.stop.disabled = false;
-    setStatus("Waiting for the first token…");
-    this.paint();
-  }
-
-  /** Event ids are "<stream_id>:<seq>": a seq at or below the last one seen is a replay. */
-  fresh(id) {
-    if (!id) return true;
-    const colon = id.lastIndexOf(":");
-    const seq = parseInt(id.slice(colon + 1), 10);
-    if (Number.isNaN(seq)) return true;
-    if (seq <= this.lastSeq) return false;
-    this.lastSeq = seq;
-    this.lastId = id;
-    if (!this.streamId) {
-      this.streamId = id.slice(0, colon);
-      if (this.stopRequested) cancelById(this.streamId);
-    }
-    return true;
-  }
-
-  token(content) {
-    const now = performance.now();
-    if (this.tFirst === null) { this.tFirst = now; setStatus("Streaming…"); }
-    this.tLast = now;
-    this.tokens += 1;
-    this.text += content;
-    if (!this.frame) this.frame = requestAnimationFrame(() => { this.frame = 0; this.paint(); });
-  }
-
-  reconnecting() {
-    this.reconnects += 1;
-    setStatus(`Connection lost, resuming (attempt ${this.reconnects})…`);
-    this.paint();
-  }
-
-  paint() {
-    const follow = !this.done && atEnd();
-    renderMarkdown(this.text, this.body);
-    ui.ttft.textContent = this.tFirst === null ? "–" : `${Math.round(this.tFirst - this.t0)} ms`;
-    const seconds = this.tokens > 1 ? (this.tLast - this.tFirst) / 1000 : 0;
-    ui.rate.textContent = seconds > 0 ? ((this.tokens - 1) / seconds).toFixed(1) : "–";
-    ui.tokens.textContent = String(this.tokens);
-    ui.reconnects.textContent = String(this.reconnects);
-    if (follow) scrollToEnd();
-  }
-
-  /** End the run: ``outcome`` is a finish reason, ``message`` a note shown under the answer. */
-  finish(outcome, message) {
-    if (this.done) return;
-    this.done = true;
-    if (this.frame) cancelAnimationFrame(this.frame);
-    this.close();
-    this.paint();
-    this.typing.remove();
-    this.article.classList.remove("streaming");
-    this.article.dataset.text = this.text; // the answer's Markdown source, as it arrived
-    const stopped = outcome === "cancelled" || outcome === "client_gone";
-    if (outcome === "cancelled") addNote(this.article, "Stopped.", "warn");
-    if (outcome === "client_gone") {
-      addNote(this.article, "The connection dropped for longer than the server waits for a "
-        + "reader (resume.grace_s), so it stopped this answer.", "warn");
-    }
-    if (message) addNote(this.article, message, outcome === "error" ? "error" : "warn");
-    const secs = ((performance.now() - this.t0) / 1000).toFixed(1);
-    const summary = outcome === "error" ? "Failed" : stopped ? "Stopped" : "Done";
-    setStatus(`${summary} · ${this.tokens} tokens in ${secs} s`);
-    ui.log.setAttribute("aria-busy", "false");
-    ui.send.disabled = false;
-    ui.stop.disabled = true;
-    if (current === this) current = null;
-  }
 }
 
 // ---------------------------------------------------------------- conversations
@@ -253,6 +119,7 @@ function applyMode() {
     ? "Not taken by this route."
     : "A WebSocket mode reads the route's own message shape.";
   ui.conversationBar.hidden = mode !== "conversation";
+  applyStructured();
 }
 
 async function changeMode() {
@@ -285,16 +152,38 @@ function send() {
     return;
   }
   const mode = ui.transport.value;
+  let structured;
+  try {
+    structured = mode === "conversation" ? {} : structuredFields();
+  } catch (err) {
+    setStatus(err.message);
+    ui.schema.focus();
+    return;
+  }
   ui.prompt.value = "";
-  const run = new Run(prompt);
+  const run = new Run(prompt, jsonMode() && mode === "fetch");
   current = run;
+  run.onEnd = () => { if (current === run) current = null; };
   if (!ui.format.disabled) run.format = ui.format.value;
+  if (structured.format) run.format = structured.format;
+  // A turn with tool calls sends the conversation so far (messages) to the same route again.
+  const legFields = (messages) => {
+    const fields = { ...streamFields(prompt), ...structured };
+    if (messages) { delete fields.prompt; fields.messages = messages; }
+    return fields;
+  };
   if (mode === "eventsource") viaEventSource(run, streamFields(prompt));
-  else if (mode === "fetch") viaFetch(run, streamFields(prompt));
-  else if (mode === "websocket") {
-    const fields = streamFields(prompt);
-    delete fields.format; // the route's WebSocket shape is what this page reads
-    viaSocket(run, "ws/stream", fields);
+  else if (mode === "fetch") {
+    if (structured.tools) run.next = (messages) => viaFetch(run, legFields(messages));
+    viaFetch(run, legFields());
+  } else if (mode === "websocket") {
+    const socketFields = (messages) => {
+      const fields = legFields(messages);
+      delete fields.format; // the route's WebSocket shape is what this page reads
+      return fields;
+    };
+    if (structured.tools) run.next = (messages) => viaSocket(run, "ws/stream", socketFields(messages));
+    viaSocket(run, "ws/stream", socketFields());
   } else {
     const first = { message: prompt };
     if (ui.model.value && !ui.model.disabled) first.model = ui.model.value;
@@ -314,8 +203,10 @@ async function loadOptions() {
     ui.format.replaceChildren();
     for (const name of options.formats) {
       // A plugin's format may have any shape: listed, not offered, since the page cannot read it.
-      const readable = Object.hasOwn(SHAPES, name);
-      const option = new Option(readable ? name : `${name} (not read by this page)`, name);
+      // "object" is the JSON mode's (Output), which adds the schema it streams against.
+      const readable = Object.hasOwn(SHAPES, name) && name !== "object";
+      const label = name === "object" ? "object (Output: JSON object)" : `${name} (not read by this page)`;
+      const option = new Option(readable ? name : label, name);
       option.disabled = !readable;
       ui.format.append(option);
     }
@@ -359,6 +250,7 @@ async function init() {
     await loadHistory();
   });
   ui.keyForm.addEventListener("submit", useKey);
+  initStructured();
   ui.forgetKey.addEventListener("click", forgetKey);
 
   const saved = load(STORAGE.transport);

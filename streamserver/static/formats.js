@@ -5,16 +5,32 @@
 // offer: a plugin's format, missing here, is listed but not offered.
 
 // How the page reads each built-in format's SSE events: a function of (event name, data) that
-// returns what the event means: {text} to append, {error}, {end: outcome}, {aborted}, or nothing.
+// returns what the event means: {text} to append, {error} (with its {code}, {offset}),
+// {end: outcome} (with the {toolCalls} the stream made), {aborted}, a structured part
+// ({reasoning}, {toolStart}, {toolDelta}, {toolCall}), an object stream's {object} and
+// {objectEnd}, or nothing.
 const j = (data) => { try { return JSON.parse(data); } catch { return {}; } };
 const endOf = (cancelled) => ({ end: cancelled ? "cancelled" : "stop" });
+
+/** The reasoning and tool-call events of the shapes that carry them (production, events, chat). */
+function part(name, p) {
+  if (name === "reasoning") return { reasoning: p.content };
+  if (name === "tool_call_start") return { toolStart: p };
+  if (name === "tool_call_delta") return { toolDelta: p };
+  if (name === "tool_call") return { toolCall: p };
+  return null;
+}
+
 export const SHAPES = {
   production(name, data) {
     const p = j(data);
     if (name === "token") return { text: p.content };
-    if (name === "error") return { error: p.error };
-    if (name === "stream_end") return { end: p.finish_reason };
-    return null;
+    if (name === "error") return { error: p.error, code: p.code, offset: p.offset };
+    if (name === "stream_end") return { end: p.finish_reason, toolCalls: p.tool_calls || [] };
+    // format=object (the JSON mode): the value so far, then the whole value and its verdict.
+    if (name === "object") return { object: p.object };
+    if (name === "object_end") return { objectEnd: p };
+    return part(name, p);
   },
   simple(name, data) {
     const p = j(data);
@@ -27,8 +43,8 @@ export const SHAPES = {
     const p = j(data);
     if (name === "token") return { text: p.content };
     if (name === "error") return { error: p.error };
-    if (name === "done") return endOf(p.cancelled);
-    return null;
+    if (name === "done") return { ...endOf(p.cancelled), toolCalls: p.tool_calls || [] };
+    return part(name, p);
   },
   progress(name, data) {
     const p = j(data);
@@ -59,6 +75,8 @@ export const SHAPES = {
   },
 };
 SHAPES.chat = SHAPES.events;
+SHAPES.object = SHAPES.production; // the production shape plus object and object_end
 
 /** Every SSE event name a built-in format sends (EventSource needs a listener per name). */
-export const EVENT_NAMES = ["message", "token", "error", "done", "complete", "stream_start", "stream_end", "start"];
+export const EVENT_NAMES = ["message", "token", "error", "done", "complete", "stream_start", "stream_end",
+  "start", "reasoning", "tool_call_start", "tool_call_delta", "tool_call", "object", "object_end"];

@@ -14,6 +14,8 @@ export const ui = {
   conversationBar: $("conversation-bar"), conversationId: $("conversation-id"),
   newConversation: $("new-conversation"),
   ttft: $("stat-ttft"), rate: $("stat-rate"), tokens: $("stat-tokens"), reconnects: $("stat-reconnects"),
+  output: $("output"), jsonField: $("json-field"), schemaPreset: $("schema-preset"), schema: $("schema"),
+  toolBoxes: [$("tool-calculator"), $("tool-clock")], toolsNote: $("tools-note"),
   keyForm: $("key-form"), key: $("api-key"), keyError: $("api-key-error"), forgetKey: $("forget-key"),
 };
 

@@ -4,7 +4,9 @@
 // duplicate.
 //
 // Separate because a transport only moves events: it feeds a Run (app.js) through its methods
-// (token, fresh, reconnecting, finish) and never touches the chat log itself.
+// (token, part, fresh, reconnecting, finish) and never touches the chat log itself. A turn with
+// tool calls is several streams (legs): each transport call serves one leg, and stops reading once
+// the run has moved on to the next (``run.leg``) or ended.
 
 import { call, cancelById, errorText, withTicket } from "./api.js";
 import { EVENT_NAMES, SHAPES } from "./formats.js";
@@ -17,6 +19,12 @@ const RECONNECT_MS = 1000; // EventSource does not tell the page the server's re
 
 // ---------------------------------------------------------------- SSE modes
 
+/** A function true once ``run`` has ended or moved on from the leg that is current now. */
+const overFor = (run) => {
+  const leg = run.leg;
+  return () => run.done || run.leg !== leg;
+};
+
 /** Apply one SSE event of the run's format; replays (seq already seen) are dropped. */
 function onEvent(run, name, data, id) {
   if (run.done || !run.fresh(id)) return;
@@ -24,7 +32,8 @@ function onEvent(run, name, data, id) {
   const meaning = SHAPES[run.format](name, data);
   if (!meaning) return;
   if (meaning.text) run.token(meaning.text);
-  if (meaning.error) run.error = meaning.error;
+  run.part(meaning);
+  if (meaning.error) run.failed(meaning);
   if (meaning.aborted) run.aborted = true;
   if (meaning.end) {
     const outcome = run.error ? "error" : run.aborted ? "cancelled" : meaning.end;
@@ -48,6 +57,7 @@ function sseCancel(run) {
 export function viaEventSource(run, fields) {
   let opened = false;
   let failures = 0;
+  const over = overFor(run);
   run.cancel = sseCancel(run);
 
   async function connect() {
@@ -60,11 +70,11 @@ export function viaEventSource(run, fields) {
       run.finish("error", err.message);
       return;
     }
-    if (run.done) return;
+    if (over()) return;
     const source = new EventSource(url);
     run.close = () => source.close();
     source.addEventListener("open", () => {
-      if (opened && !run.done) setStatus("Resumed.");
+      if (opened && !over()) setStatus("Resumed.");
       opened = true;
       failures = 0;
     });
@@ -75,7 +85,7 @@ export function viaEventSource(run, fields) {
     source.addEventListener("error", (event) => {
       if (typeof event.data === "string") {
         onEvent(run, "error", event.data, event.lastEventId);
-      } else if (run.done) {
+      } else if (over()) {
         source.close();
       } else if (source.readyState === EventSource.CONNECTING) {
         run.reconnecting();
@@ -85,7 +95,7 @@ export function viaEventSource(run, fields) {
         if (failures > MAX_RECONNECTS) {
           run.finish("error", "The connection was lost and the stream could not be resumed.");
         } else {
-          setTimeout(() => { if (!run.done) connect(); }, RECONNECT_MS);
+          setTimeout(() => { if (!over()) connect(); }, RECONNECT_MS);
         }
       } else {
         run.finish("error", opened
@@ -137,6 +147,7 @@ class SSEParser {
 // fetch + ReadableStream: POST the prompt; after a drop, GET /v1/streams/{id} with Last-Event-ID.
 export async function viaFetch(run, fields) {
   const abort = new AbortController();
+  const over = overFor(run);
   let retryMs = 1000;
   run.close = () => abort.abort();
   run.cancel = sseCancel(run);
@@ -170,7 +181,7 @@ export async function viaFetch(run, fields) {
         if (abort.signal.aborted) return;
       }
     }
-    if (run.done || abort.signal.aborted) return;
+    if (over() || abort.signal.aborted) return;
     if (!run.streamId || failures >= MAX_RECONNECTS) {
       run.finish("error", "The connection was lost and the stream could not be resumed.");
       return;
@@ -178,7 +189,7 @@ export async function viaFetch(run, fields) {
     failures += 1;
     run.reconnecting();
     await sleep(retryMs);
-    if (run.done || abort.signal.aborted) return;
+    if (over() || abort.signal.aborted) return;
     try {
       response = await call(`v1/streams/${encodeURIComponent(run.streamId)}`, {
         headers: run.lastId ? { "Last-Event-ID": run.lastId, Accept: "text/event-stream" } : {},
@@ -204,6 +215,14 @@ async function readBody(response, parser, onData) {
 
 // ---------------------------------------------------------------- WebSocket modes
 
+// The structured messages of the WebSocket shapes, as the Run reads them (formats.js for SSE).
+const PART_MESSAGES = {
+  reasoning: (m) => ({ reasoning: m.content }),
+  tool_call_start: (m) => ({ toolStart: m }),
+  tool_call_delta: (m) => ({ toolDelta: m }),
+  tool_call: (m) => ({ toolCall: m }),
+};
+
 function socketURL(path) {
   const url = new URL(path, document.baseURI);
   url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
@@ -221,6 +240,7 @@ export function viaSocket(run, path, first, onResumeRefused) {
   let resuming = false; // a resume was sent and nothing has answered it yet
   let started = false; // a token or "start" arrived: an error now belongs to the stream
   const chat = path !== "ws/stream";
+  const over = overFor(run);
   run.close = () => { if (socket && socket.readyState <= WebSocket.OPEN) socket.close(1000); };
   run.cancel = () => {
     setStatus("Stopping…");
@@ -229,7 +249,7 @@ export function viaSocket(run, path, first, onResumeRefused) {
   };
 
   function onMessage(event) {
-    if (run.done) return;
+    if (over()) return;
     wire(String(event.data));
     let message;
     try { message = JSON.parse(event.data); } catch { return; }
@@ -247,6 +267,9 @@ export function viaSocket(run, path, first, onResumeRefused) {
     } else if (message.type === "token") {
       started = true;
       run.token(message.content);
+    } else if (PART_MESSAGES[message.type]) {
+      started = true;
+      run.part(PART_MESSAGES[message.type](message));
     } else if (message.type === "error") {
       run.error = message.error;
       // A refused prompt gets only the error; a failing stream sends "done" after it (a chat
@@ -255,6 +278,7 @@ export function viaSocket(run, path, first, onResumeRefused) {
     } else if (message.type === "done") {
       const stopped = message.cancelled || message.status === "cancelled";
       const outcome = run.error || message.status === "failed" ? "error" : stopped ? "cancelled" : "stop";
+      for (const call of message.tool_calls || []) run.part({ toolCall: call });
       run.finish(outcome, run.error);
     }
   }
@@ -267,7 +291,7 @@ export function viaSocket(run, path, first, onResumeRefused) {
       run.finish("error", err.message);
       return;
     }
-    if (run.done) return;
+    if (over()) return;
     socket = new WebSocket(url);
     socket.addEventListener("open", () => {
       if (run.reconnects) setStatus("Resumed.");
@@ -278,7 +302,7 @@ export function viaSocket(run, path, first, onResumeRefused) {
     });
     socket.addEventListener("message", onMessage);
     socket.addEventListener("close", (event) => {
-      if (run.done) return;
+      if (over()) return;
       // /ws/stream names the stream in "start"; a conversation resumes its reply in progress.
       const canResume = Boolean(run.streamId) || (chat && sent);
       if (!canResume || failures >= MAX_RECONNECTS) {
@@ -291,7 +315,7 @@ export function viaSocket(run, path, first, onResumeRefused) {
       run.reconnecting();
       const resume = { type: "resume", received: run.received };
       if (run.streamId) resume.stream_id = run.streamId;
-      setTimeout(() => { if (!run.done) connect(resume); }, RECONNECT_MS);
+      setTimeout(() => { if (!over()) connect(resume); }, RECONNECT_MS);
     });
   }
 
