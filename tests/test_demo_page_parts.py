@@ -6,8 +6,7 @@ connection cut mid-part, and the resumed page must show exactly what the whole r
 ``STREAMSERVER_SCREENSHOTS=1`` saves the README's screenshots to ``docs/`` (else to
 ``test-artifacts/``).
 
-The JSON mode's tests read an ``object`` stream from ``tests/plugin_fixtures/object_stand_in.py``,
-which sends the wire contract's events, until the real ``object`` formatter is registered.
+The JSON mode's tests read the ``object`` formatter's stream of a scripted provider's JSON text.
 """
 
 from __future__ import annotations
@@ -252,14 +251,14 @@ PRODUCTS = {
 
 
 def json_script(text: str) -> str:
-    """The scripted provider's prompt streaming ``text`` in 4-character pieces to the stand-in."""
-    pieces = [{"reasoning": text[i : i + 4]} for i in range(0, len(text), 4)]
+    """The scripted provider's prompt streaming ``text`` in 4-character pieces."""
+    pieces = [text[i : i + 4] for i in range(0, len(text), 4)]
     return json.dumps({"deltas": pieces, "gap_ms": 25})
 
 
 def json_config(tmp_path: Path) -> dict[str, Any]:
     config = parts_config(tmp_path)
-    config["plugins"] = {"modules": [*SCRIPTED["plugins"]["modules"], "object_stand_in"]}
+    config["plugins"] = {"modules": list(SCRIPTED["plugins"]["modules"])}
     config["providers"]["scripted"] = {}
     return config
 
