@@ -178,10 +178,27 @@ class StreamService:
                     f"{', '.join(sorted(honoured)) or 'none of the request parameters'})",
                 )
 
+    def tool_less(self) -> dict[str, frozenset[str]]:
+        """The models of each provider instance that call no tools (optional
+        ``Provider.tool_models``: every model calls tools by default)."""
+        return {
+            name: frozenset(p.models).difference(getattr(p, "tool_models", p.models))
+            for name, p in self.providers.items()
+        }
+
     @staticmethod
     def check_request(provider: Provider, request: GenerationRequest) -> None:
-        """A request the provider says it cannot meet (``Provider.check``) is a 400 with the
-        provider's code and message, before the stream starts."""
+        """A request the provider says it cannot meet (a forced call on a model outside
+        ``Provider.tool_models``, or ``Provider.check``) is a 400 with the provider's code and
+        message, before the stream starts."""
+        tool_models = getattr(provider, "tool_models", None)  # optional: Provider.tool_models
+        if request.forces_call and tool_models is not None and request.model not in tool_models:
+            raise StreamRejected(
+                400,
+                "invalid_tool_choice",
+                f"model {request.model!r} calls no tools (those that do: "
+                f"{', '.join(tool_models) or 'none'}): tool_choice cannot be met",
+            )
         check = getattr(provider, "check", None)  # optional: Provider.check
         if check is None:
             return

@@ -111,6 +111,11 @@ class GenerationRequest:
     sampling: Mapping[str, Any] = field(default_factory=dict)
     """The ``SAMPLING_PARAMETERS`` the request set (``temperature``, ``stop``, ...)."""
 
+    @property
+    def forces_call(self) -> bool:
+        """``tool_choice`` asks for a call: ``"required"`` or a named function."""
+        return self.tool_choice == "required" or isinstance(self.tool_choice, Mapping)
+
 
 @dataclass(frozen=True, slots=True)
 class Usage:
@@ -207,6 +212,11 @@ class Provider(Protocol):
     sampling, ...). A request that sets any other is refused with 400 ``unsupported_parameter``
     before its stream starts: never silently dropped. Content parts other than text are the
     provider's to pass on or refuse (``ProviderError`` before the first token)."""
+
+    tool_models: Collection[str]
+    """Optional (default: every model): the models that can call tools. A request that forces a
+    call (``tool_choice`` ``"required"`` or a named function) on another model is refused with
+    400 ``invalid_tool_choice`` before its stream starts, and the OpenAPI document says so."""
 
     def check(self, request: GenerationRequest) -> None:
         """Optional: raise ``ProviderError`` for a request this provider cannot meet (a

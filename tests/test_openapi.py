@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -159,6 +160,41 @@ def test_schemathesis_finds_every_documented_request_parameter_accepted(recordin
     )  # fmt: skip
 
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
+
+
+@pytest.mark.parametrize("path", ["/v1/stream", "/v1/chat/completions"])
+def test_a_forced_call_is_documented_only_for_a_model_that_calls_tools(server, path):
+    # Provider.tool_models: the simulated models but sim-tools call none, so a forced call on
+    # them is a 400 invalid_tool_choice, and the document must not offer it (schemathesis found
+    # tool_choice "required" with sim-reasoner, valid by the document and refused).
+    import jsonschema
+
+    with urllib.request.urlopen(f"{server}/openapi.json") as response:
+        spec = json.load(response)
+    body_schema = spec["paths"][path]["post"]["requestBody"]["content"]["application/json"]
+    validator = jsonschema.Draft202012Validator(
+        {**body_schema["schema"], "components": spec["components"]}
+    )
+    tools = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]
+
+    def post(model: str, choice: str) -> tuple[bool, int, str]:
+        body = {"model": model, "messages": [{"role": "user", "content": "hi"}], "tools": tools,
+                "tool_choice": choice}  # fmt: skip
+        request = urllib.request.Request(
+            server + path, json.dumps(body).encode(), {"Content-Type": "application/json"}
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                response.read()
+                status, code = response.status, ""
+        except urllib.error.HTTPError as refused:
+            status, code = refused.code, json.load(refused)["error"]["code"]
+        return validator.is_valid(body), status, code
+
+    assert post("sim-reasoner", "required") == (False, 400, "invalid_tool_choice")
+    assert post("simulated", "required") == (False, 400, "invalid_tool_choice")
+    assert post("sim-reasoner", "auto") == (True, 200, "")
+    assert post("sim-tools", "required") == (True, 200, "")
 
 
 def test_a_route_documents_its_pins_and_only_what_all_its_providers_honour():

@@ -92,13 +92,12 @@ def calls_for(request: GenerationRequest, rng: random.Random) -> tuple[ToolCall,
     """
     functions = _functions(request.tools)
     choice = request.tool_choice
-    forced = choice == "required" or isinstance(choice, Mapping)
-    if forced and not functions:
+    if request.forces_call and not functions:
         raise ProviderError(
             "invalid_tool_choice", "tool_choice asks for a call, but no function tool is offered"
         )
     answered = bool(request.messages) and request.messages[-1].role == "tool"
-    if not functions or choice == "none" or (answered and not forced):
+    if not functions or choice == "none" or (answered and not request.forces_call):
         return ()
     prompt = last_user_text(request.messages)
     calls = []

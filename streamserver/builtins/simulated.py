@@ -27,7 +27,7 @@ import json
 import math
 import random
 import sys
-from collections.abc import AsyncIterator, Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -188,7 +188,7 @@ class SimulatedProvider:
     ``user`` (accepted, changes nothing), ``response_format`` (JSON that satisfies it, from every
     model but ``echo``), and the structured models' ``tools``, ``tool_choice``,
     ``parallel_tool_calls`` and ``reasoning_effort`` (the other models never call a tool nor
-    think: ``tool_choice`` ``"required"`` or a named function fails them before the first token)."""
+    think: ``tool_choice`` ``"required"`` or a named function on them is refused, ``tool_models``)."""
 
     def __init__(self, options: SimulatedOptions) -> None:
         self.options = options
@@ -205,6 +205,11 @@ class SimulatedProvider:
     def models(self) -> Sequence[str]:
         """``simulated``, ``echo``, ``sim-tools`` and ``sim-reasoner`` unless configured otherwise."""
         return self.options.models
+
+    @property
+    def tool_models(self) -> Collection[str]:
+        """``sim-tools``, if it is offered: no other model calls a tool."""
+        return [TOOLS_MODEL] if TOOLS_MODEL in self.options.models else []
 
     async def aclose(self) -> None:
         """Nothing to release."""
@@ -288,9 +293,7 @@ class _Script:
         self.reason = "stop"
         model = request.model
         tools = model == TOOLS_MODEL
-        if not tools and (
-            request.tool_choice == "required" or isinstance(request.tool_choice, Mapping)
-        ):
+        if not tools and request.forces_call:  # the core refuses it first (tool_models)
             raise ProviderError(
                 "invalid_tool_choice",
                 f"model {model!r} does not call tools (sim-tools does): tool_choice cannot be met",

@@ -101,7 +101,13 @@ async def openapi_document(request: web.Request) -> web.Response:
     service = request.app[SERVICE]
     plugin_routes: tuple[RouteSpec, ...] = request.app[PLUGIN_ROUTES]
     return web.json_response(
-        openapi.build_spec(service.config, service.models(), plugin_routes, service.parameters())
+        openapi.build_spec(
+            service.config,
+            service.models(),
+            plugin_routes,
+            service.parameters(),
+            service.tool_less(),
+        )
     )
 
 

@@ -73,23 +73,26 @@ def build_spec(
     models: Models,
     plugin_routes: Sequence[RouteSpec] = (),
     honoured: Honoured | None = None,
+    tool_less: Honoured | None = None,
 ) -> dict[str, Any]:
     """The OpenAPI document for ``config``, the ``models`` its providers offer, the routes
-    plugins added, and the request parameters each provider ``honoured`` (none if not given).
+    plugins added, the request parameters each provider ``honoured`` (none if not given) and
+    its models that are ``tool_less`` (none if not given).
 
     It says what the server accepts, no more: a request valid by the document is not refused
     for its shape (only for auth, limits or state: 401, 404, 409, 429). A route's request
     parameters are those it allows that every provider a request can reach honours."""
     honoured = honoured or {}
+    tool_less = tool_less or {}
     paths: dict[str, Any] = {}
     for path, route in config.routes.items():
         if route.transport == "openai":
-            paths[path] = {"post": _chat_completions(route, config, models, honoured)}
+            paths[path] = {"post": _chat_completions(route, config, models, honoured, tool_less)}
         elif route.transport == "ws":
             paths[path] = {"get": _websocket(path, route)}
         else:
             paths[path] = {
-                method.lower(): _stream(route, method, config, models, honoured)
+                method.lower(): _stream(route, method, config, models, honoured, tool_less)
                 for method in route.methods
             }
     guarded = _errors(400, 401, 429)
@@ -310,7 +313,12 @@ def _idempotency_key() -> dict[str, Any]:
 
 
 def _stream(
-    route: RouteSettings, method: str, config: Config, models: Models, honoured: Honoured
+    route: RouteSettings,
+    method: str,
+    config: Config,
+    models: Models,
+    honoured: Honoured,
+    tool_less: Honoured,
 ) -> dict[str, Any]:
     reach = schemas.reach(route, models, honoured)
     offered, some = schemas.documented_parameters(route, reach, honoured)
@@ -352,7 +360,9 @@ def _stream(
             # One or the other, never both.
             "oneOf": [{"required": ["prompt"]}, {"required": ["messages"]}],
         }
-        operation["requestBody"] = _json_body(schemas.with_parameters(body, route, offered))
+        operation["requestBody"] = _json_body(
+            schemas.with_parameters(body, route, offered, reach, tool_less)
+        )
         operation["parameters"] = [_idempotency_key()]
         operation["responses"].update(_errors(409))
     return operation
@@ -388,7 +398,7 @@ def _websocket(path: str, route: RouteSettings) -> dict[str, Any]:
 
 
 def _chat_completions(
-    route: RouteSettings, config: Config, models: Models, honoured: Honoured
+    route: RouteSettings, config: Config, models: Models, honoured: Honoured, tool_less: Honoured
 ) -> dict[str, Any]:
     reach = schemas.reach(route, models, honoured)
     offered, some = schemas.documented_parameters(route, reach, honoured)
@@ -406,7 +416,7 @@ def _chat_completions(
     return {
         "summary": "OpenAI-compatible chat completions (stream true: SSE chunks; false: one completion)",
         "description": schemas.COMPLETION_NOTE + schemas.unlisted(some, reach, honoured),
-        "requestBody": _json_body(schemas.with_parameters(body, route, offered)),
+        "requestBody": _json_body(schemas.with_parameters(body, route, offered, reach, tool_less)),
         "parameters": [_idempotency_key()],
         "responses": {
             "200": {

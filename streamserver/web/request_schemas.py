@@ -174,10 +174,15 @@ def unlisted(some: Sequence[str], reach: Models, honoured: Honoured) -> str:
 
 
 def with_parameters(
-    body: dict[str, Any], route: RouteSettings, names: Sequence[str]
+    body: dict[str, Any],
+    route: RouteSettings,
+    names: Sequence[str],
+    reach: Models,
+    tool_less: Honoured,
 ) -> dict[str, Any]:
     """A request body's schema with the request parameters ``names`` (a pinned one takes only
-    its value), no other property, and what needs tools only with tools."""
+    its value), no other property, what needs tools only with tools, and no forced call on a
+    model of ``reach`` that is ``tool_less``."""
     properties = {
         name: nullable({"const": route.pin[name]}) if name in route.pin else parameter_schema(name)
         for name in names
@@ -186,7 +191,31 @@ def with_parameters(
               "properties": {**body["properties"], **properties}}  # fmt: skip
     if "tools" not in route.pin and any(name in names for name in NEEDS_TOOLS):
         schema["dependentRequired"] = {name: ["tools"] for name in NEEDS_TOOLS if name in names}
+    if "tool_choice" in names and "tool_choice" not in route.pin:
+        rule = _no_forced_call(route, reach, tool_less)
+        if rule is not None:
+            schema["allOf"] = [*schema.get("allOf", ()), rule]
     return schema
+
+
+def _no_forced_call(route: RouteSettings, reach: Models, tool_less: Honoured) -> Any:
+    """``tool_choice`` only ``"none"`` or ``"auto"`` with a model that calls no tools (named, or
+    the one a request without ``model`` gets), else a 400 ``invalid_tool_choice``; ``None`` when
+    every model reached calls tools."""
+    named = sorted({m for provider in reach for m in tool_less.get(provider, ())})
+    if not named:
+        return None
+    defaults = [route.model, *(models[0] for models in reach.values())]  # with a provider named
+    cases: list[dict[str, Any]] = [
+        {"required": ["model"], "properties": {"model": {"enum": named}}}
+    ]
+    if any(model in named for model in defaults):
+        cases.append({"not": {"required": ["model"]}})
+    return {
+        "if": cases[0] if len(cases) == 1 else {"anyOf": cases},
+        "then": {"properties": {"tool_choice": nullable({"enum": ["none", "auto"]})}},
+        "description": "a model that calls no tools cannot be made to call one",
+    }
 
 
 def documented_parameters(
