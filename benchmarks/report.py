@@ -15,6 +15,7 @@ SERVER_LABELS = {
     "fastapi": "FastAPI + sse-starlette",
     "streamserver": "streamserver",
     "streamserver-redis": "streamserver, Redis store",
+    "streamserver-object": "streamserver, object stream",
 }
 # The reference figures for the baselines (same workloads, another run), for comparison.
 REFERENCE = {
@@ -125,6 +126,15 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         add(
             "5", "time added to the first token on an idle server: < 2 ms p99", "not measured", None
         )
+    text = _fig(s, "object", "streamserver", "server_cpu_us_per_token")
+    objects = _fig(s, "object", "streamserver-object", "server_cpu_us_per_token")
+    tokens = next((w["tokens"] for w in results["workloads"] if w["name"] == "object"), None)
+    if text and objects is not None:
+        add("18", f"object stream: server CPU per token ≤ 2× a text token's ({tokens}-token "
+            "objects)", f"{objects:.1f} µs = {objects / text:.2f}× text's {text:.1f} µs",
+            objects <= 2 * text)  # fmt: skip
+    else:
+        add("18", "object stream: server CPU per token ≤ 2× a text token's", "not measured", None)
     from .report_redis import redis_targets  # it uses this module's formatting
 
     return rows + redis_targets(results)

@@ -20,7 +20,11 @@ Servers (all on the standard asyncio event loop, one process each):
   generator to CPU 1: Redis is another service, not the server's core), in the throughput and
   paced workloads only; its figures are also given as ratios to ``streamserver``'s (the memory
   store) of the same run, and Redis's own CPU time per token beside the server's (needs
-  ``redis-server`` on the PATH and redis-py, else it is skipped and says so).
+  ``redis-server`` on the PATH and redis-py, else it is skipped and says so);
+- ``streamserver-object``: the same server whose route streams a JSON object as it forms
+  (``formatter = "object"``, a pinned ``response_format`` and seed: ``servers/streamserver_config.py``),
+  in the ``object`` workload only, beside ``streamserver`` sending plain text of the same length:
+  its server CPU per token as a ratio to the text's is the cost of the partial objects.
 
 The ``resume`` workload times a resume's first replayed event: two streamserver instances on one
 Redis, a paced stream started on A and cut, resumed with ``Last-Event-ID`` on B (and, beside it, on
@@ -53,16 +57,19 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote_plus
 
 from .report import targets, write_report
-from .servers.streamserver_config import write_config
+from .servers.streamserver_config import OBJECT_PROMPT, object_tokens, write_config
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
 SERVERS = ("raw", "aiohttp-sse", "fastapi", "streamserver")
 REDIS = "streamserver-redis"
 """streamserver with the Redis stream store (on a redis-server of its own)."""
-ALL_SERVERS = (*SERVERS, REDIS)
+OBJECT = "streamserver-object"
+"""streamserver's route as an object stream (``format=object``) of a pinned schema."""
+ALL_SERVERS = (*SERVERS, REDIS, OBJECT)
 SERVER_CPU, LOADGEN_CPU = "0", "1"
 REDIS_CPU = LOADGEN_CPU
 """Redis runs beside the load generator: on a 2-core machine the other choice is the server's
@@ -107,6 +114,15 @@ class Workload:
         return 3 * stream_s + 60.0
 
 
+def object_workload(name: str, title: str, connections: int, streams: int, reps: int) -> Workload:
+    """Object streams against text of the same length, unpaced: ``object_tokens()`` tokens
+    each (the same object every time), as many for the text."""
+    tokens = object_tokens()
+    return Workload(name, title.format(tokens=tokens), tokens, 0, connections,
+                    streams_per_connection=streams, tick_ms=5, reps=reps,
+                    servers=("streamserver", OBJECT))  # fmt: skip
+
+
 def full_suite() -> list[Workload]:
     """What ``make bench`` runs (about 9 minutes on 2 cores: 514 s in the last run)."""
     return [
@@ -130,6 +146,8 @@ def full_suite() -> list[Workload]:
         Workload("resume", "Resume across instances: a paced stream (24 tokens at 50 tokens/s) "
                  "started on A, cut, resumed with Last-Event-ID on B or on A", 24, 50, 1,
                  reps=1, servers=(REDIS,), resume_trials=40),
+        object_workload("object", "Object stream: 64 concurrent × a {tokens}-token JSON object "
+                        "(format=object) against as much text, unpaced", 64, 6, 3),
     ]  # fmt: skip
 
 
@@ -144,6 +162,7 @@ def smoke_suite() -> list[Workload]:
                  reps=1, servers=("streamserver",), relay=True),
         Workload("resume", "Smoke: 3 resumes per place of a stream of 12 tokens at 100 tokens/s",
                  12, 100, 1, reps=1, servers=(REDIS,), resume_trials=3),
+        object_workload("object", "Smoke: 2 object streams of {tokens} tokens", 2, 1, 1),
     ]  # fmt: skip
 
 
@@ -190,7 +209,7 @@ class Bench:
     ) -> tuple[list[str], Path]:
         """The command line and working directory of ``server`` for ``workload`` (streamserver
         on ``redis_url`` with the Redis store, when given)."""
-        if server in ("streamserver", REDIS):
+        if server in ("streamserver", REDIS, OBJECT):
             directory = Path(tempfile.mkdtemp(prefix="streamserver-", dir=self.workdir))
             upstream = f"http://127.0.0.1:{self.upstream_port}/v1" if workload.relay else None
             config = write_config(
@@ -200,6 +219,7 @@ class Bench:
                 upstream_url=upstream,
                 redis_url=redis_url,
                 grace_s=grace_s,
+                object_stream=server == OBJECT,
             )
             command = ["-m", "streamserver", "serve", "--config", str(config), "--port", str(port)]
             return [*self.prefix(SERVER_CPU), self.python, *command], directory
@@ -349,7 +369,7 @@ class Bench:
         self, workload: Workload, port: int, server_pid: int, others: list[int]
     ) -> dict[str, Any]:
         path = "/v1/stream?prompt=" + (
-            "+".join(["tok"] * workload.tokens) if workload.relay else "Tell+me+a+story"
+            "+".join(["tok"] * workload.tokens) if workload.relay else quote_plus(OBJECT_PROMPT)
         )
         command = [
             *self.prefix(LOADGEN_CPU), self.python, "-m", "benchmarks.loadgen",
@@ -775,15 +795,16 @@ def summarise(results: dict[str, Any]) -> dict[str, Any]:
                 and raw[name]
             }
         memory = per_server.get("streamserver")
-        if REDIS in per_server and memory is not None:
-            redis_figures = per_server[REDIS]
-            redis_figures["vs_memory"] = {
-                name: round(redis_figures[name] / memory[name], 3)
-                for name in _RATIOS
-                if isinstance(redis_figures.get(name), int | float)
-                and isinstance(memory.get(name), int | float)
-                and memory[name]
-            }
+        for variant, key in ((REDIS, "vs_memory"), (OBJECT, "vs_text")):
+            if variant in per_server and memory is not None:
+                figures = per_server[variant]
+                figures[key] = {
+                    name: round(figures[name] / memory[name], 3)
+                    for name in _RATIOS
+                    if isinstance(figures.get(name), int | float)
+                    and isinstance(memory.get(name), int | float)
+                    and memory[name]
+                }
         summary[workload["name"]] = per_server
     return summary
 

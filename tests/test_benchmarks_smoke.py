@@ -54,11 +54,30 @@ def test_every_stream_of_every_run_is_complete(smoke: tuple[Path, dict[str, Any]
 
 def test_every_available_server_is_measured(smoke: tuple[Path, dict[str, Any]]) -> None:
     _out, results = smoke
-    expected = {"raw", "aiohttp-sse", "streamserver"} | ({"fastapi"} if HAS_FASTAPI else set())
+    expected = {"raw", "aiohttp-sse", "streamserver", "streamserver-object"}
+    expected |= {"fastapi"} if HAS_FASTAPI else set()
     expected |= {"streamserver-redis"} if HAS_REDIS else set()
     assert {run["server"] for run in results["runs"]} == expected
     assert ("fastapi" in results["skipped"]) is not HAS_FASTAPI
     assert ("streamserver-redis" in results["skipped"]) is not HAS_REDIS
+
+
+def test_the_object_stream_runs_beside_text_of_its_length(
+    smoke: tuple[Path, dict[str, Any]],
+) -> None:
+    _out, results = smoke
+    runs = [run for run in results["runs"] if run["workload"] == "object"]
+    [workload] = [w for w in results["workloads"] if w["name"] == "object"]
+
+    assert {run["server"] for run in runs} == {"streamserver", "streamserver-object"}
+    assert all(
+        run["loadgen"]["tokens"] == workload["tokens"] * run["loadgen"]["streams"] for run in runs
+    )
+    assert (
+        "server_cpu_us_per_token" in results["summary"]["object"]["streamserver-object"]["vs_text"]
+    )
+    [row] = [row for row in results["targets"] if row["number"] == "18"]
+    assert row["met"] is not None, row
 
 
 @pytest.mark.skipif(not HAS_REDIS, reason="needs redis-server and redis-py")

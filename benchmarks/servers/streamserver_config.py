@@ -16,11 +16,76 @@ buffer, the ``memory`` and ``prometheus`` sinks on. What differs from the shippe
 With ``redis_url`` the streams are shared through that Redis (``[redis] url``, ``[resume] store =
 "redis"``): the same workload, for the Redis store's cost against the memory store's. ``grace_s``
 (0 unless given) keeps a stream whose reader left generating that long, for the resume trials.
+
+With ``object_stream`` the route is an object stream (``formatter = "object"``) that pins
+``OBJECT_FORMAT`` (a cart of ``OBJECT_ITEMS`` items, each a name, a price and two tags, as the
+simulated model fills it in) and ``OBJECT_SEED``: every stream is the same object, exactly
+``object_tokens()`` tokens long, so the load generator can check each one arrived whole.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
 from pathlib import Path
+from typing import Any
+
+OBJECT_ITEMS = 10
+"""A cart of ten items is about 260 tokens of JSON: the issue's 256-token objects."""
+_ITEM = {
+    "type": "object",
+    "required": ["name", "price", "tags"],
+    "additionalProperties": False,
+    "properties": {
+        "name": {"type": "string"},
+        "price": {"type": "number", "minimum": 0, "maximum": 100},
+        "tags": {"type": "array", "items": {"type": "string"}, "minItems": 2, "maxItems": 2},
+    },
+}
+OBJECT_FORMAT = {
+    "type": "json_schema",
+    "json_schema": {
+        "name": "cart",
+        "schema": {
+            "type": "object",
+            "required": ["items"],
+            "additionalProperties": False,
+            "properties": {
+                "items": {
+                    "type": "array",
+                    "items": _ITEM,
+                    "minItems": OBJECT_ITEMS,
+                    "maxItems": OBJECT_ITEMS,
+                }
+            },
+        },
+    },
+}
+OBJECT_SEED = 1
+OBJECT_PROMPT = "Tell me a story"
+
+
+def object_tokens() -> int:
+    """The tokens of the object every object stream sends (the simulated model, in process)."""
+    import streamserver
+
+    async def count() -> int:
+        config = {"providers": {"simulated": {"ttft_ms": 0, "tokens_per_second": 0}}}
+        stream = streamserver.generate(
+            OBJECT_PROMPT, config=config, response_format=OBJECT_FORMAT, seed=OBJECT_SEED
+        )
+        return sum([1 async for _ in stream])
+
+    return asyncio.run(count())
+
+
+def _toml(value: Any) -> str:
+    """``value`` (JSON data) as a TOML value: inline tables and arrays."""
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{json.dumps(k)} = {_toml(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    return json.dumps(value)  # a string, a number, true or false: the same in TOML
 
 
 def write_config(
@@ -31,11 +96,13 @@ def write_config(
     upstream_url: str | None = None,
     redis_url: str | None = None,
     grace_s: float = 0.0,
+    object_stream: bool = False,
 ) -> Path:
     """Write the config for ``tokens`` per stream at ``pace`` (0 = unpaced); return its path.
 
     With ``upstream_url`` the route relays from an ``openai`` provider at that URL instead; with
-    ``redis_url`` the streams are shared through that Redis.
+    ``redis_url`` the streams are shared through that Redis; with ``object_stream`` the route
+    streams ``OBJECT_FORMAT`` objects.
     """
     plugins = directory / "no-plugins"
     plugins.mkdir(parents=True, exist_ok=True)
@@ -86,11 +153,16 @@ sinks = ["memory", "prometheus"]
 path = "{directory / "conversations.sqlite3"}"
 
 [routes."/v1/stream"]
-formatter = "production"
+formatter = "{"object" if object_stream else "production"}"
 buffer = "raw"
 provider = "{route_provider}"
-max_tokens = {tokens}
+max_tokens = {tokens + 1 if object_stream else tokens}
 """
+    if object_stream:  # the object decides its length: it finishes with "stop", not "length"
+        text += (
+            f'\n[routes."/v1/stream".pin]\nseed = {OBJECT_SEED}\n'
+            f"response_format = {_toml(OBJECT_FORMAT)}\n"
+        )
     path = directory / "streamserver.toml"
     path.write_text(text, encoding="utf-8")
     return path

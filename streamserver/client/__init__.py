@@ -10,12 +10,14 @@ and the ``streamserver ask`` command built on them.
 """
 
 from .session import StreamFailed
-from .sse import End, Error, Start, StreamClient, Token, stream_sync
+from .sse import End, Error, ObjectEnd, ObjectUpdate, Start, StreamClient, Token, stream_sync
 from .ws import WebSocketStream
 
 __all__ = [
     "End",
     "Error",
+    "ObjectEnd",
+    "ObjectUpdate",
     "Start",
     "StreamClient",
     "StreamFailed",

@@ -52,7 +52,24 @@ class Error:
     message: str
 
 
-StreamEvent: TypeAlias = Start | Token | End | Error
+@dataclass(frozen=True, slots=True)
+class ObjectUpdate:
+    """``format="object"``: the JSON value the text holds so far, sent when it changed."""
+
+    object: Any
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectEnd:
+    """``format="object"``: the whole value and whether it satisfies the request's schema
+    (``errors``: ``{"path", "message"}`` each, the best match first); an ``End`` follows."""
+
+    object: Any
+    valid: bool
+    errors: list[dict[str, str]]
+
+
+StreamEvent: TypeAlias = Start | Token | ObjectUpdate | ObjectEnd | End | Error
 
 
 @dataclass
@@ -110,18 +127,20 @@ class StreamClient(SessionOwner):
         model: str | None = None,
         buffer: str | None = None,
         max_tokens: int | None = None,
+        format: str | None = None,
+        **parameters: Any,
     ) -> AsyncGenerator[StreamEvent, None]:
-        """Start a stream and yield its events, resuming silently if the connection drops."""
+        """Start a stream and yield its events, resuming silently if the connection drops.
+
+        ``parameters`` are the request parameters the route takes (``response_format``,
+        ``seed``, ``temperature``, ...), sent as they are; ``format="object"`` with a
+        ``response_format`` adds ``ObjectUpdate`` and ``ObjectEnd`` events."""
         body: dict[str, Any] = (
             {"messages": messages} if messages is not None else {"prompt": prompt}
         )
-        body.update(
-            {
-                k: v
-                for k, v in (("model", model), ("buffer", buffer), ("max_tokens", max_tokens))
-                if v
-            }
-        )
+        chosen = {"model": model, "buffer": buffer, "max_tokens": max_tokens, "format": format}
+        body.update({k: v for k, v in chosen.items() if v})
+        body.update({k: v for k, v in parameters.items() if v is not None})
         state = StreamState()
         self.last = state
         seen = -1
@@ -214,6 +233,10 @@ def _event(name: str, data: str) -> StreamEvent | None:
             payload["duration_ms"],
             payload["tokens_per_second"],
         )
+    if name == "object":
+        return ObjectUpdate(payload["object"])
+    if name == "object_end":
+        return ObjectEnd(payload["object"], payload["valid"], payload["errors"])
     if name == "error":
         return Error(payload["code"], payload["error"])
     return None

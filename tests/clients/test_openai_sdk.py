@@ -195,3 +195,22 @@ async def test_the_tool_results_go_back_with_the_assistant_message_the_sdk_retur
     assert sent[1].text == TEXT
     assert [sent[2].tool_call_id, sent[3].tool_call_id] == ["call_w", "call_l"]
     assert sent[2].text == '{"celsius": 18}'
+
+
+async def test_the_stream_helper_parses_a_response_format_object_as_it_forms(
+    server: ScriptedServer, openai_client: AsyncOpenAI
+) -> None:
+    # response_format=<a pydantic model>: the SDK sends its strict JSON schema, reads the JSON
+    # text the model streams, and gives the value so far on each content event.
+    pieces = ['{"city": "Pa', 'ris \\"15e\\"", "un', 'its": "°', 'C"}']
+    async with openai_client.chat.completions.stream(
+        model="scripted", messages=user(pieces), response_format=Weather
+    ) as stream:
+        partials = [event.parsed async for event in stream if event.type == "content.delta"]
+        final = await stream.get_final_completion()
+
+    assert {"city": 'Paris "15e"'} in partials  # before "units" was written
+    assert partials[-1] == {"city": 'Paris "15e"', "units": "°C"}
+    assert final.choices[0].message.parsed == PARSED[0]
+    sent = server.provider.requests[-1].response_format or {}
+    assert sent["type"] == "json_schema" and sent["json_schema"]["name"] == "Weather"
