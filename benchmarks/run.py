@@ -23,8 +23,9 @@ Servers (all on the standard asyncio event loop, one process each):
   ``redis-server`` on the PATH and redis-py, else it is skipped and says so);
 - ``streamserver-object``: the same server whose route streams a JSON object as it forms
   (``formatter = "object"``, a pinned ``response_format`` and seed: ``servers/streamserver_config.py``),
-  in the ``object`` workload only, beside ``streamserver`` sending plain text of the same length:
-  its server CPU per token as a ratio to the text's is the cost of the partial objects.
+  in the ``object`` workload only, beside ``streamserver`` sending the same JSON as plain
+  ``production`` tokens: its server CPU per token as a ratio to theirs is the cost of the partial
+  objects and the schema check.
 
 The ``resume`` workload times a resume's first replayed event: two streamserver instances on one
 Redis, a paced stream started on A and cut, resumed with ``Last-Event-ID`` on B (and, beside it, on
@@ -108,6 +109,8 @@ class Workload:
     """The load generator looks at its sockets once per tick (0 = wakes for every arrival)."""
     resume_trials: int = 0
     """Not a load: this many cut-and-resume trials per place (``benchmarks/resume.py``)."""
+    json_answer: bool = False
+    """streamserver's answers are the object workload's JSON (``servers/streamserver_config.py``)."""
 
     @property
     def stream_timeout(self) -> float:
@@ -116,12 +119,12 @@ class Workload:
 
 
 def object_workload(name: str, title: str, connections: int, streams: int, reps: int) -> Workload:
-    """Object streams against text of the same length, unpaced: ``object_tokens()`` tokens
-    each (the same object every time), as many for the text."""
+    """Object streams against the same JSON as plain text, unpaced: ``object_tokens()`` tokens
+    each (the same object every time)."""
     tokens = object_tokens()
     return Workload(name, title.format(tokens=tokens), tokens, 0, connections,
                     streams_per_connection=streams, tick_ms=5, reps=reps,
-                    servers=("streamserver", OBJECT))  # fmt: skip
+                    servers=("streamserver", OBJECT), json_answer=True)  # fmt: skip
 
 
 def full_suite() -> list[Workload]:
@@ -148,7 +151,7 @@ def full_suite() -> list[Workload]:
                  "started on A, cut, resumed with Last-Event-ID on B or on A", 24, 50, 1,
                  reps=1, servers=(REDIS,), resume_trials=40),
         object_workload("object", "Object stream: 64 concurrent × a {tokens}-token JSON object "
-                        "(format=object) against as much text, unpaced", 64, 6, 3),
+                        "(format=object) against the same JSON as plain tokens, unpaced", 64, 6, 3),
     ]  # fmt: skip
 
 
@@ -220,6 +223,7 @@ class Bench:
                 upstream_url=upstream,
                 redis_url=redis_url,
                 grace_s=grace_s,
+                json_answer=workload.json_answer,
                 object_stream=server == OBJECT,
             )
             command = ["-m", "streamserver", "serve", "--config", str(config), "--port", str(port)]

@@ -364,10 +364,11 @@ class Formatter(Protocol):
         """Events that close a stream that failed: an error event, then whatever ends it cleanly."""
         ...
 
-    def after_segment(self) -> Sequence[Event]:
-        """Optional: events logged right after the token event of the segment ``segment`` was
-        just given (the ``object`` formatter's partial value), usually none. Called for every
-        segment, so it must be cheap; a formatter without it costs the pipeline nothing."""
+    def after_segments(self) -> Sequence[Event]:
+        """Optional: events logged after the token events of the segments given since the last
+        call (the ``object`` formatter's value so far), often none. Called at most once per
+        event-loop iteration, after that iteration's segments (a burst of them costs one call),
+        and before the end events; a formatter without it costs the pipeline nothing."""
         ...
 
     # Structured parts: all optional. A formatter without them carries text only (its clients
