@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from gathered_parts import gather
+from streamserver.testing import gather
 
 import streamserver
 from streamserver.builtins.anthropic_provider import AnthropicProvider, AnthropicProviderOptions

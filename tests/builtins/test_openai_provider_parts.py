@@ -7,7 +7,7 @@ import json
 from types import MappingProxyType
 
 import pytest
-from gathered_parts import gather
+from streamserver.testing import gather
 
 from streamserver.builtins.openai_provider import OpenAIProvider, OpenAIProviderOptions
 from streamserver.devtools.fake_upstream import Plan, PlannedCall
