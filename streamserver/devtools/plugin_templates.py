@@ -22,7 +22,7 @@ class PluginKind:
 
 
 BUFFER = PluginKind(
-    summary="a buffer that sends whole lines, `min_lines` at a time",
+    summary="a buffer that sends whole lines, at least `min_lines` at a time",
     module=Template('''"""$name: a streamserver buffer that sends whole lines.
 
 A segment ends at a newline, so a client that renders line by line (a terminal, a log view)
@@ -46,11 +46,11 @@ class ${Class}Options:
     """``[buffers.$name]`` options."""
 
     min_lines: Annotated[int, AT_LEAST_ONE] = 1
-    """Whole lines gathered into one segment."""
+    """The fewest whole lines one segment holds."""
 
 
 class ${Class}Buffer:
-    """Whole lines, ``min_lines`` at a time; lossless (the core relies on it)."""
+    """Whole lines, at least ``min_lines`` per segment; lossless (the core relies on it)."""
 
     def __init__(self, options: ${Class}Options) -> None:
         self.min_lines = options.min_lines
@@ -59,7 +59,7 @@ class ${Class}Buffer:
         self.lines = 0  # newlines in ``text``, counted in each delta once
 
     def push(self, text: str) -> Sequence[str]:
-        """Hold ``text``; return the whole lines held once there are ``min_lines`` of them."""
+        """Hold ``text``; return every whole line held once there are ``min_lines`` of them."""
         self.text += text
         self.held = len(self.text)
         self.lines += text.count("\\n")
@@ -111,9 +111,9 @@ def test_a_segment_ends_at_a_newline() -> None:
 
 
 def test_min_lines_gathers_lines_into_one_segment() -> None:
-    got = segments(${Class}Buffer(${Class}Options(min_lines=2)), ["a\\n", "b\\nc\\n", "d"])
+    got = segments(${Class}Buffer(${Class}Options(min_lines=2)), ["a\\n", "b\\nc\\n", "d\\n", "e"])
 
-    assert got == ["a\\nb\\n", "c\\nd"]
+    assert got == ["a\\nb\\nc\\n", "d\\ne"]
 
 
 def test_the_flush_timer_releases_through_the_last_space() -> None:

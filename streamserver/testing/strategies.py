@@ -77,7 +77,7 @@ def scripts(draw: Any) -> Script:
     lanes: list[list[Any]] = [
         draw(st.lists(st.one_of(pieces, pieces.map(lambda t: {"reasoning": t})), max_size=10))
     ]
-    calls = {}
+    calls: dict[str, tuple[str, str]] = {}
     for index in range(draw(st.integers(0, 3))):
         call_id, name = f"call_{index}", draw(st.sampled_from(["lookup", "get_weather", "f_1"]))
         arguments = json.dumps(draw(st.dictionaries(st.text(max_size=4), json_values, max_size=3)))
