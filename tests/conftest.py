@@ -26,17 +26,17 @@ from streamserver.testing import (
     wait_until,
 )
 
-pytest_plugins = ["streamserver.testing"]
-
-__all__ = ["FAST_SIMULATED", "REPO", "SCRIPTED", "Client", "Received", "ServeFactory", "base_config",
-           "script", "upstream_config", "wait_until"]  # fmt: skip
-
 # tests/ is importable for the fakes (``fakes.tcp_proxy``), and tests/plugin_fixtures/, the home of
 # every test plugin, so that ``plugins.modules`` can name one ("recording_provider").
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent / "plugin_fixtures"))
 
 from fakes.redis_server import RedisServer  # importable once the path is set
+
+pytest_plugins = ["streamserver.testing"]
+
+__all__ = ["FAST_SIMULATED", "REPO", "SCRIPTED", "Client", "Received", "ServeFactory", "base_config",
+           "script", "upstream_config", "wait_until"]  # fmt: skip
 
 REPO = Path(__file__).resolve().parent.parent
 

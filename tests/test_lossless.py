@@ -21,7 +21,6 @@ BUFFERS = ["raw", "delimiter", "word", "sentence"]
 FORMATTERS = ["simple", "events", "progress", "production", "openai", "ai-sdk", "text"]
 
 
-
 def text_of_sse_event(fmt: str, name: str, data: str) -> str:
     """The text one SSE event carries, in a given wire shape ("" for non-text events)."""
     if fmt == "text":

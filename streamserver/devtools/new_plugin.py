@@ -30,7 +30,7 @@ class PluginNameError(ValueError):
     """A name or place ``new-plugin`` cannot write a package under: the message says why."""
 
 
-PYPROJECT = Template('''[build-system]
+PYPROJECT = Template("""[build-system]
 requires = ["setuptools>=68"]
 build-backend = "setuptools.build_meta"
 
@@ -60,7 +60,7 @@ asyncio_default_fixture_loop_scope = "function"
 
 [tool.ruff]
 line-length = 100
-''')
+""")
 
 CONFTEST = Template('''"""The kit's fixtures (``streamserver.testing``), with this package's plugin in every app."""
 
@@ -75,7 +75,7 @@ def streamserver_plugins() -> list[str]:
     return ["$name.plugin"]
 ''')
 
-README = Template('''# $name
+README = Template("""# $name
 
 A streamserver $kind plugin: $summary.
 
@@ -100,16 +100,15 @@ pytest
 
 The tests use streamserver's kit (`streamserver.testing`, loaded by `conftest.py`): real apps on
 127.0.0.1 with this plugin loaded, the fake upstream, and the ready property tests.
-''')
+""")
 
 USAGE = {
-    "buffer": "Choose it on a route (`buffer = \"$name\"`) or per request (`?buffer=$name`); its "
+    "buffer": 'Choose it on a route (`buffer = "$name"`) or per request (`?buffer=$name`); its '
     "options go in `[buffers.$name]` (`min_lines = 2`).",
-    "formatter": "Choose it on a route (`formatter = \"$name\"`) or per request "
-    "(`?format=$name`).",
+    "formatter": 'Choose it on a route (`formatter = "$name"`) or per request (`?format=$name`).',
     "provider": "Configure an instance: `[providers.$name]` with `base_url`, `model` and "
     "`api_key_env` (the variable that holds the key), then ask for its model.",
-    "sink": "Turn it on with `[metrics] sinks = [\"memory\", \"$name\"]`; its counts show in "
+    "sink": 'Turn it on with `[metrics] sinks = ["memory", "$name"]`; its counts show in '
     "`GET /v1/stream/metrics`.",
 }
 

@@ -43,7 +43,9 @@ def all_buffers():
     return [factory(options) for factory, options in BUILT_IN]
 
 
-@pytest.mark.parametrize(("factory", "options"), BUILT_IN, ids=["raw", "delimiter", "word", "word-3", "sentence"])
+@pytest.mark.parametrize(
+    ("factory", "options"), BUILT_IN, ids=["raw", "delimiter", "word", "word-3", "sentence"]
+)
 def test_every_buffer_is_lossless_chunk_invariant_and_knows_what_it_holds(factory, options):
     assert_lossless_buffer(factory, options, pieces=[" \n\t", ".", "!", "?", "。", "Mr. ", "ab"])
 

@@ -59,7 +59,7 @@ def test_a_buffer_whose_held_is_wrong_fails():
 
 
 def test_a_release_that_keeps_what_it_gave_out_fails():
-    with pytest.raises(AssertionError, match="held is|lost or changed"):
+    with pytest.raises(AssertionError, match=r"held is|lost or changed"):
         assert_lossless_buffer(RepeatsOnRelease, WordOptions())
 
 

@@ -29,7 +29,7 @@ async def test_the_client_streams_from_an_app_with_the_plugin_and_its_options(
 
 
 async def test_the_fake_upstream_answers_over_http(upstream, streamserver_client):
-    fake, base_url = upstream
+    _, base_url = upstream
     answer = await streamserver_client.http.get(f"{base_url}/models")
 
     assert answer.status_code == 200

@@ -61,7 +61,7 @@ def test_a_formatter_that_drops_reasoning_fails():
 
 
 def test_a_formatter_that_changes_tool_call_arguments_fails_showing_the_events():
-    with pytest.raises(AssertionError, match="tool calls (.|\n)*its events:"):
+    with pytest.raises(AssertionError, match=r"tool calls (.|\n)*its events:"):
         assert_formatter_round_trip(TrimsFragments, parse=production_parts)
 
 
