@@ -17,7 +17,9 @@ from typing import Any
 
 import pytest
 
-from streamserver.testing import (
+pytest.register_assert_rewrite("streamserver.testing")  # the kit's plugin, imported just below
+
+from streamserver.testing import (  # noqa: E402 (after the rewrite is registered)
     FAST_SIMULATED,
     Client,
     Received,
@@ -31,7 +33,7 @@ from streamserver.testing import (
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent / "plugin_fixtures"))
 
-from fakes.redis_server import RedisServer  # importable once the path is set
+from fakes.redis_server import RedisServer  # noqa: E402 (importable once the path is set)
 
 pytest_plugins = ["streamserver.testing"]
 
