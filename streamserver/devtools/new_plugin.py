@@ -60,6 +60,10 @@ asyncio_default_fixture_loop_scope = "function"
 
 [tool.ruff]
 line-length = 100
+
+[tool.ruff.lint]
+select = ["E", "F", "W", "I", "B", "UP"]
+isort.known-first-party = ["$name"]
 """)
 
 CONFTEST = Template('''"""The kit's fixtures (``streamserver.testing``), with this package's plugin in every app."""
@@ -71,7 +75,7 @@ pytest_plugins = ["streamserver.testing"]
 
 @pytest.fixture
 def streamserver_plugins() -> list[str]:
-    """The modules the kit's apps load beside the built-ins (an installed copy is not loaded twice)."""
+    """The modules the kit's apps load beside the built-ins (an installed one only once)."""
     return ["$name.plugin"]
 ''')
 
@@ -142,7 +146,6 @@ def write_plugin(name: str, kind: str, directory: Path) -> Path:
     template = KINDS[kind]
     words = {
         "name": name,
-        "Class": "".join(part.capitalize() for part in name.split("_")) or name,
         "kind": kind,
         "summary": template.summary,
         "distribution": "streamserver-" + name.replace("_", "-"),
@@ -153,7 +156,7 @@ def write_plugin(name: str, kind: str, directory: Path) -> Path:
         "pyproject.toml": PYPROJECT.substitute(words),
         "README.md": README.substitute(words, usage=usage),
         "conftest.py": CONFTEST.substitute(words),
-        f"{name}/__init__.py": f'"""{name}: {template.summary} (see plugin.py)."""\n',
+        f"{name}/__init__.py": f'"""{name}: a streamserver {kind} plugin (``plugin.py``)."""\n',
         f"{name}/plugin.py": template.module.substitute(words),
         "tests/test_plugin.py": template.tests.substitute(words),
     }

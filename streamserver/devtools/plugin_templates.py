@@ -1,7 +1,7 @@
 """What ``streamserver new-plugin`` writes for each kind: a small plugin that works, and its tests.
 
 Each is a ``string.Template`` (``$name``: the plugin's name, which is also its package's import
-name and the name it registers; ``$Class``: the name in CamelCase). A generated package passes
+name and the name it registers; the classes are named for what they are, whatever the name). A generated package passes
 its own tests and ``ruff`` as written: ``tests/test_new_plugin.py`` proves it for every kind.
 """
 
@@ -42,17 +42,17 @@ from streamserver.schema import AT_LEAST_ONE
 
 
 @dataclass(frozen=True, slots=True)
-class ${Class}Options:
+class LineOptions:
     """``[buffers.$name]`` options."""
 
     min_lines: Annotated[int, AT_LEAST_ONE] = 1
     """The fewest whole lines one segment holds."""
 
 
-class ${Class}Buffer:
+class LineBuffer:
     """Whole lines, at least ``min_lines`` per segment; lossless (the core relies on it)."""
 
-    def __init__(self, options: ${Class}Options) -> None:
+    def __init__(self, options: LineOptions) -> None:
         self.min_lines = options.min_lines
         self.text = ""
         self.held = 0
@@ -87,37 +87,46 @@ class ${Class}Buffer:
 @hookimpl
 def register_buffers(register: Register) -> None:
     """Offer the buffer as ``$name``."""
-    register("$name", ${Class}Buffer, options=${Class}Options, description="whole lines")
+    register(
+        "$name",
+        LineBuffer,
+        options=LineOptions,
+        description="whole lines",
+    )
 '''),
-    tests=Template('''"""The $name buffer: its boundaries, the kit's proof that it is lossless, a real stream."""
+    tests=Template('''"""The buffer's boundaries, the kit's proof that it is lossless, a real stream through it."""
 
 import json
 
 from streamserver.testing import assert_lossless_buffer, script
 
-from $name.plugin import ${Class}Buffer, ${Class}Options
+from $name.plugin import LineBuffer, LineOptions
 
 
-def segments(buffer: ${Class}Buffer, deltas: list[str]) -> list[str]:
+def segments(buffer: LineBuffer, deltas: list[str]) -> list[str]:
     out = [segment for delta in deltas for segment in buffer.push(delta)]
     rest = buffer.flush()
     return [*out, rest] if rest else out
 
 
 def test_a_segment_ends_at_a_newline() -> None:
-    got = segments(${Class}Buffer(${Class}Options()), ["one\\ntw", "o\\nthr", "ee"])
+    buffer = LineBuffer(LineOptions())
+
+    got = segments(buffer, ["one\\ntw", "o\\nthr", "ee"])
 
     assert got == ["one\\n", "two\\n", "three"]
 
 
 def test_min_lines_gathers_lines_into_one_segment() -> None:
-    got = segments(${Class}Buffer(${Class}Options(min_lines=2)), ["a\\n", "b\\nc\\n", "d\\n", "e"])
+    buffer = LineBuffer(LineOptions(min_lines=2))
+
+    got = segments(buffer, ["a\\n", "b\\nc\\n", "d\\n", "e"])
 
     assert got == ["a\\nb\\nc\\n", "d\\ne"]
 
 
 def test_the_flush_timer_releases_through_the_last_space() -> None:
-    buffer = ${Class}Buffer(${Class}Options())
+    buffer = LineBuffer(LineOptions())
     buffer.push("a long li")
 
     assert buffer.release() == "a long "
@@ -126,13 +135,17 @@ def test_the_flush_timer_releases_through_the_last_space() -> None:
 
 def test_it_is_lossless_and_chunk_invariant() -> None:
     for min_lines in (1, 3):
-        options = ${Class}Options(min_lines=min_lines)
-        assert_lossless_buffer(${Class}Buffer, options, pieces=["\\n", " ", "\\r\\n", "line"])
+        options = LineOptions(min_lines=min_lines)
+        assert_lossless_buffer(LineBuffer, options, pieces=["\\n", " ", "\\r\\n", "line"])
 
 
 async def test_a_stream_through_it_sends_whole_lines(streamserver_client) -> None:
     deltas = ["first li", "ne\\nsecond", " line\\nrest"]
-    params = {"prompt": script(deltas), "model": "scripted", "buffer": "$name"}
+    params = {
+        "prompt": script(deltas),
+        "model": "scripted",
+        "buffer": "$name",
+    }
     got = await streamserver_client.sse("/v1/stream", params=params)
 
     contents = [json.loads(e.data)["content"] for e in got.events if e.event == "token"]
@@ -144,11 +157,12 @@ async def test_a_stream_through_it_sends_whole_lines(streamserver_client) -> Non
 FORMATTER = PluginKind(
     summary="a formatter with one event per kind of part (`text`, `reasoning`, `call`, "
     "`arguments`, `end`, `error`)",
-    module=Template('''"""$name: a streamserver formatter with one event per kind of part.
+    module=Template('''"""$name: a streamserver formatter.
 
-Over SSE each event is named for what it carries (``start``, ``text``, ``reasoning``, ``call``,
-``arguments``, ``end``, ``error``) and its data is JSON; over WebSocket (the ``json`` form) the
-name is the message's ``type``. A client tells the parts apart by the name alone.
+It writes one event per kind of part. Over SSE each event is named for what it carries
+(``start``, ``text``, ``reasoning``, ``call``, ``arguments``, ``end``, ``error``) and its data is
+JSON; over WebSocket (the ``json`` form) the name is the message's ``type``. A client tells the
+parts apart by the name alone.
 """
 
 from __future__ import annotations
@@ -162,7 +176,7 @@ from streamserver.hookspecs import Register
 from streamserver.types import Event, MessageForm, StreamEnd, StreamFailure, StreamStart
 
 
-class ${Class}Formatter:
+class PartEventsFormatter:
     """One event per part; the text's event is ``text`` (``{"text": ...}``)."""
 
     token_event = "text"
@@ -211,9 +225,13 @@ class ${Class}Formatter:
 @hookimpl
 def register_formatters(register: Register) -> None:
     """Offer the formatter as ``$name``."""
-    register("$name", ${Class}Formatter, description="one event per kind of part")
+    register(
+        "$name",
+        PartEventsFormatter,
+        description="one event per kind of part",
+    )
 '''),
-    tests=Template('''"""The $name formatter: its events read back to the stream's parts, over SSE and WebSocket."""
+    tests=Template('''"""The formatter's events read back to the stream's parts, over SSE and WebSocket."""
 
 import json
 from collections.abc import Iterator
@@ -221,7 +239,7 @@ from collections.abc import Iterator
 from streamserver.testing import assert_formatter_round_trip, script
 from streamserver.types import Delta, Event, Reasoning, ToolCallDelta
 
-from $name.plugin import ${Class}Formatter
+from $name.plugin import PartEventsFormatter
 
 
 def parse(events: list[Event]) -> Iterator[Delta]:
@@ -240,16 +258,20 @@ def parse(events: list[Event]) -> Iterator[Delta]:
 
 
 def test_sse_events_read_back_to_the_stream_parts() -> None:
-    assert_formatter_round_trip(${Class}Formatter, parse=parse)
+    assert_formatter_round_trip(PartEventsFormatter, parse=parse)
 
 
 def test_websocket_messages_read_back_to_the_stream_parts() -> None:
-    assert_formatter_round_trip(${Class}Formatter, parse=parse, form="json")
+    assert_formatter_round_trip(PartEventsFormatter, parse=parse, form="json")
 
 
 async def test_a_stream_names_each_part(streamserver_client) -> None:
     deltas = [{"reasoning": "think"}, "Hi", {"tool": 0, "id": "c1", "name": "f", "arguments": "{}"}]
-    params = {"prompt": script(deltas), "model": "scripted", "format": "$name"}
+    params = {
+        "prompt": script(deltas),
+        "model": "scripted",
+        "format": "$name",
+    }
     got = await streamserver_client.sse("/v1/stream", params=params)
 
     assert got.names() == ["start", "reasoning", "text", "call", "arguments", "end"]

@@ -9,13 +9,13 @@ from .plugin_templates import PluginKind
 
 PROVIDER = PluginKind(
     summary="a provider that relays to any OpenAI-compatible chat completions server",
-    module=Template('''"""$name: a streamserver provider that relays to an OpenAI-compatible server.
+    module=Template('''"""$name: a streamserver provider.
 
-It posts the conversation to ``<base_url>/chat/completions`` with ``stream: true`` and yields the
-answer's text deltas as they arrive, then the finish reason and the usage. The upstream's SSE is
-read with streamserver's own decoder. Closing the iterator (the client went away, a cancel)
-closes the upstream request at once. The key comes from the environment (``api_key_env``), never
-from the config file.
+It relays to any OpenAI-compatible server: it posts the conversation to
+``<base_url>/chat/completions`` with ``stream: true`` and yields the answer's text deltas as they
+arrive, then the finish reason and the usage. The upstream's SSE is read with streamserver's own
+decoder. Closing the iterator (the client went away, a cancel) closes the upstream request at
+once. The key comes from the environment (``api_key_env``), never from the config file.
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
 import aiohttp
-
 from streamserver import ProviderError, hookimpl
 from streamserver.hookspecs import Register
 from streamserver.sse_decoder import SSEDecoder
@@ -34,7 +33,7 @@ from streamserver.types import Delta, Finish, GenerationRequest, Usage
 
 
 @dataclass(frozen=True, slots=True)
-class ${Class}Options:
+class RelayOptions:
     """``[providers.$name]`` options."""
 
     base_url: str = "http://127.0.0.1:8099/v1"
@@ -45,10 +44,10 @@ class ${Class}Options:
     """The environment variable that holds the upstream's key ("" for none)."""
 
 
-class ${Class}Provider:
+class RelayProvider:
     """Relays one request to the upstream; text only (no tools, no reasoning)."""
 
-    def __init__(self, options: ${Class}Options) -> None:
+    def __init__(self, options: RelayOptions) -> None:
         self.options = options
         self.session: aiohttp.ClientSession | None = None  # opened by the first stream
 
@@ -111,20 +110,24 @@ class ${Class}Provider:
 @hookimpl
 def register_providers(register: Register) -> None:
     """Offer the provider type ``$name``."""
-    register("$name", ${Class}Provider, options=${Class}Options, description="an OpenAI relay")
+    register(
+        "$name",
+        RelayProvider,
+        options=RelayOptions,
+        description="an OpenAI relay",
+    )
 '''),
-    tests=Template('''"""The $name provider against the fake upstream (a real server on 127.0.0.1)."""
+    tests=Template('''"""The provider against the fake upstream (a real server on 127.0.0.1), alone and in an app."""
 
 from typing import Any
 
 import pytest
-
 from streamserver import ProviderError
 from streamserver.devtools.fake_upstream import Plan
 from streamserver.testing import gather
 from streamserver.types import GenerationRequest, Message
 
-from $name.plugin import ${Class}Options, ${Class}Provider
+from $name.plugin import RelayOptions, RelayProvider
 
 
 @pytest.fixture
@@ -141,7 +144,7 @@ def ask(text: str) -> GenerationRequest:
 async def test_it_yields_the_upstream_text_then_the_finish_and_usage(upstream) -> None:
     fake, base_url = upstream
     fake.queue(Plan(tokens=["Hel", "lo", " world"], usage=(7, 3)))
-    provider = ${Class}Provider(${Class}Options(base_url=base_url))
+    provider = RelayProvider(RelayOptions(base_url=base_url))
     try:
         got = await gather(provider, ask("hi"))
     finally:
@@ -155,7 +158,7 @@ async def test_it_yields_the_upstream_text_then_the_finish_and_usage(upstream) -
 async def test_an_upstream_error_is_a_provider_error(upstream) -> None:
     fake, base_url = upstream
     fake.queue(Plan(fault="server_error"))
-    provider = ${Class}Provider(${Class}Options(base_url=base_url))
+    provider = RelayProvider(RelayOptions(base_url=base_url))
     try:
         with pytest.raises(ProviderError, match="the upstream answered 500"):
             await gather(provider, ask("hi"))
@@ -170,7 +173,8 @@ async def test_a_client_streams_the_relayed_answer(streamserver_client, upstream
         "/v1/stream", params={"prompt": "hi", "model": "fake-model"}
     )
 
-    assert "".join(e["content"] for e in got.json() if "content" in e) == "Relayed by $name"
+    text = "".join(e["content"] for e in got.json() if "content" in e)
+    assert text == "Relayed by $name"
     assert got.names()[-1] == "stream_end"
 '''),
 )
@@ -180,9 +184,15 @@ SINK = PluginKind(
     summary="a metrics sink that counts streams by outcome and the tokens they produced",
     module=Template('''"""$name: a streamserver metrics sink that counts streams by outcome.
 
-Enable it with ``[metrics] sinks = ["memory", "$name"]``. It sees lifecycle calls only (never
-one per token) on the sinks' worker thread, so it may take a lock; its counts show in
-``GET /v1/stream/metrics`` under ``${name}_streams`` and ``${name}_tokens``.
+It sees lifecycle calls only (never one per token) on the sinks' worker thread, so it may take a
+lock. Enable it with
+
+    [metrics]
+    sinks = ["memory", "$name"]
+
+Its counts show in ``GET /v1/stream/metrics`` under
+``${name}_streams`` and
+``${name}_tokens``.
 """
 
 from __future__ import annotations
@@ -195,7 +205,7 @@ from streamserver.hookspecs import Register
 from streamserver.types import MetricsSink, StreamEnd, StreamStart
 
 
-class ${Class}Sink(MetricsSink):
+class OutcomeSink(MetricsSink):
     """Streams by outcome (``completed``, ``cancelled``, ``error``, ...) and tokens in all."""
 
     def __init__(self, options: object) -> None:
@@ -212,13 +222,20 @@ class ${Class}Sink(MetricsSink):
     def snapshot(self) -> dict[str, object]:
         """The counts, for ``GET /v1/stream/metrics``."""
         with self.lock:
-            return {"${name}_streams": dict(self.outcomes), "${name}_tokens": self.tokens}
+            return {
+                "${name}_streams": dict(self.outcomes),
+                "${name}_tokens": self.tokens,
+            }
 
 
 @hookimpl
 def register_metrics_sinks(register: Register) -> None:
     """Offer the sink as ``$name``."""
-    register("$name", ${Class}Sink, description="streams by outcome")
+    register(
+        "$name",
+        OutcomeSink,
+        description="streams by outcome",
+    )
 '''),
     tests=Template('''"""The $name sink, counting real streams."""
 
@@ -226,25 +243,31 @@ import asyncio
 from typing import Any
 
 import pytest
-
 from streamserver.testing import DEFAULT_SECTIONS, script
 from streamserver.types import StreamEnd, StreamStart
 
-from $name.plugin import ${Class}Sink
+from $name.plugin import OutcomeSink
 
 
 @pytest.fixture
 def streamserver_config() -> dict[str, Any]:
     """The kit's apps run this sink beside the built-in ``memory`` one."""
-    return {**DEFAULT_SECTIONS, "metrics": {"sinks": ["memory", "$name"]}}
+    return {
+        **DEFAULT_SECTIONS,
+        "metrics": {"sinks": ["memory", "$name"]},
+    }
 
 
 def test_it_counts_a_finished_stream_by_outcome() -> None:
-    sink = ${Class}Sink(None)
+    sink = OutcomeSink(None)
     info = StreamStart("s1", "/v1/stream", "simulated", "echo", 0.0)
-    sink.stream_finished(info, StreamEnd("s1", "echo", "cancelled", "cancelled", 4, 2, 9, 0.1, 0.01))
+    summary = StreamEnd("s1", "echo", "cancelled", "cancelled", 4, 2, 9, 0.1, 0.01)
+    sink.stream_finished(info, summary)
 
-    assert sink.snapshot() == {"${name}_streams": {"cancelled": 1}, "${name}_tokens": 4}
+    assert sink.snapshot() == {
+        "${name}_streams": {"cancelled": 1},
+        "${name}_tokens": 4,
+    }
 
 
 async def test_the_metrics_route_shows_the_counts(streamserver_client) -> None:
