@@ -12,20 +12,13 @@ import pytest
 import websockets
 from conftest import SCRIPTED, Client, base_config, script, wait_until
 from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 import streamserver
+from streamserver.testing.strategies import text_deltas
 from streamserver.web.keys import SERVICE
 
 BUFFERS = ["raw", "delimiter", "word", "sentence"]
 FORMATTERS = ["simple", "events", "progress", "production", "openai", "ai-sdk", "text"]
-
-DANGEROUS = [
-    "", "\n", "\r\n", "\r", "\n\n", "\r\r", " ", "  ", "data: ", "event: done", "id: 1", "retry: 0",
-    ":", "[DONE]", "\\", '"', "🙂", "👨‍👩‍👧", "é", "\u2028", "\x00", "e.g. ", "Mr. ", "3.14", ". ",
-    "! ", "? ", "…", "。", "```", "`", "[a](b)",
-]  # fmt: skip
-deltas = st.lists(st.one_of(st.sampled_from(DANGEROUS), st.text(max_size=12)), max_size=24)
 
 
 def text_of_sse_event(fmt: str, name: str, data: str) -> str:
@@ -88,7 +81,7 @@ async def scripted_client(serve) -> Client:
 @settings(
     max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
-@given(parts=deltas)
+@given(parts=text_deltas)
 async def test_the_client_gets_exactly_the_provider_text(
     scripted_client, transport, fmt, buffer, parts
 ):
