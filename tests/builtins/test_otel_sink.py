@@ -4,11 +4,13 @@ real receiver (``fakes.otlp_receiver``, decoding the protobuf), and the ``tracep
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+import websockets
 from aiohttp.test_utils import TestServer
 from conftest import FAST_SIMULATED, SCRIPTED, Client, ServeFactory, base_config, script, wait_until
 from fakes.otlp_receiver import OtlpReceiver, ReceivedSpan, otlp_receiver
@@ -134,6 +136,22 @@ async def test_the_callers_trace_is_continued_and_passed_to_the_upstream(
     assert span.attributes["gen_ai.provider.name"] == provider
     [sent] = fake.requests
     assert sent.headers["traceparent"] == f"00-{CALLER_TRACE}-{span.span_id}-01"
+
+
+async def test_a_websocket_streams_continue_the_trace_of_its_upgrade_request(serve, receiver):
+    otlp, url = receiver
+    client = await serve(otel_config(url))
+    upgrade = {"traceparent": f"00-{CALLER_TRACE}-{CALLER_SPAN}-01"}
+    address = client.base_url.replace("http://", "ws://") + "/ws/stream"
+    async with websockets.connect(address, additional_headers=upgrade) as socket:
+        await socket.send(json.dumps({"prompt": "over a socket", "model": "echo"}))
+        while json.loads(await socket.recv())["type"] not in ("done", "error"):
+            pass
+
+    [span] = await spans(otlp, 1)
+
+    assert (span.trace_id, span.parent_span_id) == (CALLER_TRACE, CALLER_SPAN)
+    assert span.attributes["streamserver.route"] == "/ws/stream"
 
 
 async def test_an_unsampled_callers_stream_is_not_exported(serve, receiver):
