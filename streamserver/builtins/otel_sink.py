@@ -136,7 +136,7 @@ def span_attributes(info: StreamStart, summary: StreamEnd) -> dict[str, Any]:
         attributes["gen_ai.usage.input_tokens"] = usage.prompt_tokens
         attributes["gen_ai.usage.output_tokens"] = usage.completion_tokens
         attributes["streamserver.usage.estimated"] = usage.estimated
-    if summary.error is not None:
+    if summary.error is not None and summary.outcome in _FAILED:
         attributes["error.type"] = summary.error.code
     return attributes
 

@@ -102,6 +102,23 @@ async def test_a_failed_stream_has_an_error_status_and_its_error_type(serve, rec
     assert span.attributes["gen_ai.response.id"] == error["stream_id"]
 
 
+async def test_a_cancelled_stream_is_not_an_error(serve, receiver):
+    otlp, url = receiver
+    client = await serve(otel_config(url, **SCRIPTED))
+    params = {"prompt": script(["a"], then="hang"), "model": "scripted"}
+    async with client.http.stream("GET", "/v1/stream", params=params) as response:
+        stream_id = response.headers["X-Stream-ID"]
+        deleted = await client.http.delete(f"/v1/streams/{stream_id}")
+        await response.aread()
+    assert deleted.status_code == 200
+
+    [span] = await spans(otlp, 1)
+
+    assert span.attributes["streamserver.outcome"] == "cancelled"
+    assert span.status_code == 0
+    assert "error.type" not in span.attributes
+
+
 @pytest.mark.parametrize("provider", ["openai", "anthropic"])
 async def test_the_callers_trace_is_continued_and_passed_to_the_upstream(
     serve: ServeFactory,
