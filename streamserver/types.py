@@ -456,4 +456,5 @@ SINK_METHODS = (
     "tokens_delivered",
     "request_rejected",
 )
-"""The lifecycle calls a metrics sink may receive (``snapshot`` is read, not sent)."""
+"""The lifecycle calls a metrics sink may receive (``snapshot`` is read, not sent; ``close``
+comes once, after them all)."""

@@ -62,6 +62,8 @@ class OtelSink(MetricsSink):
                 "",
                 "an installed OpenTelemetry SDK: install it with pip install 'streamserver[otel]'",
             ) from None
+        # The SDK is imported here, when the sink is configured, so the module (a default plugin)
+        # loads without the extra: what stream_finished needs of it is kept on the instance.
         self._span = ReadableSpan
         self._context = SpanContext
         self._kind = SpanKind.CLIENT
