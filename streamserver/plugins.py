@@ -33,6 +33,7 @@ DEFAULT_PLUGINS = (
     "streamserver.builtins.ecosystem_formatters",
     "streamserver.builtins.sinks",
     "streamserver.builtins.prometheus_sink",
+    "streamserver.builtins.otel_sink",
     "streamserver.builtins.sqlite_conversations",
     "streamserver.builtins.redis_conversations",
     "streamserver.builtins.memory_stores",

@@ -81,6 +81,7 @@ def chat_completions_handler(path: str, route: RouteSettings) -> Handler:
             formatter_options={"include_usage": include_usage},
             keep_record=not stream_mode,
             idempotency=key,
+            traceparent=request.headers.get("traceparent"),
         )
         if stream_mode:
             return await sse.send_stream(request, stream, 0, request.app[CONNECTIONS].writers)
