@@ -23,7 +23,8 @@ from ..service import StreamService
 from ..settings import RouteSettings
 from ..streams import Stream
 from ..transports import sse
-from ..types import REQUEST_PARAMETERS, StreamEnd, StreamFailure
+from ..record import StreamRecord
+from ..types import REQUEST_PARAMETERS, StreamEnd, StreamFailure, StreamStart
 from .guard import openai_error
 from .keys import CONNECTIONS, SERVICE, Handler
 from .request import idempotency, read_json_body
@@ -167,8 +168,9 @@ def _include_usage(options: object) -> bool:
     return bool(options.get("include_usage"))
 
 
-async def _complete(stream: Stream) -> web.Response:
-    """Wait for the stream and assemble one ``chat.completion`` from its record."""
+async def read_to_end(stream: Stream) -> tuple[StreamRecord, StreamStart]:
+    """Wait for a stream started with ``keep_record`` to end, as one reader that gets all of
+    it (a non-streamed answer carries everything); its record and its start."""
     log = stream.log
     reader = stream.attach(0)
     try:
@@ -180,9 +182,15 @@ async def _complete(stream: Stream) -> web.Response:
         stream.detach(reader)
     record, info = stream.record, stream.info
     assert record is not None and info is not None  # started with keep_record
+    return record, info
+
+
+async def _complete(stream: Stream) -> web.Response:
+    """Wait for the stream and assemble one ``chat.completion`` from its record."""
+    record, info = await read_to_end(stream)
     summary = record.summary
     if summary is not None and summary.error is not None:
-        return openai_error(_rejection(summary.error))  # a failed stream, not a refused request
+        return openai_error(rejection(summary.error))  # a failed stream, not a refused request
     message: dict[str, Any] = {"role": "assistant", "content": record.text(), "refusal": None}
     calls = record.calls()
     if calls:
@@ -207,7 +215,7 @@ def _usage(summary: StreamEnd | None) -> dict[str, Any] | None:
     return None if summary is None else openai_usage(summary)
 
 
-def _rejection(failure: StreamFailure) -> StreamRejected:
+def rejection(failure: StreamFailure) -> StreamRejected:
     """A failed non-streamed completion as the HTTP error it is: nothing was sent yet, so an
     upstream's rate limit reaches the client as a 429 with its ``Retry-After`` (the SDKs wait and
     retry on it), a shutdown as a 503, anything else as a 502 (a bad gateway)."""
