@@ -19,7 +19,7 @@ import websockets
 from conftest import SCRIPTED, Client, base_config, script
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_lossless import BUFFERS, DANGEROUS, FORMATTERS
+from test_lossless import BUFFERS, DANGEROUS, ENDS, FORMATTERS
 
 TEXT_ONLY = {"progress", "text"}
 """Shapes with no place for structure (and ``simple``'s SSE form): text only, as documented."""
@@ -161,6 +161,17 @@ class Rebuilt:
             self.whole[obj["id"]] = obj["arguments"]
         elif kind in ("stream_end", "done") and "tool_calls" in obj:
             self.summary_calls = obj["tool_calls"]
+        elif kind == "content_block_start" and obj["content_block"]["type"] == "tool_use":
+            block = obj["content_block"]
+            self.start_call(obj["index"], block["id"], block["name"])
+        elif kind == "content_block_delta":
+            delta = obj["delta"]
+            if delta["type"] == "text_delta":
+                self.add("text", delta["text"])
+            elif delta["type"] == "thinking_delta":
+                self.add("reasoning", delta["thinking"])
+            else:
+                self.arguments(self.ids[obj["index"]], delta["partial_json"])
         elif kind == "text-delta":
             self.add("text", obj["delta"])
         elif kind == "reasoning-delta":
@@ -196,7 +207,7 @@ async def read_ws(client: Client, fmt: str, buffer: str, deltas: list[Any]) -> R
         while True:
             message = json.loads(await socket.recv())
             rebuilt.read(message, "")
-            if message.get("type") in ("done", "complete", "stream_end"):
+            if message.get("type") in ENDS:
                 return rebuilt
 
 

@@ -26,6 +26,7 @@ from typing import Any
 
 from ..builtins.anthropic_messages import MIN_THINKING_BUDGET, THINKING_BUDGETS
 from ..errors import StreamRejected
+from ..request_input import parse_count
 
 REQUIRED = ("model", "messages", "max_tokens")
 """What every Messages API request names."""
@@ -53,8 +54,8 @@ def messages_fields(body: Mapping[str, Any]) -> tuple[dict[str, Any], bool]:
     stream = body.get("stream")
     if stream is not None and not isinstance(stream, bool):
         raise invalid("stream: must be true or false")
-    max_tokens = body["max_tokens"]
-    if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
+    max_tokens = parse_count(body["max_tokens"])
+    if max_tokens is None or max_tokens < 1 or isinstance(body["max_tokens"], str):
         raise invalid("max_tokens: must be a positive integer")
     fields: dict[str, Any] = {"model": body["model"], "max_tokens": max_tokens}
     fields["messages"] = [*_system(body.get("system")), *_conversation(body["messages"])]
@@ -138,10 +139,17 @@ def _assistant(blocks: list[Any], at: str) -> dict[str, Any]:
             calls.append(_tool_use(block, where))
         elif not (_is_block(block, "thinking") or _is_block(block, "redacted_thinking")):
             parts.append(_part(block, where))
-    message: dict[str, Any] = {"role": "assistant", "content": parts or ""}
+    # Text blocks alone are the text (a chat completions reply's content is a string).
+    texts = [part["text"] for part in parts if part["type"] == "text"]
+    content = "".join(texts) if len(texts) == len(parts) and all(map(_is_str, texts)) else parts
+    message: dict[str, Any] = {"role": "assistant", "content": content}
     if calls:
         message["tool_calls"] = calls
     return message
+
+
+def _is_str(value: object) -> bool:
+    return isinstance(value, str)
 
 
 def _is_block(block: object, kind: str) -> bool:
@@ -239,8 +247,8 @@ def _effort(thinking: object, max_tokens: int) -> str:
     if not _is_block(thinking, "enabled") or set(thinking) != {"type", "budget_tokens"}:  # type: ignore[arg-type]
         raise invalid('thinking: must be {"type": "enabled", "budget_tokens": n} or disabled')
     assert isinstance(thinking, dict)
-    budget = thinking["budget_tokens"]
-    if isinstance(budget, bool) or not isinstance(budget, int) or budget < MIN_THINKING_BUDGET:
+    budget = parse_count(thinking["budget_tokens"])
+    if budget is None or budget < MIN_THINKING_BUDGET or isinstance(thinking["budget_tokens"], str):
         raise invalid(f"thinking.budget_tokens: must be an integer of at least {MIN_THINKING_BUDGET}")
     if budget >= max_tokens:
         raise invalid("max_tokens: must be greater than thinking.budget_tokens")
