@@ -51,6 +51,8 @@ def messages_fields(body: Mapping[str, Any]) -> tuple[dict[str, Any], bool]:
     unknown = sorted(set(body) - {*REQUIRED, *OPTIONAL})
     if unknown:
         raise invalid(f"{unknown[0]}: this server does not support this field")
+    if not isinstance(body["model"], str):
+        raise invalid("model: must be a string")
     stream = body.get("stream")
     if stream is not None and not isinstance(stream, bool):
         raise invalid("stream: must be true or false")
@@ -228,7 +230,7 @@ def _tool_choice(choice: object) -> dict[str, Any]:
         fields: dict[str, Any] = {
             "tool_choice": {"type": "function", "function": {"name": choice.get("name")}}
         }
-    elif kind in named and "name" not in choice:
+    elif isinstance(kind, str) and kind in named and "name" not in choice:
         fields = {"tool_choice": named[kind]}
     else:
         raise invalid("tool_choice.type: must be auto, any, none, or tool with a name")
