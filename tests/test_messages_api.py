@@ -118,6 +118,8 @@ async def test_a_thinking_budget_at_max_tokens_is_refused_as_the_api_refuses_it(
 
 
 def test_an_anthropic_route_takes_only_its_formatter_and_post():
-    error = config_error(base_config(routes={"/m": {"transport": "anthropic", "formatter": "events"}}))
+    error = config_error(
+        base_config(routes={"/m": {"transport": "anthropic", "formatter": "events"}})
+    )
 
     assert 'formatter = "anthropic" and methods = ["POST"]' in error

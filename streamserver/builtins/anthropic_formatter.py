@@ -74,7 +74,7 @@ class AnthropicFormatter:
     def start(self, info: StreamStart) -> Sequence[Event]:
         """``message_start`` with an empty message (its usage comes with ``message_delta``),
         then a ``ping``, as the API sends them."""
-        message = {"id": "msg_" + info.stream_id, "type": "message", "role": "assistant",
+        message: dict[str, Any] = {"id": "msg_" + info.stream_id, "type": "message", "role": "assistant",
                    "model": info.model, "content": [], "stop_reason": None, "stop_sequence": None,
                    "usage": anthropic_usage(None)}  # fmt: skip
         return (Event("message_start", json_text({"type": "message_start", "message": message})),

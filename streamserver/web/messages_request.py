@@ -237,21 +237,28 @@ def _tool_choice(choice: object) -> dict[str, Any]:
     disable = choice.get("disable_parallel_tool_use")
     if disable is not None:
         if not isinstance(disable, bool) or kind == "none":
-            raise invalid("tool_choice.disable_parallel_tool_use: true or false, with a tool choice")
+            raise invalid(
+                "tool_choice.disable_parallel_tool_use: true or false, with a tool choice"
+            )
         fields["parallel_tool_calls"] = not disable
     return fields
 
 
 def _effort(thinking: object, max_tokens: int) -> str:
     """``thinking`` as a ``reasoning_effort`` (see the module docstring)."""
-    if _is_block(thinking, "disabled") and len(thinking) == 1:  # type: ignore[arg-type]
+    if isinstance(thinking, dict) and thinking == {"type": "disabled"}:
         return "none"
-    if not _is_block(thinking, "enabled") or set(thinking) != {"type", "budget_tokens"}:  # type: ignore[arg-type]
+    if (
+        not isinstance(thinking, dict)
+        or thinking.keys() != {"type", "budget_tokens"}
+        or (thinking["type"] != "enabled")
+    ):
         raise invalid('thinking: must be {"type": "enabled", "budget_tokens": n} or disabled')
-    assert isinstance(thinking, dict)
     budget = parse_count(thinking["budget_tokens"])
     if budget is None or budget < MIN_THINKING_BUDGET or isinstance(thinking["budget_tokens"], str):
-        raise invalid(f"thinking.budget_tokens: must be an integer of at least {MIN_THINKING_BUDGET}")
+        raise invalid(
+            f"thinking.budget_tokens: must be an integer of at least {MIN_THINKING_BUDGET}"
+        )
     if budget >= max_tokens:
         raise invalid("max_tokens: must be greater than thinking.budget_tokens")
     return [effort for effort in EFFORTS if THINKING_BUDGETS[effort] <= budget][-1]

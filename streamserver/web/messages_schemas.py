@@ -86,8 +86,11 @@ def body_schema(
         "messages": {"type": "array", "minItems": 1, "items": message},
         "system": {"anyOf": [text, {"type": "array", "items": block}]},
         "stream": {"type": "boolean"},
-        **{name: fields[name] for name, parameter in _FIELDS.items()
-           if parameter in offered and parameter not in route.pin},  # a pinned one: left out
+        **{
+            name: fields[name]
+            for name, parameter in _FIELDS.items()
+            if parameter in offered and parameter not in route.pin
+        },  # a pinned one: left out
     }
     schema: dict[str, Any] = {
         "type": "object",

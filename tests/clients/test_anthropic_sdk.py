@@ -79,7 +79,12 @@ async def test_create_stream_gives_each_block_by_index_as_the_provider_produced_
             blocks[event.index].append(getattr(delta, piece))
         elif event.type == "content_block_stop":
             blocks[event.index].append("<stop>")
-    assert [started[i]["type"] for i in sorted(started)] == ["thinking", "text", "tool_use", "tool_use"]
+    assert [started[i]["type"] for i in sorted(started)] == [
+        "thinking",
+        "text",
+        "tool_use",
+        "tool_use",
+    ]
     assert "".join(blocks[0]) == "".join(REASONING) + "<stop>"
     assert "".join(blocks[1]) == TEXT + "<stop>"
     for index, (call_id, name, arguments) in enumerate(CALLS, start=2):
@@ -104,7 +109,9 @@ async def test_the_stream_helper_gives_the_text_and_a_final_message_with_parsed_
     assert final.id.startswith("msg_")
 
 
-async def test_stream_false_answers_one_message_with_the_same_blocks(client: AsyncAnthropic) -> None:
+async def test_stream_false_answers_one_message_with_the_same_blocks(
+    client: AsyncAnthropic,
+) -> None:
     message = await client.messages.create(
         model="scripted", max_tokens=1024, messages=user(SEQUENTIAL, finish="tool_calls"),
         tools=ANTHROPIC_TOOLS,
@@ -196,7 +203,11 @@ async def test_thinking_disabled_gives_no_thinking_block(client: AsyncAnthropic)
 async def test_a_bad_request_is_a_4xx_in_the_apis_error_shape(
     server: ScriptedServer, fields: dict[str, Any], status: int, message: str
 ) -> None:
-    body = {"model": "sim-tools", "max_tokens": 1024, "messages": [{"role": "user", "content": "hi"}]}
+    body = {
+        "model": "sim-tools",
+        "max_tokens": 1024,
+        "messages": [{"role": "user", "content": "hi"}],
+    }
     body = {k: v for k, v in {**body, **fields}.items() if v is not None}
     async with httpx.AsyncClient(base_url=server.base_url) as http:
         response = await http.post("/v1/messages", json=body)
@@ -221,9 +232,12 @@ async def test_the_key_is_taken_as_x_api_key(
     monkeypatch.setenv("STREAMSERVER_API_KEYS", "team:sk-test-0123456789abcdef")
     server = await serve(base_config(auth={"mode": "api_key"}))
     ask = {"model": "simulated", "max_tokens": 16, "messages": [{"role": "user", "content": "hi"}]}
-    async with AsyncAnthropic(
-        base_url=server.base_url, api_key="sk-test-0123456789abcdef", max_retries=0
-    ) as good, AsyncAnthropic(base_url=server.base_url, api_key="wrong", max_retries=0) as bad:
+    async with (
+        AsyncAnthropic(
+            base_url=server.base_url, api_key="sk-test-0123456789abcdef", max_retries=0
+        ) as good,
+        AsyncAnthropic(base_url=server.base_url, api_key="wrong", max_retries=0) as bad,
+    ):
         message = await good.messages.create(**ask)
         with pytest.raises(anthropic.AuthenticationError):
             await bad.messages.create(**ask)

@@ -67,9 +67,7 @@ async def test_create_stream_rebuilds_what_the_upstream_sent(
     chain: Chain, client: AsyncAnthropic
 ) -> None:
     chain.plan_tools()
-    stream = await client.messages.create(
-        **ask(chain, tools=anthropic_tools(TOOLS)), stream=True
-    )
+    stream = await client.messages.create(**ask(chain, tools=anthropic_tools(TOOLS)), stream=True)
     thinking, text, inputs = "", "", {}
     last = None
     async for event in stream:
