@@ -27,7 +27,7 @@ async def recorded(serve):
 
 
 async def post(client, **fields):
-    body = {"model": "recorder", "max_tokens": 2048, **fields}
+    body = {"model": "recorder", "max_tokens": 4096, **fields}
     return await client.http.post("/v1/messages", json=body)
 
 
@@ -84,7 +84,7 @@ async def test_blocks_tool_uses_and_results_reach_the_provider_in_order(recorded
         ({"metadata": {"user_id": "u-1"}}, {"sampling": {"user": "u-1"}}),
         ({"thinking": {"type": "enabled", "budget_tokens": 1024}},
          {"sampling": {"reasoning_effort": "minimal"}}),
-        ({"thinking": {"type": "enabled", "budget_tokens": 2047}},
+        ({"thinking": {"type": "enabled", "budget_tokens": 2048}},
          {"sampling": {"reasoning_effort": "low"}}),
         ({"thinking": {"type": "disabled"}}, {"sampling": {"reasoning_effort": "none"}}),
     ],
@@ -101,7 +101,7 @@ async def test_each_parameter_reaches_the_provider_in_its_chat_completions_name(
     [request] = provider.requests
     for name, value in expected.items():
         assert getattr(request, name) == value
-    assert request.max_tokens == 2048
+    assert request.max_tokens == 4096
 
 
 async def test_a_thinking_budget_at_max_tokens_is_refused_as_the_api_refuses_it(recorded):
