@@ -50,7 +50,7 @@ def anthropic_usage(usage: Usage | None) -> dict[str, int]:
     return {"input_tokens": usage.prompt_tokens, "output_tokens": usage.completion_tokens}
 
 
-def anthropic_error(error_type: str, message: str) -> dict[str, Any]:
+def anthropic_error_body(error_type: str, message: str) -> dict[str, Any]:
     """The Messages API's error body: ``{"type": "error", "error": {"type", "message"}}``."""
     return {"type": "error", "error": {"type": error_type, "message": message}}
 
@@ -142,7 +142,7 @@ class AnthropicFormatter:
     def error(self, failure: StreamFailure, summary: StreamEnd) -> Sequence[Event]:
         """An ``error`` event in the Messages API's error shape (the stream ends there, as the
         API's does)."""
-        body = anthropic_error(
+        body = anthropic_error_body(
             ERROR_TYPES.get(failure.code, "api_error"), f"{failure.message} ({failure.code})"
         )
         return (Event("error", json_text(body)),)

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from aiohttp import web
 
 from ..access import KEY_ID
+from ..builtins.anthropic_formatter import anthropic_error_body
 from ..errors import StreamRejected
 from ..settings import CorsSettings
 from .keys import SERVICE, Handler
@@ -54,7 +55,7 @@ def anthropic_error(error: StreamRejected) -> web.Response:
     """The Messages API's error body: ``{"type": "error", "error": {"type", "message"}}``."""
     default = "invalid_request_error" if error.status < 500 else "api_error"
     kind = _ANTHROPIC_TYPES.get(error.status, default)
-    body = {"type": "error", "error": {"type": kind, "message": error.message}}
+    body = anthropic_error_body(kind, error.message)
     return web.json_response(body, status=error.status, headers=error.headers)
 
 

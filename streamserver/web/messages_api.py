@@ -15,7 +15,6 @@ from typing import Any
 
 from aiohttp import web
 
-from ..access import KEY_ID
 from ..builtins.anthropic_formatter import anthropic_usage, stop_reason
 from ..errors import StreamRejected
 from ..request_input import parse_stream_params
@@ -25,8 +24,8 @@ from ..transports import sse
 from .guard import anthropic_error
 from .keys import CONNECTIONS, SERVICE, Handler
 from .messages_request import messages_fields
-from .openai_api import read_to_end, rejection
-from .request import idempotency, read_json_body
+from .openai_api import read_to_end, rejection, start_api_stream
+from .request import read_json_body
 
 
 def messages_handler(path: str, route: RouteSettings) -> Handler:
@@ -35,22 +34,11 @@ def messages_handler(path: str, route: RouteSettings) -> Handler:
     async def handle(request: web.Request) -> web.StreamResponse:
         service = request.app[SERVICE]
         body = await read_json_body(request, service.config.limits.max_body_bytes)
-        key = idempotency(request, body)
-        caller = request[KEY_ID]
         fields, stream_mode = messages_fields(body)
         if fields["model"] not in {m for models in service.models().values() for m in models}:
             raise StreamRejected(404, "model_not_found", f"model: {fields['model']}")
         params = parse_stream_params(fields, route, service.config)
-        # A retry with the same Idempotency-Key (and body) reads the stream the first one started.
-        stream = await service.started_with(caller, key, path) or await service.start(
-            path,
-            route,
-            params,
-            "sse" if stream_mode else "json",
-            key_id=caller,
-            keep_record=not stream_mode,
-            idempotency=key,
-        )
+        stream = await start_api_stream(request, path, route, params, body, stream_mode)
         if stream_mode:
             return await sse.send_stream(request, stream, 0, request.app[CONNECTIONS].writers)
         return await _message(stream)

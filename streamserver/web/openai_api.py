@@ -69,26 +69,42 @@ def chat_completions_handler(path: str, route: RouteSettings) -> Handler:
     async def handle(request: web.Request) -> web.StreamResponse:
         service = request.app[SERVICE]
         body = await read_json_body(request, service.config.limits.max_body_bytes)
-        key = idempotency(request, body)
-        caller = request[KEY_ID]
         params, stream_mode, include_usage = _params(body, route, service)
-        # A retry with the same Idempotency-Key (and body) reads the stream the first one started.
-        stream = await service.started_with(caller, key, path) or await service.start(
-            path,
-            route,
-            params,
-            "sse" if stream_mode else "json",
-            key_id=caller,
-            formatter_options={"include_usage": include_usage},
-            keep_record=not stream_mode,
-            idempotency=key,
-        )
+        options = {"include_usage": include_usage}
+        stream = await start_api_stream(request, path, route, params, body, stream_mode, options)
         if stream_mode:
             return await sse.send_stream(request, stream, 0, request.app[CONNECTIONS].writers)
         return await _complete(stream)
 
     handle.__name__ = f"chat completions {path}"
     return handle
+
+
+async def start_api_stream(
+    request: web.Request,
+    path: str,
+    route: RouteSettings,
+    params: StreamParams,
+    body: Mapping[str, Any],
+    stream_mode: bool,
+    formatter_options: Mapping[str, Any] | None = None,
+) -> Stream:
+    """The stream of a vendor API's request (chat completions, Messages): SSE events when
+    ``stream_mode``, else a record to answer from; a retry with the same ``Idempotency-Key``
+    (and ``body``) reads the stream the first one started."""
+    service = request.app[SERVICE]
+    key = idempotency(request, body)
+    caller = request[KEY_ID]
+    return await service.started_with(caller, key, path) or await service.start(
+        path,
+        route,
+        params,
+        "sse" if stream_mode else "json",
+        key_id=caller,
+        formatter_options=formatter_options,
+        keep_record=not stream_mode,
+        idempotency=key,
+    )
 
 
 async def models(request: web.Request) -> web.Response:
