@@ -123,3 +123,15 @@ def test_an_anthropic_route_takes_only_its_formatter_and_post():
     )
 
     assert 'formatter = "anthropic" and methods = ["POST"]' in error
+
+
+async def test_a_retry_with_the_same_idempotency_key_gets_the_same_message(recorded):
+    client, provider = recorded
+    body = {"model": "recorder", "max_tokens": 64, "messages": [{"role": "user", "content": "hi"}]}
+    headers = {"Idempotency-Key": "retry-1"}
+    first = await client.http.post("/v1/messages", json=body, headers=headers)
+    again = await client.http.post("/v1/messages", json=body, headers=headers)
+
+    assert first.status_code == again.status_code == 200
+    assert first.json() == again.json()
+    assert len(provider.requests) == 1

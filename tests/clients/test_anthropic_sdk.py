@@ -276,3 +276,24 @@ async def test_a_cut_stream_resumes_after_its_last_event_with_nothing_repeated(
     assert message is not None
     assert content(message) == EXPECTED_CONTENT
     assert message.stop_reason == "tool_use"
+
+
+async def test_a_cancelled_stream_ends_its_turn_with_the_text_so_far(
+    server: ScriptedServer, client: AsyncAnthropic
+) -> None:
+    async with client.messages.stream(
+        model="scripted", max_tokens=64, messages=user(["Partial ", "answer"], then="hang")
+    ) as stream, httpx.AsyncClient(base_url=server.base_url) as http:  # fmt: skip
+        stream_id = stream.response.headers["X-Stream-ID"]
+        text = ""
+        async for event in stream:
+            if event.type == "text":
+                text += event.text
+                if text == "Partial answer":  # the provider now hangs: only a cancel ends it
+                    cancelled = await http.delete(f"/v1/streams/{stream_id}")
+        final = await stream.get_final_message()
+
+    assert cancelled.json() == {"id": stream_id, "cancelled": True}
+    assert content(final) == [{"type": "text", "text": "Partial answer"}]
+    assert final.stop_reason == "end_turn"
+    assert final.id == "msg_" + stream_id
