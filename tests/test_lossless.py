@@ -18,7 +18,10 @@ from streamserver.testing.strategies import text_deltas
 from streamserver.web.keys import SERVICE
 
 BUFFERS = ["raw", "delimiter", "word", "sentence"]
-FORMATTERS = ["simple", "events", "progress", "production", "openai", "ai-sdk", "text"]
+FORMATTERS = ["simple", "events", "progress", "production", "openai", "ai-sdk", "anthropic", "text"]
+
+ENDS = ("done", "complete", "stream_end", "message_stop")
+"""The ``type`` of the last WebSocket message of a stream, in every built-in shape."""
 
 
 def text_of_sse_event(fmt: str, name: str, data: str) -> str:
@@ -36,6 +39,8 @@ def text_of_object(obj: dict[str, Any], name: str = "") -> str:
         return obj["token"]
     if obj.get("type") == "text-delta":
         return obj["delta"]
+    if obj.get("type") == "content_block_delta" and obj["delta"]["type"] == "text_delta":
+        return obj["delta"]["text"]
     if obj.get("object") == "chat.completion.chunk":
         return "".join(c["delta"].get("content") or "" for c in obj["choices"])
     if name == "token" or obj.get("type") == "token":
@@ -64,7 +69,7 @@ async def ws_text(client: Client, fmt: str, buffer: str, parts: list[str]) -> st
         text = []
         while True:
             message = json.loads(await socket.recv())
-            if message.get("type") in ("done", "complete", "stream_end"):
+            if message.get("type") in ENDS:
                 break
             text.append(text_of_object(message))
         return "".join(text)

@@ -18,7 +18,7 @@ import pytest
 import websockets
 from conftest import SCRIPTED, Client, base_config, script
 from hypothesis import HealthCheck, given, settings
-from test_lossless import BUFFERS, FORMATTERS
+from test_lossless import BUFFERS, ENDS, FORMATTERS
 
 from streamserver.testing.strategies import scripts
 
@@ -88,6 +88,17 @@ class Rebuilt:
             self.whole[obj["id"]] = obj["arguments"]
         elif kind in ("stream_end", "done") and "tool_calls" in obj:
             self.summary_calls = obj["tool_calls"]
+        elif kind == "content_block_start" and obj["content_block"]["type"] == "tool_use":
+            block = obj["content_block"]
+            self.start_call(obj["index"], block["id"], block["name"])
+        elif kind == "content_block_delta":
+            delta = obj["delta"]
+            if delta["type"] == "text_delta":
+                self.add("text", delta["text"])
+            elif delta["type"] == "thinking_delta":
+                self.add("reasoning", delta["thinking"])
+            else:
+                self.arguments(self.ids[obj["index"]], delta["partial_json"])
         elif kind == "text-delta":
             self.add("text", obj["delta"])
         elif kind == "reasoning-delta":
@@ -123,7 +134,7 @@ async def read_ws(client: Client, fmt: str, buffer: str, deltas: list[Any]) -> R
         while True:
             message = json.loads(await socket.recv())
             rebuilt.read(message, "")
-            if message.get("type") in ("done", "complete", "stream_end"):
+            if message.get("type") in ENDS:
                 return rebuilt
 
 
