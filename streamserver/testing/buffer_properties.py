@@ -44,7 +44,7 @@ def assert_lossless_buffer(
     piece = st.one_of(st.sampled_from([*DANGEROUS, *pieces]), st.text(max_size=12))
     steps = st.lists(st.one_of(st.none(), piece), max_size=24)
 
-    @settings(max_examples=max_examples, deadline=None)
+    @settings(max_examples=max_examples, deadline=None, report_multiple_bugs=False)
     @given(steps=steps, data=st.data())
     def lossless_however_cut(steps: list[Step], data: st.DataObject) -> None:
         text = "".join(step for step in steps if step is not None)

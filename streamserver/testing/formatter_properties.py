@@ -69,7 +69,7 @@ def assert_formatter_round_trip(
         service = runner.run(StreamService.open(config))
         try:
 
-            @settings(max_examples=max_examples, deadline=None)
+            @settings(max_examples=max_examples, deadline=None, report_multiple_bugs=False)
             @given(wanted=scripts(), buffer=st.sampled_from(buffers), fails=st.booleans())
             def round_trip(wanted: Script, buffer: str, fails: bool) -> None:
                 events = runner.run(_play(service, config, wanted, buffer, form, fails))
