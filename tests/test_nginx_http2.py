@@ -1,0 +1,161 @@
+"""Twelve ``EventSource`` streams on one page, through nginx over HTTPS and HTTP/2, all at once.
+
+A browser opens at most six HTTP/1.1 connections to one origin, and an ``EventSource`` holds its
+connection for its whole stream: a page's seventh waits for one of the first six to end. Over
+HTTP/2 all the streams of a page share one connection. Chromium (as in
+``tests/test_nginx_eventsource.py``) loads a page that nginx serves itself, with the README's
+HTTPS and HTTP/2 ``server`` block and a self-signed certificate made for the test (the browser
+context accepts it); the page opens twelve streams and notes, in the order they happen, each
+stream's first token and its end. The same page over the README's plain HTTP/1.1 block is the
+control: there no more than six streams have started when the first one ends.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import REPO
+from fakes.certificate import self_signed
+from fakes.cluster import Cluster
+from fakes.nginx import readme_tls_conf
+from playwright.async_api import Browser, async_playwright
+from test_demo_page import CHROMIUM, CHROMIUM_ARGS, NEEDS_CHROMIUM
+
+STREAMS = 12
+"""Twice the six HTTP/1.1 connections Chromium opens to one origin."""
+
+HTTP1_CONNECTIONS = 6
+
+PROMPTS = [
+    f"Stream {i} of this page gets its own answer, word by word, at the pace of the model, while "
+    "every other stream of the page is still arriving beside it over the one connection it "
+    "shares with them, and none of them waits for another to end before its first word comes."
+    for i in range(STREAMS)
+]
+"""Streamed back by ``model=echo``: about 45 tokens each, over two seconds at 20 a second."""
+
+PAGE = """<!doctype html>
+<meta charset="utf-8">
+<title>Twelve EventSources, one origin</title>
+<script>
+  // "first <i>" and "end <i>", in the order they happen; each stream's text; the failures.
+  window.order = [];
+  window.texts = [];
+  window.failed = [];
+  PROMPTS.forEach((prompt, i) => {
+    window.texts[i] = "";
+    const source = new EventSource("/v1/stream?" + new URLSearchParams({prompt, model: "echo"}));
+    source.addEventListener("token", (event) => {
+      if (!window.order.includes("first " + i)) window.order.push("first " + i);
+      window.texts[i] += JSON.parse(event.data).content;
+    });
+    source.addEventListener("stream_end", () => {
+      source.close();
+      window.order.push("end " + i);
+    });
+    source.addEventListener("error", (event) => {
+      // A stream's error event (with data), or a connection the browser gave up on.
+      if (event.data !== undefined || source.readyState === EventSource.CLOSED) {
+        source.close();
+        window.failed.push(i);
+      }
+    });
+  });
+</script>
+""".replace("PROMPTS", json.dumps(PROMPTS))
+
+pytestmark = NEEDS_CHROMIUM
+
+
+def instance_config() -> dict[str, Any]:
+    """The simulated model at 20 tokens a second, each stream paced on its own."""
+    simulated = {"ttft_ms": 0, "tokens_per_second": 20, "jitter": 0, "seed": 7}
+    return {"providers": {"simulated": simulated}}
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    async with async_playwright() as playwright:
+        chromium = await playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
+        )
+        yield chromium
+        await chromium.close()
+
+
+async def load_the_page(
+    browser: Browser, tmp_path: Path, *, tls: bool
+) -> tuple[dict[str, Any], list[str]]:
+    """Run the page through nginx (HTTPS and HTTP/2 or plain HTTP/1.1) in front of one instance
+    until every stream has ended or failed: what the page saw, and the protocol nginx logged for
+    each ``/v1/stream`` request."""
+    certificate = self_signed(tmp_path / "tls") if tls else None
+    cluster = Cluster(
+        instance_config(), tmp_path, count=1, pages={"/streams.html": PAGE}, certificate=certificate
+    ).start()
+    errors: list[str] = []
+    try:
+        context = await browser.new_context(ignore_https_errors=tls)
+        page = await context.new_page()
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        await page.goto(f"{cluster.base_url}/streams.html")
+        await page.wait_for_function(
+            f"window.order.filter(e => e.startsWith('end')).length + window.failed.length"
+            f" >= {STREAMS}",
+            timeout=60_000,
+        )
+        seen = await page.evaluate(
+            "({order: window.order, texts: window.texts, failed: window.failed,"
+            " protocol: performance.getEntriesByType('navigation')[0].nextHopProtocol})"
+        )
+        await context.close()
+        logged = await cluster.nginx.logged(STREAMS, path="/v1/stream")
+    finally:
+        cluster.close()
+    assert errors == []
+    return seen, [entry.protocol for entry in logged]
+
+
+def started_before_the_first_end(order: list[str]) -> int:
+    """How many streams had their first token before any stream ended."""
+    first_end = next(i for i, entry in enumerate(order) if entry.startswith("end"))
+    return len([entry for entry in order[:first_end] if entry.startswith("first")])
+
+
+def test_the_readme_shows_the_https_and_http2_server_block_the_tests_run():
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("**HTTPS and HTTP/2.**") :]
+    shown = re.search(r"^```nginx\n(.*?)^```", section, re.MULTILINE | re.DOTALL)
+
+    assert shown is not None, "the README's 'HTTPS and HTTP/2' has no nginx block"
+    assert shown.group(1) == readme_tls_conf()
+
+
+async def test_twelve_eventsources_of_one_page_stream_at_once_over_http2(
+    browser: Browser, tmp_path: Path
+):
+    seen, protocols = await load_the_page(browser, tmp_path, tls=True)
+
+    assert seen["failed"] == []
+    assert seen["texts"] == PROMPTS
+    assert started_before_the_first_end(seen["order"]) == STREAMS, seen["order"]
+    assert seen["protocol"] == "h2"
+    assert protocols == ["HTTP/2.0"] * STREAMS
+
+
+async def test_over_http1_the_seventh_eventsource_waits_for_one_to_end(
+    browser: Browser, tmp_path: Path
+):
+    # The control: the same page and streams over plain HTTP/1.1 cannot pass the test above.
+    seen, protocols = await load_the_page(browser, tmp_path, tls=False)
+
+    assert seen["failed"] == []
+    assert seen["texts"] == PROMPTS
+    assert started_before_the_first_end(seen["order"]) <= HTTP1_CONNECTIONS, seen["order"]
+    assert seen["protocol"] == "http/1.1"
+    assert protocols == ["HTTP/1.1"] * STREAMS
