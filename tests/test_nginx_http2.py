@@ -7,18 +7,21 @@ HTTP/2 all the streams of a page share one connection. Chromium (as in
 HTTPS and HTTP/2 ``server`` block and a self-signed certificate made for the test (the browser
 context accepts it); the page opens twelve streams and notes, in the order they happen, each
 stream's first token and its end. The same page over the README's plain HTTP/1.1 block is the
-control: there no more than six streams have started when the first one ends.
+control: there no more than six streams have started when the first one ends. A WebSocket still
+upgrades through the HTTPS block (its handshake is HTTP/1.1).
 """
 
 from __future__ import annotations
 
 import json
 import re
+import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import websockets
 from conftest import REPO
 from fakes.certificate import self_signed
 from fakes.cluster import Cluster
@@ -68,8 +71,6 @@ PAGE = """<!doctype html>
   });
 </script>
 """.replace("PROMPTS", json.dumps(PROMPTS))
-
-pytestmark = NEEDS_CHROMIUM
 
 
 def instance_config() -> dict[str, Any]:
@@ -136,6 +137,7 @@ def test_the_readme_shows_the_https_and_http2_server_block_the_tests_run():
     assert shown.group(1) == readme_tls_conf()
 
 
+@NEEDS_CHROMIUM
 async def test_twelve_eventsources_of_one_page_stream_at_once_over_http2(
     browser: Browser, tmp_path: Path
 ):
@@ -148,6 +150,7 @@ async def test_twelve_eventsources_of_one_page_stream_at_once_over_http2(
     assert protocols == ["HTTP/2.0"] * STREAMS
 
 
+@NEEDS_CHROMIUM
 async def test_over_http1_the_seventh_eventsource_waits_for_one_to_end(
     browser: Browser, tmp_path: Path
 ):
@@ -159,3 +162,27 @@ async def test_over_http1_the_seventh_eventsource_waits_for_one_to_end(
     assert started_before_the_first_end(seen["order"]) <= HTTP1_CONNECTIONS, seen["order"]
     assert seen["protocol"] == "http/1.1"
     assert protocols == ["HTTP/1.1"] * STREAMS
+
+
+async def test_a_websocket_upgrades_through_the_https_server_block(tmp_path: Path):
+    certificate = self_signed(tmp_path / "tls")
+    trusted = ssl.create_default_context(cafile=certificate.path)
+    cluster = Cluster(instance_config(), tmp_path, count=1, certificate=certificate).start()
+    messages: list[dict[str, Any]] = []
+    try:
+        url = f"wss://127.0.0.1:{cluster.nginx.port}/ws/stream"
+        async with websockets.connect(url, ssl=trusted) as ws:
+            await ws.send(json.dumps({"prompt": PROMPTS[0], "model": "echo"}))
+            async for frame in ws:
+                messages.append(json.loads(frame))
+                if messages[-1]["type"] in ("done", "error"):
+                    break
+        logged = await cluster.nginx.logged(1)
+    finally:
+        cluster.close()
+
+    assert "".join(m["content"] for m in messages if m["type"] == "token") == PROMPTS[0]
+    assert messages[-1]["type"] == "done"
+    assert [(entry.path, entry.status, entry.protocol) for entry in logged] == [
+        ("/ws/stream", 101, "HTTP/1.1")
+    ]

@@ -28,9 +28,7 @@ class Cluster:
         certificate: Certificate | None = None,
     ) -> None:
         self.instances = [ServerProcess(config, folder / f"instance-{i}") for i in range(count)]
-        self.nginx = Nginx(
-            [instance.address for instance in self.instances], pages, certificate
-        )
+        self.nginx = Nginx([instance.address for instance in self.instances], pages, certificate)
 
     def start(self) -> Cluster:
         try:
