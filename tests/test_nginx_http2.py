@@ -16,18 +16,16 @@ from __future__ import annotations
 import json
 import re
 import ssl
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 import websockets
 from conftest import REPO
 from fakes.certificate import self_signed
 from fakes.cluster import Cluster
 from fakes.nginx import readme_tls_conf
-from playwright.async_api import Browser, async_playwright
-from test_demo_page import CHROMIUM, CHROMIUM_ARGS, NEEDS_CHROMIUM
+from playwright.async_api import Browser
+from test_demo_page import NEEDS_CHROMIUM, browser  # noqa: F401  (browser: the fixture)
 
 STREAMS = 12
 """Twice the six HTTP/1.1 connections Chromium opens to one origin."""
@@ -79,29 +77,20 @@ def instance_config() -> dict[str, Any]:
     return {"providers": {"simulated": simulated}}
 
 
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as playwright:
-        chromium = await playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
-        )
-        yield chromium
-        await chromium.close()
-
-
 async def load_the_page(
-    browser: Browser, tmp_path: Path, *, tls: bool
-) -> tuple[dict[str, Any], list[str]]:
+    chromium: Browser, tmp_path: Path, *, tls: bool
+) -> tuple[list[str], str, list[str]]:
     """Run the page through nginx (HTTPS and HTTP/2 or plain HTTP/1.1) in front of one instance
-    until every stream has ended or failed: what the page saw, and the protocol nginx logged for
-    each ``/v1/stream`` request."""
+    until every stream has ended or failed, and check each stream's text; return the order of
+    first tokens and ends, the page's protocol as Chromium names it, and the protocol nginx logged
+    for each ``/v1/stream`` request."""
     certificate = self_signed(tmp_path / "tls") if tls else None
     cluster = Cluster(
         instance_config(), tmp_path, count=1, pages={"/streams.html": PAGE}, certificate=certificate
     ).start()
     errors: list[str] = []
     try:
-        context = await browser.new_context(ignore_https_errors=tls)
+        context = await chromium.new_context(ignore_https_errors=tls)
         page = await context.new_page()
         page.on("pageerror", lambda exc: errors.append(str(exc)))
         await page.goto(f"{cluster.base_url}/streams.html")
@@ -118,8 +107,11 @@ async def load_the_page(
         logged = await cluster.nginx.logged(STREAMS, path="/v1/stream")
     finally:
         cluster.close()
+    # Whatever the protocol, every stream ends with its whole answer, exactly.
     assert errors == []
-    return seen, [entry.protocol for entry in logged]
+    assert seen["failed"] == []
+    assert seen["texts"] == PROMPTS
+    return seen["order"], seen["protocol"], [entry.protocol for entry in logged]
 
 
 def started_before_the_first_end(order: list[str]) -> int:
@@ -139,29 +131,27 @@ def test_the_readme_shows_the_https_and_http2_server_block_the_tests_run():
 
 @NEEDS_CHROMIUM
 async def test_twelve_eventsources_of_one_page_stream_at_once_over_http2(
-    browser: Browser, tmp_path: Path
+    browser: Browser,  # noqa: F811
+    tmp_path: Path,
 ):
-    seen, protocols = await load_the_page(browser, tmp_path, tls=True)
+    order, protocol, logged = await load_the_page(browser, tmp_path, tls=True)
 
-    assert seen["failed"] == []
-    assert seen["texts"] == PROMPTS
-    assert started_before_the_first_end(seen["order"]) == STREAMS, seen["order"]
-    assert seen["protocol"] == "h2"
-    assert protocols == ["HTTP/2.0"] * STREAMS
+    assert started_before_the_first_end(order) == STREAMS, order
+    assert protocol == "h2"
+    assert logged == ["HTTP/2.0"] * STREAMS
 
 
 @NEEDS_CHROMIUM
 async def test_over_http1_the_seventh_eventsource_waits_for_one_to_end(
-    browser: Browser, tmp_path: Path
+    browser: Browser,  # noqa: F811
+    tmp_path: Path,
 ):
     # The control: the same page and streams over plain HTTP/1.1 cannot pass the test above.
-    seen, protocols = await load_the_page(browser, tmp_path, tls=False)
+    order, protocol, logged = await load_the_page(browser, tmp_path, tls=False)
 
-    assert seen["failed"] == []
-    assert seen["texts"] == PROMPTS
-    assert started_before_the_first_end(seen["order"]) <= HTTP1_CONNECTIONS, seen["order"]
-    assert seen["protocol"] == "http/1.1"
-    assert protocols == ["HTTP/1.1"] * STREAMS
+    assert started_before_the_first_end(order) <= HTTP1_CONNECTIONS, order
+    assert protocol == "http/1.1"
+    assert logged == ["HTTP/1.1"] * STREAMS
 
 
 async def test_a_websocket_upgrades_through_the_https_server_block(tmp_path: Path):
