@@ -61,7 +61,7 @@ MISTAKES = [
     ),
     pytest.param(
         '[routes."/stream"]\ntransport = "carrier-pigeon"\n',
-        ['routes."/stream".transport', "'carrier-pigeon'", "(choices: openai, sse, ws)"],
+        ['routes."/stream".transport', "'carrier-pigeon'", "(choices: anthropic, openai, sse, ws)"],
         [],
         id="literal_value_out_of_range_lists_the_choices",
     ),
