@@ -8,13 +8,15 @@ from typing import Any
 
 import httpx
 
+from .certificate import Certificate
 from .nginx import Nginx
 from .server_process import ServerProcess
 
 
 class Cluster:
     """``count`` instances of ``config``, each in its own folder under ``folder``, and an nginx
-    over them (``pages``: path -> HTML it serves itself). A fresh nginx sends its first request to
+    over them (``pages``: path -> HTML it serves itself; over HTTPS and HTTP/2 with a
+    ``certificate``). A fresh nginx sends its first request to
     ``instances[0]``, then alternates (round robin, one nginx process)."""
 
     def __init__(
@@ -23,9 +25,10 @@ class Cluster:
         folder: Path,
         count: int = 2,
         pages: Mapping[str, str] | None = None,
+        certificate: Certificate | None = None,
     ) -> None:
         self.instances = [ServerProcess(config, folder / f"instance-{i}") for i in range(count)]
-        self.nginx = Nginx([instance.address for instance in self.instances], pages)
+        self.nginx = Nginx([instance.address for instance in self.instances], pages, certificate)
 
     def start(self) -> Cluster:
         try:

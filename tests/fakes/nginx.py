@@ -1,13 +1,14 @@
 """A real nginx (Debian's ``/usr/sbin/nginx``) round-robin in front of streamserver instances.
 
 ``streaming_conf`` is the part of the config that streaming needs, the very text the README's
-"Running several instances" shows (``tests/test_nginx.py`` compares them). ``Nginx`` wraps it in
+"Running several instances" shows (``tests/test_nginx.py`` compares them): plain HTTP/1.1, or with
+a certificate HTTPS and HTTP/2 (the README's second ``server`` block) with the same proxying. ``Nginx`` wraps it in
 what one test run needs and nothing of the machine's: a free port on 127.0.0.1, its own pid file,
 error log, access log and temp paths in a temp folder, in the foreground (``daemon off``), as one
 process (``master_process off``: no workers to outlive it, no user switch when run as root).
 
-The access log names, for each request, the upstream that served it (``Nginx.log``), which is how
-a test knows which instance nginx chose.
+The access log names, for each request, the protocol the client spoke and the upstream that
+served it (``Nginx.log``), which is how a test knows which instance nginx chose.
 """
 
 from __future__ import annotations
@@ -24,11 +25,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from .certificate import Certificate
 from .redis_server import free_port
 
 NGINX = os.environ.get("STREAMSERVER_NGINX", "/usr/sbin/nginx")
 
-STREAMING_CONF = """\
+UPSTREAMS_CONF = """\
 # WebSocket upgrades pass through; any other request gets an empty Connection header, so nginx
 # keeps its connections to the instances alive (keepalive below) instead of closing each one.
 map $http_upgrade $connection_upgrade {{
@@ -41,10 +43,11 @@ upstream streamserver {{
     keepalive 32;
 }}
 
-server {{
-    listen {listen};{locations}
+"""
+"""The start of the streaming part of the config: the instances, ``{servers}`` to fill in."""
 
-    location / {{
+PROXIED = """\
+    location / {
         proxy_pass http://streamserver;
         proxy_http_version 1.1;
         proxy_set_header Upgrade $http_upgrade;
@@ -66,31 +69,80 @@ server {{
         # next, except a POST already sent: it may have started a stream, so it is not sent
         # again (nginx's rule for non-idempotent methods: never add "non_idempotent" here).
         proxy_next_upstream error timeout;
-    }}
-}}
+    }
 """
-"""The streaming part of the config (``http`` context), with ``{servers}``, ``{listen}`` and
-``{locations}`` (extra locations before ``/``, for a test's static page) to fill in."""
+"""What every ``server`` block passes to the instances, the same over HTTP/1.1 and HTTP/2."""
+
+SERVER_CONF = """\
+server {{
+    listen {listen};{locations}
+
+{proxied}}}
+"""
+"""The plain HTTP ``server`` block, with ``{listen}`` and ``{locations}`` (extra locations before
+``/``, for a test's static page) to fill in."""
+
+TLS_SERVER_CONF = """\
+# HTTPS with HTTP/2: a browser opens at most six HTTP/1.1 connections to one origin, and each
+# EventSource holds one for its whole stream; over HTTP/2 they share one connection.
+# (nginx 1.25.1 and later: "listen {listen} ssl;" and "http2 on;" say the same.)
+server {{
+    listen {listen} ssl http2;
+    ssl_certificate {certificate};
+    ssl_certificate_key {key};{locations}
+
+{proxied}}}
+"""
+"""The HTTPS and HTTP/2 ``server`` block: ``{listen}``, ``{certificate}`` and ``{key}`` (PEM
+files) and ``{locations}`` to fill in."""
 
 README_UPSTREAMS = ("127.0.0.1:8001", "127.0.0.1:8002")
 README_LISTEN = "80"
+README_TLS_LISTEN = "443"
+README_CERTIFICATE = Certificate(
+    Path("/etc/ssl/certs/streamserver.pem"), Path("/etc/ssl/private/streamserver.key")
+)
 
 
-def streaming_conf(upstreams: Sequence[str], listen: str, locations: Sequence[str] = ()) -> str:
+def streaming_conf(
+    upstreams: Sequence[str],
+    listen: str,
+    locations: Sequence[str] = (),
+    certificate: Certificate | None = None,
+) -> str:
     """The streaming part of the config for ``upstreams`` (``host:port`` each), listening on
-    ``listen``; ``locations`` are whole ``location`` blocks put before the proxied ``/``."""
+    ``listen`` (HTTPS and HTTP/2 with ``certificate``, plain HTTP/1.1 without); ``locations`` are
+    whole ``location`` blocks put before the proxied ``/``."""
     if not upstreams:
         raise ValueError("nginx needs at least one upstream")
-    return STREAMING_CONF.format(
-        servers="\n".join(f"    server {upstream};" for upstream in upstreams),
+    servers = "\n".join(f"    server {upstream};" for upstream in upstreams)
+    return UPSTREAMS_CONF.format(servers=servers) + server_conf(listen, locations, certificate)
+
+
+def server_conf(
+    listen: str, locations: Sequence[str] = (), certificate: Certificate | None = None
+) -> str:
+    """The ``server`` block alone (see ``streaming_conf``)."""
+    extra = "".join(f"\n    {block}" for block in locations)
+    if certificate is None:
+        return SERVER_CONF.format(listen=listen, locations=extra, proxied=PROXIED)
+    return TLS_SERVER_CONF.format(
         listen=listen,
-        locations="".join(f"\n    {block}" for block in locations),
+        certificate=certificate.path,
+        key=certificate.key,
+        locations=extra,
+        proxied=PROXIED,
     )
 
 
 def readme_conf() -> str:
     """The sample the README shows: two instances on one machine, nginx on port 80."""
     return streaming_conf(README_UPSTREAMS, README_LISTEN)
+
+
+def readme_tls_conf() -> str:
+    """The README's HTTPS and HTTP/2 ``server`` block, on port 443."""
+    return server_conf(README_TLS_LISTEN, certificate=README_CERTIFICATE)
 
 
 PROCESS_CONF = """\
@@ -105,7 +157,8 @@ events {{
 
 http {{
     log_format upstreams
-        '$request_method $uri $status "$http_last_event_id" "$sent_http_x_stream_id" $upstream_addr';
+        '$request_method $uri $status "$http_last_event_id" "$sent_http_x_stream_id" '
+        '$server_protocol $upstream_addr';
     access_log {dir}/access.log upstreams;
     client_body_temp_path {dir}/client_body;
     proxy_temp_path {dir}/proxy;
@@ -132,6 +185,8 @@ class Logged:
     """The request's ``Last-Event-ID`` header (``-`` if none)."""
     stream_id: str
     """The response's ``X-Stream-ID`` header (``-`` if none)."""
+    protocol: str
+    """What the client spoke to nginx: ``HTTP/1.1``, ``HTTP/2.0``."""
     upstream: str
     """The ``host:port`` nginx passed it to (several, ``", "``-separated, if it tried more than
     one; ``-`` if it served the request itself)."""
@@ -139,14 +194,21 @@ class Logged:
 
 class Nginx:
     """One nginx process round-robin over ``upstreams``; ``pages`` (path -> HTML) are served by
-    nginx itself, same-origin with the proxied routes."""
+    nginx itself, same-origin with the proxied routes; with a ``certificate``, over HTTPS and
+    HTTP/2 only."""
 
-    def __init__(self, upstreams: Sequence[str], pages: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        upstreams: Sequence[str],
+        pages: Mapping[str, str] | None = None,
+        certificate: Certificate | None = None,
+    ) -> None:
         if not Path(NGINX).exists():
             raise RuntimeError(
                 f"nginx is not installed at {NGINX}: `apt-get install nginx` (.ci/run does)"
             )
         self.upstreams = tuple(upstreams)
+        self.scheme = "http" if certificate is None else "https"
         self.port = free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="streamserver-nginx-"))
         self.process: subprocess.Popen[bytes] | None = None
@@ -158,13 +220,15 @@ class Nginx:
             locations.append(f"location = {path} {{ alias {file}; }}")
         self.conf = PROCESS_CONF.format(
             dir=self.dir,
-            streaming=streaming_conf(self.upstreams, f"127.0.0.1:{self.port}", locations),
+            streaming=streaming_conf(
+                self.upstreams, f"127.0.0.1:{self.port}", locations, certificate
+            ),
         )
         (self.dir / "nginx.conf").write_text(self.conf, encoding="utf-8")
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{self.scheme}://127.0.0.1:{self.port}"
 
     def start(self, timeout_s: float = 10) -> Nginx:
         """Start nginx and return once it accepts connections (or raise with its error log)."""
@@ -194,10 +258,10 @@ class Nginx:
             return []
         logged = []
         for line in path.read_text(encoding="utf-8").splitlines():
-            method, uri, status, last_event_id, stream_id, upstream = line.split(" ", 5)
+            method, uri, status, last_event_id, stream_id, protocol, upstream = line.split(" ", 6)
             logged.append(
                 Logged(method, uri, int(status), last_event_id.strip('"'), stream_id.strip('"'),
-                       upstream)
+                       protocol, upstream)
             )  # fmt: skip
         return logged
 
