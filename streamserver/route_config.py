@@ -1,5 +1,5 @@
 """``config.toml``'s ``[routes]`` table: each route's settings, checked against the configured
-parts and against each other (an openai route's formatter, a conversation route's path), and its
+parts and against each other (an openai or ai-sdk route's formatter, a conversation route's path), and its
 pinned request parameters held to the checks a request's values get (``request_parameters``).
 """
 
@@ -31,6 +31,8 @@ def build_routes(table: object, parts: Mapping[Kind, Any]) -> dict[str, RouteSet
             raise ConfigError(key, "a path starting with /", got=path)
         if isinstance(body, Mapping) and body.get("transport") == "openai":
             body = {"formatter": "openai", "methods": ["POST"], "allow": list(OPENAI_ALLOW), **body}
+        if isinstance(body, Mapping) and body.get("transport") == "ai-sdk":
+            body = {"formatter": "ai-sdk", "methods": ["POST"], "allow": list(OPENAI_ALLOW), **body}
         if isinstance(body, Mapping) and body.get("conversation"):
             body = {"formatter": "chat", **body}
         route = schema.build(RouteSettings, body, key)
@@ -40,6 +42,13 @@ def build_routes(table: object, parts: Mapping[Kind, Any]) -> dict[str, RouteSet
             raise ConfigError(
                 key,
                 'formatter = "openai" and methods = ["POST"] for an openai route (the defaults)',
+            )
+        if route.transport == "ai-sdk" and (
+            route.formatter != "ai-sdk" or route.methods != ("POST",)
+        ):
+            raise ConfigError(
+                key,
+                'formatter = "ai-sdk" and methods = ["POST"] for an ai-sdk route (the defaults)',
             )
         named: tuple[tuple[str, Kind], ...] = (
             ("formatter", "formatters"),

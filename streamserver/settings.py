@@ -66,8 +66,9 @@ class PluginsSettings:
 class RouteSettings:
     """``[routes."<path>"]``: one streaming endpoint and the pipeline parts it uses."""
 
-    transport: Literal["sse", "ws", "openai"] = "sse"
-    """``openai`` serves the OpenAI chat completions API (its formatter is always ``openai``)."""
+    transport: Literal["sse", "ws", "openai", "ai-sdk"] = "sse"
+    """``openai`` serves the OpenAI chat completions API (its formatter is always ``openai``);
+    ``ai-sdk`` what the AI SDK's ``useChat`` sends, with its resume (formatter ``ai-sdk``)."""
     formatter: str = "events"
     buffer: str = "raw"
     provider: str | None = None

@@ -16,6 +16,7 @@ from ..hookspecs import RouteSpec
 from ..request_input import MAX_DIGITS
 from ..settings import RouteSettings
 from ..version import __version__
+from . import ai_sdk
 from . import request_schemas as schemas
 from .request_schemas import Honoured, Models
 
@@ -90,6 +91,8 @@ def build_spec(
             paths[path] = {"post": _chat_completions(route, config, models, honoured, tool_less)}
         elif route.transport == "ws":
             paths[path] = {"get": _websocket(path, route)}
+        elif route.transport == "ai-sdk":
+            paths.update(ai_sdk.openapi_paths(path))
         else:
             paths[path] = {
                 method.lower(): _stream(route, method, config, models, honoured, tool_less)
