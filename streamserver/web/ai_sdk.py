@@ -147,8 +147,10 @@ def openapi_paths(path: str) -> dict[str, Any]:
         path: {
             "post": {
                 "summary": "The AI SDK's useChat: UI messages in, the UI message stream out",
-                "requestBody": {"required": True,
-                                "content": {"application/json": {"schema": body}}},  # fmt: skip
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": body}},
+                },
                 "responses": {**stream, **errors},
             }
         },
