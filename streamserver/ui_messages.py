@@ -45,6 +45,9 @@ class ChatRequest:
     """The conversation in the request ``messages`` shape (role, content, tool calls)."""
     fields: dict[str, Any] = field(default_factory=dict)
     """The page's own ``body`` fields."""
+    continues: str = ""
+    """The id of the assistant message the answer continues (the chat ends with one: its tool
+    results are in), which the stream's ``start`` names; empty for a new answer."""
 
 
 def parse_chat_request(body: dict[str, Any]) -> ChatRequest:
@@ -73,7 +76,11 @@ def parse_chat_request(body: dict[str, Any]) -> ChatRequest:
         for message in model_messages(item, f"messages[{i}]")
     ]
     fields = {key: value for key, value in body.items() if key not in CHAT_FIELDS}
-    return ChatRequest(chat_id, trigger, messages, fields)
+    last = ui_messages[-1]
+    continues = last.get("id") if last.get("role") == "assistant" else ""
+    return ChatRequest(
+        chat_id, trigger, messages, fields, continues if isinstance(continues, str) else ""
+    )
 
 
 def model_messages(item: object, at: str) -> list[dict[str, Any]]:

@@ -62,7 +62,14 @@ def chat_handlers(path: str, route: RouteSettings) -> dict[tuple[str, str], Hand
         )
         streams = chat_streams(service)
         earlier = await _active(service, streams, owner(request), chat.chat_id, request[KEY_ID])
-        stream = await service.start(path, route, params, "sse", key_id=request[KEY_ID])
+        stream = await service.start(
+            path,
+            route,
+            params,
+            "sse",
+            key_id=request[KEY_ID],
+            formatter_options={"message_id": chat.continues} if chat.continues else None,
+        )
         await streams.remember(owner(request), chat.chat_id, stream)
         if earlier is not None:
             with contextlib.suppress(StreamRejected):  # it finished meanwhile
