@@ -7,6 +7,7 @@
 //   {"do": "send", "chatId", "messages": [UIMessage], "trigger"?, "messageId"?, "body"?, "at"?}
 //   {"do": "reconnect", "chatId", "at"?}
 //   {"do": "delete", "chatId"}                   -> {"status", "body"}
+// A step with "api" goes to that route instead (another instance's).
 // "at": {"type": <chunk type>, "action": "abort" | "delete"}: at the first chunk of that type,
 //   abort the fetch (what a page reload or stop() does) or DELETE <api>/<chatId>/stream and read on.
 // send / reconnect -> {"none": true} when reconnectToStream answers null (a 204), else
@@ -57,10 +58,11 @@ async function read(api, step, open) {
   return result;
 }
 
-const { api, steps } = JSON.parse(await new Response(process.stdin).text());
-const transport = new DefaultChatTransport({ api });
+const input = JSON.parse(await new Response(process.stdin).text());
 const results = [];
-for (const step of steps) {
+for (const step of input.steps) {
+  const api = step.api ?? input.api;
+  const transport = new DefaultChatTransport({ api });
   if (step.do === 'delete') {
     results.push(await deleteStream(api, step.chatId));
   } else if (step.do === 'send') {

@@ -197,3 +197,32 @@ async def test_a_bad_body_is_the_transports_error_and_starts_nothing(
 
     assert json.loads(got["error"])["error"]["code"] == "invalid_messages"
     assert server.provider.requests == []
+
+
+async def test_with_the_redis_stores_another_instance_resumes_and_cancels_the_chat(
+    serve: ServeFactory, redis_url: str, ai_sdk: NodeAISDK
+) -> None:
+    config = base_config(
+        redis={"url": redis_url, "lease_s": 1},
+        resume={"store": "redis", "grace_s": 30},
+        conversations={"store": "redis"},
+        routes={API: {"transport": "ai-sdk", "provider": "scripted"}},
+        **SCRIPTED,
+    )
+    apps = [streamserver.create_app(config) for _ in range(2)]
+    first, second = [(await serve(app=app)).base_url + API for app in apps]
+    leave = {"type": "tool-input-start", "action": "abort"}
+    left, resumed = await ai_sdk.transport(
+        first,
+        send("chat8", STRUCTURED, then="hang", at=leave),
+        {"do": "reconnect", "chatId": "chat8", "api": second,
+         "at": {"type": "text-end", "action": "delete"}},
+    )  # fmt: skip
+
+    assert left["aborted"] is True
+    assert resumed["chunks"][0] == left["chunks"][0]  # the same stream, from its start
+    assert without_ids(resumed["message"]["parts"])[:3] == STRUCTURED_PARTS[:3]
+    assert resumed["deleted"] == 200  # the DELETE on the second reached the first's generation
+    assert resumed["chunks"][-1] == {"type": "abort"}
+    provider = apps[0][SERVICE].providers["scripted"]
+    await wait_until(lambda: len(provider.closed) == 1, timeout=5)
