@@ -147,7 +147,9 @@ def openapi_paths(path: str) -> dict[str, Any]:
         },
         "description": "DefaultChatTransport's body; other fields: the route's allowed overrides",
     }
-    errors = {str(status): {"description": "Refused", **_ERROR} for status in (400, 401, 429)}
+    errors = {
+        str(status): {"description": "Refused", **_ERROR} for status in (400, 401, 413, 429, 503)
+    }
     stream = {"200": {"description": "The UI message stream (SSE)",
                       "content": {"text/event-stream": {"schema": {"type": "string"}}}}}  # fmt: skip
     return {
