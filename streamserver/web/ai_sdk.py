@@ -53,6 +53,18 @@ def chat_handlers(path: str, route: RouteSettings) -> dict[tuple[str, str], Hand
         # With auth, chats are the key's; without it, one chat id is one chat for every caller.
         return request[KEY_ID] if request.app[SERVICE].access.enabled else ""
 
+    async def active(request: web.Request, chat_id: str) -> Stream | None:
+        """The chat's stream while it generates (``None`` once it ended or was forgotten)."""
+        service = request.app[SERVICE]
+        stream_id = await chat_streams(service).active(owner(request), chat_id)
+        if stream_id is None:
+            return None
+        try:
+            stream = await service.find_stream(stream_id, request[KEY_ID])
+        except StreamRejected:  # no longer kept
+            return None
+        return None if stream.finished else stream
+
     async def send(request: web.Request) -> web.StreamResponse:
         service = request.app[SERVICE]
         body = await read_json_body(request, service.config.limits.max_body_bytes)
@@ -60,8 +72,7 @@ def chat_handlers(path: str, route: RouteSettings) -> dict[tuple[str, str], Hand
         params = parse_stream_params(
             {**chat.fields, "messages": chat.messages}, route, service.config
         )
-        streams = chat_streams(service)
-        earlier = await _active(service, streams, owner(request), chat.chat_id, request[KEY_ID])
+        earlier = await active(request, chat.chat_id)
         stream = await service.start(
             path,
             route,
@@ -70,29 +81,24 @@ def chat_handlers(path: str, route: RouteSettings) -> dict[tuple[str, str], Hand
             key_id=request[KEY_ID],
             formatter_options={"message_id": chat.continues} if chat.continues else None,
         )
-        await streams.remember(owner(request), chat.chat_id, stream)
+        await chat_streams(service).remember(owner(request), chat.chat_id, stream)
         if earlier is not None:
             with contextlib.suppress(StreamRejected):  # it finished meanwhile
                 await service.cancel(earlier)
         return await sse.send_stream(request, stream, 0, request.app[CONNECTIONS].writers)
 
     async def resume(request: web.Request) -> web.StreamResponse:
-        service = request.app[SERVICE]
-        chat_id = check_id(request.match_info["chat_id"])
-        streams = chat_streams(service)
-        stream = await _active(service, streams, owner(request), chat_id, request[KEY_ID])
+        stream = await active(request, check_id(request.match_info["chat_id"]))
         if stream is None:
             return web.Response(status=204)  # the AI SDK's "no active stream"
         return await sse.send_stream(request, stream, 0, request.app[CONNECTIONS].writers)
 
     async def stop(request: web.Request) -> web.Response:
-        service = request.app[SERVICE]
         chat_id = check_id(request.match_info["chat_id"])
-        streams = chat_streams(service)
-        stream = await _active(service, streams, owner(request), chat_id, request[KEY_ID])
+        stream = await active(request, chat_id)
         if stream is None:
             raise StreamRejected(404, "stream_not_found", "this chat has no stream generating")
-        await service.cancel(stream)  # 409 if it finished meanwhile
+        await request.app[SERVICE].cancel(stream)  # 409 if it finished meanwhile
         return web.json_response({"id": stream.id, "chat_id": chat_id, "cancelled": True})
 
     send.__name__ = f"ai-sdk chat {path}"
@@ -100,20 +106,6 @@ def chat_handlers(path: str, route: RouteSettings) -> dict[tuple[str, str], Hand
     stop.__name__ = f"ai-sdk stop {path}"
     streams_path = path.rstrip("/") + "/{chat_id}/stream"
     return {("POST", path): send, ("GET", streams_path): resume, ("DELETE", streams_path): stop}
-
-
-async def _active(
-    service: StreamService, streams: ChatStreams, owner: str, chat_id: str, key_id: str
-) -> Stream | None:
-    """The chat's stream while it generates (``None`` once it ended or was forgotten)."""
-    stream_id = await streams.active(owner, chat_id)
-    if stream_id is None:
-        return None
-    try:
-        stream = await service.find_stream(stream_id, key_id)
-    except StreamRejected:  # no longer kept
-        return None
-    return None if stream.finished else stream
 
 
 _ERROR = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}

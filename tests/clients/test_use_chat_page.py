@@ -21,8 +21,8 @@ import httpx
 import pytest
 from aiohttp import web
 from conftest import ServeFactory, base_config
-from playwright.async_api import Browser, Page, Response, async_playwright
-from test_demo_page import CHROMIUM, CHROMIUM_ARGS, NEEDS_CHROMIUM
+from playwright.async_api import Browser, Page, Response
+from test_demo_page import NEEDS_CHROMIUM, browser  # noqa: F401  (browser: the fixture)
 
 import streamserver
 
@@ -77,18 +77,7 @@ async def base_url(serve: ServeFactory, page_bundle: bytes, tmp_path: Path) -> s
 
 
 @pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    """A headless Chromium for one test."""
-    async with async_playwright() as playwright:
-        chromium = await playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
-        )
-        yield chromium
-        await chromium.close()
-
-
-@pytest.fixture
-async def page(browser: Browser) -> AsyncIterator[Page]:
+async def page(browser: Browser) -> AsyncIterator[Page]:  # noqa: F811
     """A fresh page (own storage), failing the test on any uncaught page error."""
     context = await browser.new_context()
     page = await context.new_page()
