@@ -3,6 +3,7 @@ caller reaches (the AI SDK's own client runs against it in ``tests/clients/test_
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -89,3 +90,25 @@ async def test_with_auth_a_chat_is_its_keys_alone(serve: ServeFactory, monkeypat
         assert stopped.status_code == 404
         stopped = await client.http.delete("/api/chat/shared/stream", headers=ALICE)
         assert stopped.json()["cancelled"] is True
+
+
+async def test_the_chats_stream_is_found_long_after_its_note_would_have_lapsed(
+    serve: ServeFactory,
+) -> None:
+    # The note lives [redis] lease_s (1 s here) and is renewed while the stream generates.
+    client = await serve(ai_sdk_config(redis={"lease_s": 1}))
+    async with client.http.stream(
+        "POST", "/api/chat", json=chat("long", ["a "], then="hang")
+    ) as response:
+        async for line in response.aiter_lines():
+            if '"text-delta"' in line:
+                break
+    await asyncio.sleep(2.5)  # past two lifetimes of one note
+
+    async with client.http.stream("GET", "/api/chat/long/stream") as resumed:
+        assert resumed.status_code == 200
+        async for line in resumed.aiter_lines():
+            if '"text-delta"' in line:
+                assert json.loads(line[6:])["delta"] == "a "
+                break
+    assert (await client.http.delete("/api/chat/long/stream")).json()["cancelled"] is True
