@@ -1,5 +1,5 @@
 """``config.toml``'s ``[routes]`` table: each route's settings, checked against the configured
-parts and against each other (an openai or ai-sdk route's formatter, a conversation route's path), and its
+parts and against each other (an openai, anthropic or ai-sdk route's formatter, a conversation route's path), and its
 pinned request parameters held to the checks a request's values get (``request_parameters``).
 """
 
@@ -13,8 +13,16 @@ from . import schema
 from .errors import ConfigError
 from .plugins import Kind
 from .request_parameters import InvalidValue, check_parameter, check_together
-from .settings import OPENAI_ALLOW, RouteSettings
+from .settings import ANTHROPIC_ALLOW, OPENAI_ALLOW, Override, RouteSettings
 from .types import REQUEST_PARAMETERS
+
+API_ALLOW: dict[str, tuple[Override, ...]] = {"openai": OPENAI_ALLOW, "anthropic": ANTHROPIC_ALLOW}
+"""The routes that speak a vendor's API, by transport, with their default ``allow``: each has
+the formatter of its name and only ``POST``."""
+NAMED_ROUTES: dict[str, tuple[Override, ...]] = {**API_ALLOW, "ai-sdk": OPENAI_ALLOW}
+"""Every route whose formatter is named by its transport and that takes only ``POST``, with its
+default ``allow``: the vendors' APIs, and the AI SDK's ``useChat`` (whose model the route may
+choose: a request need not name one)."""
 
 
 def build_routes(table: object, parts: Mapping[Kind, Any]) -> dict[str, RouteSettings]:
@@ -29,26 +37,19 @@ def build_routes(table: object, parts: Mapping[Kind, Any]) -> dict[str, RouteSet
         key = schema.join_key("routes", path)
         if not path.startswith("/"):
             raise ConfigError(key, "a path starting with /", got=path)
-        if isinstance(body, Mapping) and body.get("transport") == "openai":
-            body = {"formatter": "openai", "methods": ["POST"], "allow": list(OPENAI_ALLOW), **body}
-        if isinstance(body, Mapping) and body.get("transport") == "ai-sdk":
-            body = {"formatter": "ai-sdk", "methods": ["POST"], "allow": list(OPENAI_ALLOW), **body}
+        api = body.get("transport") if isinstance(body, Mapping) else None
+        if api in NAMED_ROUTES:
+            body = {"formatter": api, "methods": ["POST"], "allow": list(NAMED_ROUTES[api]), **body}
         if isinstance(body, Mapping) and body.get("conversation"):
             body = {"formatter": "chat", **body}
         route = schema.build(RouteSettings, body, key)
-        if route.transport == "openai" and (
-            route.formatter != "openai" or route.methods != ("POST",)
+        if route.transport in NAMED_ROUTES and (
+            route.formatter != route.transport or route.methods != ("POST",)
         ):
             raise ConfigError(
                 key,
-                'formatter = "openai" and methods = ["POST"] for an openai route (the defaults)',
-            )
-        if route.transport == "ai-sdk" and (
-            route.formatter != "ai-sdk" or route.methods != ("POST",)
-        ):
-            raise ConfigError(
-                key,
-                'formatter = "ai-sdk" and methods = ["POST"] for an ai-sdk route (the defaults)',
+                f'formatter = "{route.transport}" and methods = ["POST"] for an '
+                f"{route.transport} route (the defaults)",
             )
         named: tuple[tuple[str, Kind], ...] = (
             ("formatter", "formatters"),
@@ -78,10 +79,10 @@ def build_routes(table: object, parts: Mapping[Kind, Any]) -> dict[str, RouteSet
             raise ConfigError(
                 f"{key}.methods", 'only ["GET"] for a WebSocket route', got=list(route.methods)
             )
-        if route.transport == "openai" and "model" not in route.allow:
+        if route.transport in API_ALLOW and "model" not in route.allow:
             raise ConfigError(
                 f"{key}.allow",
-                'a list with "model" (every chat completions request names one)',
+                f'a list with "model" (every {route.transport} request names one)',
                 got=list(route.allow),
             )
         routes[path] = dataclasses.replace(route, pin=_pins(route.pin, schema.join_key(key, "pin")))

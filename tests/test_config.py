@@ -61,7 +61,11 @@ MISTAKES = [
     ),
     pytest.param(
         '[routes."/stream"]\ntransport = "carrier-pigeon"\n',
-        ['routes."/stream".transport', "'carrier-pigeon'", "(choices: ai-sdk, openai, sse, ws)"],
+        [
+            'routes."/stream".transport',
+            "'carrier-pigeon'",
+            "(choices: ai-sdk, anthropic, openai, sse, ws)",
+        ],
         [],
         id="literal_value_out_of_range_lists_the_choices",
     ),

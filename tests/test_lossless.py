@@ -12,20 +12,16 @@ import pytest
 import websockets
 from conftest import SCRIPTED, Client, base_config, script, wait_until
 from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 import streamserver
+from streamserver.testing.strategies import text_deltas
 from streamserver.web.keys import SERVICE
 
 BUFFERS = ["raw", "delimiter", "word", "sentence"]
-FORMATTERS = ["simple", "events", "progress", "production", "openai", "ai-sdk", "text"]
+FORMATTERS = ["simple", "events", "progress", "production", "openai", "ai-sdk", "anthropic", "text"]
 
-DANGEROUS = [
-    "", "\n", "\r\n", "\r", "\n\n", "\r\r", " ", "  ", "data: ", "event: done", "id: 1", "retry: 0",
-    ":", "[DONE]", "\\", '"', "🙂", "👨‍👩‍👧", "é", "\u2028", "\x00", "e.g. ", "Mr. ", "3.14", ". ",
-    "! ", "? ", "…", "。", "```", "`", "[a](b)",
-]  # fmt: skip
-deltas = st.lists(st.one_of(st.sampled_from(DANGEROUS), st.text(max_size=12)), max_size=24)
+ENDS = ("done", "complete", "stream_end", "message_stop")
+"""The ``type`` of the last WebSocket message of a stream, in every built-in shape."""
 
 
 def text_of_sse_event(fmt: str, name: str, data: str) -> str:
@@ -43,6 +39,8 @@ def text_of_object(obj: dict[str, Any], name: str = "") -> str:
         return obj["token"]
     if obj.get("type") == "text-delta":
         return obj["delta"]
+    if obj.get("type") == "content_block_delta" and obj["delta"]["type"] == "text_delta":
+        return obj["delta"]["text"]
     if obj.get("object") == "chat.completion.chunk":
         return "".join(c["delta"].get("content") or "" for c in obj["choices"])
     if name == "token" or obj.get("type") == "token":
@@ -71,7 +69,7 @@ async def ws_text(client: Client, fmt: str, buffer: str, parts: list[str]) -> st
         text = []
         while True:
             message = json.loads(await socket.recv())
-            if message.get("type") in ("done", "complete", "stream_end"):
+            if message.get("type") in ENDS:
                 break
             text.append(text_of_object(message))
         return "".join(text)
@@ -88,7 +86,7 @@ async def scripted_client(serve) -> Client:
 @settings(
     max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
-@given(parts=deltas)
+@given(parts=text_deltas)
 async def test_the_client_gets_exactly_the_provider_text(
     scripted_client, transport, fmt, buffer, parts
 ):

@@ -18,12 +18,13 @@ from aiohttp import web
 from ..access import KEY_ID
 from ..builtins.ecosystem_formatters import openai_finish_reason, openai_usage
 from ..errors import StreamRejected
+from ..record import StreamRecord
 from ..request_input import StreamParams, parse_stream_params
 from ..service import StreamService
 from ..settings import RouteSettings
 from ..streams import Stream
 from ..transports import sse
-from ..types import REQUEST_PARAMETERS, StreamEnd, StreamFailure
+from ..types import REQUEST_PARAMETERS, StreamEnd, StreamFailure, StreamStart
 from .guard import openai_error
 from .keys import CONNECTIONS, SERVICE, Handler
 from .request import idempotency, read_json_body
@@ -68,26 +69,43 @@ def chat_completions_handler(path: str, route: RouteSettings) -> Handler:
     async def handle(request: web.Request) -> web.StreamResponse:
         service = request.app[SERVICE]
         body = await read_json_body(request, service.config.limits.max_body_bytes)
-        key = idempotency(request, body)
-        caller = request[KEY_ID]
         params, stream_mode, include_usage = _params(body, route, service)
-        # A retry with the same Idempotency-Key (and body) reads the stream the first one started.
-        stream = await service.started_with(caller, key, path) or await service.start(
-            path,
-            route,
-            params,
-            "sse" if stream_mode else "json",
-            key_id=caller,
-            formatter_options={"include_usage": include_usage},
-            keep_record=not stream_mode,
-            idempotency=key,
-        )
+        options = {"include_usage": include_usage}
+        stream = await start_api_stream(request, path, route, params, body, stream_mode, options)
         if stream_mode:
             return await sse.send_stream(request, stream, 0, request.app[CONNECTIONS].writers)
         return await _complete(stream)
 
     handle.__name__ = f"chat completions {path}"
     return handle
+
+
+async def start_api_stream(
+    request: web.Request,
+    path: str,
+    route: RouteSettings,
+    params: StreamParams,
+    body: Mapping[str, Any],
+    stream_mode: bool,
+    formatter_options: Mapping[str, Any] | None = None,
+) -> Stream:
+    """The stream of a vendor API's request (chat completions, Messages): SSE events when
+    ``stream_mode``, else a record to answer from; a retry with the same ``Idempotency-Key``
+    (and ``body``) reads the stream the first one started."""
+    service = request.app[SERVICE]
+    key = idempotency(request, body)
+    caller = request[KEY_ID]
+    return await service.started_with(caller, key, path) or await service.start(
+        path,
+        route,
+        params,
+        "sse" if stream_mode else "json",
+        key_id=caller,
+        formatter_options=formatter_options,
+        keep_record=not stream_mode,
+        idempotency=key,
+        traceparent=request.headers.get("traceparent"),
+    )
 
 
 async def models(request: web.Request) -> web.Response:
@@ -167,8 +185,9 @@ def _include_usage(options: object) -> bool:
     return bool(options.get("include_usage"))
 
 
-async def _complete(stream: Stream) -> web.Response:
-    """Wait for the stream and assemble one ``chat.completion`` from its record."""
+async def read_to_end(stream: Stream) -> tuple[StreamRecord, StreamStart]:
+    """Wait for a stream started with ``keep_record`` to end, as one reader that gets all of
+    it (a non-streamed answer carries everything); its record and its start."""
     log = stream.log
     reader = stream.attach(0)
     try:
@@ -180,9 +199,15 @@ async def _complete(stream: Stream) -> web.Response:
         stream.detach(reader)
     record, info = stream.record, stream.info
     assert record is not None and info is not None  # started with keep_record
+    return record, info
+
+
+async def _complete(stream: Stream) -> web.Response:
+    """Wait for the stream and assemble one ``chat.completion`` from its record."""
+    record, info = await read_to_end(stream)
     summary = record.summary
     if summary is not None and summary.error is not None:
-        return openai_error(_rejection(summary.error))  # a failed stream, not a refused request
+        return openai_error(rejection(summary.error))  # a failed stream, not a refused request
     message: dict[str, Any] = {"role": "assistant", "content": record.text(), "refusal": None}
     calls = record.calls()
     if calls:
@@ -207,7 +232,7 @@ def _usage(summary: StreamEnd | None) -> dict[str, Any] | None:
     return None if summary is None else openai_usage(summary)
 
 
-def _rejection(failure: StreamFailure) -> StreamRejected:
+def rejection(failure: StreamFailure) -> StreamRejected:
     """A failed non-streamed completion as the HTTP error it is: nothing was sent yet, so an
     upstream's rate limit reaches the client as a 429 with its ``Retry-After`` (the SDKs wait and
     retry on it), a shutdown as a 503, anything else as a 502 (a bad gateway)."""

@@ -16,7 +16,7 @@ from ..hookspecs import RouteSpec
 from ..request_input import MAX_DIGITS
 from ..settings import RouteSettings
 from ..version import __version__
-from . import ai_sdk
+from . import ai_sdk, messages_schemas
 from . import request_schemas as schemas
 from .request_schemas import Honoured, Models
 
@@ -37,13 +37,14 @@ _EVENT_ID = {"type": "string", "pattern": f"^[A-Za-z0-9_-]+:[0-9]{{1,{MAX_DIGITS
 """``<stream_id>:<seq>``, as ``Last-Event-ID`` and ``?last_event_id=`` take it."""
 
 
-def _errors(*statuses: int) -> dict[str, Any]:
+def _errors(*statuses: int, schema: dict[str, Any] = _ERROR) -> dict[str, Any]:
     reasons = {
         400: "Bad request",
         401: "Missing or invalid API key",
         403: "Not allowed",
         404: "Not found",
         409: "Conflict",
+        502: "The upstream failed",
         410: "Gone",
         413: "Too large",
         429: "Too many requests (see Retry-After)",
@@ -52,7 +53,7 @@ def _errors(*statuses: int) -> dict[str, Any]:
     return {
         str(status): {
             "description": reasons[status],
-            "content": {"application/json": {"schema": _ERROR}},
+            "content": {"application/json": {"schema": schema}},
         }
         for status in statuses
     }
@@ -89,6 +90,8 @@ def build_spec(
     for path, route in config.routes.items():
         if route.transport == "openai":
             paths[path] = {"post": _chat_completions(route, config, models, honoured, tool_less)}
+        elif route.transport == "anthropic":
+            paths[path] = {"post": _messages(route, config, models, honoured, tool_less)}
         elif route.transport == "ws":
             paths[path] = {"get": _websocket(path, route)}
         elif route.transport == "ai-sdk":
@@ -246,6 +249,7 @@ def build_spec(
                     },
                 },
                 "Message": schemas.message_schema(config.limits.max_prompt_chars),
+                "AnthropicError": messages_schemas.ERROR,
             },
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer"},
@@ -431,5 +435,30 @@ def _chat_completions(
                 "description": "The upstream failed",
                 "content": {"application/json": {"schema": _ERROR}},
             },
+        },
+    }
+
+
+def _messages(
+    route: RouteSettings, config: Config, models: Models, honoured: Honoured, tool_less: Honoured
+) -> dict[str, Any]:
+    reach = schemas.reach(route, models, honoured)
+    offered, some = schemas.documented_parameters(route, reach, honoured)
+    limits = config.limits
+    body = messages_schemas.body_schema(
+        route, limits.max_prompt_chars, limits.max_tokens, reach, offered, tool_less
+    )
+    error = {"$ref": "#/components/schemas/AnthropicError"}
+    return {
+        "summary": "Anthropic Messages API (stream true: its event stream; false: one message)",
+        "description": messages_schemas.NOTE + schemas.unlisted(some, reach, honoured),
+        "requestBody": _json_body(body),
+        "parameters": [_idempotency_key(), *messages_schemas.HEADERS],
+        "responses": {
+            "200": {
+                "description": "Events or a message",
+                "content": {**_SSE, "application/json": {"schema": {"type": "object"}}},
+            },
+            **_errors(400, 401, 404, 409, 413, 429, 502, 503, schema=error),
         },
     }
