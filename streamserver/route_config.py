@@ -1,5 +1,5 @@
 """``config.toml``'s ``[routes]`` table: each route's settings, checked against the configured
-parts and against each other (an openai route's formatter, a conversation route's path), and its
+parts and against each other (an openai, anthropic or ai-sdk route's formatter, a conversation route's path), and its
 pinned request parameters held to the checks a request's values get (``request_parameters``).
 """
 
@@ -19,6 +19,10 @@ from .types import REQUEST_PARAMETERS
 API_ALLOW: dict[str, tuple[Override, ...]] = {"openai": OPENAI_ALLOW, "anthropic": ANTHROPIC_ALLOW}
 """The routes that speak a vendor's API, by transport, with their default ``allow``: each has
 the formatter of its name and only ``POST``."""
+NAMED_ROUTES: dict[str, tuple[Override, ...]] = {**API_ALLOW, "ai-sdk": OPENAI_ALLOW}
+"""Every route whose formatter is named by its transport and that takes only ``POST``, with its
+default ``allow``: the vendors' APIs, and the AI SDK's ``useChat`` (whose model the route may
+choose: a request need not name one)."""
 
 
 def build_routes(table: object, parts: Mapping[Kind, Any]) -> dict[str, RouteSettings]:
@@ -34,12 +38,12 @@ def build_routes(table: object, parts: Mapping[Kind, Any]) -> dict[str, RouteSet
         if not path.startswith("/"):
             raise ConfigError(key, "a path starting with /", got=path)
         api = body.get("transport") if isinstance(body, Mapping) else None
-        if api in API_ALLOW:
-            body = {"formatter": api, "methods": ["POST"], "allow": list(API_ALLOW[api]), **body}
+        if api in NAMED_ROUTES:
+            body = {"formatter": api, "methods": ["POST"], "allow": list(NAMED_ROUTES[api]), **body}
         if isinstance(body, Mapping) and body.get("conversation"):
             body = {"formatter": "chat", **body}
         route = schema.build(RouteSettings, body, key)
-        if route.transport in API_ALLOW and (
+        if route.transport in NAMED_ROUTES and (
             route.formatter != route.transport or route.methods != ("POST",)
         ):
             raise ConfigError(

@@ -71,9 +71,10 @@ class PluginsSettings:
 class RouteSettings:
     """``[routes."<path>"]``: one streaming endpoint and the pipeline parts it uses."""
 
-    transport: Literal["sse", "ws", "openai", "anthropic"] = "sse"
+    transport: Literal["sse", "ws", "openai", "anthropic", "ai-sdk"] = "sse"
     """``openai`` serves the OpenAI chat completions API (its formatter is always ``openai``),
-    ``anthropic`` the Anthropic Messages API (its formatter is always ``anthropic``)."""
+    ``anthropic`` the Anthropic Messages API (its formatter is always ``anthropic``), ``ai-sdk``
+    what the AI SDK's ``useChat`` sends, with its resume (its formatter is always ``ai-sdk``)."""
     formatter: str = "events"
     buffer: str = "raw"
     provider: str | None = None

@@ -61,9 +61,19 @@ MISTAKES = [
     ),
     pytest.param(
         '[routes."/stream"]\ntransport = "carrier-pigeon"\n',
-        ['routes."/stream".transport', "'carrier-pigeon'", "(choices: anthropic, openai, sse, ws)"],
+        [
+            'routes."/stream".transport',
+            "'carrier-pigeon'",
+            "(choices: ai-sdk, anthropic, openai, sse, ws)",
+        ],
         [],
         id="literal_value_out_of_range_lists_the_choices",
+    ),
+    pytest.param(
+        '[routes."/api/chat"]\ntransport = "ai-sdk"\nformatter = "events"\n',
+        ['routes."/api/chat"', 'formatter = "ai-sdk" and methods = ["POST"] for an ai-sdk route'],
+        [],
+        id="an_ai_sdk_route_speaks_only_the_ui_message_stream",
     ),
     pytest.param(
         '[routes."stream"]\nformatter = "simple"\n',

@@ -123,6 +123,24 @@ def test_schemathesis_finds_no_request_valid_by_the_document_refused(server, tmp
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
 
 
+AI_SDK_ROUTE = '\n[routes."/api/chat"]\ntransport = "ai-sdk"\n'
+
+
+@pytest.fixture(scope="module")
+def ai_sdk_server(tmp_path_factory):
+    """The shipped config with an ``ai-sdk`` route at ``/api/chat``."""
+    yield from start_server(tmp_path_factory.mktemp("openapi-ai-sdk"), SHIPPED + AI_SDK_ROUTE)
+
+
+def test_schemathesis_finds_no_server_error_on_an_ai_sdk_route(ai_sdk_server, tmp_path):
+    checks = "not_a_server_error,status_code_conformance,content_type_conformance"
+    result = schemathesis(ai_sdk_server, tmp_path, checks, "examples,coverage,fuzzing",
+                          paths="^/api/chat")  # fmt: skip
+
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
+    assert "/api/chat/{chat_id}/stream" in result.stdout  # its three operations were run
+
+
 def test_a_websocket_route_documents_the_handshake_it_needs(server):
     with urllib.request.urlopen(f"{server}/openapi.json") as response:
         spec = json.load(response)

@@ -138,6 +138,16 @@ class OpenAIFormatter:
         return (Event(None, json_text(error)), _DONE_WS if self.json else _DONE_SSE)
 
 
+@dataclass(frozen=True, slots=True)
+class AISDKOptions:
+    """``[formatters.ai-sdk]`` options."""
+
+    message_id: str = ""
+    """The ``start`` part's ``messageId``; empty: ``msg_<stream id>``. The ``ai-sdk`` route sets
+    it per stream to the id of the assistant message a stream continues (the answer after tool
+    results), so that ``useChat`` goes on with that message instead of starting a copy."""
+
+
 _AI_SDK_REASONS = {"stop": "stop", "length": "length", "content_filter": "content-filter",
                    "tool_calls": "tool-calls", "error": "error"}  # fmt: skip
 """A stream's finish reason as the AI SDK names one (``other`` for the rest)."""
@@ -153,8 +163,9 @@ class AISDKFormatter:
     token_event: str | None = None
     headers: Mapping[str, str] = MappingProxyType({"x-vercel-ai-ui-message-stream": "v1"})
 
-    def __init__(self, options: object, form: MessageForm) -> None:
+    def __init__(self, options: AISDKOptions, form: MessageForm) -> None:
         self.json = form == "json"
+        self.message_id = options.message_id
         self.parts = 0
         self.open_id = ""
         self.delta_head = ""
@@ -163,8 +174,9 @@ class AISDKFormatter:
 
     def start(self, info: StreamStart) -> Sequence[Event]:
         """Opens the message and the step; each part opens when its content begins."""
+        message_id = self.message_id or "msg_" + info.stream_id
         return (
-            Event(None, json_text({"type": "start", "messageId": "msg_" + info.stream_id})),
+            Event(None, json_text({"type": "start", "messageId": message_id})),
             Event(None, '{"type": "start-step"}'),
         )
 
@@ -285,7 +297,12 @@ def register_formatters(register: Register) -> None:
         options=OpenAIOptions,
         description="OpenAI chat.completion.chunk + [DONE]",
     )
-    register("ai-sdk", AISDKFormatter, description="Vercel AI SDK UI message stream (v1)")
+    register(
+        "ai-sdk",
+        AISDKFormatter,
+        options=AISDKOptions,
+        description="Vercel AI SDK UI message stream (v1)",
+    )
     register(
         "text", TextFormatter, description="plain text data lines; line ends normalised to \\n"
     )

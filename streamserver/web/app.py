@@ -18,7 +18,7 @@ from ..config import Config, load_config
 from ..hookspecs import RouteHandler
 from ..service import StreamService
 from ..transports.connections import OpenConnections
-from . import admin, chat, messages_api, openai_api, sockets, streams
+from . import admin, ai_sdk, chat, messages_api, openai_api, sockets, streams
 from .guard import (
     ErrorShape,
     add_cors_headers,
@@ -89,6 +89,9 @@ def setup(app: web.Application, config: ConfigSource) -> Config:
             handler = messages_api.messages_handler(path, route)
             add("POST", path, handler, shape=anthropic_error, starts_streams=True,
                 key_header="x-api-key")  # fmt: skip
+        elif route.transport == "ai-sdk":
+            for (method, route_path), handler in ai_sdk.chat_handlers(path, route).items():
+                add(method, route_path, handler, starts_streams=method == "POST")
         else:
             for method in route.methods:
                 add(method, path, streams.stream_handler(path, route), guard=False)

@@ -16,7 +16,7 @@ from ..hookspecs import RouteSpec
 from ..request_input import MAX_DIGITS
 from ..settings import RouteSettings
 from ..version import __version__
-from . import messages_schemas
+from . import ai_sdk, messages_schemas
 from . import request_schemas as schemas
 from .request_schemas import Honoured, Models
 
@@ -94,6 +94,8 @@ def build_spec(
             paths[path] = {"post": _messages(route, config, models, honoured, tool_less)}
         elif route.transport == "ws":
             paths[path] = {"get": _websocket(path, route)}
+        elif route.transport == "ai-sdk":
+            paths.update(ai_sdk.openapi_paths(path))
         else:
             paths[path] = {
                 method.lower(): _stream(route, method, config, models, honoured, tool_less)

@@ -24,6 +24,8 @@ HERE = Path(__file__).resolve().parent
 
 AI_SDK = "ai@6"
 """The AI SDK's major version under test. ``ai`` 7 needs Node.js 22; the machines have Node.js 20."""
+PAGE_PACKAGES = ("@ai-sdk/react@3", "react@19", "react-dom@19", "esbuild@0")
+"""For the ``useChat`` page a browser test builds: ``@ai-sdk/react`` 3 is the one built on ``ai`` 6."""
 TYPESCRIPT = "typescript@5"
 """For the one check the SDK's runtime schema cannot make: its chunk objects are loose (they let an
 unknown key through), its ``UIMessageChunk`` type is exact."""
@@ -141,6 +143,15 @@ class NodeAISDK:
     node: str
     version: str
 
+    async def transport(self, api: str, *steps: dict[str, Any]) -> list[dict[str, Any]]:
+        """Run the steps through ``ai_sdk_transport.mjs`` (see its header) against the ``ai-sdk``
+        route at ``api``; one result per step."""
+        stdout = await self._run(
+            [self.node, "ai_sdk_transport.mjs"], json.dumps({"api": api, "steps": steps})
+        )
+        results: list[dict[str, Any]] = json.loads(stdout)
+        return results
+
     async def chat(self, *cases: dict[str, Any]) -> list[dict[str, Any]]:
         """Run the cases through ``ai_sdk_chat.mjs`` (see its header); one result per case."""
         stdout = await self._run([self.node, "ai_sdk_chat.mjs"], json.dumps(cases))
@@ -181,7 +192,8 @@ class NodeAISDK:
 
 @pytest.fixture(scope="session")
 def ai_sdk(tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config) -> NodeAISDK:
-    """``npm install ai@6 typescript@5`` into a temporary folder, once per session (it says so on
+    """``npm install ai@6 typescript@5`` and the page's packages (``PAGE_PACKAGES``) into a
+    temporary folder, once per session (it says so on
     the terminal); fails with npm's own output when npm or Node.js is missing or the install fails."""
     node, npm = shutil.which("node"), shutil.which("npm")
     if node is None or npm is None:
@@ -191,7 +203,8 @@ def ai_sdk(tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config
             pytrace=False,
         )
     folder = tmp_path_factory.mktemp("ai-sdk")
-    command = [npm, "install", "--no-audit", "--no-fund", "--no-save", AI_SDK, TYPESCRIPT]
+    command = [npm, "install", "--no-audit", "--no-fund", "--no-save", AI_SDK, TYPESCRIPT,
+               *PAGE_PACKAGES]  # fmt: skip
     capture = pytestconfig.pluginmanager.getplugin("capturemanager")
     with capture.global_and_fixture_disabled():
         print(
@@ -210,5 +223,6 @@ def ai_sdk(tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config
     version = json.loads((folder / "node_modules" / "ai" / "package.json").read_text())["version"]
     with capture.global_and_fixture_disabled():
         print(f"tests/clients: installed ai {version}", flush=True)
-    shutil.copy(HERE / "ai_sdk_chat.mjs", folder)
+    for name in ("ai_sdk_chat.mjs", "ai_sdk_transport.mjs"):
+        shutil.copy(HERE / name, folder)
     return NodeAISDK(folder, node, version)
