@@ -80,6 +80,7 @@ def chat_handlers(path: str, route: RouteSettings) -> dict[tuple[str, str], Hand
             "sse",
             key_id=request[KEY_ID],
             formatter_options={"message_id": chat.continues} if chat.continues else None,
+            traceparent=request.headers.get("traceparent"),
         )
         await chat_streams(service).remember(owner(request), chat.chat_id, stream)
         if earlier is not None:
