@@ -7,7 +7,7 @@ import json
 import pytest
 from conftest import SCRIPTED, base_config, script
 from hypothesis import HealthCheck, given, settings
-from test_lossless import BUFFERS, deltas, text_of_object
+from test_lossless import BUFFERS, text_of_object
 
 import streamserver
 from streamserver import inprocess
@@ -15,6 +15,7 @@ from streamserver.record import StreamRecord
 from streamserver.request_input import parse_stream_params
 from streamserver.service import StreamService
 from streamserver.settings import RouteSettings
+from streamserver.testing.strategies import text_deltas
 
 ROUTE = RouteSettings(transport="ws", formatter="production", allow=("model", "buffer"))
 
@@ -42,7 +43,7 @@ def test_the_record_text_below_a_position_is_what_the_events_before_it_carried()
 @settings(
     max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
-@given(parts=deltas)
+@given(parts=text_deltas)
 async def test_the_record_holds_what_the_client_receives_for_every_buffer(buffer, parts):
     service = await StreamService.open(streamserver.load_config(base_config(**SCRIPTED)))
     try:
