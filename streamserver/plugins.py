@@ -31,6 +31,7 @@ DEFAULT_PLUGINS = (
     "streamserver.builtins.formatters",
     "streamserver.builtins.object_formatter",
     "streamserver.builtins.ecosystem_formatters",
+    "streamserver.builtins.responses_formatter",
     "streamserver.builtins.sinks",
     "streamserver.builtins.prometheus_sink",
     "streamserver.builtins.sqlite_conversations",

@@ -13,8 +13,13 @@ from . import schema
 from .errors import ConfigError
 from .plugins import Kind
 from .request_parameters import InvalidValue, check_parameter, check_together
-from .settings import OPENAI_ALLOW, RouteSettings
+from .settings import OPENAI_ALLOW, RESPONSES_ALLOW, RouteSettings
 from .types import REQUEST_PARAMETERS
+
+
+_OPENAI_ALLOW = {"openai": OPENAI_ALLOW, "responses": RESPONSES_ALLOW}
+"""The transports that serve an OpenAI API, each with its formatter (the same name) and the
+default ``allow``."""
 
 
 def build_routes(table: object, parts: Mapping[Kind, Any]) -> dict[str, RouteSettings]:
@@ -29,17 +34,21 @@ def build_routes(table: object, parts: Mapping[Kind, Any]) -> dict[str, RouteSet
         key = schema.join_key("routes", path)
         if not path.startswith("/"):
             raise ConfigError(key, "a path starting with /", got=path)
-        if isinstance(body, Mapping) and body.get("transport") == "openai":
-            body = {"formatter": "openai", "methods": ["POST"], "allow": list(OPENAI_ALLOW), **body}
+        openai_kind = body.get("transport") if isinstance(body, Mapping) else None
+        if openai_kind in _OPENAI_ALLOW:  # the two OpenAI APIs: their formatter, POST, allow
+            assert isinstance(body, Mapping)
+            allow = list(_OPENAI_ALLOW[openai_kind])
+            body = {"formatter": openai_kind, "methods": ["POST"], "allow": allow, **body}
         if isinstance(body, Mapping) and body.get("conversation"):
             body = {"formatter": "chat", **body}
         route = schema.build(RouteSettings, body, key)
-        if route.transport == "openai" and (
-            route.formatter != "openai" or route.methods != ("POST",)
+        if route.transport in _OPENAI_ALLOW and (
+            route.formatter != route.transport or route.methods != ("POST",)
         ):
             raise ConfigError(
                 key,
-                'formatter = "openai" and methods = ["POST"] for an openai route (the defaults)',
+                f'formatter = "{route.transport}" and methods = ["POST"] for a {route.transport} '
+                "route (the defaults)",
             )
         named: tuple[tuple[str, Kind], ...] = (
             ("formatter", "formatters"),
@@ -69,10 +78,10 @@ def build_routes(table: object, parts: Mapping[Kind, Any]) -> dict[str, RouteSet
             raise ConfigError(
                 f"{key}.methods", 'only ["GET"] for a WebSocket route', got=list(route.methods)
             )
-        if route.transport == "openai" and "model" not in route.allow:
+        if route.transport in _OPENAI_ALLOW and "model" not in route.allow:
             raise ConfigError(
                 f"{key}.allow",
-                'a list with "model" (every chat completions request names one)',
+                f'a list with "model" (every {route.transport} request names one)',
                 got=list(route.allow),
             )
         routes[path] = dataclasses.replace(route, pin=_pins(route.pin, schema.join_key(key, "pin")))

@@ -27,6 +27,13 @@ OPENAI_ALLOW: tuple[Override, ...] = tuple(
 )
 """The default ``allow`` of a ``transport = "openai"`` route: what the chat completions API
 takes (its ``model`` is required, so an openai route must allow it)."""
+RESPONSES_ALLOW: tuple[Override, ...] = (
+    "model", "max_tokens", "tools", "tool_choice", "parallel_tool_calls", "response_format",
+    "temperature", "top_p", "user", "reasoning_effort",
+)  # fmt: skip
+"""The default ``allow`` of a ``transport = "responses"`` route: what a Responses request can
+say (``max_output_tokens``, ``text.format`` and ``reasoning.effort`` among them, by their chat
+names); its ``model`` is required too."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,8 +73,9 @@ class PluginsSettings:
 class RouteSettings:
     """``[routes."<path>"]``: one streaming endpoint and the pipeline parts it uses."""
 
-    transport: Literal["sse", "ws", "openai"] = "sse"
-    """``openai`` serves the OpenAI chat completions API (its formatter is always ``openai``)."""
+    transport: Literal["sse", "ws", "openai", "responses"] = "sse"
+    """``openai`` serves the OpenAI chat completions API (its formatter is always ``openai``),
+    ``responses`` the OpenAI Responses API (its formatter is always ``responses``)."""
     formatter: str = "events"
     buffer: str = "raw"
     provider: str | None = None
@@ -76,7 +84,8 @@ class RouteSettings:
     """Default model; default: the provider's first model."""
     methods: tuple[Literal["GET", "POST"], ...] = ("GET",)
     allow: tuple[Override, ...] = ()
-    """Request fields that may override the route's choices (an openai route: ``OPENAI_ALLOW``)."""
+    """Request fields that may override the route's choices (an openai route: ``OPENAI_ALLOW``,
+    a responses route: ``RESPONSES_ALLOW``)."""
     pin: dict[str, Any] = field(default_factory=dict)
     """Request parameters with a fixed value (``temperature = 0.2``): always sent, and a request
     that asks for another value is refused (``parameter_pinned``). ``tool_choice`` and
@@ -210,6 +219,7 @@ DEFAULT_ROUTES: dict[str, dict[str, Any]] = {
         "allow": list(STREAM_ALLOW),
     },
     "/v1/chat/completions": {"transport": "openai"},
+    "/v1/responses": {"transport": "responses"},
     "/ws/stream": {"transport": "ws", "formatter": "simple", "allow": list(STREAM_ALLOW)},
     "/ws/chat/{conversation_id}": {
         "transport": "ws",

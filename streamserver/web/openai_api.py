@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from aiohttp import web
@@ -23,7 +23,8 @@ from ..service import StreamService
 from ..settings import RouteSettings
 from ..streams import Stream
 from ..transports import sse
-from ..types import REQUEST_PARAMETERS, StreamEnd, StreamFailure
+from ..record import StreamRecord
+from ..types import REQUEST_PARAMETERS, StreamEnd, StreamFailure, StreamStart
 from .guard import openai_error
 from .keys import CONNECTIONS, SERVICE, Handler
 from .request import idempotency, read_json_body
@@ -102,15 +103,17 @@ async def models(request: web.Request) -> web.Response:
     return web.json_response({"object": "list", "data": data})
 
 
-def _params(
-    body: Mapping[str, Any], route: RouteSettings, service: StreamService
-) -> tuple[StreamParams, bool, bool]:
-    unknown = sorted(set(body) - _KNOWN)
+def check_compatible(
+    body: Mapping[str, Any], known: Collection[str], unhonoured: Mapping[str, Any]
+) -> None:
+    """An OpenAI API body has only ``known`` keys, asks nothing ``unhonoured`` (beyond null or
+    the value that asks for nothing) and gives ``IGNORED_PARAMETERS`` of their types; else 400."""
+    unknown = sorted(set(body) - set(known))
     if unknown:
         raise StreamRejected(
             400, "unknown_parameter", f"unrecognized request argument supplied: {unknown[0]}"
         )
-    for name, wanted in UNHONOURED_PARAMETERS.items():
+    for name, wanted in unhonoured.items():
         if body.get(name) not in (None, wanted):
             also = "" if wanted is None else f" or {json.dumps(wanted)}"
             raise StreamRejected(
@@ -123,6 +126,22 @@ def _params(
             raise StreamRejected(
                 400, "invalid_field", f"{name!r} must be {_TYPE_NAMES[kind]} or null"
             )
+
+
+def requested_model(body: Mapping[str, Any], service: StreamService) -> str:
+    """The ``model`` an OpenAI API body names: required (400), and offered (else 404)."""
+    model = body.get("model")
+    if not isinstance(model, str):
+        raise StreamRejected(400, "missing_model", "you must provide a model parameter")
+    if model not in {m for models in service.models().values() for m in models}:
+        raise StreamRejected(404, "model_not_found", f"the model {model!r} does not exist")
+    return model
+
+
+def _params(
+    body: Mapping[str, Any], route: RouteSettings, service: StreamService
+) -> tuple[StreamParams, bool, bool]:
+    check_compatible(body, _KNOWN, UNHONOURED_PARAMETERS)
     n = body.get("n")
     if n is not None and (isinstance(n, bool) or n != 1):
         raise StreamRejected(400, "unsupported_parameter", "only n = 1 is supported")
@@ -130,13 +149,10 @@ def _params(
     if stream is not None and not isinstance(stream, bool):
         raise StreamRejected(400, "invalid_field", "'stream' must be true or false")
     include_usage = _include_usage(body.get("stream_options"))
-    if not isinstance(body.get("model"), str):
-        raise StreamRejected(400, "missing_model", "you must provide a model parameter")
-    if body["model"] not in {m for models in service.models().values() for m in models}:
-        raise StreamRejected(404, "model_not_found", f"the model {body['model']!r} does not exist")
+    model = requested_model(body, service)
     # Never absent or null, so that a missing list is refused as messages, not as a missing prompt.
     fields = {name: body[name] for name in REQUEST_PARAMETERS if name in body}
-    fields.update(messages=body.get("messages") or [], model=body["model"])
+    fields.update(messages=body.get("messages") or [], model=model)
     max_tokens = body.get("max_completion_tokens")
     if max_tokens is None:  # absent or null: the older name may have it
         max_tokens = body.get("max_tokens")
@@ -167,22 +183,29 @@ def _include_usage(options: object) -> bool:
     return bool(options.get("include_usage"))
 
 
-async def _complete(stream: Stream) -> web.Response:
-    """Wait for the stream and assemble one ``chat.completion`` from its record."""
+async def read_to_end(stream: Stream) -> tuple[StreamRecord, StreamStart]:
+    """Wait for a stream started with ``keep_record`` to end; its record and start. The reader
+    counts as having had it all: the one response made from the record carries everything."""
     log = stream.log
     reader = stream.attach(0)
     try:
         while not log.closed:
             await log.wait(reader.pos)
             log.advance(reader, log.end)  # nothing is sent before the end: the record has it
-        reader.delivered = reader.pos  # the response carries all of it
+        reader.delivered = reader.pos
     finally:
         stream.detach(reader)
     record, info = stream.record, stream.info
     assert record is not None and info is not None  # started with keep_record
+    return record, info
+
+
+async def _complete(stream: Stream) -> web.Response:
+    """Wait for the stream and assemble one ``chat.completion`` from its record."""
+    record, info = await read_to_end(stream)
     summary = record.summary
     if summary is not None and summary.error is not None:
-        return openai_error(_rejection(summary.error))  # a failed stream, not a refused request
+        return openai_error(rejection(summary.error))  # a failed stream, not a refused request
     message: dict[str, Any] = {"role": "assistant", "content": record.text(), "refusal": None}
     calls = record.calls()
     if calls:
@@ -207,7 +230,7 @@ def _usage(summary: StreamEnd | None) -> dict[str, Any] | None:
     return None if summary is None else openai_usage(summary)
 
 
-def _rejection(failure: StreamFailure) -> StreamRejected:
+def rejection(failure: StreamFailure) -> StreamRejected:
     """A failed non-streamed completion as the HTTP error it is: nothing was sent yet, so an
     upstream's rate limit reaches the client as a 429 with its ``Retry-After`` (the SDKs wait and
     retry on it), a shutdown as a 503, anything else as a 502 (a bad gateway)."""

@@ -18,6 +18,7 @@ from ..settings import RouteSettings
 from ..version import __version__
 from . import request_schemas as schemas
 from .request_schemas import Honoured, Models
+from .responses_schema import NOTE, responses_body
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
 _EVENT = {
@@ -88,6 +89,8 @@ def build_spec(
     for path, route in config.routes.items():
         if route.transport == "openai":
             paths[path] = {"post": _chat_completions(route, config, models, honoured, tool_less)}
+        elif route.transport == "responses":
+            paths[path] = {"post": _responses(route, config, models, honoured, tool_less)}
         elif route.transport == "ws":
             paths[path] = {"get": _websocket(path, route)}
         else:
@@ -422,6 +425,33 @@ def _chat_completions(
             "200": {
                 "description": "Chunks or a completion",
                 "content": {**_SSE, "application/json": {"schema": {"type": "object"}}},
+            },
+            **_errors(400, 401, 404, 409, 413, 429, 503),
+            "502": {
+                "description": "The upstream failed",
+                "content": {"application/json": {"schema": _ERROR}},
+            },
+        },
+    }
+
+
+def _responses(
+    route: RouteSettings, config: Config, models: Models, honoured: Honoured, tool_less: Honoured
+) -> dict[str, Any]:
+    reach = schemas.reach(route, models, honoured)
+    overrides = _overrides(route, config, reach)
+    body, some = responses_body(route, overrides["model"], overrides.get("max_tokens"),
+                                config.limits.max_prompt_chars, reach, honoured, tool_less)  # fmt: skip
+    response = {"type": "object", "required": ["id", "object", "status", "output"]}
+    return {
+        "summary": "OpenAI Responses API (stream true: semantic SSE events; false: one Response)",
+        "description": NOTE + schemas.unlisted(some, reach, honoured),
+        "requestBody": _json_body(body),
+        "parameters": [_idempotency_key()],
+        "responses": {
+            "200": {
+                "description": "Events or a Response",
+                "content": {**_SSE, "application/json": {"schema": response}},
             },
             **_errors(400, 401, 404, 409, 413, 429, 503),
             "502": {

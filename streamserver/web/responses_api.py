@@ -1,0 +1,81 @@
+"""streamserver as the OpenAI Responses API: ``POST /v1/responses``.
+
+A route with ``transport = "responses"`` reads a Responses request (``responses_request.py``)
+into the pipeline's stream request: ``stream: true`` is the ``responses`` formatter's semantic
+event stream over SSE (its events have ids, so ``Last-Event-ID`` resumes it and ``DELETE
+/v1/streams/{id}`` cancels it, as any stream); ``stream: false`` is one Response object, made
+from the stream's record. Errors use OpenAI's error shape, so the SDKs raise their usual
+exceptions.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from ..access import KEY_ID
+from ..builtins.responses_formatter import (
+    call_item,
+    ending,
+    message_item,
+    reasoning_item,
+    response_object,
+)
+from ..request_input import parse_stream_params
+from ..settings import RouteSettings
+from ..streams import Stream
+from ..transports import sse
+from .guard import openai_error
+from .keys import CONNECTIONS, SERVICE, Handler
+from .openai_api import read_to_end, rejection
+from .request import idempotency, read_json_body
+from .responses_request import read_request
+
+
+def responses_handler(path: str, route: RouteSettings) -> Handler:
+    """The handler of one ``transport = "responses"`` route (guarded in OpenAI's error shape)."""
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        service = request.app[SERVICE]
+        body = await read_json_body(request, service.config.limits.max_body_bytes)
+        key = idempotency(request, body)
+        caller = request[KEY_ID]
+        asked = read_request(body, service)
+        params = parse_stream_params(asked.fields, route, service.config)
+        # A retry with the same Idempotency-Key (and body) reads the stream the first one started.
+        stream = await service.started_with(caller, key, path) or await service.start(
+            path,
+            route,
+            params,
+            "sse" if asked.stream else "json",
+            key_id=caller,
+            formatter_options={"request": asked.echo},
+            keep_record=not asked.stream,
+            idempotency=key,
+        )
+        if asked.stream:
+            return await sse.send_stream(request, stream, 0, request.app[CONNECTIONS].writers)
+        return await _respond(stream, asked.echo)
+
+    handle.__name__ = f"responses {path}"
+    return handle
+
+
+async def _respond(stream: Stream, echo: dict[str, Any]) -> web.Response:
+    """Wait for the stream and make one Response from its record: the reasoning, the message,
+    then the function calls (the order a model that thinks, answers and calls gives them)."""
+    record, info = await read_to_end(stream)
+    summary = record.summary
+    assert summary is not None  # the log is closed
+    if summary.error is not None:
+        return openai_error(rejection(summary.error))  # a failed stream, not a refused request
+    output: list[dict[str, Any]] = []
+    if record.reasoning:
+        output.append(reasoning_item(f"rs_{info.stream_id}_0", "".join(record.reasoning)))
+    text = record.text()
+    if text or not record.tool_calls:
+        output.append(message_item(f"msg_{info.stream_id}_{len(output)}", text))
+    for call in record.calls():
+        output.append(call_item(f"fc_{info.stream_id}_{len(output)}", call))
+    return web.json_response(response_object(info, echo, output, **ending(summary)))
