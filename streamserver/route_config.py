@@ -35,7 +35,8 @@ def build_routes(table: object, parts: Mapping[Kind, Any]) -> dict[str, RouteSet
         if not path.startswith("/"):
             raise ConfigError(key, "a path starting with /", got=path)
         openai_kind = body.get("transport") if isinstance(body, Mapping) else None
-        if openai_kind in _OPENAI_ALLOW:  # the two OpenAI APIs: their formatter, POST, allow
+        if isinstance(openai_kind, str) and openai_kind in _OPENAI_ALLOW:
+            # The two OpenAI APIs: their formatter, POST, and what their requests can say.
             assert isinstance(body, Mapping)
             allow = list(_OPENAI_ALLOW[openai_kind])
             body = {"formatter": openai_kind, "methods": ["POST"], "allow": allow, **body}

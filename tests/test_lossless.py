@@ -18,7 +18,9 @@ import streamserver
 from streamserver.web.keys import SERVICE
 
 BUFFERS = ["raw", "delimiter", "word", "sentence"]
-FORMATTERS = ["simple", "events", "progress", "production", "openai", "ai-sdk", "text"]
+FORMATTERS = ["simple", "events", "progress", "production", "openai", "responses", "ai-sdk", "text"]
+ENDS = ("done", "complete", "stream_end", "response.completed")
+"""The ``type`` of the last WebSocket message of a stream, in the shapes that have one."""
 
 DANGEROUS = [
     "", "\n", "\r\n", "\r", "\n\n", "\r\r", " ", "  ", "data: ", "event: done", "id: 1", "retry: 0",
@@ -41,7 +43,7 @@ def text_of_object(obj: dict[str, Any], name: str = "") -> str:
     """The text one JSON event or WebSocket message carries, in any built-in shape."""
     if "token" in obj:
         return obj["token"]
-    if obj.get("type") == "text-delta":
+    if obj.get("type") in ("text-delta", "response.output_text.delta"):
         return obj["delta"]
     if obj.get("object") == "chat.completion.chunk":
         return "".join(c["delta"].get("content") or "" for c in obj["choices"])
@@ -71,7 +73,7 @@ async def ws_text(client: Client, fmt: str, buffer: str, parts: list[str]) -> st
         text = []
         while True:
             message = json.loads(await socket.recv())
-            if message.get("type") in ("done", "complete", "stream_end"):
+            if message.get("type") in ENDS:
                 break
             text.append(text_of_object(message))
         return "".join(text)

@@ -85,7 +85,7 @@ def test_the_spec_lists_every_route_of_the_shipped_config(server):
 
     assert spec["openapi"].startswith("3.")
     for path in ("/stream", "/stream/v2", "/stream/safe", "/stream/progress", "/v1/stream", "/v1/chat/completions",
-                 "/v1/models", "/v1/streams/{stream_id}", "/health", "/v1/stream/metrics", "/ws/stream",
+                 "/v1/responses", "/v1/models", "/v1/streams/{stream_id}", "/health", "/v1/stream/metrics", "/ws/stream",
                  "/ws/chat/{conversation_id}", "/v1/conversations/{conversation_id}", "/metrics"):  # fmt: skip
         assert path in spec["paths"], path
     assert set(spec["paths"]["/v1/stream"]) == {"get", "post"}

@@ -67,8 +67,7 @@ async def _respond(stream: Stream, echo: dict[str, Any]) -> web.Response:
     then the function calls (the order a model that thinks, answers and calls gives them)."""
     record, info = await read_to_end(stream)
     summary = record.summary
-    assert summary is not None  # the log is closed
-    if summary.error is not None:
+    if summary is not None and summary.error is not None:
         return openai_error(rejection(summary.error))  # a failed stream, not a refused request
     output: list[dict[str, Any]] = []
     if record.reasoning:
@@ -78,4 +77,5 @@ async def _respond(stream: Stream, echo: dict[str, Any]) -> web.Response:
         output.append(message_item(f"msg_{info.stream_id}_{len(output)}", text))
     for call in record.calls():
         output.append(call_item(f"fc_{info.stream_id}_{len(output)}", call))
-    return web.json_response(response_object(info, echo, output, **ending(summary)))
+    state = ending(summary) if summary is not None else {"status": "completed"}
+    return web.json_response(response_object(info, echo, output, **state))

@@ -45,15 +45,17 @@ a ``concise`` or ``detailed`` one cannot be promised."""
 _STATUSES = (None, "in_progress", "completed", "incomplete")
 _ITEM_KEYS = {
     "message": ("type", "role", "content", "id", "status", "phase"),
-    "function_call": ("type", "call_id", "name", "arguments", "id", "status"),
+    "function_call": ("type", "call_id", "name", "arguments", "id", "status", "parsed_arguments"),
     "function_call_output": ("type", "call_id", "output", "id", "status"),
     "reasoning": ("type", "id", "summary", "content", "encrypted_content", "status"),
 }
-"""The keys of each input item type (what the SDK sends back of a previous output)."""
+"""The keys of each input item type: what the SDK sends back of a previous output (its stream
+helper's ``parsed_arguments`` and ``parsed`` included: derived from what this server sent, and
+not sent on)."""
 _TEXT = {"type": "text"}
 _ROLES = ("user", "system", "developer", "assistant")
 _PART_KEYS = {"input_text": {"type", "text"},
-              "output_text": {"type", "text", "annotations", "logprobs"}}  # fmt: skip
+              "output_text": {"type", "text", "annotations", "logprobs", "parsed"}}  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,7 +138,7 @@ def _input(value: object) -> list[dict[str, Any]]:
         if not isinstance(item, dict):
             raise _refuse("invalid_input", f"{at} must be an object (a message or an item)")
         kind = item.get("type", "message")
-        if kind not in _ITEM_KEYS:
+        if not isinstance(kind, str) or kind not in _ITEM_KEYS:
             raise _refuse(
                 "unsupported_input",
                 f"{at}.type {kind!r} is not taken here; items: {', '.join(_ITEM_KEYS)}",

@@ -126,8 +126,8 @@ async def test_a_tool_round_trip_on_sim_tools_sends_the_output_back_and_gets_the
     result = {"type": "function_call_output", "call_id": call.call_id, "output": '{"celsius": 18}'}
     second = await openai_client.responses.create(
         model="sim-tools",
-        input=[{"role": "user", "content": "What is the weather in Paris?"},
-               *[item.model_dump(exclude_none=True) for item in first.output], result],
+        input=[{"role": "user", "content": "What is the weather in Paris?"}, *first.output,
+               result],
         tools=weather, stream=True,
     )  # fmt: skip
     events = [event async for event in second]
@@ -255,3 +255,30 @@ async def test_a_cut_stream_resumes_with_last_event_id_and_nothing_repeated(
     deltas = [e["delta"] for _, e in seen if e["type"] == "response.output_text.delta"]
     assert "".join(deltas) == "".join(words)
     assert seen[-1][1]["type"] == "response.completed"
+
+
+async def test_the_stream_helpers_output_goes_back_as_input_with_the_function_call_outputs(
+    server: ScriptedServer, openai_client: AsyncOpenAI
+) -> None:
+    question: list[Any] = [{"role": "user", "content": script(SEQUENTIAL, finish="tool_calls")}]
+    async with openai_client.responses.stream(
+        model="scripted", input=question, tools=STRICT_TOOLS
+    ) as stream:
+        final = await stream.get_final_response()
+    answer = "Paris: 18 °C; found 1, 2, 3."
+    # As the SDK's documentation does it: the output items themselves (parsed arguments and all),
+    # then one function_call_output per call (the scripted provider reads its script from the last).
+    results = [
+        {"type": "function_call_output", "call_id": "call_w", "output": '{"celsius": 18}'},
+        {"type": "function_call_output", "call_id": "call_l", "output": script([answer])},
+    ]
+    second = await openai_client.responses.create(
+        model="scripted", input=[*question, *final.output, *results], tools=FLAT_TOOLS
+    )
+
+    assert second.output_text == answer
+    sent = server.provider.requests[-1].messages
+    assert [message.role for message in sent] == ["user", "assistant", "tool", "tool"]
+    assert [(c.id, c.name, c.arguments) for c in sent[1].tool_calls] == CALLS
+    assert sent[1].text == TEXT
+    assert [sent[2].tool_call_id, sent[3].tool_call_id] == ["call_w", "call_l"]
