@@ -16,7 +16,6 @@ from .request_parameters import InvalidValue, check_parameter, check_together
 from .settings import OPENAI_ALLOW, RESPONSES_ALLOW, RouteSettings
 from .types import REQUEST_PARAMETERS
 
-
 _OPENAI_ALLOW = {"openai": OPENAI_ALLOW, "responses": RESPONSES_ALLOW}
 """The transports that serve an OpenAI API, each with its formatter (the same name) and the
 default ``allow``."""

@@ -138,6 +138,11 @@ def call_item(item_id: str, call: ToolCall, status: str = "completed") -> dict[s
             "name": call.name, "arguments": call.arguments}  # fmt: skip
 
 
+def _delta_head(event: dict[str, Any]) -> str:
+    """A delta event's JSON up to its delta (``..., "delta": ``), joined once per part."""
+    return json_text(event)[:-1] + ', "delta": '
+
+
 @dataclass(frozen=True, slots=True)
 class ResponsesOptions:
     """``[formatters.responses]`` options (set per stream by ``/v1/responses``)."""
@@ -230,9 +235,8 @@ class ResponsesFormatter:
             where = {"item_id": item_id, "output_index": len(self.output) - 1, "content_index": 0}
             events.append(self._event({"type": "response.content_part.added", **where,
                                        "part": text_part("")}))  # fmt: skip
-            self.delta_head = (
-                '{"type": "response.output_text.delta", "item_id": "%s", "output_index": %d, '
-                '"content_index": 0, "logprobs": [], "delta": ' % (item_id, where["output_index"])
+            self.delta_head = _delta_head(
+                {"type": "response.output_text.delta", **where, "logprobs": []}
             )
         elif starting == "reasoning":
             item_id = self._item_id("rs")
@@ -240,10 +244,8 @@ class ResponsesFormatter:
             where = {"item_id": item_id, "output_index": len(self.output) - 1, "summary_index": 0}
             events.append(self._event({"type": "response.reasoning_summary_part.added", **where,
                                        "part": {"type": "summary_text", "text": ""}}))  # fmt: skip
-            self.delta_head = (
-                '{"type": "response.reasoning_summary_text.delta", "item_id": "%s", '
-                '"output_index": %d, "summary_index": 0, "delta": '
-                % (item_id, where["output_index"])
+            self.delta_head = _delta_head(
+                {"type": "response.reasoning_summary_text.delta", **where}
             )
         return events
 

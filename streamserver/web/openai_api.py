@@ -18,12 +18,12 @@ from aiohttp import web
 from ..access import KEY_ID
 from ..builtins.ecosystem_formatters import openai_finish_reason, openai_usage
 from ..errors import StreamRejected
+from ..record import StreamRecord
 from ..request_input import StreamParams, parse_stream_params
 from ..service import StreamService
 from ..settings import RouteSettings
 from ..streams import Stream
 from ..transports import sse
-from ..record import StreamRecord
 from ..types import REQUEST_PARAMETERS, StreamEnd, StreamFailure, StreamStart
 from .guard import openai_error
 from .keys import CONNECTIONS, SERVICE, Handler

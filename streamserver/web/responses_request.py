@@ -113,7 +113,7 @@ def _stream_options(options: object) -> None:
         raise _refuse(
             "invalid_field", "'stream_options' must be an object with only include_obfuscation"
         )
-    if options.get("include_obfuscation") not in (None, True, False):
+    if not isinstance(options.get("include_obfuscation", False), bool | None):
         raise _refuse("invalid_field", "'stream_options.include_obfuscation' must be a boolean")
 
 
@@ -147,7 +147,9 @@ def _input(value: object) -> list[dict[str, Any]]:
         if unknown:
             raise _refuse("invalid_input", f"{at}.{unknown[0]} is not a key of a {kind} item")
         if item.get("status") not in _STATUSES or not isinstance(item.get("id", ""), str | None):
-            raise _refuse("invalid_input", f"{at}: 'id' must be a string and 'status' an item status")
+            raise _refuse(
+                "invalid_input", f"{at}: 'id' must be a string and 'status' an item status"
+            )
         if kind == "message":
             messages.append(_message(item, at))
         elif kind == "function_call":
@@ -231,7 +233,9 @@ def _tools(tools: object) -> list[Any]:
             )
         unknown = sorted(set(tool) - {"type", "name", "description", "parameters", "strict"})
         if unknown:
-            raise _refuse("invalid_field", f"tools[{i}].{unknown[0]} is not a key of a function tool")
+            raise _refuse(
+                "invalid_field", f"tools[{i}].{unknown[0]} is not a key of a function tool"
+            )
         function = {key: tool[key] for key in ("name", "description", "parameters", "strict")
                     if tool.get(key) is not None}  # fmt: skip
         translated.append({"type": "function", "function": function})
@@ -239,10 +243,15 @@ def _tools(tools: object) -> list[Any]:
 
 
 def _tool_choice(choice: object) -> object:
-    if isinstance(choice, dict) and choice.get("type") == "function" and set(choice) == {
-        "type",
-        "name",
-    }:
+    if (
+        isinstance(choice, dict)
+        and choice.get("type") == "function"
+        and set(choice)
+        == {
+            "type",
+            "name",
+        }
+    ):
         return {"type": "function", "function": {"name": choice["name"]}}
     if isinstance(choice, dict):
         raise _refuse(
