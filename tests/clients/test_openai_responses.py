@@ -216,10 +216,10 @@ async def test_a_cancel_ends_the_stream_with_response_incomplete(
     stream = await openai_client.responses.create(
         model="scripted", input=script(["Before ", "the wait"], then="hang"), stream=True
     )
-    events = []
+    events: list[Any] = []
     async for event in stream:
         events.append(event)
-        if event.type == "response.output_text.delta":
+        if event.type == "response.output_text.delta" and event.delta == "Before ":
             stream_id = events[0].response.id.removeprefix("resp_")
             async with httpx.AsyncClient() as http:
                 cancelled = await http.delete(f"{server.base_url}/v1/streams/{stream_id}")
