@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Collection, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from typing import Any
 
 from aiohttp import web
@@ -63,15 +63,25 @@ _KNOWN = frozenset({*GENERATION_PARAMETERS, *RESPONSE_PARAMETERS, *IGNORED_PARAM
 _TYPE_NAMES = {dict: "an object", bool: "true or false", str: "a string"}
 
 
-def chat_completions_handler(path: str, route: RouteSettings) -> Handler:
-    """The handler of one ``transport = "openai"`` route (guarded in OpenAI's error shape)."""
+Reading = tuple[StreamParams, bool, dict[str, Any]]
+"""An OpenAI API body read: the stream request, whether it is streamed, the formatter's options."""
+Reader = Callable[[Mapping[str, Any], RouteSettings, StreamService], Reading]
+Completer = Callable[[Stream, Mapping[str, Any]], Awaitable[web.Response]]
+"""Makes the one answer of a request that is not streamed (given the formatter's options)."""
+
+
+def openai_handler(path: str, route: RouteSettings, api: str, read: Reader,
+                   complete: Completer) -> Handler:  # fmt: skip
+    """The handler of one route serving an OpenAI API: the body ``read`` into a stream request,
+    then the stream's SSE events, or one answer made by ``complete``. It is guarded in OpenAI's
+    error shape."""
 
     async def handle(request: web.Request) -> web.StreamResponse:
         service = request.app[SERVICE]
         body = await read_json_body(request, service.config.limits.max_body_bytes)
         key = idempotency(request, body)
         caller = request[KEY_ID]
-        params, stream_mode, include_usage = _params(body, route, service)
+        params, stream_mode, options = read(body, route, service)
         # A retry with the same Idempotency-Key (and body) reads the stream the first one started.
         stream = await service.started_with(caller, key, path) or await service.start(
             path,
@@ -79,16 +89,21 @@ def chat_completions_handler(path: str, route: RouteSettings) -> Handler:
             params,
             "sse" if stream_mode else "json",
             key_id=caller,
-            formatter_options={"include_usage": include_usage},
+            formatter_options=options,
             keep_record=not stream_mode,
             idempotency=key,
         )
         if stream_mode:
             return await sse.send_stream(request, stream, 0, request.app[CONNECTIONS].writers)
-        return await _complete(stream)
+        return await complete(stream, options)
 
-    handle.__name__ = f"chat completions {path}"
+    handle.__name__ = f"{api} {path}"
     return handle
+
+
+def chat_completions_handler(path: str, route: RouteSettings) -> Handler:
+    """The handler of one ``transport = "openai"`` route."""
+    return openai_handler(path, route, "chat completions", _params, _complete)
 
 
 async def models(request: web.Request) -> web.Response:
@@ -138,9 +153,7 @@ def requested_model(body: Mapping[str, Any], service: StreamService) -> str:
     return model
 
 
-def _params(
-    body: Mapping[str, Any], route: RouteSettings, service: StreamService
-) -> tuple[StreamParams, bool, bool]:
+def _params(body: Mapping[str, Any], route: RouteSettings, service: StreamService) -> Reading:
     check_compatible(body, _KNOWN, UNHONOURED_PARAMETERS)
     n = body.get("n")
     if n is not None and (isinstance(n, bool) or n != 1):
@@ -159,7 +172,7 @@ def _params(
     if max_tokens is not None:
         fields["max_tokens"] = max_tokens
     params = parse_stream_params(fields, route, service.config)
-    return params, bool(stream), include_usage
+    return params, bool(stream), {"include_usage": include_usage}
 
 
 def _include_usage(options: object) -> bool:
@@ -200,7 +213,7 @@ async def read_to_end(stream: Stream) -> tuple[StreamRecord, StreamStart]:
     return record, info
 
 
-async def _complete(stream: Stream) -> web.Response:
+async def _complete(stream: Stream, options: Mapping[str, Any]) -> web.Response:
     """Wait for the stream and assemble one ``chat.completion`` from its record."""
     record, info = await read_to_end(stream)
     summary = record.summary

@@ -10,11 +10,11 @@ exceptions.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
 
-from ..access import KEY_ID
 from ..builtins.responses_formatter import (
     call_item,
     ending,
@@ -23,46 +23,28 @@ from ..builtins.responses_formatter import (
     response_object,
 )
 from ..request_input import parse_stream_params
+from ..service import StreamService
 from ..settings import RouteSettings
 from ..streams import Stream
-from ..transports import sse
 from .guard import openai_error
-from .keys import CONNECTIONS, SERVICE, Handler
-from .openai_api import read_to_end, rejection
-from .request import idempotency, read_json_body
+from .keys import Handler
+from .openai_api import Reading, openai_handler, read_to_end, rejection
 from .responses_request import read_request
 
 
 def responses_handler(path: str, route: RouteSettings) -> Handler:
-    """The handler of one ``transport = "responses"`` route (guarded in OpenAI's error shape)."""
-
-    async def handle(request: web.Request) -> web.StreamResponse:
-        service = request.app[SERVICE]
-        body = await read_json_body(request, service.config.limits.max_body_bytes)
-        key = idempotency(request, body)
-        caller = request[KEY_ID]
-        asked = read_request(body, service)
-        params = parse_stream_params(asked.fields, route, service.config)
-        # A retry with the same Idempotency-Key (and body) reads the stream the first one started.
-        stream = await service.started_with(caller, key, path) or await service.start(
-            path,
-            route,
-            params,
-            "sse" if asked.stream else "json",
-            key_id=caller,
-            formatter_options={"request": asked.echo},
-            keep_record=not asked.stream,
-            idempotency=key,
-        )
-        if asked.stream:
-            return await sse.send_stream(request, stream, 0, request.app[CONNECTIONS].writers)
-        return await _respond(stream, asked.echo)
-
-    handle.__name__ = f"responses {path}"
-    return handle
+    """The handler of one ``transport = "responses"`` route."""
+    return openai_handler(path, route, "responses", _read, _respond)
 
 
-async def _respond(stream: Stream, echo: dict[str, Any]) -> web.Response:
+def _read(body: Mapping[str, Any], route: RouteSettings, service: StreamService) -> Reading:
+    asked = read_request(body, service)
+    params = parse_stream_params(asked.fields, route, service.config)
+    # The formatter's Response objects repeat the request (the options a stream is published with).
+    return params, asked.stream, {"request": asked.echo}
+
+
+async def _respond(stream: Stream, options: Mapping[str, Any]) -> web.Response:
     """Wait for the stream and make one Response from its record: the reasoning, the message,
     then the function calls (the order a model that thinks, answers and calls gives them)."""
     record, info = await read_to_end(stream)
@@ -78,4 +60,4 @@ async def _respond(stream: Stream, echo: dict[str, Any]) -> web.Response:
     for call in record.calls():
         output.append(call_item(f"fc_{info.stream_id}_{len(output)}", call))
     state = ending(summary) if summary is not None else {"status": "completed"}
-    return web.json_response(response_object(info, echo, output, **state))
+    return web.json_response(response_object(info, options["request"], output, **state))
