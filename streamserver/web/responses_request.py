@@ -181,8 +181,10 @@ def _message(item: Mapping[str, Any], at: str) -> dict[str, Any]:
     content = item.get("content")
     if isinstance(content, str):
         return {"role": role, "content": valid_text(content, f"{at}.content")}
-    part = "output_text" if role == "assistant" else "input_text"
-    return {"role": role, "content": _content(content, f"{at}.content", part)}
+    if role == "assistant":  # a reply sent back: its text, as a chat reply carries it
+        parts = _content(content, f"{at}.content", "output_text")
+        return {"role": role, "content": "".join(part["text"] for part in parts)}
+    return {"role": role, "content": _content(content, f"{at}.content", "input_text")}
 
 
 def _content(content: object, at: str, part_type: str) -> list[dict[str, Any]]:
