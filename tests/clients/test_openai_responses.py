@@ -20,7 +20,7 @@ from openai import AsyncOpenAI
 import streamserver
 
 from .conftest import CALLS, PARALLEL, REASONING, SEQUENTIAL, TEXT, TOOLS, ScriptedServer
-from .test_openai_sdk import PARSED, STRICT_TOOLS
+from .test_openai_sdk import PARSED, STRICT_TOOLS, Weather
 
 FLAT_TOOLS: list[Any] = [{"type": "function", **tool["function"]} for tool in TOOLS]
 """The chat tools in the Responses API's flat shape."""
@@ -282,3 +282,35 @@ async def test_the_stream_helpers_output_goes_back_as_input_with_the_function_ca
     assert [(c.id, c.name, c.arguments) for c in sent[1].tool_calls] == CALLS
     assert sent[1].text == TEXT
     assert [sent[2].tool_call_id, sent[3].tool_call_id] == ["call_w", "call_l"]
+
+
+async def test_max_output_tokens_cuts_the_response_short_as_incomplete(
+    openai_client: AsyncOpenAI,
+) -> None:
+    stream = await openai_client.responses.create(
+        model="scripted", input=script(["one ", "two ", "three ", "four"]), max_output_tokens=2,
+        stream=True,
+    )  # fmt: skip
+    events = [event async for event in stream]
+
+    last = events[-1]
+    assert last.type == "response.incomplete"
+    assert last.response.status == "incomplete"
+    assert last.response.incomplete_details is not None
+    assert last.response.incomplete_details.reason == "max_output_tokens"
+    assert last.response.output_text == "one two "
+
+
+async def test_parse_with_a_pydantic_text_format_sends_its_json_schema_and_parses_the_answer(
+    server: ScriptedServer, openai_client: AsyncOpenAI
+) -> None:
+    answer = ['{"city": "Paris", ', '"units": "°C"}']
+    response = await openai_client.responses.parse(
+        model="scripted", input=script(answer), text_format=Weather
+    )
+
+    assert response.output_parsed == Weather(city="Paris", units="°C")
+    sent = server.provider.requests[-1].response_format
+    assert sent is not None and sent["type"] == "json_schema"
+    assert sent["json_schema"]["name"] == "Weather"
+    assert sent["json_schema"]["schema"]["required"] == ["city", "units"]
