@@ -98,7 +98,8 @@ async def test_stream_false_gives_one_response_from_the_streams_record(
 ) -> None:
     response = await openai_client.responses.create(
         model="scripted", input=script(SEQUENTIAL, finish="tool_calls"), tools=FLAT_TOOLS,
-        instructions="Be brief.", max_output_tokens=50, temperature=0.5,
+        instructions="Be brief.", max_output_tokens=50, temperature=0.5, reasoning={"effort": "low"},
+        tool_choice={"type": "function", "name": "lookup"}, parallel_tool_calls=True,
     )  # fmt: skip
 
     assert response.status == "completed"
@@ -107,11 +108,13 @@ async def test_stream_false_gives_one_response_from_the_streams_record(
     ]  # fmt: skip
     assert response.output_text == TEXT
     assert calls_of(response) == CALLS
-    assert response.instructions == "Be brief."
+    assert (response.instructions, response.tool_choice.type) == ("Be brief.", "function")
     sent = server.provider.requests[-1]
     assert [m.role for m in sent.messages] == ["system", "user"]
-    assert (sent.max_tokens, sent.sampling) == (50, {"temperature": 0.5})
+    assert (sent.max_tokens, sent.sampling) == (50, {"temperature": 0.5, "reasoning_effort": "low"})
     assert sent.tools == tuple(TOOLS)
+    assert sent.tool_choice == {"type": "function", "function": {"name": "lookup"}}
+    assert sent.parallel_tool_calls is True
 
 
 async def test_a_tool_round_trip_on_sim_tools_sends_the_output_back_and_gets_the_answer(
