@@ -23,8 +23,9 @@ Servers (all on the standard asyncio event loop, one process each):
   ``redis-server`` on the PATH and redis-py, else it is skipped and says so);
 - ``streamserver-object``: the same server whose route streams a JSON object as it forms
   (``formatter = "object"``, a pinned ``response_format`` and seed: ``servers/streamserver_config.py``),
-  in the ``object`` workload only, beside ``streamserver`` sending plain text of the same length:
-  its server CPU per token as a ratio to the text's is the cost of the partial objects.
+  in the ``object`` workload only, beside ``streamserver`` sending the same JSON as plain
+  ``production`` tokens: its server CPU per token as a ratio to theirs is the cost of the partial
+  objects and the schema check.
 
 The ``resume`` workload times a resume's first replayed event: two streamserver instances on one
 Redis, a paced stream started on A and cut, resumed with ``Last-Event-ID`` on B (and, beside it, on
@@ -69,7 +70,8 @@ REDIS = "streamserver-redis"
 """streamserver with the Redis stream store (on a redis-server of its own)."""
 OBJECT = "streamserver-object"
 """streamserver's route as an object stream (``format=object``) of a pinned schema."""
-ALL_SERVERS = (*SERVERS, REDIS, OBJECT)
+WITH_REDIS = (*SERVERS, REDIS)
+ALL_SERVERS = (*WITH_REDIS, OBJECT)
 SERVER_CPU, LOADGEN_CPU = "0", "1"
 REDIS_CPU = LOADGEN_CPU
 """Redis runs beside the load generator: on a 2-core machine the other choice is the server's
@@ -107,6 +109,8 @@ class Workload:
     """The load generator looks at its sockets once per tick (0 = wakes for every arrival)."""
     resume_trials: int = 0
     """Not a load: this many cut-and-resume trials per place (``benchmarks/resume.py``)."""
+    json_answer: bool = False
+    """streamserver's answers are the object workload's JSON (``servers/streamserver_config.py``)."""
 
     @property
     def stream_timeout(self) -> float:
@@ -115,21 +119,21 @@ class Workload:
 
 
 def object_workload(name: str, title: str, connections: int, streams: int, reps: int) -> Workload:
-    """Object streams against text of the same length, unpaced: ``object_tokens()`` tokens
-    each (the same object every time), as many for the text."""
+    """Object streams against the same JSON as plain text, unpaced: ``object_tokens()`` tokens
+    each (the same object every time)."""
     tokens = object_tokens()
     return Workload(name, title.format(tokens=tokens), tokens, 0, connections,
                     streams_per_connection=streams, tick_ms=5, reps=reps,
-                    servers=("streamserver", OBJECT))  # fmt: skip
+                    servers=("streamserver", OBJECT), json_answer=True)  # fmt: skip
 
 
 def full_suite() -> list[Workload]:
     """What ``make bench`` runs (about 9 minutes on 2 cores: 514 s in the last run)."""
     return [
         Workload("throughput", "Throughput: 64 concurrent × 256 tokens, unpaced", 256, 0, 64,
-                 streams_per_connection=12, tick_ms=5, servers=ALL_SERVERS),
+                 streams_per_connection=12, tick_ms=5, servers=WITH_REDIS),
         Workload("paced", "Paced: 1000 concurrent × 150 tokens at 50 tokens/s", 150, 50, 1000,
-                 ramp=1000, series="paced", servers=ALL_SERVERS),
+                 ramp=1000, series="paced", servers=WITH_REDIS),
         Workload("paced-100", "Paced sweep: 100 concurrent × 150 tokens at 50 tokens/s", 150, 50,
                  100, ramp=1000, reps=1, series="paced"),
         Workload("paced-300", "Paced sweep: 300 concurrent × 150 tokens at 50 tokens/s", 150, 50,
@@ -147,7 +151,7 @@ def full_suite() -> list[Workload]:
                  "started on A, cut, resumed with Last-Event-ID on B or on A", 24, 50, 1,
                  reps=1, servers=(REDIS,), resume_trials=40),
         object_workload("object", "Object stream: 64 concurrent × a {tokens}-token JSON object "
-                        "(format=object) against as much text, unpaced", 64, 6, 3),
+                        "(format=object) against the same JSON as plain tokens, unpaced", 64, 6, 3),
     ]  # fmt: skip
 
 
@@ -155,9 +159,9 @@ def smoke_suite() -> list[Workload]:
     """``--smoke``: every server and every code path, tiny (correctness only, no timing)."""
     return [
         Workload("throughput", "Smoke: 4 streams × 8 tokens, unpaced", 8, 0, 4, reps=1,
-                 tick_ms=5, servers=ALL_SERVERS),
+                 tick_ms=5, servers=WITH_REDIS),
         Workload("paced", "Smoke: 4 streams × 8 tokens at 200 tokens/s", 8, 200, 4, ramp=1000,
-                 reps=1, series="paced", servers=ALL_SERVERS),
+                 reps=1, series="paced", servers=WITH_REDIS),
         Workload("relay", "Smoke: relay 4 streams × 8 tokens", 8, 0, 2, streams_per_connection=2,
                  reps=1, servers=("streamserver",), relay=True),
         Workload("resume", "Smoke: 3 resumes per place of a stream of 12 tokens at 100 tokens/s",
@@ -219,6 +223,7 @@ class Bench:
                 upstream_url=upstream,
                 redis_url=redis_url,
                 grace_s=grace_s,
+                json_answer=workload.json_answer,
                 object_stream=server == OBJECT,
             )
             command = ["-m", "streamserver", "serve", "--config", str(config), "--port", str(port)]

@@ -78,8 +78,10 @@ class Access:
                 return True
         return False
 
-    def identify(self, request: web.Request) -> str:
-        """The caller's identity, or a 400/401 ``StreamRejected``. Public paths need no key."""
+    def identify(self, request: web.Request, key_header: str | None = None) -> str:
+        """The caller's identity, or a 400/401 ``StreamRejected``. Public paths need no key.
+        ``key_header`` names a header that may carry the key instead of ``Authorization`` (the
+        Messages API's ``x-api-key``, which the ``anthropic`` SDK sends)."""
         if self._key_in(request.query):
             raise StreamRejected(
                 400, "key_in_url", "never put an API key in a URL: send 'Authorization: Bearer <key>', "
@@ -88,10 +90,12 @@ class Access:
         if not self.enabled:
             return f"addr:{request.remote}"
         header = request.headers.get("Authorization", "")
+        key = request.headers.get(key_header, "").strip() if key_header else ""
         if header:
             scheme, _, key = header.partition(" ")
             if scheme.lower() != "bearer" or not key:
                 raise _unauthorized("the Authorization header must be 'Bearer <key>'")
+        if key:
             key_id = self._match(key.strip())
             if key_id is None:
                 raise _unauthorized("the API key is not valid")

@@ -1,4 +1,5 @@
-"""The ``streamserver`` command: ``serve``, ``check-config``, ``--version``.
+"""The ``streamserver`` command: ``serve``, ``check-config``, ``ask``, ``fake-upstream``,
+``new-plugin``, ``--version``.
 
 A configuration mistake prints one line (file, dotted key, what was expected) and exits with 2;
 Ctrl-C and SIGTERM stop the server cleanly: streams are drained while it still listens, then it
@@ -19,6 +20,7 @@ import resource
 import signal
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
@@ -26,7 +28,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from . import server_log, supervisor
 from .client.ask import ask
 from .config import Config, load_config, refuse_open_host
-from .devtools import fake_upstream
+from .devtools import fake_upstream, new_plugin
 from .errors import ConfigError
 from .service import StreamService
 from .version import __version__
@@ -89,6 +91,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     fake.add_argument(
         "--tokens-per-second", type=float, default=30.0, help="pace of its answers (0 = no pause)"
     )
+    new = commands.add_parser(
+        "new-plugin", help="write a plugin package that passes its own tests (see the README)"
+    )
+    new.add_argument("name", help="the plugin's name: its package and the part it registers")
+    new.add_argument("--kind", required=True, choices=sorted(new_plugin.KINDS))
+    new.add_argument("--dir", default=".", help="where to write NAME/ (default: here)")
     args = parser.parse_args(argv)
 
     try:
@@ -98,6 +106,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _check(args.file)
         if args.command == "ask":
             return _ask(args)
+        if args.command == "new-plugin":
+            return _new_plugin(args.name, args.kind, Path(args.dir))
         if args.command == "fake-upstream":
             refuse_open_host(args.host, None)
             fake_upstream.run(args.host, args.port, args.tokens_per_second)
@@ -111,6 +121,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     parser.print_help()
     return 2
+
+
+def _new_plugin(name: str, kind: str, directory: Path) -> int:
+    try:
+        target = new_plugin.write_plugin(name, kind, directory)
+    except new_plugin.PluginNameError as exc:
+        print(f"streamserver: new-plugin: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {target}/ (a {kind} plugin); try it: cd {target} && pytest")
+    return 0
 
 
 def _worker_count(text: str) -> int:

@@ -56,6 +56,7 @@ class StreamRun:
         "_count",
         "_encode",
         "_ended_with",
+        "_following",
         "_format",
         "_iterator",
         "_kind",
@@ -100,12 +101,14 @@ class StreamRun:
         self._record = stream.record
         self._count = stream.tokens_at.append
         """Beside each log append: the tokens produced so far (what the event is worth)."""
-        # A formatter with events after a segment's token event (optional:
-        # Formatter.after_segment) gets an emit of its own, chosen once: the others pay nothing.
-        self._after = getattr(plan.formatter, "after_segment", None)
+        # A formatter with events after the token events (optional: Formatter.after_segments)
+        # gets an emit of its own, chosen once: the others pay nothing.
+        self._after = getattr(plan.formatter, "after_segments", None)
         self._text_out: Callable[[str], None] = (
             self._emit if self._after is None else self._emit_and_follow
         )
+        self._following = False
+        """``after_segments`` is due at the end of this loop iteration."""
         # Structured parts: the kind of content open now, the buffer holding it (the timer and
         # the size cap release that one) and where its segments go.
         self._kind: PartKind | None = None
@@ -383,6 +386,17 @@ class StreamRun:
 
     def _emit_and_follow(self, text: str) -> None:
         self._emit(text)
+        if not self._following:  # once per loop iteration, whatever the segments in it
+            self._following = True
+            asyncio.get_running_loop().call_soon(self._follow)
+
+    def _follow(self) -> None:
+        """The formatter's events after this iteration's token events (an ``object`` with the
+        value they made): one parse and one event for a burst of segments, not one per segment.
+        Run by the loop at the end of the iteration, or by ``_end`` before the end events."""
+        if not self._following:  # _end ran it already
+            return
+        self._following = False
         assert self._after is not None
         events = self._after()
         if events:
@@ -440,6 +454,7 @@ class StreamRun:
         """Flush, then log the formatter's end (or error) events; the summary of the stream."""
         # The final flush happens on every outcome: text the provider produced is never dropped.
         self._flush()
+        self._follow()
         if self._kind is not None and self._boundary is not None:
             self._emit_events(self._boundary(self._kind, None))
         if self._calls:

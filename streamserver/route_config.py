@@ -13,12 +13,16 @@ from . import schema
 from .errors import ConfigError
 from .plugins import Kind
 from .request_parameters import InvalidValue, check_parameter, check_together
-from .settings import OPENAI_ALLOW, RESPONSES_ALLOW, RouteSettings
+from .settings import ANTHROPIC_ALLOW, OPENAI_ALLOW, RESPONSES_ALLOW, Override, RouteSettings
 from .types import REQUEST_PARAMETERS
 
-_OPENAI_ALLOW = {"openai": OPENAI_ALLOW, "responses": RESPONSES_ALLOW}
-"""The transports that serve an OpenAI API, each with its formatter (the same name) and the
-default ``allow``."""
+API_ALLOW: dict[str, tuple[Override, ...]] = {
+    "openai": OPENAI_ALLOW,
+    "responses": RESPONSES_ALLOW,
+    "anthropic": ANTHROPIC_ALLOW,
+}
+"""The routes that speak a vendor's API, by transport, with their default ``allow``: each has
+the formatter of its name and only ``POST``."""
 
 
 def build_routes(table: object, parts: Mapping[Kind, Any]) -> dict[str, RouteSettings]:
@@ -33,22 +37,19 @@ def build_routes(table: object, parts: Mapping[Kind, Any]) -> dict[str, RouteSet
         key = schema.join_key("routes", path)
         if not path.startswith("/"):
             raise ConfigError(key, "a path starting with /", got=path)
-        openai_kind = body.get("transport") if isinstance(body, Mapping) else None
-        if isinstance(openai_kind, str) and openai_kind in _OPENAI_ALLOW:
-            # The two OpenAI APIs: their formatter, POST, and what their requests can say.
-            assert isinstance(body, Mapping)
-            allow = list(_OPENAI_ALLOW[openai_kind])
-            body = {"formatter": openai_kind, "methods": ["POST"], "allow": allow, **body}
+        api = body.get("transport") if isinstance(body, Mapping) else None
+        if api in API_ALLOW:
+            body = {"formatter": api, "methods": ["POST"], "allow": list(API_ALLOW[api]), **body}
         if isinstance(body, Mapping) and body.get("conversation"):
             body = {"formatter": "chat", **body}
         route = schema.build(RouteSettings, body, key)
-        if route.transport in _OPENAI_ALLOW and (
+        if route.transport in API_ALLOW and (
             route.formatter != route.transport or route.methods != ("POST",)
         ):
             raise ConfigError(
                 key,
-                f'formatter = "{route.transport}" and methods = ["POST"] for a {route.transport} '
-                "route (the defaults)",
+                f'formatter = "{route.transport}" and methods = ["POST"] for a transport = '
+                f'"{route.transport}" route (the defaults)',
             )
         named: tuple[tuple[str, Kind], ...] = (
             ("formatter", "formatters"),
@@ -78,7 +79,7 @@ def build_routes(table: object, parts: Mapping[Kind, Any]) -> dict[str, RouteSet
             raise ConfigError(
                 f"{key}.methods", 'only ["GET"] for a WebSocket route', got=list(route.methods)
             )
-        if route.transport in _OPENAI_ALLOW and "model" not in route.allow:
+        if route.transport in API_ALLOW and "model" not in route.allow:
             raise ConfigError(
                 f"{key}.allow",
                 f'a list with "model" (every {route.transport} request names one)',

@@ -31,6 +31,7 @@ from .shared_streams import SharedStreams
 from .sink_fanout import SinkFanout
 from .stores import LimitStore, StreamStore
 from .streams import Stream, StreamRegistry
+from .trace_context import stream_trace
 from .types import GenerationRequest, MessageForm, MetricsSink, Provider, StreamStart
 
 log = logging.getLogger("streamserver")
@@ -51,6 +52,8 @@ class StreamService:
         self.providers = dict(providers)
         self.metrics_sinks = sinks
         self.sinks = SinkFanout(sinks)
+        self.traced = any(getattr(sink, "traces", False) for sink in sinks)
+        """A sink records spans: streams get a trace context (``MetricsSink.traces``)."""
         self.conversations = conversations
         try:
             self.access = Access(config.auth, config.limits, limits)
@@ -246,6 +249,7 @@ class StreamService:
         epilogue: Epilogue | None = None,
         keep_record: bool = False,
         idempotency: tuple[str, str] | None = None,
+        traceparent: str | None = None,
     ) -> Stream:
         """Accept a checked request: build its pipeline and start generating.
 
@@ -258,12 +262,14 @@ class StreamService:
         schema) unless ``formatter_options`` says otherwise. ``epilogue`` runs
         once generation has ended and adds the stream's last events. ``keep_record`` gives the stream
         a ``StreamRecord`` (``Stream.record``): what it said, for a consumer that reads it back.
+        ``traceparent`` is the request's W3C header: the stream's span continues that trace.
         """
         self.refuse_if_draining()
         provider_name, provider, model = self.resolve(route, params)
         self.check_parameters(provider_name, provider, params)
         # What the client (or route) asked for goes upstream; the cap is enforced by the core only.
         max_tokens = params.max_tokens or route.max_tokens
+        trace = stream_trace(traceparent) if self.traced else None
         request = GenerationRequest(
             params.messages,
             model,
@@ -273,12 +279,15 @@ class StreamService:
             parallel_tool_calls=params.parallel_tool_calls,
             response_format=params.response_format,
             sampling=params.sampling,
+            traceparent=None if trace is None else trace.traceparent,
         )
         self.check_request(provider, request)
         config = self.config
         stream_id = self.streams.new_id()
         identity = None if key_id.startswith("addr:") else key_id or None
-        info = StreamStart(stream_id, path, provider_name, model, time.time(), key_id=identity)
+        info = StreamStart(
+            stream_id, path, provider_name, model, time.time(), key_id=identity, trace=trace
+        )
         buffer_part = config.buffers[params.buffer or route.buffer]
         formatter_part = config.formatters[params.format or route.formatter]
         formatter_settings = formatter_part.options

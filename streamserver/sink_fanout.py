@@ -61,13 +61,18 @@ class SinkFanout:
                 _call(function, method, args)
 
     def close(self, timeout_s: float = 2.0) -> None:
-        """Let the worker finish what is queued (up to ``timeout_s``), then stop it."""
+        """Let the worker finish what is queued (up to ``timeout_s``), stop it, then close every
+        sink that has a ``close`` (after its last lifecycle call, so it may flush)."""
         if self._worker is not None:
             try:
                 self._queue.put(_STOP, timeout=timeout_s)
             except queue.Full:
                 return
             self._worker.join(timeout_s)
+        for sink in self.sinks:
+            closing = getattr(sink, "close", None)  # optional: MetricsSink.close
+            if closing is not None:
+                _call(closing, "close", ())
 
     def stream_started(self, info: StreamStart) -> None:
         """Tell every sink a stream started."""

@@ -15,6 +15,8 @@ from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, TypeAlias
 
+from .trace_context import TraceContext
+
 MessageForm: TypeAlias = Literal["sse", "json"]
 """The two forms a formatter writes a stream's events in: ``"sse"``, an SSE event name and data;
 ``"json"``, one JSON text message per event (WebSocket frames, in-process readers)."""
@@ -110,6 +112,9 @@ class GenerationRequest:
     """``{"type": "text" | "json_object" | "json_schema", ...}``."""
     sampling: Mapping[str, Any] = field(default_factory=dict)
     """The ``SAMPLING_PARAMETERS`` the request set (``temperature``, ``stop``, ...)."""
+    traceparent: str | None = None
+    """The W3C ``traceparent`` header to send upstream (the stream's span; ``None``: no tracing
+    sink), so the upstream's own spans join the stream's trace."""
 
     @property
     def forces_call(self) -> bool:
@@ -292,6 +297,8 @@ class StreamStart:
     created: float
     """Unix time the stream was accepted."""
     key_id: str | None = None
+    trace: TraceContext | None = None
+    """The stream's trace and span (``None`` unless a sink ``traces``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -364,10 +371,11 @@ class Formatter(Protocol):
         """Events that close a stream that failed: an error event, then whatever ends it cleanly."""
         ...
 
-    def after_segment(self) -> Sequence[Event]:
-        """Optional: events logged right after the token event of the segment ``segment`` was
-        just given (the ``object`` formatter's partial value), usually none. Called for every
-        segment, so it must be cheap; a formatter without it costs the pipeline nothing."""
+    def after_segments(self) -> Sequence[Event]:
+        """Optional: events logged after the token events of the segments given since the last
+        call (the ``object`` formatter's value so far), often none. Called at most once per
+        event-loop iteration, after that iteration's segments (a burst of them costs one call),
+        and before the end events; a formatter without it costs the pipeline nothing."""
         ...
 
     # Structured parts: all optional. A formatter without them carries text only (its clients
@@ -407,6 +415,9 @@ class MetricsSink(Protocol):
 
     inline: bool = False
     """Run on the event loop instead of the sinks' worker thread."""
+    traces: bool = False
+    """The sink records spans: with one, every stream gets a trace context (``StreamStart.trace``,
+    continuing the request's ``traceparent``) and providers send its ``traceparent`` upstream."""
 
     def stream_started(self, info: StreamStart) -> None:
         """A stream was accepted and its generation started."""
@@ -433,6 +444,10 @@ class MetricsSink(Protocol):
         """JSON-able figures for ``GET /v1/stream/metrics`` (none by default)."""
         return {}
 
+    def close(self) -> None:
+        """The app is stopping and no lifecycle call follows: flush and release what the sink
+        holds. Runs on a worker thread, so it may block (briefly: the app waits for it)."""
+
 
 SINK_METHODS = (
     "stream_started",
@@ -442,4 +457,5 @@ SINK_METHODS = (
     "tokens_delivered",
     "request_rejected",
 )
-"""The lifecycle calls a metrics sink may receive (``snapshot`` is read, not sent)."""
+"""The lifecycle calls a metrics sink may receive (``snapshot`` is read, not sent; ``close``
+comes once, after them all)."""

@@ -1,39 +1,46 @@
-"""Shared fixtures: a real streamserver on 127.0.0.1 (ephemeral port) and an independent SSE client.
+"""Shared fixtures: the plugin authors' kit (``streamserver.testing``: ``serve``, a real
+streamserver on 127.0.0.1 at an ephemeral port, read by an independent SSE client; ``upstream``,
+the fake upstream), and the project's own configs and stores.
 
 Streams are read with httpx + httpx-sse, not with our own parser, so a test of the wire shape is a
-test against what other software understands.
+test against what other software understands. ``Client``, ``script``, ``wait_until``... are
+imported here from the kit so that ``from conftest import ...`` keeps working.
 """
 
 from __future__ import annotations
 
-import asyncio
 import copy
-import json
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestServer
-from httpx_sse import ServerSentEvent, aconnect_sse
 
-import streamserver
-from streamserver.devtools.fake_upstream import FakeUpstream
+pytest.register_assert_rewrite("streamserver.testing")  # the kit's plugin, imported just below
+
+from streamserver.testing import (  # noqa: E402 (after the rewrite is registered)
+    FAST_SIMULATED,
+    Client,
+    Received,
+    ServeFactory,
+    script,
+    wait_until,
+)
 
 # tests/ is importable for the fakes (``fakes.tcp_proxy``), and tests/plugin_fixtures/, the home of
-# every test plugin, so that ``plugins.modules`` can name one ("scripted_provider").
+# every test plugin, so that ``plugins.modules`` can name one ("recording_provider").
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent / "plugin_fixtures"))
 
-from fakes.redis_server import RedisServer  # importable once the path is set
+from fakes.redis_server import RedisServer  # noqa: E402 (importable once the path is set)
+
+pytest_plugins = ["streamserver.testing"]
+
+__all__ = ["FAST_SIMULATED", "REPO", "SCRIPTED", "Client", "Received", "ServeFactory", "base_config",
+           "script", "upstream_config", "wait_until"]  # fmt: skip
 
 REPO = Path(__file__).resolve().parent.parent
-
-FAST_SIMULATED = {"ttft_ms": 0, "tokens_per_second": 0, "seed": 7, "answer_tokens": 40}
 
 
 def base_config(**sections: Any) -> dict[str, Any]:
@@ -50,81 +57,10 @@ def base_config(**sections: Any) -> dict[str, Any]:
     return config
 
 
-@dataclass
-class Received:
-    """One SSE response as an independent parser saw it."""
-
-    status: int
-    headers: httpx.Headers
-    events: list[ServerSentEvent] = field(default_factory=list)
-
-    def json(self) -> list[Any]:
-        """Every event's data parsed as JSON."""
-        return [json.loads(e.data) for e in self.events]
-
-    def names(self) -> list[str]:
-        """Every event's name (``message`` for unnamed events)."""
-        return [e.event for e in self.events]
-
-
-class Client:
-    """HTTP client bound to one running server."""
-
-    def __init__(self, base_url: str) -> None:
-        self.base_url = base_url
-        self.http = httpx.AsyncClient(base_url=base_url, timeout=10)
-
-    async def sse(
-        self,
-        path: str,
-        *,
-        method: str = "GET",
-        params: dict[str, Any] | None = None,
-        json_body: Any = None,
-        headers: dict[str, str] | None = None,
-    ) -> Received:
-        """Read a whole SSE response (or the error body of a refused one)."""
-        async with aconnect_sse(
-            self.http, method, path, params=params, json=json_body, headers=dict(headers or {})
-        ) as source:
-            response = source.response
-            received = Received(response.status_code, response.headers)
-            if response.headers.get("content-type", "").startswith("text/event-stream"):
-                received.events = [event async for event in source.aiter_sse()]
-            else:
-                await response.aread()
-                received.events = [ServerSentEvent(data=response.text)]
-        return received
-
-    async def close(self) -> None:
-        """Close the HTTP client."""
-        await self.http.aclose()
-
-
-ServeFactory = Callable[..., Awaitable[Client]]
-
-
 @pytest.fixture
-async def serve() -> AsyncIterator[ServeFactory]:
-    """Start ``streamserver.create_app(config)`` on 127.0.0.1; returns a client for it."""
-    servers: list[TestServer] = []
-    clients: list[Client] = []
-
-    async def start(config: Any = None, app: web.Application | None = None) -> Client:
-        if app is None:
-            app = streamserver.create_app(base_config() if config is None else config)
-        server = TestServer(app, host="127.0.0.1")
-        await server.start_server()
-        servers.append(server)
-        client = Client(str(server.make_url("")).rstrip("/"))
-        clients.append(client)
-        return client
-
-    yield start
-    for client in clients:
-        await client.close()
-    for server in servers:
-        await server.close()
+def streamserver_config() -> dict[str, Any]:
+    """What the kit's ``serve()`` starts with no argument, here: ``base_config()``."""
+    return base_config()
 
 
 @pytest.fixture
@@ -133,35 +69,11 @@ async def client(serve: ServeFactory) -> Client:
     return await serve()
 
 
-async def wait_until(predicate: Callable[[], bool], timeout: float = 2.0) -> None:  # noqa: ASYNC109
-    """Poll ``predicate`` until true (bounded), for effects that land a moment later."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.005)
-
-
 SCRIPTED = {
-    "plugins": {"modules": ["scripted_provider"]},
+    "plugins": {"modules": ["streamserver.testing.scripted"]},
     "providers": {"simulated": dict(FAST_SIMULATED), "scripted": {}},
 }
-"""Config sections that add the scripted test provider (see ``tests/plugin_fixtures/scripted_provider.py``)."""
-
-
-def script(deltas: list[str], **options: Any) -> str:
-    """The prompt that makes the scripted provider yield ``deltas``."""
-    return json.dumps({"deltas": deltas, **options})
-
-
-@pytest.fixture
-async def upstream() -> AsyncIterator[tuple[FakeUpstream, str]]:
-    """A fake OpenAI/Anthropic upstream on 127.0.0.1; yields it and its ``/v1`` base URL."""
-    fake = FakeUpstream()
-    server = TestServer(fake.app(), host="127.0.0.1")
-    await server.start_server()
-    yield fake, str(server.make_url("/v1"))
-    await server.close()
+"""Config sections that add the scripted provider (``streamserver/testing/scripted.py``)."""
 
 
 def upstream_config(base_url: str, **provider: Any) -> dict[str, Any]:

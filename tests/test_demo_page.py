@@ -259,6 +259,7 @@ READABLE_FORMATS = [
     "chat",
     "openai",
     "ai-sdk",
+    "anthropic",
     "text",
 ]
 

@@ -8,10 +8,9 @@ import logging
 
 import pytest
 from conftest import REPO, base_config, script
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 import streamserver
+from streamserver.testing import assert_lossless_buffer
 
 PLUGINS_DIR = str(REPO / "plugins")
 
@@ -102,23 +101,11 @@ def test_markdown_timer_release_gives_up_a_word_outside_any_construct(markdown):
 MARKDOWN_PIECES = ["`", "``", "```", "[", "]", "(", ")", " ", "\n", "a", "b c", "](x)", "🙂"]
 
 
-@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(st.lists(st.sampled_from(MARKDOWN_PIECES)))
-def test_markdown_is_lossless(markdown, deltas):
-    assert "".join(segments(markdown(), deltas)) == "".join(deltas)
-
-
-@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(st.lists(st.one_of(st.none(), st.sampled_from(MARKDOWN_PIECES))))
-def test_markdown_is_lossless_when_the_timer_releases_text(config, steps):
+@pytest.mark.parametrize("max_hold_ms", [0, 60_000])
+def test_markdown_is_lossless_and_chunk_invariant_whenever_the_timer_fires(config, max_hold_ms):
     part = config.buffers["markdown"]
-    for max_hold_ms in (0, 60_000):
-        buffer = part.registration.factory(part.registration.options(max_hold_ms=max_hold_ms))
-        out = []
-        for step in steps:
-            out.extend([buffer.release()] if step is None else buffer.push(step))
-        out.append(buffer.flush())
-        assert "".join(out) == "".join(s for s in steps if s is not None)
+    options = part.registration.options(max_hold_ms=max_hold_ms)
+    assert_lossless_buffer(part.registration.factory, options, pieces=MARKDOWN_PIECES)
 
 
 async def test_markdown_flush_timer_does_not_cut_an_ordinary_link(serve):
@@ -127,7 +114,7 @@ async def test_markdown_flush_timer_does_not_cut_an_ordinary_link(serve):
         base_config(
             server={"plugins_dir": PLUGINS_DIR},
             buffers={"markdown": {"max_delay_ms": 100}},
-            plugins={"modules": ["scripted_provider"]},
+            plugins={"modules": ["streamserver.testing.scripted"]},
             providers={"scripted": {}},
         )
     )

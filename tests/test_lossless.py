@@ -12,22 +12,17 @@ import pytest
 import websockets
 from conftest import SCRIPTED, Client, base_config, script, wait_until
 from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 import streamserver
+from streamserver.testing.strategies import text_deltas
 from streamserver.web.keys import SERVICE
 
 BUFFERS = ["raw", "delimiter", "word", "sentence"]
-FORMATTERS = ["simple", "events", "progress", "production", "openai", "responses", "ai-sdk", "text"]
-ENDS = ("done", "complete", "stream_end", "response.completed")
-"""The ``type`` of the last WebSocket message of a stream, in the shapes that have one."""
+FORMATTERS = ["simple", "events", "progress", "production", "openai", "responses", "ai-sdk",
+              "anthropic", "text"]  # fmt: skip
 
-DANGEROUS = [
-    "", "\n", "\r\n", "\r", "\n\n", "\r\r", " ", "  ", "data: ", "event: done", "id: 1", "retry: 0",
-    ":", "[DONE]", "\\", '"', "🙂", "👨‍👩‍👧", "é", "\u2028", "\x00", "e.g. ", "Mr. ", "3.14", ". ",
-    "! ", "? ", "…", "。", "```", "`", "[a](b)",
-]  # fmt: skip
-deltas = st.lists(st.one_of(st.sampled_from(DANGEROUS), st.text(max_size=12)), max_size=24)
+ENDS = ("done", "complete", "stream_end", "message_stop", "response.completed")
+"""The ``type`` of the last WebSocket message of a stream, in every built-in shape."""
 
 
 def text_of_sse_event(fmt: str, name: str, data: str) -> str:
@@ -45,6 +40,8 @@ def text_of_object(obj: dict[str, Any], name: str = "") -> str:
         return obj["token"]
     if obj.get("type") in ("text-delta", "response.output_text.delta"):
         return obj["delta"]
+    if obj.get("type") == "content_block_delta" and obj["delta"]["type"] == "text_delta":
+        return obj["delta"]["text"]
     if obj.get("object") == "chat.completion.chunk":
         return "".join(c["delta"].get("content") or "" for c in obj["choices"])
     if name == "token" or obj.get("type") == "token":
@@ -90,7 +87,7 @@ async def scripted_client(serve) -> Client:
 @settings(
     max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
-@given(parts=deltas)
+@given(parts=text_deltas)
 async def test_the_client_gets_exactly_the_provider_text(
     scripted_client, transport, fmt, buffer, parts
 ):

@@ -38,8 +38,9 @@ async def scripted(serve):
     return await serve(base_config(buffers={"word": {"min_words": 2}}, **SCRIPTED))
 
 
-async def object_stream(client, deltas: list[str], **fields: Any):
-    body = {"prompt": script(deltas), "model": "scripted", "format": "object", **fields}
+async def object_stream(client, deltas: list[str], gap_ms: float = 0, **fields: Any):
+    body = {"prompt": script(deltas, gap_ms=gap_ms), "model": "scripted", "format": "object",
+            **fields}  # fmt: skip
     got = await client.sse("/v1/stream", method="POST", json_body=body)
     assert got.status == 200, got.events
     return got
@@ -72,8 +73,12 @@ async def test_any_json_cut_anywhere_gives_consistent_partials_and_json_loads_at
         assert after != "object" or before == "token"
 
 
+PIECES = ['{"items": [{"pri', 'ce": 1', '2}, {"price": ', "3}]}"]
+
+
 async def test_the_events_of_an_object_stream_in_order(scripted):
-    got = await object_stream(scripted, ['{"items": [{"pri', 'ce": 1', '2}, {"price": ', "3}]}"])
+    # gap_ms: each piece arrives in a loop iteration of its own, as a paced model's do.
+    got = await object_stream(scripted, PIECES, gap_ms=1)
 
     assert [(e.event, json.loads(e.data)) for e in got.events[1:]] == [
         ("token", {"content": '{"items": [{"pri', "index": 0}),
@@ -87,6 +92,14 @@ async def test_the_events_of_an_object_stream_in_order(scripted):
                         "errors": []}),
         ("stream_end", by_name(got, "stream_end")[0]),
     ]  # fmt: skip
+
+
+async def test_a_burst_of_segments_gets_one_object_event(scripted):
+    # All four pieces in one loop iteration (no gap): one parse, one object event after them.
+    got = await object_stream(scripted, PIECES)
+
+    assert got.names()[1:] == ["token"] * 4 + ["object", "object_end", "stream_end"]
+    assert by_name(got, "object") == [{"object": {"items": [{"price": 12}, {"price": 3}]}}]
 
 
 async def test_a_value_against_the_schema_is_checked_with_the_first_error_s_path(scripted):
@@ -161,7 +174,7 @@ async def test_a_cut_object_stream_resumes_with_no_gap_and_no_duplicate(serve):
 
 async def test_the_websocket_form_sends_the_same_fields_as_messages(scripted):
     url = scripted.base_url.replace("http://", "ws://") + "/ws/stream"
-    request = {"prompt": script(['{"items": [{"price": ', "1}]}"]), "model": "scripted",
+    request = {"prompt": script(['{"items": [{"price": ', "1}]}"], gap_ms=1), "model": "scripted",
                "format": "object", "response_format": CART_FORMAT}  # fmt: skip
     messages = []
     async with websockets.connect(url) as socket:

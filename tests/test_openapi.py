@@ -84,9 +84,10 @@ def test_the_spec_lists_every_route_of_the_shipped_config(server):
         spec = json.load(response)
 
     assert spec["openapi"].startswith("3.")
-    for path in ("/stream", "/stream/v2", "/stream/safe", "/stream/progress", "/v1/stream", "/v1/chat/completions",
-                 "/v1/responses", "/v1/models", "/v1/streams/{stream_id}", "/health", "/v1/stream/metrics",
-                 "/ws/stream", "/ws/chat/{conversation_id}", "/v1/conversations/{conversation_id}",
+    for path in ("/stream", "/stream/v2", "/stream/safe", "/stream/progress", "/v1/stream",
+                 "/v1/chat/completions", "/v1/responses", "/v1/messages", "/v1/models",
+                 "/v1/streams/{stream_id}", "/health", "/v1/stream/metrics", "/ws/stream",
+                 "/ws/chat/{conversation_id}", "/v1/conversations/{conversation_id}",
                  "/metrics"):  # fmt: skip
         assert path in spec["paths"], path
     assert set(spec["paths"]["/v1/stream"]) == {"get", "post"}
@@ -162,10 +163,11 @@ def test_every_request_parameter_is_documented_where_the_providers_honour_it(rec
 
 
 def test_schemathesis_finds_every_documented_request_parameter_accepted(recording_server, tmp_path):
-    # The stream routes only, with more examples: the parameters and messages are what changed.
+    # The stream routes only (the Messages API's too), with more examples: the parameters and
+    # messages are what changed.
     result = schemathesis(
         recording_server, tmp_path, "not_a_server_error,positive_data_acceptance",
-        "examples,fuzzing", paths="^/v1/(stream|chat/completions|responses)$", examples=40,
+        "examples,fuzzing", paths="^/v1/(stream|chat/completions|responses|messages)$", examples=40,
     )  # fmt: skip
 
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]

@@ -46,6 +46,7 @@ def test_the_built_package_ships_the_demo_page_and_no_bytecode(tmp_path):
 
     assert sorted(path.name for path in (package / "static").iterdir()) == STATIC_FILES
     assert (package / "py.typed").exists()
+    assert (package / "testing" / "fixtures.py").exists()  # the plugin authors' kit
     assert not list(package.rglob("__pycache__"))
 
 

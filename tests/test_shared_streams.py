@@ -71,7 +71,7 @@ def text_of(events) -> str:
 
 def scripted_config(redis_url: str, **sections):
     config = shared_config(redis_url, **sections)
-    config["plugins"] = {"modules": ["scripted_provider"]}
+    config["plugins"] = {"modules": ["streamserver.testing.scripted"]}
     config["providers"]["scripted"] = {}
     return config
 

@@ -18,85 +18,12 @@ import pytest
 import websockets
 from conftest import SCRIPTED, Client, base_config, script
 from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-from test_lossless import BUFFERS, DANGEROUS, ENDS, FORMATTERS
+from test_lossless import BUFFERS, ENDS, FORMATTERS
+
+from streamserver.testing.strategies import scripts
 
 TEXT_ONLY = {"progress", "text"}
 """Shapes with no place for structure (and ``simple``'s SSE form): text only, as documented."""
-
-
-# --- what the provider produces ------------------------------------------------------------------
-
-json_values = st.recursive(
-    st.none()
-    | st.booleans()
-    | st.integers()
-    | st.floats(allow_nan=False, allow_infinity=False)
-    | st.sampled_from(DANGEROUS)
-    | st.text(max_size=6),
-    lambda children: (
-        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=4), children, max_size=3)
-    ),
-    max_leaves=6,
-)
-pieces = st.one_of(st.sampled_from(DANGEROUS), st.text(max_size=8))
-
-
-@dataclass
-class Script:
-    deltas: list[Any]
-    text: str
-    reasoning: str
-    calls: dict[str, tuple[str, str]]
-    """Call id -> (name, arguments JSON text)."""
-    kinds: list[str]
-    """The kinds of content in order, consecutive repeats merged."""
-
-
-def _cuts(draw: Any, text: str) -> list[str]:
-    """``text`` cut into non-empty fragments at any characters."""
-    if not text:
-        return []
-    points = sorted(draw(st.sets(st.integers(1, max(1, len(text) - 1)), max_size=4)))
-    points = [p for p in points if 0 < p < len(text)]
-    return [text[a:b] for a, b in zip([0, *points], [*points, len(text)], strict=True)]
-
-
-@st.composite
-def scripts(draw: Any) -> Script:
-    # The answer and the reasoning in one ordered lane; each tool call in a lane of its own.
-    lanes: list[list[Any]] = [
-        draw(st.lists(st.one_of(pieces, pieces.map(lambda t: {"reasoning": t})), max_size=10))
-    ]
-    calls = {}
-    for index in range(draw(st.integers(0, 3))):
-        call_id, name = f"call_{index}", draw(st.sampled_from(["lookup", "get_weather", "f_1"]))
-        arguments = json.dumps(draw(st.dictionaries(st.text(max_size=4), json_values, max_size=3)))
-        fragments = _cuts(draw, arguments)
-        first = {"tool": index, "id": call_id, "name": name, "arguments": fragments[0]}
-        lanes.append([first, *({"tool": index, "arguments": f} for f in fragments[1:])])
-        calls[call_id] = (name, arguments)
-    deltas: list[Any] = []
-    while any(lanes):
-        lane = draw(st.sampled_from([lane for lane in lanes if lane]))
-        deltas.append(lane.pop(0))
-    kinds: list[str] = []
-    for delta in deltas:
-        kind = "text" if isinstance(delta, str) else "reasoning" if "reasoning" in delta else "tool"
-        empty = (isinstance(delta, str) and not delta) or (
-            kind == "reasoning" and not delta["reasoning"]
-        )
-        if not empty and (not kinds or kinds[-1] != kind):
-            kinds.append(kind)
-    return Script(
-        deltas=deltas,
-        text="".join(d for d in deltas if isinstance(d, str)),
-        reasoning="".join(
-            d["reasoning"] for d in deltas if isinstance(d, dict) and "reasoning" in d
-        ),
-        calls=calls,
-        kinds=kinds,
-    )
 
 
 # --- what the client rebuilds, from each shape's events ------------------------------------------
@@ -125,11 +52,11 @@ class Rebuilt:
     def start_call(self, index: int, call_id: str, name: str) -> None:
         self.ids[index] = call_id
         self.calls[call_id] = [name, ""]
-        self._kind("tool")
+        self._kind("tool_call")
 
     def arguments(self, call_id: str, fragment: str) -> None:
         self.calls[call_id][1] += fragment
-        self._kind("tool")
+        self._kind("tool_call")
 
     def read(self, obj: dict[str, Any], name: str) -> None:
         """One event of any built-in shape (``name``: the SSE event name, or the ``type``)."""
@@ -161,6 +88,17 @@ class Rebuilt:
             self.whole[obj["id"]] = obj["arguments"]
         elif kind in ("stream_end", "done") and "tool_calls" in obj:
             self.summary_calls = obj["tool_calls"]
+        elif kind == "content_block_start" and obj["content_block"]["type"] == "tool_use":
+            block = obj["content_block"]
+            self.start_call(obj["index"], block["id"], block["name"])
+        elif kind == "content_block_delta":
+            delta = obj["delta"]
+            if delta["type"] == "text_delta":
+                self.add("text", delta["text"])
+            elif delta["type"] == "thinking_delta":
+                self.add("reasoning", delta["thinking"])
+            else:
+                self.arguments(self.ids[obj["index"]], delta["partial_json"])
         elif kind == "text-delta":
             self.add("text", obj["delta"])
         elif kind == "reasoning-delta":
@@ -265,6 +203,6 @@ async def test_a_tool_call_is_never_held_by_a_buffer(scripted_client):
     ]
     got = await read_sse(scripted_client, "production", "sentence", deltas)
 
-    assert got.kinds == ["text", "tool", "text"]
+    assert got.kinds == ["text", "tool_call", "text"]
     assert got.text == ["no full stop yet", " then text. "]
     assert got.calls == {"call_a": ["f", '{"a": 1}']}

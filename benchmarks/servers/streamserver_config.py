@@ -17,10 +17,12 @@ With ``redis_url`` the streams are shared through that Redis (``[redis] url``, `
 "redis"``): the same workload, for the Redis store's cost against the memory store's. ``grace_s``
 (0 unless given) keeps a stream whose reader left generating that long, for the resume trials.
 
-With ``object_stream`` the route is an object stream (``formatter = "object"``) that pins
-``OBJECT_FORMAT`` (a cart of ``OBJECT_ITEMS`` items, each a name, a price and two tags, as the
-simulated model fills it in) and ``OBJECT_SEED``: every stream is the same object, exactly
-``object_tokens()`` tokens long, so the load generator can check each one arrived whole.
+With ``json_answer`` the route pins ``OBJECT_FORMAT`` (a cart of ``OBJECT_ITEMS`` items, each a
+name, a price and two tags, as the simulated model fills it in) and ``OBJECT_SEED``: every stream
+is the same JSON text, exactly ``object_tokens()`` tokens long, so the load generator can check
+each one arrived whole; with ``object_stream`` too it is an object stream (``formatter =
+"object"``), else that text as plain ``production`` tokens: the two differ by the object
+formatter's work alone (the simulated model's JSON costs the same in both).
 """
 
 from __future__ import annotations
@@ -96,13 +98,14 @@ def write_config(
     upstream_url: str | None = None,
     redis_url: str | None = None,
     grace_s: float = 0.0,
+    json_answer: bool = False,
     object_stream: bool = False,
 ) -> Path:
     """Write the config for ``tokens`` per stream at ``pace`` (0 = unpaced); return its path.
 
     With ``upstream_url`` the route relays from an ``openai`` provider at that URL instead; with
-    ``redis_url`` the streams are shared through that Redis; with ``object_stream`` the route
-    streams ``OBJECT_FORMAT`` objects.
+    ``redis_url`` the streams are shared through that Redis; with ``json_answer`` the route
+    streams ``OBJECT_FORMAT`` JSON, and with ``object_stream`` as an object stream.
     """
     plugins = directory / "no-plugins"
     plugins.mkdir(parents=True, exist_ok=True)
@@ -156,9 +159,9 @@ path = "{directory / "conversations.sqlite3"}"
 formatter = "{"object" if object_stream else "production"}"
 buffer = "raw"
 provider = "{route_provider}"
-max_tokens = {tokens + 1 if object_stream else tokens}
+max_tokens = {tokens + 1 if json_answer else tokens}
 """
-    if object_stream:  # the object decides its length: it finishes with "stop", not "length"
+    if json_answer:  # the object decides its length: it finishes with "stop", not "length"
         text += (
             f'\n[routes."/v1/stream".pin]\nseed = {OBJECT_SEED}\n'
             f"response_format = {_toml(OBJECT_FORMAT)}\n"

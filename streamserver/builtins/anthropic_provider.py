@@ -113,7 +113,7 @@ class AnthropicProvider(SDKProvider):
         body = self._body(request)
         body["stream"] = True
         with self.translated_errors():
-            async with self.posted("/v1/messages", body) as response:
+            async with self.posted("/v1/messages", body, request) as response:
                 if self.whole_answer(response):
                     message = upstream_json(
                         (await response.aread()).decode("utf-8", "replace"), "a message"

@@ -94,7 +94,7 @@ class OpenAIProvider(SDKProvider):
     async def _stream(self, request: GenerationRequest) -> AsyncIterator[Delta]:
         body = self._body(request)
         with self.translated_errors():
-            async with self.posted("/chat/completions", body) as response:
+            async with self.posted("/chat/completions", body, request) as response:
                 if self.whole_answer(response):
                     completion = _parse((await response.aread()).decode("utf-8", "replace"))
                     for part in completion_parts(completion, request.model):

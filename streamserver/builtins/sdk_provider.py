@@ -85,15 +85,19 @@ class SDKProvider(ABC):
     class is only a holder for the unread response, never iterated."""
 
     @contextlib.asynccontextmanager
-    async def posted(self, path: str, body: Mapping[str, Any]) -> AsyncIterator[Any]:
+    async def posted(
+        self, path: str, body: Mapping[str, Any], request: GenerationRequest
+    ) -> AsyncIterator[Any]:
         """The upstream's unread response to a streaming POST of ``body`` to ``path``, closed on
         exit (and with it the upstream request). ``client.post``, not the SDK's typed ``create``:
         the body goes out as it is, where ``create`` first walks it against the SDK's typed
         parameters (~0.6 ms of CPU per request with a 1 KB prompt, more with a long history).
-        Auth, ``base_url``, timeouts and retries are the client's either way."""
+        Auth, ``base_url``, timeouts and retries are the client's either way. The request's
+        ``traceparent`` (a tracing sink is on) goes with it, so the upstream joins the trace."""
         cast_to, stream_cls = self._post_as
+        options = {"headers": {"traceparent": request.traceparent}} if request.traceparent else {}
         stream = await self.client.post(
-            path, body=body, cast_to=cast_to, stream=True, stream_cls=stream_cls
+            path, body=body, cast_to=cast_to, options=options, stream=True, stream_cls=stream_cls
         )
         async with stream:
             yield stream.response

@@ -68,6 +68,13 @@ export const SHAPES = {
     if (p.type === "abort") return { aborted: true };
     return null;
   },
+  anthropic(name, data) {
+    const p = j(data);
+    if (name === "content_block_delta" && p.delta && p.delta.type === "text_delta") return { text: p.delta.text };
+    if (name === "error") return { error: p.error && p.error.message };
+    if (name === "message_stop") return endOf(false);
+    return null;
+  },
   text(name, data) {
     if (name === "done") return endOf(data === "cancelled");
     if (name === "error") return { error: data };
@@ -79,4 +86,5 @@ SHAPES.object = SHAPES.production; // the production shape plus object and objec
 
 /** Every SSE event name a built-in format sends (EventSource needs a listener per name). */
 export const EVENT_NAMES = ["message", "token", "error", "done", "complete", "stream_start", "stream_end",
-  "start", "reasoning", "tool_call_start", "tool_call_delta", "tool_call", "object", "object_end"];
+  "start", "reasoning", "tool_call_start", "tool_call_delta", "tool_call", "object", "object_end",
+  "content_block_delta", "message_stop"];

@@ -18,10 +18,11 @@ from ..config import Config, load_config
 from ..hookspecs import RouteHandler
 from ..service import StreamService
 from ..transports.connections import OpenConnections
-from . import admin, chat, openai_api, responses_api, sockets, streams
+from . import admin, chat, messages_api, openai_api, responses_api, sockets, streams
 from .guard import (
     ErrorShape,
     add_cors_headers,
+    anthropic_error,
     contract_error,
     guarded,
     json_http_errors,
@@ -66,10 +67,13 @@ def setup(app: web.Application, config: ConfigSource) -> Config:
         shape: ErrorShape = contract_error,
         starts_streams: bool = False,
         guard: bool = True,
+        key_header: str | None = None,
     ) -> None:
         # ``guard = False``: the handler admits and refuses itself (the SSE stream handler).
         if guard:
-            handler = guarded(path, handler, shape=shape, starts_streams=starts_streams)
+            handler = guarded(
+                path, handler, shape=shape, starts_streams=starts_streams, key_header=key_header
+            )
         app.router.add_route(method, path, handler)
         methods.setdefault(path, set()).add(method)
 
@@ -84,6 +88,10 @@ def setup(app: web.Application, config: ConfigSource) -> Config:
         elif route.transport == "responses":
             handler = responses_api.responses_handler(path, route)
             add("POST", path, handler, shape=openai_error, starts_streams=True)
+        elif route.transport == "anthropic":
+            handler = messages_api.messages_handler(path, route)
+            add("POST", path, handler, shape=anthropic_error, starts_streams=True,
+                key_header="x-api-key")  # fmt: skip
         else:
             for method in route.methods:
                 add(method, path, streams.stream_handler(path, route), guard=False)

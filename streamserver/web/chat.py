@@ -178,6 +178,7 @@ def socket_handler(path: str, route: RouteSettings) -> Handler:
                 key_id=identity,
                 epilogue=store_reply,
                 keep_record=True,
+                traceparent=request.headers.get("traceparent"),
             )
             try:
                 user_count = await _stored(store.append(conversation_id, owner, [user]))

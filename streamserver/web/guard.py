@@ -16,6 +16,7 @@ from collections.abc import Callable
 from aiohttp import web
 
 from ..access import KEY_ID
+from ..builtins.anthropic_formatter import anthropic_error_body
 from ..errors import StreamRejected
 from ..settings import CorsSettings
 from .keys import SERVICE, Handler
@@ -44,23 +45,40 @@ def openai_error(error: StreamRejected) -> web.Response:
     return web.json_response(body, status=error.status, headers=error.headers)
 
 
+_ANTHROPIC_TYPES = {401: "authentication_error", 403: "permission_error", 404: "not_found_error",
+                    413: "request_too_large", 429: "rate_limit_error", 503: "overloaded_error"}  # fmt: skip
+"""The Messages API's error type of a status (``invalid_request_error`` for another 4xx,
+``api_error`` for another 5xx)."""
+
+
+def anthropic_error(error: StreamRejected) -> web.Response:
+    """The Messages API's error body: ``{"type": "error", "error": {"type", "message"}}``."""
+    default = "invalid_request_error" if error.status < 500 else "api_error"
+    kind = _ANTHROPIC_TYPES.get(error.status, default)
+    body = anthropic_error_body(kind, error.message)
+    return web.json_response(body, status=error.status, headers=error.headers)
+
+
 def guarded(
     path: str,
     handler: Handler,
     *,
     shape: ErrorShape = contract_error,
     starts_streams: bool = False,
+    key_header: str | None = None,
 ) -> Handler:
     """``handler`` behind the guard: the caller admitted (or refused), and a ``StreamRejected``
     the handler raises answered in ``shape``.
 
     Plugins get this for the routes they add (``register_routes``); ``auth.public_paths`` opens a
     path to everyone. ``starts_streams``: the handler's own refusals are refused stream requests,
-    reported to the metrics sinks (the guard's own refusals always are)."""
+    reported to the metrics sinks (the guard's own refusals always are). ``key_header``: a
+    header that may carry the API key instead of ``Authorization`` (the Messages API's
+    ``x-api-key``)."""
 
     async def handle(request: web.Request) -> web.StreamResponse:
         try:
-            await admit(request, path)
+            await admit(request, path, key_header)
         except StreamRejected as exc:
             return refuse(request, exc, shape, report=path)
         try:
@@ -72,13 +90,14 @@ def guarded(
     return handle
 
 
-async def admit(request: web.Request, path: str) -> None:
-    """Mark ``request`` for CORS, identify its caller and charge its rate limit (or raise)."""
+async def admit(request: web.Request, path: str, key_header: str | None = None) -> None:
+    """Mark ``request`` for CORS, identify its caller (its key in ``Authorization``, or in
+    ``key_header`` if given) and charge its rate limit (or raise)."""
     service = request.app[SERVICE]
     cors = cors_headers(service.config.cors, request.headers.get("Origin"))
     if cors:
         request[_CORS] = cors
-    identity = service.access.identify(request)
+    identity = service.access.identify(request, key_header)
     if path not in service.config.auth.public_paths:
         await service.access.check_rate(identity)
     request[KEY_ID] = identity

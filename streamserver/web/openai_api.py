@@ -79,20 +79,8 @@ def openai_handler(path: str, route: RouteSettings, api: str, read: Reader,
     async def handle(request: web.Request) -> web.StreamResponse:
         service = request.app[SERVICE]
         body = await read_json_body(request, service.config.limits.max_body_bytes)
-        key = idempotency(request, body)
-        caller = request[KEY_ID]
         params, stream_mode, options = read(body, route, service)
-        # A retry with the same Idempotency-Key (and body) reads the stream the first one started.
-        stream = await service.started_with(caller, key, path) or await service.start(
-            path,
-            route,
-            params,
-            "sse" if stream_mode else "json",
-            key_id=caller,
-            formatter_options=options,
-            keep_record=not stream_mode,
-            idempotency=key,
-        )
+        stream = await start_api_stream(request, path, route, params, body, stream_mode, options)
         if stream_mode:
             return await sse.send_stream(request, stream, 0, request.app[CONNECTIONS].writers)
         return await complete(stream, options)
@@ -104,6 +92,35 @@ def openai_handler(path: str, route: RouteSettings, api: str, read: Reader,
 def chat_completions_handler(path: str, route: RouteSettings) -> Handler:
     """The handler of one ``transport = "openai"`` route."""
     return openai_handler(path, route, "chat completions", _params, _complete)
+
+
+async def start_api_stream(
+    request: web.Request,
+    path: str,
+    route: RouteSettings,
+    params: StreamParams,
+    body: Mapping[str, Any],
+    stream_mode: bool,
+    formatter_options: Mapping[str, Any] | None = None,
+) -> Stream:
+    """The stream of a vendor API's request (chat completions, Responses, Messages): SSE events
+    when ``stream_mode``, else a record to answer from; a retry with the same ``Idempotency-Key``
+    (and ``body``) reads the stream the first one started. The request's ``traceparent`` makes
+    the stream's span a child of the caller's trace."""
+    service = request.app[SERVICE]
+    key = idempotency(request, body)
+    caller = request[KEY_ID]
+    return await service.started_with(caller, key, path) or await service.start(
+        path,
+        route,
+        params,
+        "sse" if stream_mode else "json",
+        key_id=caller,
+        formatter_options=formatter_options,
+        keep_record=not stream_mode,
+        idempotency=key,
+        traceparent=request.headers.get("traceparent"),
+    )
 
 
 async def models(request: web.Request) -> web.Response:
@@ -197,8 +214,8 @@ def _include_usage(options: object) -> bool:
 
 
 async def read_to_end(stream: Stream) -> tuple[StreamRecord, StreamStart]:
-    """Wait for a stream started with ``keep_record`` to end; its record and start. The reader
-    counts as having had it all: the one response made from the record carries everything."""
+    """Wait for a stream started with ``keep_record`` to end, as one reader that gets all of
+    it (a non-streamed answer carries everything); its record and its start."""
     log = stream.log
     reader = stream.attach(0)
     try:

@@ -16,9 +16,9 @@ from ..hookspecs import RouteSpec
 from ..request_input import MAX_DIGITS
 from ..settings import RouteSettings
 from ..version import __version__
+from . import messages_schemas, responses_schema
 from . import request_schemas as schemas
 from .request_schemas import Honoured, Models
-from .responses_schema import NOTE, responses_body
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
 _EVENT = {
@@ -37,13 +37,14 @@ _EVENT_ID = {"type": "string", "pattern": f"^[A-Za-z0-9_-]+:[0-9]{{1,{MAX_DIGITS
 """``<stream_id>:<seq>``, as ``Last-Event-ID`` and ``?last_event_id=`` take it."""
 
 
-def _errors(*statuses: int) -> dict[str, Any]:
+def _errors(*statuses: int, schema: dict[str, Any] = _ERROR) -> dict[str, Any]:
     reasons = {
         400: "Bad request",
         401: "Missing or invalid API key",
         403: "Not allowed",
         404: "Not found",
         409: "Conflict",
+        502: "The upstream failed",
         410: "Gone",
         413: "Too large",
         429: "Too many requests (see Retry-After)",
@@ -52,7 +53,7 @@ def _errors(*statuses: int) -> dict[str, Any]:
     return {
         str(status): {
             "description": reasons[status],
-            "content": {"application/json": {"schema": _ERROR}},
+            "content": {"application/json": {"schema": schema}},
         }
         for status in statuses
     }
@@ -91,6 +92,8 @@ def build_spec(
             paths[path] = {"post": _chat_completions(route, config, models, honoured, tool_less)}
         elif route.transport == "responses":
             paths[path] = {"post": _responses(route, config, models, honoured, tool_less)}
+        elif route.transport == "anthropic":
+            paths[path] = {"post": _messages(route, config, models, honoured, tool_less)}
         elif route.transport == "ws":
             paths[path] = {"get": _websocket(path, route)}
         else:
@@ -246,6 +249,7 @@ def build_spec(
                     },
                 },
                 "Message": schemas.message_schema(config.limits.max_prompt_chars),
+                "AnthropicError": messages_schemas.ERROR,
             },
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer"},
@@ -440,12 +444,15 @@ def _responses(
 ) -> dict[str, Any]:
     reach = schemas.reach(route, models, honoured)
     overrides = _overrides(route, config, reach)
-    body, some = responses_body(route, overrides["model"], overrides.get("max_tokens"),
-                                config.limits.max_prompt_chars, reach, honoured, tool_less)  # fmt: skip
+    limit = config.limits.max_prompt_chars
+    model, max_tokens = overrides["model"], overrides.get("max_tokens")
+    body, some = responses_schema.responses_body(
+        route, model, max_tokens, limit, reach, honoured, tool_less
+    )
     response = {"type": "object", "required": ["id", "object", "status", "output"]}
     return {
         "summary": "OpenAI Responses API (stream true: semantic SSE events; false: one Response)",
-        "description": NOTE + schemas.unlisted(some, reach, honoured),
+        "description": responses_schema.NOTE + schemas.unlisted(some, reach, honoured),
         "requestBody": _json_body(body),
         "parameters": [_idempotency_key()],
         "responses": {
@@ -453,10 +460,31 @@ def _responses(
                 "description": "Events or a Response",
                 "content": {**_SSE, "application/json": {"schema": response}},
             },
-            **_errors(400, 401, 404, 409, 413, 429, 503),
-            "502": {
-                "description": "The upstream failed",
-                "content": {"application/json": {"schema": _ERROR}},
+            **_errors(400, 401, 404, 409, 413, 429, 502, 503),
+        },
+    }
+
+
+def _messages(
+    route: RouteSettings, config: Config, models: Models, honoured: Honoured, tool_less: Honoured
+) -> dict[str, Any]:
+    reach = schemas.reach(route, models, honoured)
+    offered, some = schemas.documented_parameters(route, reach, honoured)
+    limits = config.limits
+    body = messages_schemas.body_schema(
+        route, limits.max_prompt_chars, limits.max_tokens, reach, offered, tool_less
+    )
+    error = {"$ref": "#/components/schemas/AnthropicError"}
+    return {
+        "summary": "Anthropic Messages API (stream true: its event stream; false: one message)",
+        "description": messages_schemas.NOTE + schemas.unlisted(some, reach, honoured),
+        "requestBody": _json_body(body),
+        "parameters": [_idempotency_key(), *messages_schemas.HEADERS],
+        "responses": {
+            "200": {
+                "description": "Events or a message",
+                "content": {**_SSE, "application/json": {"schema": {"type": "object"}}},
             },
+            **_errors(400, 401, 404, 409, 413, 429, 502, 503, schema=error),
         },
     }

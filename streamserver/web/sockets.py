@@ -25,7 +25,14 @@ def socket_handler(path: str, route: RouteSettings) -> Handler:
         async def start(fields: dict[str, Any]) -> Stream:
             try:
                 params = parse_stream_params(fields, route, service.config)
-                return await service.start(path, route, params, "json", key_id=request[KEY_ID])
+                return await service.start(
+                    path,
+                    route,
+                    params,
+                    "json",
+                    key_id=request[KEY_ID],
+                    traceparent=request.headers.get("traceparent"),
+                )
             except StreamRejected as exc:
                 service.reject(path, exc)
                 raise

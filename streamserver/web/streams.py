@@ -117,6 +117,12 @@ async def _resume_or_start(
         return earlier, 0
     params = parse_stream_params(fields, route, service.config)
     stream = await service.start(
-        path, route, params, "sse", key_id=request[KEY_ID], idempotency=key
+        path,
+        route,
+        params,
+        "sse",
+        key_id=request[KEY_ID],
+        idempotency=key,
+        traceparent=request.headers.get("traceparent"),
     )
     return stream, 0

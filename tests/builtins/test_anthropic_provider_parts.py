@@ -6,12 +6,12 @@ from __future__ import annotations
 import json
 
 import pytest
-from gathered_parts import gather
 
 import streamserver
 from streamserver.builtins.anthropic_provider import AnthropicProvider, AnthropicProviderOptions
 from streamserver.devtools.fake_upstream import Plan, PlannedCall
 from streamserver.errors import ProviderError
+from streamserver.testing import gather
 from streamserver.types import REQUEST_PARAMETERS, GenerationRequest, Message, ToolCall, Usage
 
 WEATHER = PlannedCall("toolu_w", "get_weather", '{"city": "Paris", "days": [1, 2]}')

@@ -19,6 +19,7 @@ from streamserver.builtins.buffers import (
     WordBuffer,
     WordOptions,
 )
+from streamserver.testing import assert_lossless_buffer
 
 
 def segments(buffer, deltas: list[str]) -> list[str]:
@@ -29,30 +30,24 @@ def segments(buffer, deltas: list[str]) -> list[str]:
     return [*out, rest] if rest else out
 
 
+BUILT_IN = [
+    (RawBuffer, None),
+    (DelimiterBuffer, DelimiterOptions()),
+    (WordBuffer, WordOptions()),
+    (WordBuffer, WordOptions(min_words=3)),
+    (SentenceBuffer, SentenceOptions()),
+]
+
+
 def all_buffers():
-    return [
-        RawBuffer(None),
-        DelimiterBuffer(DelimiterOptions()),
-        WordBuffer(WordOptions()),
-        WordBuffer(WordOptions(min_words=3)),
-        SentenceBuffer(SentenceOptions()),
-    ]
+    return [factory(options) for factory, options in BUILT_IN]
 
 
-@given(st.lists(st.text()))
-def test_every_buffer_gives_back_exactly_its_input(deltas):
-    for buffer in all_buffers():
-        assert "".join(segments(buffer, deltas)) == "".join(deltas)
-
-
-@given(st.lists(st.text()))
-def test_held_counts_exactly_the_waiting_characters(deltas):
-    for buffer in all_buffers():
-        pushed = emitted = 0
-        for delta in deltas:
-            pushed += len(delta)
-            emitted += sum(len(s) for s in buffer.push(delta))
-            assert buffer.held == pushed - emitted
+@pytest.mark.parametrize(
+    ("factory", "options"), BUILT_IN, ids=["raw", "delimiter", "word", "word-3", "sentence"]
+)
+def test_every_buffer_is_lossless_chunk_invariant_and_knows_what_it_holds(factory, options):
+    assert_lossless_buffer(factory, options, pieces=[" \n\t", ".", "!", "?", "。", "Mr. ", "ab"])
 
 
 def released(buffer, steps: list[str | None]) -> list[str]:
@@ -71,13 +66,6 @@ def released(buffer, steps: list[str | None]) -> list[str]:
 timer_steps = st.lists(
     st.one_of(st.none(), st.text(alphabet=" \n\t.!?ab。", max_size=8), st.text())
 )
-
-
-@given(timer_steps)
-def test_every_buffer_stays_lossless_when_the_timer_releases_text(steps):
-    for buffer in all_buffers():
-        deltas = [step for step in steps if step is not None]
-        assert "".join(released(buffer, steps)) == "".join(deltas)
 
 
 @given(timer_steps)

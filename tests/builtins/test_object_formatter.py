@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from object_checks import NOTHING, consistent, held, same
 
-from streamserver.builtins.object_formatter import ObjectFormatter, ObjectOptions
+from streamserver.builtins.object_formatter import ObjectFormatter, ObjectOptions, SchemaCheck
 from streamserver.errors import StreamRejected
 from streamserver.types import StreamEnd, StreamStart
 
@@ -79,7 +79,7 @@ def feed(pieces: list[str], response_format: Any = None) -> tuple[list[Any], lis
     for index, piece in enumerate(pieces):
         token = json.loads(formatter.segment(piece, index + 1))
         assert token == {"content": piece, "index": index}  # production's token event, as is
-        events = formatter.after_segment()
+        events = formatter.after_segments()
         assert len(events) <= 1 and all(e.name == "object" for e in events)
         values = [json.loads(e.data)["object"] for e in events]
         per_piece.append(values)
@@ -208,6 +208,44 @@ def test_a_schema_that_is_not_a_json_schema_is_a_400():
     assert "response_format.json_schema.schema.properties.a.type" in refused.value.message
 
 
+def test_a_schema_whose_ref_cannot_be_resolved_is_a_400_not_a_failure_at_the_end():
+    schema = {"type": "object", "properties": {"a": {"$ref": "https://127.0.0.1:9/a.json"}}}
+    response_format = {"type": "json_schema", "json_schema": {"name": "x", "schema": schema}}
+
+    with pytest.raises(StreamRejected) as refused:
+        ObjectFormatter(ObjectOptions(response_format), "sse")
+
+    assert refused.value.status == 400 and refused.value.code == "invalid_field"
+    assert "https://127.0.0.1:9/a.json" in refused.value.message
+
+
+SCHEMAS = [
+    {"type": "object", "required": ["items"], "additionalProperties": False, "properties": {
+        "items": {"type": "array", "maxItems": 3, "items": {
+            "type": "object", "required": ["price"],
+            "properties": {"price": {"type": "number", "minimum": 0, "exclusiveMaximum": 10}}}}}},
+    {"anyOf": [{"type": "string", "minLength": 2, "pattern": "^[a-z]+$"}, {"enum": [1, None]}]},
+    {"type": "array", "uniqueItems": True, "items": {"$ref": "#/$defs/n"},
+     "$defs": {"n": {"type": "integer", "multipleOf": 3}}},
+]  # fmt: skip
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-20, 20) | st.floats(-20, 20) | st.text(max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(st.sampled_from(["items", "price", "x"]), inner, max_size=3)
+    ),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(schema=st.sampled_from(SCHEMAS), value=JSON_VALUES)
+def test_the_fast_check_agrees_with_jsonschema_on_every_value(schema, value):
+    check = SchemaCheck(schema)
+
+    assert (check.errors(value) == []) is check.full.is_valid(value)
+
+
 def test_after_a_failure_it_ends_as_production_does_without_an_object_end():
     from streamserver.types import StreamFailure
 
@@ -229,7 +267,7 @@ def test_the_websocket_form_has_the_same_fields_in_one_message():
     start(formatter)
 
     token = json.loads(formatter.segment('{"a": "b', 1))
-    (event,) = formatter.after_segment()
+    (event,) = formatter.after_segments()
     (end, stream_end) = formatter.end(summary())
 
     assert token == {"type": "token", "content": '{"a": "b', "index": 0}

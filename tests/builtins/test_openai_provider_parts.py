@@ -7,11 +7,11 @@ import json
 from types import MappingProxyType
 
 import pytest
-from gathered_parts import gather
 
 from streamserver.builtins.openai_provider import OpenAIProvider, OpenAIProviderOptions
 from streamserver.devtools.fake_upstream import Plan, PlannedCall
 from streamserver.errors import ProviderError
+from streamserver.testing import gather
 from streamserver.types import REQUEST_PARAMETERS, GenerationRequest, Message, ToolCall, Usage
 
 WEATHER = PlannedCall("call_w", "get_weather", '{"city": "Paris", "days": [1, 2]}')

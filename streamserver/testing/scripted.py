@@ -1,5 +1,9 @@
 """A provider plugin for tests: it yields exactly the deltas the prompt asks for.
 
+The kit's fixtures load it into every app they start (``plugins.modules =
+["streamserver.testing.scripted"]`` elsewhere), so a buffer's or a formatter's test can send the
+exact deltas it wants through a real stream; ``streamserver.testing.script`` writes the prompt.
+
 The last user message is a JSON script::
 
     {"deltas": ["a", "", "b\\n"], "gap_ms": 0, "then": "end" | "fail" | "hang", "finish": "stop"}
@@ -10,8 +14,7 @@ A delta is text (a string), or a structured part: ``{"reasoning": "..."}`` yield
 
 ``then = "fail"`` raises a ``ProviderError`` after the deltas; ``"hang"`` waits forever (until the
 stream is cancelled). The provider records when each of its iterators was closed, so tests can
-prove that cancellation reaches the upstream. Load it with ``plugins.modules =
-["scripted_provider"]``.
+prove that cancellation reaches the upstream.
 """
 
 from __future__ import annotations
@@ -20,9 +23,11 @@ import asyncio
 import json
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from streamserver import ProviderError, hookimpl
-from streamserver.types import (
+from ..errors import ProviderError
+from ..hookspecs import Register, hookimpl
+from ..types import (
     REQUEST_PARAMETERS,
     Delta,
     Finish,
@@ -31,6 +36,12 @@ from streamserver.types import (
     ToolCallDelta,
     Usage,
 )
+
+
+def script(deltas: Sequence[str | dict[str, Any]], **options: Any) -> str:
+    """The prompt that makes the scripted provider yield ``deltas`` (``options``: ``gap_ms``,
+    ``then``, ``finish``); send it with ``model = "scripted"``."""
+    return json.dumps({"deltas": list(deltas), **options})
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +76,7 @@ class ScriptedProvider:
         self.requests.append(request)
         return self._run(json.loads(request.messages[-1].text), request.model)
 
-    async def _run(self, script: dict, model: str) -> AsyncIterator[Delta]:
+    async def _run(self, script: dict[str, Any], model: str) -> AsyncIterator[Delta]:
         loop = asyncio.get_running_loop()
         self.started.append(loop.time())
         try:
@@ -73,7 +84,7 @@ class ScriptedProvider:
                 if script.get("gap_ms"):
                     await asyncio.sleep(script["gap_ms"] / 1000)
                 self.yielded += 1
-                yield _delta(delta)
+                yield scripted_part(delta)
             then = script.get("then", "end")
             if then == "fail":
                 raise ProviderError("upstream_error", "the scripted upstream failed")
@@ -86,7 +97,8 @@ class ScriptedProvider:
             self.closed.append(loop.time())
 
 
-def _delta(item: str | dict) -> Delta:
+def scripted_part(item: str | dict[str, Any]) -> Delta:
+    """The part one delta of a script stands for."""
     if isinstance(item, str):
         return item
     if "reasoning" in item:
@@ -95,5 +107,5 @@ def _delta(item: str | dict) -> Delta:
 
 
 @hookimpl
-def register_providers(register):
+def register_providers(register: Register) -> None:
     register("scripted", ScriptedProvider, options=ScriptedOptions)
