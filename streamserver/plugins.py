@@ -32,6 +32,7 @@ DEFAULT_PLUGINS = (
     "streamserver.builtins.object_formatter",
     "streamserver.builtins.ecosystem_formatters",
     "streamserver.builtins.anthropic_formatter",
+    "streamserver.builtins.responses_formatter",
     "streamserver.builtins.sinks",
     "streamserver.builtins.prometheus_sink",
     "streamserver.builtins.otel_sink",

@@ -13,10 +13,14 @@ from . import schema
 from .errors import ConfigError
 from .plugins import Kind
 from .request_parameters import InvalidValue, check_parameter, check_together
-from .settings import ANTHROPIC_ALLOW, OPENAI_ALLOW, Override, RouteSettings
+from .settings import ANTHROPIC_ALLOW, OPENAI_ALLOW, RESPONSES_ALLOW, Override, RouteSettings
 from .types import REQUEST_PARAMETERS
 
-API_ALLOW: dict[str, tuple[Override, ...]] = {"openai": OPENAI_ALLOW, "anthropic": ANTHROPIC_ALLOW}
+API_ALLOW: dict[str, tuple[Override, ...]] = {
+    "openai": OPENAI_ALLOW,
+    "responses": RESPONSES_ALLOW,
+    "anthropic": ANTHROPIC_ALLOW,
+}
 """The routes that speak a vendor's API, by transport, with their default ``allow``: each has
 the formatter of its name and only ``POST``."""
 NAMED_ROUTES: dict[str, tuple[Override, ...]] = {**API_ALLOW, "ai-sdk": OPENAI_ALLOW}
@@ -48,8 +52,8 @@ def build_routes(table: object, parts: Mapping[Kind, Any]) -> dict[str, RouteSet
         ):
             raise ConfigError(
                 key,
-                f'formatter = "{route.transport}" and methods = ["POST"] for an '
-                f"{route.transport} route (the defaults)",
+                f'formatter = "{route.transport}" and methods = ["POST"] for a transport = '
+                f'"{route.transport}" route (the defaults)',
             )
         named: tuple[tuple[str, Kind], ...] = (
             ("formatter", "formatters"),

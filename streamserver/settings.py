@@ -27,6 +27,13 @@ OPENAI_ALLOW: tuple[Override, ...] = tuple(
 )
 """The default ``allow`` of a ``transport = "openai"`` route: what the chat completions API
 takes (its ``model`` is required, so an openai route must allow it)."""
+RESPONSES_ALLOW: tuple[Override, ...] = (
+    "model", "max_tokens", "tools", "tool_choice", "parallel_tool_calls", "response_format",
+    "temperature", "top_p", "user", "reasoning_effort",
+)  # fmt: skip
+"""The default ``allow`` of a ``transport = "responses"`` route: what a Responses request can
+say (``max_output_tokens``, ``text.format`` and ``reasoning.effort`` among them, by their chat
+names); its ``model`` is required too."""
 ANTHROPIC_ALLOW: tuple[Override, ...] = ("model", "max_tokens", "tools", "tool_choice",
     "parallel_tool_calls", "temperature", "top_p", "stop", "user", "reasoning_effort")  # fmt: skip
 """The default ``allow`` of a ``transport = "anthropic"`` route: what the Messages API can say
@@ -71,10 +78,11 @@ class PluginsSettings:
 class RouteSettings:
     """``[routes."<path>"]``: one streaming endpoint and the pipeline parts it uses."""
 
-    transport: Literal["sse", "ws", "openai", "anthropic", "ai-sdk"] = "sse"
+    transport: Literal["sse", "ws", "openai", "responses", "anthropic", "ai-sdk"] = "sse"
     """``openai`` serves the OpenAI chat completions API (its formatter is always ``openai``),
-    ``anthropic`` the Anthropic Messages API (its formatter is always ``anthropic``), ``ai-sdk``
-    what the AI SDK's ``useChat`` sends, with its resume (its formatter is always ``ai-sdk``)."""
+    ``responses`` the OpenAI Responses API (its formatter is always ``responses``), ``anthropic``
+    the Anthropic Messages API (its formatter is always ``anthropic``), ``ai-sdk`` what the AI
+    SDK's ``useChat`` sends, with its resume (its formatter is always ``ai-sdk``)."""
     formatter: str = "events"
     buffer: str = "raw"
     provider: str | None = None
@@ -84,7 +92,7 @@ class RouteSettings:
     methods: tuple[Literal["GET", "POST"], ...] = ("GET",)
     allow: tuple[Override, ...] = ()
     """Request fields that may override the route's choices (an openai route: ``OPENAI_ALLOW``,
-    an anthropic route: ``ANTHROPIC_ALLOW``)."""
+    a responses route: ``RESPONSES_ALLOW``, an anthropic route: ``ANTHROPIC_ALLOW``)."""
     pin: dict[str, Any] = field(default_factory=dict)
     """Request parameters with a fixed value (``temperature = 0.2``): always sent, and a request
     that asks for another value is refused (``parameter_pinned``). ``tool_choice`` and
@@ -218,6 +226,7 @@ DEFAULT_ROUTES: dict[str, dict[str, Any]] = {
         "allow": list(STREAM_ALLOW),
     },
     "/v1/chat/completions": {"transport": "openai"},
+    "/v1/responses": {"transport": "responses"},
     "/v1/messages": {"transport": "anthropic"},
     "/ws/stream": {"transport": "ws", "formatter": "simple", "allow": list(STREAM_ALLOW)},
     "/ws/chat/{conversation_id}": {

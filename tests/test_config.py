@@ -64,7 +64,7 @@ MISTAKES = [
         [
             'routes."/stream".transport',
             "'carrier-pigeon'",
-            "(choices: ai-sdk, anthropic, openai, sse, ws)",
+            "(choices: ai-sdk, anthropic, openai, responses, sse, ws)",
         ],
         [],
         id="literal_value_out_of_range_lists_the_choices",
@@ -74,6 +74,15 @@ MISTAKES = [
         ['routes."/api/chat"', 'formatter = "ai-sdk" and methods = ["POST"] for an ai-sdk route'],
         [],
         id="an_ai_sdk_route_speaks_only_the_ui_message_stream",
+    ),
+    pytest.param(
+        '[routes."/v1/answers"]\ntransport = "responses"\nformatter = "openai"\n',
+        [
+            'routes."/v1/answers"',
+            'formatter = "responses" and methods = ["POST"] for a transport = "responses" route',
+        ],
+        [],
+        id="a_responses_route_keeps_the_responses_formatter",
     ),
     pytest.param(
         '[routes."stream"]\nformatter = "simple"\n',

@@ -18,9 +18,10 @@ from streamserver.testing.strategies import text_deltas
 from streamserver.web.keys import SERVICE
 
 BUFFERS = ["raw", "delimiter", "word", "sentence"]
-FORMATTERS = ["simple", "events", "progress", "production", "openai", "ai-sdk", "anthropic", "text"]
+FORMATTERS = ["simple", "events", "progress", "production", "openai", "responses", "ai-sdk",
+              "anthropic", "text"]  # fmt: skip
 
-ENDS = ("done", "complete", "stream_end", "message_stop")
+ENDS = ("done", "complete", "stream_end", "message_stop", "response.completed")
 """The ``type`` of the last WebSocket message of a stream, in every built-in shape."""
 
 
@@ -37,7 +38,7 @@ def text_of_object(obj: dict[str, Any], name: str = "") -> str:
     """The text one JSON event or WebSocket message carries, in any built-in shape."""
     if "token" in obj:
         return obj["token"]
-    if obj.get("type") == "text-delta":
+    if obj.get("type") in ("text-delta", "response.output_text.delta"):
         return obj["delta"]
     if obj.get("type") == "content_block_delta" and obj["delta"]["type"] == "text_delta":
         return obj["delta"]["text"]

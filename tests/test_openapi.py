@@ -84,9 +84,11 @@ def test_the_spec_lists_every_route_of_the_shipped_config(server):
         spec = json.load(response)
 
     assert spec["openapi"].startswith("3.")
-    for path in ("/stream", "/stream/v2", "/stream/safe", "/stream/progress", "/v1/stream", "/v1/chat/completions",
-                 "/v1/messages", "/v1/models", "/v1/streams/{stream_id}", "/health", "/v1/stream/metrics", "/ws/stream",
-                 "/ws/chat/{conversation_id}", "/v1/conversations/{conversation_id}", "/metrics"):  # fmt: skip
+    for path in ("/stream", "/stream/v2", "/stream/safe", "/stream/progress", "/v1/stream",
+                 "/v1/chat/completions", "/v1/responses", "/v1/messages", "/v1/models",
+                 "/v1/streams/{stream_id}", "/health", "/v1/stream/metrics", "/ws/stream",
+                 "/ws/chat/{conversation_id}", "/v1/conversations/{conversation_id}",
+                 "/metrics"):  # fmt: skip
         assert path in spec["paths"], path
     assert set(spec["paths"]["/v1/stream"]) == {"get", "post"}
 
@@ -168,6 +170,14 @@ def test_every_request_parameter_is_documented_where_the_providers_honour_it(rec
         assert set(REQUEST_PARAMETERS) <= set(properties)
     assert {"temperature", "top_p", "stop", "seed", "user", "reasoning_effort"} <= query
     assert "tools" not in query
+    responses = spec["paths"]["/v1/responses"]["post"]["requestBody"]["content"]
+    offered = responses["application/json"]["schema"]["properties"]
+    assert {"input", "instructions", "tools", "tool_choice", "parallel_tool_calls",
+            "max_output_tokens", "temperature", "top_p", "user", "text", "reasoning"} <= set(offered)  # fmt: skip
+    formats = offered["text"]["anyOf"][0]["properties"]["format"]["anyOf"][0]["anyOf"]
+    assert [f["properties"]["type"] for f in formats] == [
+        {"enum": ["text", "json_object"]}, {"const": "json_schema"}
+    ]  # fmt: skip
 
 
 def test_schemathesis_finds_every_documented_request_parameter_accepted(recording_server, tmp_path):
@@ -175,13 +185,13 @@ def test_schemathesis_finds_every_documented_request_parameter_accepted(recordin
     # messages are what changed.
     result = schemathesis(
         recording_server, tmp_path, "not_a_server_error,positive_data_acceptance",
-        "examples,fuzzing", paths="^/v1/(stream|chat/completions|messages)$", examples=40,
+        "examples,fuzzing", paths="^/v1/(stream|chat/completions|responses|messages)$", examples=40,
     )  # fmt: skip
 
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
 
 
-@pytest.mark.parametrize("path", ["/v1/stream", "/v1/chat/completions"])
+@pytest.mark.parametrize("path", ["/v1/stream", "/v1/chat/completions", "/v1/responses"])
 def test_a_forced_call_is_documented_only_for_a_model_that_calls_tools(server, path):
     # Provider.tool_models: the simulated models but sim-tools call none, so a forced call on
     # them is a 400 invalid_tool_choice, and the document must not offer it (schemathesis found
@@ -194,11 +204,14 @@ def test_a_forced_call_is_documented_only_for_a_model_that_calls_tools(server, p
     validator = jsonschema.Draft202012Validator(
         {**body_schema["schema"], "components": spec["components"]}
     )
-    tools = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]
+    function = {"name": "f", "parameters": {"type": "object"}}
+    tools = [{"type": "function", "function": function}]
+    asked = {"messages": [{"role": "user", "content": "hi"}], "tools": tools}
+    if path == "/v1/responses":  # its own words: input, and flat tools
+        asked = {"input": "hi", "tools": [{"type": "function", **function}]}
 
     def post(model: str, choice: str) -> tuple[bool, int, str]:
-        body = {"model": model, "messages": [{"role": "user", "content": "hi"}], "tools": tools,
-                "tool_choice": choice}  # fmt: skip
+        body = {"model": model, **asked, "tool_choice": choice}
         request = urllib.request.Request(
             server + path, json.dumps(body).encode(), {"Content-Type": "application/json"}
         )

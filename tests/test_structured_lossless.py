@@ -109,6 +109,22 @@ class Rebuilt:
             self.arguments(obj["toolCallId"], obj["inputTextDelta"])
         elif kind == "tool-input-available":
             self.whole[obj["toolCallId"]] = json.dumps(obj["input"])
+        elif kind.startswith("response."):
+            self._response_event(kind, obj)
+
+    def _response_event(self, kind: str, obj: dict[str, Any]) -> None:
+        """The Responses API's events: calls are output items, found by their ``output_index``."""
+        item = obj.get("item", {})
+        if kind == "response.output_text.delta":
+            self.add("text", obj["delta"])
+        elif kind == "response.reasoning_summary_text.delta":
+            self.add("reasoning", obj["delta"])
+        elif kind == "response.output_item.added" and item["type"] == "function_call":
+            self.start_call(obj["output_index"], item["call_id"], item["name"])
+        elif kind == "response.function_call_arguments.delta":
+            self.arguments(self.ids[obj["output_index"]], obj["delta"])
+        elif kind == "response.output_item.done" and item["type"] == "function_call":
+            self.whole[item["call_id"]] = item["arguments"]
 
 
 async def read_sse(client: Client, fmt: str, buffer: str, deltas: list[Any]) -> Rebuilt:

@@ -18,7 +18,7 @@ from ..config import Config, load_config
 from ..hookspecs import RouteHandler
 from ..service import StreamService
 from ..transports.connections import OpenConnections
-from . import admin, ai_sdk, chat, messages_api, openai_api, sockets, streams
+from . import admin, ai_sdk, chat, messages_api, openai_api, responses_api, sockets, streams
 from .guard import (
     ErrorShape,
     add_cors_headers,
@@ -84,6 +84,9 @@ def setup(app: web.Application, config: ConfigSource) -> Config:
             add("GET", path, sockets.socket_handler(path, route))
         elif route.transport == "openai":
             handler = openai_api.chat_completions_handler(path, route)
+            add("POST", path, handler, shape=openai_error, starts_streams=True)
+        elif route.transport == "responses":
+            handler = responses_api.responses_handler(path, route)
             add("POST", path, handler, shape=openai_error, starts_streams=True)
         elif route.transport == "anthropic":
             handler = messages_api.messages_handler(path, route)

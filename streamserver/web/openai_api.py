@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from typing import Any
 
 from aiohttp import web
@@ -63,21 +63,35 @@ _KNOWN = frozenset({*GENERATION_PARAMETERS, *RESPONSE_PARAMETERS, *IGNORED_PARAM
 _TYPE_NAMES = {dict: "an object", bool: "true or false", str: "a string"}
 
 
-def chat_completions_handler(path: str, route: RouteSettings) -> Handler:
-    """The handler of one ``transport = "openai"`` route (guarded in OpenAI's error shape)."""
+Reading = tuple[StreamParams, bool, dict[str, Any]]
+"""An OpenAI API body read: the stream request, whether it is streamed, the formatter's options."""
+Reader = Callable[[Mapping[str, Any], RouteSettings, StreamService], Reading]
+Completer = Callable[[Stream, Mapping[str, Any]], Awaitable[web.Response]]
+"""Makes the one answer of a request that is not streamed (given the formatter's options)."""
+
+
+def openai_handler(path: str, route: RouteSettings, api: str, read: Reader,
+                   complete: Completer) -> Handler:  # fmt: skip
+    """The handler of one route serving an OpenAI API: the body ``read`` into a stream request,
+    then the stream's SSE events, or one answer made by ``complete``. It is guarded in OpenAI's
+    error shape."""
 
     async def handle(request: web.Request) -> web.StreamResponse:
         service = request.app[SERVICE]
         body = await read_json_body(request, service.config.limits.max_body_bytes)
-        params, stream_mode, include_usage = _params(body, route, service)
-        options = {"include_usage": include_usage}
+        params, stream_mode, options = read(body, route, service)
         stream = await start_api_stream(request, path, route, params, body, stream_mode, options)
         if stream_mode:
             return await sse.send_stream(request, stream, 0, request.app[CONNECTIONS].writers)
-        return await _complete(stream)
+        return await complete(stream, options)
 
-    handle.__name__ = f"chat completions {path}"
+    handle.__name__ = f"{api} {path}"
     return handle
+
+
+def chat_completions_handler(path: str, route: RouteSettings) -> Handler:
+    """The handler of one ``transport = "openai"`` route."""
+    return openai_handler(path, route, "chat completions", _params, _complete)
 
 
 async def start_api_stream(
@@ -89,9 +103,10 @@ async def start_api_stream(
     stream_mode: bool,
     formatter_options: Mapping[str, Any] | None = None,
 ) -> Stream:
-    """The stream of a vendor API's request (chat completions, Messages): SSE events when
-    ``stream_mode``, else a record to answer from; a retry with the same ``Idempotency-Key``
-    (and ``body``) reads the stream the first one started."""
+    """The stream of a vendor API's request (chat completions, Responses, Messages): SSE events
+    when ``stream_mode``, else a record to answer from; a retry with the same ``Idempotency-Key``
+    (and ``body``) reads the stream the first one started. The request's ``traceparent`` makes
+    the stream's span a child of the caller's trace."""
     service = request.app[SERVICE]
     key = idempotency(request, body)
     caller = request[KEY_ID]
@@ -120,15 +135,17 @@ async def models(request: web.Request) -> web.Response:
     return web.json_response({"object": "list", "data": data})
 
 
-def _params(
-    body: Mapping[str, Any], route: RouteSettings, service: StreamService
-) -> tuple[StreamParams, bool, bool]:
-    unknown = sorted(set(body) - _KNOWN)
+def check_compatible(
+    body: Mapping[str, Any], known: Collection[str], unhonoured: Mapping[str, Any]
+) -> None:
+    """An OpenAI API body has only ``known`` keys, asks nothing ``unhonoured`` (beyond null or
+    the value that asks for nothing) and gives ``IGNORED_PARAMETERS`` of their types; else 400."""
+    unknown = sorted(set(body) - set(known))
     if unknown:
         raise StreamRejected(
             400, "unknown_parameter", f"unrecognized request argument supplied: {unknown[0]}"
         )
-    for name, wanted in UNHONOURED_PARAMETERS.items():
+    for name, wanted in unhonoured.items():
         if body.get(name) not in (None, wanted):
             also = "" if wanted is None else f" or {json.dumps(wanted)}"
             raise StreamRejected(
@@ -141,6 +158,20 @@ def _params(
             raise StreamRejected(
                 400, "invalid_field", f"{name!r} must be {_TYPE_NAMES[kind]} or null"
             )
+
+
+def requested_model(body: Mapping[str, Any], service: StreamService) -> str:
+    """The ``model`` an OpenAI API body names: required (400), and offered (else 404)."""
+    model = body.get("model")
+    if not isinstance(model, str):
+        raise StreamRejected(400, "missing_model", "you must provide a model parameter")
+    if model not in {m for models in service.models().values() for m in models}:
+        raise StreamRejected(404, "model_not_found", f"the model {model!r} does not exist")
+    return model
+
+
+def _params(body: Mapping[str, Any], route: RouteSettings, service: StreamService) -> Reading:
+    check_compatible(body, _KNOWN, UNHONOURED_PARAMETERS)
     n = body.get("n")
     if n is not None and (isinstance(n, bool) or n != 1):
         raise StreamRejected(400, "unsupported_parameter", "only n = 1 is supported")
@@ -148,20 +179,17 @@ def _params(
     if stream is not None and not isinstance(stream, bool):
         raise StreamRejected(400, "invalid_field", "'stream' must be true or false")
     include_usage = _include_usage(body.get("stream_options"))
-    if not isinstance(body.get("model"), str):
-        raise StreamRejected(400, "missing_model", "you must provide a model parameter")
-    if body["model"] not in {m for models in service.models().values() for m in models}:
-        raise StreamRejected(404, "model_not_found", f"the model {body['model']!r} does not exist")
+    model = requested_model(body, service)
     # Never absent or null, so that a missing list is refused as messages, not as a missing prompt.
     fields = {name: body[name] for name in REQUEST_PARAMETERS if name in body}
-    fields.update(messages=body.get("messages") or [], model=body["model"])
+    fields.update(messages=body.get("messages") or [], model=model)
     max_tokens = body.get("max_completion_tokens")
     if max_tokens is None:  # absent or null: the older name may have it
         max_tokens = body.get("max_tokens")
     if max_tokens is not None:
         fields["max_tokens"] = max_tokens
     params = parse_stream_params(fields, route, service.config)
-    return params, bool(stream), include_usage
+    return params, bool(stream), {"include_usage": include_usage}
 
 
 def _include_usage(options: object) -> bool:
@@ -194,7 +222,7 @@ async def read_to_end(stream: Stream) -> tuple[StreamRecord, StreamStart]:
         while not log.closed:
             await log.wait(reader.pos)
             log.advance(reader, log.end)  # nothing is sent before the end: the record has it
-        reader.delivered = reader.pos  # the response carries all of it
+        reader.delivered = reader.pos
     finally:
         stream.detach(reader)
     record, info = stream.record, stream.info
@@ -202,7 +230,7 @@ async def read_to_end(stream: Stream) -> tuple[StreamRecord, StreamStart]:
     return record, info
 
 
-async def _complete(stream: Stream) -> web.Response:
+async def _complete(stream: Stream, options: Mapping[str, Any]) -> web.Response:
     """Wait for the stream and assemble one ``chat.completion`` from its record."""
     record, info = await read_to_end(stream)
     summary = record.summary

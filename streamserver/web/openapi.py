@@ -16,7 +16,7 @@ from ..hookspecs import RouteSpec
 from ..request_input import MAX_DIGITS
 from ..settings import RouteSettings
 from ..version import __version__
-from . import ai_sdk, messages_schemas
+from . import ai_sdk, messages_schemas, responses_schema
 from . import request_schemas as schemas
 from .request_schemas import Honoured, Models
 
@@ -90,6 +90,8 @@ def build_spec(
     for path, route in config.routes.items():
         if route.transport == "openai":
             paths[path] = {"post": _chat_completions(route, config, models, honoured, tool_less)}
+        elif route.transport == "responses":
+            paths[path] = {"post": _responses(route, config, models, honoured, tool_less)}
         elif route.transport == "anthropic":
             paths[path] = {"post": _messages(route, config, models, honoured, tool_less)}
         elif route.transport == "ws":
@@ -435,6 +437,32 @@ def _chat_completions(
                 "description": "The upstream failed",
                 "content": {"application/json": {"schema": _ERROR}},
             },
+        },
+    }
+
+
+def _responses(
+    route: RouteSettings, config: Config, models: Models, honoured: Honoured, tool_less: Honoured
+) -> dict[str, Any]:
+    reach = schemas.reach(route, models, honoured)
+    overrides = _overrides(route, config, reach)
+    limit = config.limits.max_prompt_chars
+    model, max_tokens = overrides["model"], overrides.get("max_tokens")
+    body, some = responses_schema.responses_body(
+        route, model, max_tokens, limit, reach, honoured, tool_less
+    )
+    response = {"type": "object", "required": ["id", "object", "status", "output"]}
+    return {
+        "summary": "OpenAI Responses API (stream true: semantic SSE events; false: one Response)",
+        "description": responses_schema.NOTE + schemas.unlisted(some, reach, honoured),
+        "requestBody": _json_body(body),
+        "parameters": [_idempotency_key()],
+        "responses": {
+            "200": {
+                "description": "Events or a Response",
+                "content": {**_SSE, "application/json": {"schema": response}},
+            },
+            **_errors(400, 401, 404, 409, 413, 429, 502, 503),
         },
     }
 

@@ -145,7 +145,7 @@ def query_parameter(name: str) -> dict[str, Any]:
 def reach(route: RouteSettings, models: Models, honoured: Honoured) -> Models:
     """The providers (and their models) a request on ``route`` can reach: any, where it may
     choose the model or provider, else the route's own; only those that honour its pins."""
-    chooses = route.transport == "openai" or {"model", "provider"} & set(route.allow)
+    chooses = route.transport in ("openai", "responses") or {"model", "provider"} & set(route.allow)
     names = list(models) if chooses else [route.provider or next(iter(models))]
     return {
         name: models[name]
