@@ -71,7 +71,10 @@ MISTAKES = [
     ),
     pytest.param(
         '[routes."/api/chat"]\ntransport = "ai-sdk"\nformatter = "events"\n',
-        ['routes."/api/chat"', 'formatter = "ai-sdk" and methods = ["POST"] for an ai-sdk route'],
+        [
+            'routes."/api/chat"',
+            'formatter = "ai-sdk" and methods = ["POST"] for a transport = "ai-sdk" route',
+        ],
         [],
         id="an_ai_sdk_route_speaks_only_the_ui_message_stream",
     ),
