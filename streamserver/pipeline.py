@@ -137,7 +137,22 @@ class StreamRun:
         failure: StreamFailure | None = None
         outcome: Outcome = "completed"
         try:
-            await self._generate()
+            # The generation, inline rather than in a coroutine of its own: a frame less for
+            # every stream's whole life. The first text comes through _opening (which retries),
+            # the rest straight from the provider's iterator, so the retry costs the tokens after
+            # the first nothing; the opening is dropped once done, not kept to the end.
+            opening = self._opening()
+            try:
+                try:
+                    go_on = await self._relay(opening)
+                finally:
+                    await aclose(opening)
+                del opening
+                if go_on and self._iterator is not None:
+                    await self._relay(self._iterator)
+            finally:
+                if self._iterator is not None:
+                    await aclose(self._iterator)
         except asyncio.CancelledError:
             reason = stream.cancel_reason
             if reason is None:  # not ours (event loop shutting down): let it propagate
@@ -187,18 +202,6 @@ class StreamRun:
         )
         self._watch = (handle, self._tokens, quiet)
 
-    async def _generate(self) -> None:
-        opening = self._opening()
-        try:
-            # The first text comes through _opening (which retries); the rest straight from the
-            # provider's iterator, so the retry costs the tokens after the first nothing.
-            if await self._relay(opening) and self._iterator is not None:
-                await self._relay(self._iterator)
-        finally:
-            await aclose(opening)
-            if self._iterator is not None:
-                await aclose(self._iterator)
-
     async def _opening(self) -> AsyncIterator[Delta]:
         """The provider's deltas up to its first text, opening the stream again (up to the
         provider's ``max_retries`` times) when it fails with a retryable error before that text.
@@ -216,7 +219,7 @@ class StreamRun:
                 async for delta in iterator:
                     yield delta
                     if _is_content(delta):
-                        return  # the rest is read from the iterator itself (_generate)
+                        return  # the rest is read from the iterator itself (run)
                 self._iterator = None  # ended without text: nothing more to read
                 return
             except ProviderError as exc:

@@ -32,7 +32,7 @@ from .sink_fanout import SinkFanout
 from .stores import LimitStore, StreamStore
 from .streams import Stream, StreamRegistry
 from .trace_context import stream_trace
-from .types import GenerationRequest, MessageForm, MetricsSink, Provider, StreamStart
+from .types import Buffer, GenerationRequest, MessageForm, MetricsSink, Provider, StreamStart
 
 log = logging.getLogger("streamserver")
 
@@ -62,6 +62,8 @@ class StreamService:
         self.streams = StreamRegistry(
             retain_s=config.resume.retain_s, max_streams=config.resume.max_streams
         )
+        self.streams.on_finished = self._release
+        self._new_buffers: dict[str, Callable[[], Buffer]] = {}
         self.instance_id = secrets.token_hex(8)
         """This process's id in the shared stores (a stream's owner, a lease)."""
         store: StreamStore = _make(
@@ -288,7 +290,8 @@ class StreamService:
         info = StreamStart(
             stream_id, path, provider_name, model, time.time(), key_id=identity, trace=trace
         )
-        buffer_part = config.buffers[params.buffer or route.buffer]
+        buffer_name = params.buffer or route.buffer
+        buffer_part = config.buffers[buffer_name]
         formatter_part = config.formatters[params.format or route.formatter]
         formatter_settings = formatter_part.options
         overrides = dict(formatter_options or {})
@@ -305,7 +308,7 @@ class StreamService:
             provider=provider,
             request=request,
             buffer=buffer_part.registration.factory(buffer_part.options),
-            new_buffer=functools.partial(buffer_part.registration.factory, buffer_part.options),
+            new_buffer=self._buffer_factory(buffer_name),
             max_delay_s=buffer_part.timing.max_delay_ms / 1000,
             max_chars=buffer_part.timing.max_chars,
             formatter=formatter,
@@ -359,12 +362,24 @@ class StreamService:
             stream,
             lambda: asyncio.get_running_loop().create_task(run.run(), name=f"stream {stream_id}"),
         )
-        assert stream.task is not None
-        stream.task.add_done_callback(lambda _: self.access.release_stream(stream_id, key_id))
         if shared is not None:
             shared.mirror(stream)
             stream.remote_readers = functools.partial(shared.store.readers_elsewhere, stream_id)
         return stream
+
+    def _buffer_factory(self, name: str) -> Callable[[], Buffer]:
+        """Another instance of buffer ``name``: one partial per buffer, shared by its streams."""
+        factory = self._new_buffers.get(name)
+        if factory is None:
+            part = self.config.buffers[name]
+            factory = functools.partial(part.registration.factory, part.options)
+            self._new_buffers[name] = factory
+        return factory
+
+    def _release(self, stream: Stream) -> None:
+        """An owned stream's generation ended: its slot under the limits is free."""
+        assert stream.key_id is not None  # start always gives one
+        self.access.release_stream(stream.id, stream.key_id)
 
     def _delivery(self, stream: Stream, delivered: int, replayed: int) -> None:
         assert stream.info is not None

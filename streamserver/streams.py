@@ -238,6 +238,10 @@ class StreamRegistry:
         self.trimmed_events = 0
         self._idempotent: dict[tuple[str, str], Stream] = {}
         """(caller, ``Idempotency-Key``) -> the stream it started, while that is kept."""
+        self.on_finished: Callable[[Stream], None] | None = None
+        """Told when an owned stream's generation task has ended (the service releases its slot
+        under the limits): one callback for every stream, not a closure and a task callback
+        each."""
 
     def new_id(self) -> str:
         """A fresh, unguessable stream id (URL- and SSE-id-safe)."""
@@ -285,6 +289,8 @@ class StreamRegistry:
                 del self.streams[stream.id]
             return
         self.active -= 1
+        if self.on_finished is not None:
+            self.on_finished(stream)
         if self.retain_s > 0:
             asyncio.get_running_loop().call_later(self.retain_s, self._forget, stream.id)
         else:
