@@ -26,7 +26,7 @@ $(VENV)/.installed: $(BIN)/python setup.cfg pyproject.toml
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed
-	@echo "make: installing the test tools: pytest, pytest-timeout, hypothesis, httpx, websockets, schemathesis, playwright, ruff, mypy, anthropic, jsonschema, langchain-openai (about 40 s the first time)"
+	@echo "make: installing the test tools: pytest, pytest-timeout, pytest-xdist, hypothesis, httpx, websockets, schemathesis, playwright, ruff, mypy, anthropic, jsonschema, langchain-openai (about 40 s the first time)"
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $@
 

@@ -5,7 +5,9 @@ per test session (into a temporary folder: nothing from npm is kept in the repos
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import json
+import os
 import shutil
 import subprocess
 from collections.abc import AsyncIterator
@@ -193,8 +195,8 @@ class NodeAISDK:
 @pytest.fixture(scope="session")
 def ai_sdk(tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config) -> NodeAISDK:
     """``npm install ai@6 typescript@5`` and the page's packages (``PAGE_PACKAGES``) into a
-    temporary folder, once per session (it says so on
-    the terminal); fails with npm's own output when npm or Node.js is missing or the install fails."""
+    temporary folder, once per run however many xdist workers ask (it says so on the terminal);
+    fails with npm's own output when npm or Node.js is missing or the install fails."""
     node, npm = shutil.which("node"), shutil.which("npm")
     if node is None or npm is None:
         pytest.fail(
@@ -202,13 +204,32 @@ def ai_sdk(tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config
             f"node is {node or 'missing'}, npm is {npm or 'missing'}",
             pytrace=False,
         )
-    folder = tmp_path_factory.mktemp("ai-sdk")
+    # Under pytest-xdist every worker asks for this fixture: the first installs into a folder
+    # beside the workers' own temporary folders, the others wait on the lock and reuse it.
+    base = tmp_path_factory.getbasetemp()
+    root = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    folder = root / "ai-sdk"
+    with open(root / "ai-sdk.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (folder / ".installed").exists():
+            folder.mkdir(exist_ok=True)
+            _npm_install(npm, folder, pytestconfig)
+            for name in ("ai_sdk_chat.mjs", "ai_sdk_transport.mjs"):
+                shutil.copy(HERE / name, folder)
+            (folder / ".installed").touch()
+    version = json.loads((folder / "node_modules" / "ai" / "package.json").read_text())["version"]
+    return NodeAISDK(folder, node, version)
+
+
+def _npm_install(npm: str, folder: Path, pytestconfig: pytest.Config) -> None:
+    """``npm install`` the AI SDK and the page's packages into ``folder``, or fail with npm's
+    own output."""
     command = [npm, "install", "--no-audit", "--no-fund", "--no-save", AI_SDK, TYPESCRIPT,
                *PAGE_PACKAGES]  # fmt: skip
     capture = pytestconfig.pluginmanager.getplugin("capturemanager")
     with capture.global_and_fixture_disabled():
         print(
-            f"\ntests/clients: npm {' '.join(command[1:])} in {folder} (once per session)",
+            f"\ntests/clients: npm {' '.join(command[1:])} in {folder} (once per run)",
             flush=True,
         )
     try:
@@ -223,6 +244,3 @@ def ai_sdk(tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config
     version = json.loads((folder / "node_modules" / "ai" / "package.json").read_text())["version"]
     with capture.global_and_fixture_disabled():
         print(f"tests/clients: installed ai {version}", flush=True)
-    for name in ("ai_sdk_chat.mjs", "ai_sdk_transport.mjs"):
-        shutil.copy(HERE / name, folder)
-    return NodeAISDK(folder, node, version)
