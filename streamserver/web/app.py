@@ -18,7 +18,17 @@ from ..config import Config, load_config
 from ..hookspecs import RouteHandler
 from ..service import StreamService
 from ..transports.connections import OpenConnections
-from . import admin, ai_sdk, chat, messages_api, openai_api, responses_api, sockets, streams
+from . import (
+    admin,
+    ai_sdk,
+    chat,
+    messages_api,
+    openai_api,
+    responses_api,
+    responses_retrieve,
+    sockets,
+    streams,
+)
 from .guard import (
     ErrorShape,
     add_cors_headers,
@@ -88,6 +98,8 @@ def setup(app: web.Application, config: ConfigSource) -> Config:
         elif route.transport == "responses":
             handler = responses_api.responses_handler(path, route)
             add("POST", path, handler, shape=openai_error, starts_streams=True)
+            for (method, route_path), handler in responses_retrieve.retrieve_handlers(path).items():
+                add(method, route_path, handler, shape=openai_error)
         elif route.transport == "anthropic":
             handler = messages_api.messages_handler(path, route)
             add("POST", path, handler, shape=anthropic_error, starts_streams=True,

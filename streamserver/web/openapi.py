@@ -32,6 +32,8 @@ _EVENT = {
     },
 }
 _SSE = {"text/event-stream": {"schema": _EVENT}}
+_RESPONSE = {"type": "object", "required": ["id", "object", "status", "output"]}
+"""A Responses API Response object (the parts every one has)."""
 _STRING = {"type": "string"}
 _EVENT_ID = {"type": "string", "pattern": f"^[A-Za-z0-9_-]+:[0-9]{{1,{MAX_DIGITS}}}$"}
 """``<stream_id>:<seq>``, as ``Last-Event-ID`` and ``?last_event_id=`` take it."""
@@ -92,6 +94,8 @@ def build_spec(
             paths[path] = {"post": _chat_completions(route, config, models, honoured, tool_less)}
         elif route.transport == "responses":
             paths[path] = {"post": _responses(route, config, models, honoured, tool_less)}
+            paths.update(responses_schema.retrieve_paths(path, _RESPONSE, _SSE, _errors,
+                                                         MAX_DIGITS))  # fmt: skip
         elif route.transport == "anthropic":
             paths[path] = {"post": _messages(route, config, models, honoured, tool_less)}
         elif route.transport == "ws":
@@ -451,7 +455,6 @@ def _responses(
     body, some = responses_schema.responses_body(
         route, model, max_tokens, limit, reach, honoured, tool_less
     )
-    response = {"type": "object", "required": ["id", "object", "status", "output"]}
     return {
         "summary": "OpenAI Responses API (stream true: semantic SSE events; false: one Response)",
         "description": responses_schema.NOTE + schemas.unlisted(some, reach, honoured),
@@ -460,7 +463,7 @@ def _responses(
         "responses": {
             "200": {
                 "description": "Events or a Response",
-                "content": {**_SSE, "application/json": {"schema": response}},
+                "content": {**_SSE, "application/json": {"schema": _RESPONSE}},
             },
             **_errors(400, 401, 404, 409, 413, 429, 502, 503),
         },

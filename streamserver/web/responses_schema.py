@@ -133,3 +133,49 @@ def responses_body(
             "description": "function tools, flat: {type: function, name, parameters}",
         }
     return schema, some
+
+
+def retrieve_paths(
+    path: str,
+    response: dict[str, Any],
+    events: dict[str, Any],
+    errors: Any,
+    max_digits: int,
+) -> dict[str, Any]:
+    """``GET {path}/{response_id}`` and ``POST {path}/{response_id}/cancel``
+    (``responses_retrieve.py``): ``response`` is the Response object's schema, ``events`` the SSE
+    content, ``errors(*statuses)`` the error responses."""
+    response_id = {"name": "response_id", "in": "path", "required": True,
+                   "schema": {"type": "string"}}  # fmt: skip
+    stream = {"name": "stream", "in": "query", "required": False,
+              "schema": {"type": "string", "enum": ["true", "false"]}}  # fmt: skip
+    after = {"name": "starting_after", "in": "query", "required": False,
+             "schema": {"type": "string", "pattern": f"^[0-9]{{1,{max_digits}}}$"}}  # fmt: skip
+    body = {"application/json": {"schema": response}}
+    return {
+        f"{path}/{{response_id}}": {
+            "get": {
+                "summary": "Retrieve a response (stream=true: its events after starting_after, "
+                "then live)",
+                "parameters": [response_id, stream, after],
+                "responses": {
+                    "200": {
+                        "description": "The Response, or its events",
+                        "content": {**events, **body},
+                    },
+                    "204": {"description": "Nothing left to send"},
+                    **errors(400, 401, 404, 410, 429, 503),
+                },
+            }
+        },
+        f"{path}/{{response_id}}/cancel": {
+            "post": {
+                "summary": "Cancel a response's generation",
+                "parameters": [response_id],
+                "responses": {
+                    "200": {"description": "The cancelled Response", "content": body},
+                    **errors(400, 401, 404, 409, 429, 503),
+                },
+            }
+        },
+    }
