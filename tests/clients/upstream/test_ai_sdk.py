@@ -9,8 +9,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from conftest import FAST_SIMULATED, ServeFactory, base_config
+
+import streamserver
+from streamserver.devtools.fake_upstream import FakeUpstream, Plan
+
 from ..conftest import CALLS, REASONING, TEXT, TOOLS, NodeAISDK
-from .conftest import TEXT_ONLY, Chain, anthropic_tools
+from .conftest import CALLED, CUT, TEXT_ONLY, Chain, anthropic_tools
 
 QUESTION = "Weather in Paris, and look up 1, 2, 3?"
 
@@ -71,3 +76,33 @@ async def test_a_text_only_answer_is_the_upstreams_text(chain: Chain, ai_sdk: No
         {"type": "step-start"},
         {"type": "text", "text": "".join(TEXT_ONLY), "state": "done"},
     ]
+
+
+async def test_the_ai_sdk_route_relays_the_upstreams_reasoning_text_and_calls_to_use_chats_transport(
+    upstream: tuple[FakeUpstream, str], serve: ServeFactory, ai_sdk: NodeAISDK
+) -> None:
+    # useChat's own transport against a ``transport = "ai-sdk"`` route whose provider is the
+    # ``openai`` provider relaying the fake upstream (not the offline models): the same parts.
+    fake, url = upstream
+    provider = {"type": "openai", "base_url": url, "api_key_env": "", "model": "fake-model",
+                "max_retries": 0, "timeout_s": 5}  # fmt: skip
+    config = base_config(providers={"simulated": dict(FAST_SIMULATED), "up": provider},
+                         routes={"/api/chat": {"transport": "ai-sdk", "provider": "up"}})  # fmt: skip
+    client = await serve(app=streamserver.create_app(config))
+    fake.queue(Plan(reasoning=REASONING, tokens=[TEXT], tool_calls=CALLED, arguments_cut=CUT,
+                    packed=True, reasoning_field="reasoning_content"))  # fmt: skip
+    message = {"id": "u1", "role": "user", "parts": [{"type": "text", "text": QUESTION}]}
+    [got] = await ai_sdk.transport(client.base_url + "/api/chat",
+                                   {"do": "send", "chatId": "relayed", "messages": [message]})  # fmt: skip
+
+    assert got["error"] is None
+    assert without_ids(got["message"]["parts"]) == [
+        {"type": "step-start"},
+        {"type": "reasoning", "text": "".join(REASONING), "state": "done"},
+        {"type": "text", "text": TEXT, "state": "done"},
+        tool_part(0),
+        tool_part(1),
+    ]
+    assert got["chunks"][-1] == {"type": "finish", "finishReason": "tool-calls"}
+    [body] = [received.body for received in fake.requests]
+    assert body["messages"] == [{"role": "user", "content": QUESTION}]
