@@ -71,7 +71,12 @@ REDIS = "streamserver-redis"
 OBJECT = "streamserver-object"
 """streamserver's route as an object stream (``format=object``) of a pinned schema."""
 WITH_REDIS = (*SERVERS, REDIS)
-ALL_SERVERS = (*WITH_REDIS, OBJECT)
+RAW_YIELD = "raw-yield"
+"""The raw floor yielding to the loop after every token: what a fair server answers a new stream."""
+UVLOOP = "streamserver-uvloop"
+"""streamserver on uvloop, beside the same configuration on the standard loop."""
+FAIR = ("raw", RAW_YIELD, "streamserver", UVLOOP)
+ALL_SERVERS = (*WITH_REDIS, OBJECT, RAW_YIELD, UVLOOP)
 SERVER_CPU, LOADGEN_CPU = "0", "1"
 REDIS_CPU = LOADGEN_CPU
 """Redis runs beside the load generator: on a 2-core machine the other choice is the server's
@@ -132,6 +137,9 @@ def full_suite() -> list[Workload]:
     return [
         Workload("throughput", "Throughput: 64 concurrent × 256 tokens, unpaced", 256, 0, 64,
                  streams_per_connection=12, tick_ms=5, servers=WITH_REDIS),
+        Workload("fair", "Fair under saturation: 64 concurrent × 256 tokens, unpaced, against "
+                 "the floor that yields after every token", 256, 0, 64, streams_per_connection=6,
+                 tick_ms=5, reps=1, servers=FAIR),
         Workload("paced", "Paced: 1000 concurrent × 150 tokens at 50 tokens/s", 150, 50, 1000,
                  ramp=1000, series="paced", servers=WITH_REDIS),
         Workload("paced-100", "Paced sweep: 100 concurrent × 150 tokens at 50 tokens/s", 150, 50,
@@ -213,7 +221,7 @@ class Bench:
     ) -> tuple[list[str], Path]:
         """The command line and working directory of ``server`` for ``workload`` (streamserver
         on ``redis_url`` with the Redis store, when given)."""
-        if server in ("streamserver", REDIS, OBJECT):
+        if server in ("streamserver", REDIS, OBJECT, UVLOOP):
             directory = Path(tempfile.mkdtemp(prefix="streamserver-", dir=self.workdir))
             upstream = f"http://127.0.0.1:{self.upstream_port}/v1" if workload.relay else None
             config = write_config(
@@ -227,12 +235,18 @@ class Bench:
                 object_stream=server == OBJECT,
             )
             command = ["-m", "streamserver", "serve", "--config", str(config), "--port", str(port)]
+            command += ["--loop", "uvloop" if server == UVLOOP else "asyncio"]
             return [*self.prefix(SERVER_CPU), self.python, *command], directory
-        module = {"raw": "raw_asyncio", "aiohttp-sse": "aiohttp_sse", "fastapi": "fastapi_sse"}
+        module = {
+            "raw": "raw_asyncio", RAW_YIELD: "raw_asyncio", "aiohttp-sse": "aiohttp_sse",
+            "fastapi": "fastapi_sse",
+        }  # fmt: skip
         command = [
             "-m", f"benchmarks.servers.{module[server]}", "--port", str(port),
             "--tokens", str(workload.tokens), "--pace", f"{workload.pace:g}",
         ]  # fmt: skip
+        if server == RAW_YIELD:
+            command += ["--yield-every", "1"]
         return [*self.prefix(SERVER_CPU), self.python, *command], REPO
 
     def start_upstream(self) -> subprocess.Popen[bytes]:
@@ -691,6 +705,8 @@ _FIGURES = {
     "delivered_per_s": ("delivered_per_s",),
     "ttft_p50_ms": ("ttft_ms", "p50"),
     "ttft_p99_ms": ("ttft_ms", "p99"),
+    "headers_p50_ms": ("headers_ms", "p50"),
+    "headers_p99_ms": ("headers_ms", "p99"),
     "gap_p99_ms": ("gap_ms", "p99"),
     "connect_p99_ms": ("connect_ms", "p99"),
     "bytes_per_event": ("bytes_per_event",),
@@ -726,6 +742,7 @@ _RATIOS = (
     "delivered_per_s",
     "ttft_p50_ms",
     "ttft_p99_ms",
+    "headers_p99_ms",
     "gap_p99_ms",
     "peak_rss_kib",
     "kib_per_stream",

@@ -15,7 +15,8 @@ import json
 import re
 import resource
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
+from typing import Any
 
 TEXT = (
     "Streaming changes how people experience a model. The first words arrive while the rest is "
