@@ -116,7 +116,7 @@ class Workload:
     """Not a load: this many cut-and-resume trials per place (``benchmarks/resume.py``)."""
     calibrate: float = 0.0
     """Paced at this fraction of the raw floor's capacity, measured first in the run (a probe
-    of 2000 streams at this pace): the concurrency is set then (``Bench.calibrated``)."""
+    of 4000 streams at this pace): the concurrency is set then (``Bench.calibrated``)."""
     json_answer: bool = False
     """streamserver's answers are the object workload's JSON (``servers/streamserver_config.py``)."""
 
@@ -452,16 +452,17 @@ class Bench:
 
     def calibrated(self, workload: Workload) -> Workload:
         """``workload`` with its concurrency set to ``calibrate`` × the raw floor's capacity at its
-        pace, measured now: the delivered rate of an overload probe (2000 streams, or fewer in a
+        pace, measured now: the delivered rate of an overload probe (4000 streams, or fewer in a
         smoke run), divided by the pace."""
-        streams = max(2000 if workload.connections == 0 else workload.connections, 2)
+        streams = max(4000 if workload.connections == 0 else workload.connections, 2)
         probe = replace(workload, name="calibrate", connections=streams, ramp=2000, calibrate=0.0)
         run = self.measured(probe, "raw", 0)
         capacity = run.loadgen.get("delivered_per_s") or run.loadgen.get("tokens_per_s") or 0.0
         connections = max(1, round(workload.calibrate * capacity / workload.pace))
         print(f"  calibrated: raw delivered {capacity:,.0f} tok/s at {streams} streams; "
               f"{workload.calibrate:.0%} of it is {connections} streams", flush=True)  # fmt: skip
-        self.capacity = {"probe_streams": streams, "tokens_per_s": capacity}
+        saturated = capacity < 0.95 * streams * workload.pace  # else the capacity is a floor
+        self.capacity = {"probe_streams": streams, "tokens_per_s": capacity, "saturated": saturated}
         title = f"{workload.title} ({connections} concurrent = {workload.calibrate:.0%} of " \
             f"{capacity:,.0f} tok/s)"  # fmt: skip
         return replace(workload, connections=connections, title=title)
@@ -512,6 +513,7 @@ def _missing(server: str) -> str | None:
     needs = {
         "fastapi": ("fastapi", "sse_starlette", "uvicorn", "httptools"),
         REDIS: ("redis",),
+        UVLOOP: ("uvloop",),
     }.get(server, ())
     for module in needs:
         if importlib.util.find_spec(module) is None:

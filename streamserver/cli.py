@@ -162,7 +162,9 @@ def _loop_runner(loop: str) -> Callable[[Coroutine[Any, Any, int]], int]:
             import uvloop
         except ImportError:
             if loop == "uvloop":
-                raise ConfigError("--loop uvloop: uvloop is not installed (the 'uvloop' extra)")
+                raise ConfigError(
+                    "--loop", "uvloop installed (the 'uvloop' extra)", got="uvloop"
+                ) from None
         else:
             return uvloop.run
     return asyncio.run

@@ -158,7 +158,9 @@ def main() -> None:
     args = workload.parse_args(__doc__ or "")
     workload.raise_file_limit()
     with contextlib.suppress(KeyboardInterrupt):
-        workload.run(serve(args.host, args.port, args.tokens, args.pace, args.yield_every), args.loop)
+        workload.run(
+            serve(args.host, args.port, args.tokens, args.pace, args.yield_every), args.loop
+        )
 
 
 if __name__ == "__main__":
