@@ -67,6 +67,7 @@ class Record:
         "finished",
         "first",
         "gaps",
+        "headers",
         "last",
         "nbytes",
         "sent",
@@ -82,6 +83,8 @@ class Record:
         """When the connection was opened."""
         self.sent = 0.0
         """When the request was written (connected, and this process got round to it)."""
+        self.headers: float | None = None
+        """When the response head was complete."""
         self.first: float | None = None
         self.last = 0.0
         self.finished = 0.0
@@ -263,6 +266,7 @@ class SSEClient(asyncio.Protocol):
         head, rest = self.head[:end], self.head[end + 4 :]
         self.head = b""
         self.in_body = True
+        self.record.headers = now
         self.tally.answered()
         status_line, _, headers = head.partition(b"\r\n")
         try:
@@ -551,6 +555,7 @@ class LoadGenerator:
         # it wrote the request, are reported apart (connect_ms), so they do not count as the
         # server's. A connection the server's listen queue dropped shows there (1 s, 3 s, ...).
         ttfts = sorted(r.first - r.sent for r in records if r.first is not None)
+        heads = sorted(r.headers - r.sent for r in records if r.headers is not None)
         connects = sorted(r.sent - r.start for r in records if r.sent)
         gaps = sorted(g for r in records for g in r.gaps)
         zeros = sum(r.zero_gaps for r in records)
@@ -573,6 +578,7 @@ class LoadGenerator:
             "delivered_per_s": None,
             "stream_rate_p50": round(percentile(rates, 0.5), 3) if rates else None,
             "ttft_ms": {q: ms(percentile(ttfts, p)) for q, p in _QUANTILES} if ttfts else None,
+            "headers_ms": {q: ms(percentile(heads, p)) for q, p in _QUANTILES} if heads else None,
             "connect_ms": (
                 {q: ms(percentile(connects, p)) for q, p in _QUANTILES} if connects else None
             ),

@@ -11,11 +11,13 @@ from .figures import _mib, _ms, _num, _pct, _rate
 
 SERVER_LABELS = {
     "raw": "raw asyncio (floor)",
+    "raw-yield": "raw asyncio, yielding after every token",
     "aiohttp-sse": "aiohttp + aiohttp-sse",
     "fastapi": "FastAPI + sse-starlette",
     "streamserver": "streamserver",
     "streamserver-redis": "streamserver, Redis store",
     "streamserver-object": "streamserver, object stream",
+    "streamserver-uvloop": "streamserver on uvloop",
 }
 # The reference figures for the baselines (same workloads, another run), for comparison.
 REFERENCE = {
@@ -141,9 +143,10 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
             f"{text:.1f} µs", objects <= 2 * text)  # fmt: skip
     else:
         add("18", "object stream: server CPU per token ≤ 2× a text token's", "not measured", None)
+    from .report_fair import fair_targets
     from .report_redis import redis_targets  # it uses this module's formatting
 
-    return rows + redis_targets(results)
+    return rows + redis_targets(results) + fair_targets(results)
 
 
 def _worst_pair_ratio(results: dict[str, Any], workload: str, a: str, b: str) -> float:
@@ -236,10 +239,14 @@ def render(results: dict[str, Any]) -> str:
     if not results.get("smoke"):
         out += ["## streamserver against its targets", "", "| # | target | measured | verdict |",
                 "|---|---|---|---|"]  # fmt: skip
-        for row in results.get("targets") or targets(results):
+        rows = results.get("targets") or targets(results)
+        for row in rows:
             verdict = {True: "met", False: "**MISSED**", None: "not measured"}[row["met"]]
             out.append(f"| {row['number']} | {row['target']} | {row['figure']} | {verdict} |")
         out.append("")
+        from .report_fair import round_two
+
+        out += round_two(rows)
 
     if results.get("retries"):
         out += [

@@ -55,7 +55,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote_plus
@@ -71,7 +71,12 @@ REDIS = "streamserver-redis"
 OBJECT = "streamserver-object"
 """streamserver's route as an object stream (``format=object``) of a pinned schema."""
 WITH_REDIS = (*SERVERS, REDIS)
-ALL_SERVERS = (*WITH_REDIS, OBJECT)
+RAW_YIELD = "raw-yield"
+"""The raw floor yielding to the loop after every token: what a fair server answers a new stream."""
+UVLOOP = "streamserver-uvloop"
+"""streamserver on uvloop, beside the same configuration on the standard loop."""
+FAIR = ("raw", RAW_YIELD, "streamserver", UVLOOP)
+ALL_SERVERS = (*WITH_REDIS, OBJECT, RAW_YIELD, UVLOOP)
 SERVER_CPU, LOADGEN_CPU = "0", "1"
 REDIS_CPU = LOADGEN_CPU
 """Redis runs beside the load generator: on a 2-core machine the other choice is the server's
@@ -109,6 +114,9 @@ class Workload:
     """The load generator looks at its sockets once per tick (0 = wakes for every arrival)."""
     resume_trials: int = 0
     """Not a load: this many cut-and-resume trials per place (``benchmarks/resume.py``)."""
+    calibrate: float = 0.0
+    """Paced at this fraction of the raw floor's capacity, measured first in the run (a probe
+    of 4000 streams at this pace): the concurrency is set then (``Bench.calibrated``)."""
     json_answer: bool = False
     """streamserver's answers are the object workload's JSON (``servers/streamserver_config.py``)."""
 
@@ -132,8 +140,13 @@ def full_suite() -> list[Workload]:
     return [
         Workload("throughput", "Throughput: 64 concurrent × 256 tokens, unpaced", 256, 0, 64,
                  streams_per_connection=12, tick_ms=5, servers=WITH_REDIS),
+        Workload("fair", "Fair under saturation: 64 concurrent × 256 tokens, unpaced, against "
+                 "the floor that yields after every token", 256, 0, 64, streams_per_connection=6,
+                 tick_ms=5, reps=1, servers=FAIR),
         Workload("paced", "Paced: 1000 concurrent × 150 tokens at 50 tokens/s", 150, 50, 1000,
                  ramp=1000, series="paced", servers=WITH_REDIS),
+        Workload("calibrated", "Calibrated paced: 150 tokens at 50 tokens/s", 150, 50, 0,
+                 ramp=1000, reps=1, servers=("raw", "streamserver"), calibrate=0.6),
         Workload("paced-100", "Paced sweep: 100 concurrent × 150 tokens at 50 tokens/s", 150, 50,
                  100, ramp=1000, reps=1, series="paced"),
         Workload("paced-300", "Paced sweep: 300 concurrent × 150 tokens at 50 tokens/s", 150, 50,
@@ -167,6 +180,10 @@ def smoke_suite() -> list[Workload]:
         Workload("resume", "Smoke: 3 resumes per place of a stream of 12 tokens at 100 tokens/s",
                  12, 100, 1, reps=1, servers=(REDIS,), resume_trials=3),
         object_workload("object", "Smoke: 2 object streams of {tokens} tokens", 2, 1, 1),
+        Workload("fair", "Smoke: fair, 4 streams × 8 tokens, unpaced", 8, 0, 4, reps=1,
+                 tick_ms=5, servers=FAIR),
+        Workload("calibrated", "Smoke: calibrated, 8 tokens at 200 tokens/s (probe: 4 streams)",
+                 8, 200, 4, ramp=1000, reps=1, servers=("raw", "streamserver"), calibrate=0.6),
     ]  # fmt: skip
 
 
@@ -196,6 +213,8 @@ class Bench:
         self.runs: list[Run] = []
         self.upstream_port = 0
         self.retries = 0
+        self.capacity: dict[str, float] = {}
+        """The raw floor's capacity measured for a calibrated workload (``calibrated``)."""
         self.retry = retry
         self.retry_spent = 0.0
         self.available = {name: _missing(name) is None for name in ALL_SERVERS}
@@ -213,7 +232,7 @@ class Bench:
     ) -> tuple[list[str], Path]:
         """The command line and working directory of ``server`` for ``workload`` (streamserver
         on ``redis_url`` with the Redis store, when given)."""
-        if server in ("streamserver", REDIS, OBJECT):
+        if server in ("streamserver", REDIS, OBJECT, UVLOOP):
             directory = Path(tempfile.mkdtemp(prefix="streamserver-", dir=self.workdir))
             upstream = f"http://127.0.0.1:{self.upstream_port}/v1" if workload.relay else None
             config = write_config(
@@ -227,12 +246,18 @@ class Bench:
                 object_stream=server == OBJECT,
             )
             command = ["-m", "streamserver", "serve", "--config", str(config), "--port", str(port)]
+            command += ["--loop", "uvloop" if server == UVLOOP else "asyncio"]
             return [*self.prefix(SERVER_CPU), self.python, *command], directory
-        module = {"raw": "raw_asyncio", "aiohttp-sse": "aiohttp_sse", "fastapi": "fastapi_sse"}
+        module = {
+            "raw": "raw_asyncio", RAW_YIELD: "raw_asyncio", "aiohttp-sse": "aiohttp_sse",
+            "fastapi": "fastapi_sse",
+        }  # fmt: skip
         command = [
             "-m", f"benchmarks.servers.{module[server]}", "--port", str(port),
             "--tokens", str(workload.tokens), "--pace", f"{workload.pace:g}",
         ]  # fmt: skip
+        if server == RAW_YIELD:
+            command += ["--yield-every", "1"]
         return [*self.prefix(SERVER_CPU), self.python, *command], REPO
 
     def start_upstream(self) -> subprocess.Popen[bytes]:
@@ -415,13 +440,32 @@ class Bench:
         return result
 
     def suite(self, workloads: list[Workload], reps: int | None) -> None:
-        for workload in workloads:
+        for index, workload in enumerate(workloads):
+            if workload.calibrate:
+                workloads[index] = workload = self.calibrated(workload)
             servers = [s for s in workload.servers if self.available[s]]
             for rep in range(reps or workload.reps):
                 # Rotate the order each repetition, so no server always runs first or last.
                 shift = rep % len(servers)
                 for server in servers[shift:] + servers[:shift]:
                     self.runs.append(self.measured(workload, server, rep))
+
+    def calibrated(self, workload: Workload) -> Workload:
+        """``workload`` with its concurrency set to ``calibrate`` × the raw floor's capacity at its
+        pace, measured now: the delivered rate of an overload probe (4000 streams, or fewer in a
+        smoke run), divided by the pace."""
+        streams = max(4000 if workload.connections == 0 else workload.connections, 2)
+        probe = replace(workload, name="calibrate", connections=streams, ramp=2000, calibrate=0.0)
+        run = self.measured(probe, "raw", 0)
+        capacity = run.loadgen.get("delivered_per_s") or run.loadgen.get("tokens_per_s") or 0.0
+        connections = max(1, round(workload.calibrate * capacity / workload.pace))
+        print(f"  calibrated: raw delivered {capacity:,.0f} tok/s at {streams} streams; "
+              f"{workload.calibrate:.0%} of it is {connections} streams", flush=True)  # fmt: skip
+        saturated = capacity < 0.95 * streams * workload.pace  # else the capacity is a floor
+        self.capacity = {"probe_streams": streams, "tokens_per_s": capacity, "saturated": saturated}
+        title = f"{workload.title} ({connections} concurrent = {workload.calibrate:.0%} of " \
+            f"{capacity:,.0f} tok/s)"  # fmt: skip
+        return replace(workload, connections=connections, title=title)
 
     def measured(self, workload: Workload, server: str, rep: int) -> Run:
         """One run. While other processes on the machine took more than ``DISTURBED`` of a CPU
@@ -469,6 +513,7 @@ def _missing(server: str) -> str | None:
     needs = {
         "fastapi": ("fastapi", "sse_starlette", "uvicorn", "httptools"),
         REDIS: ("redis",),
+        UVLOOP: ("uvloop",),
     }.get(server, ())
     for module in needs:
         if importlib.util.find_spec(module) is None:
@@ -672,6 +717,7 @@ def main(argv: list[str] | None = None) -> int:
                 "skipped": skipped,
                 "duration_s": round(time.monotonic() - started, 1),
                 "retries": bench.retries,
+                "capacity": bench.capacity,
                 "workloads": [asdict(w) for w in workloads],
                 "runs": [asdict(r) for r in bench.runs],
             }
@@ -691,6 +737,8 @@ _FIGURES = {
     "delivered_per_s": ("delivered_per_s",),
     "ttft_p50_ms": ("ttft_ms", "p50"),
     "ttft_p99_ms": ("ttft_ms", "p99"),
+    "headers_p50_ms": ("headers_ms", "p50"),
+    "headers_p99_ms": ("headers_ms", "p99"),
     "gap_p99_ms": ("gap_ms", "p99"),
     "connect_p99_ms": ("connect_ms", "p99"),
     "bytes_per_event": ("bytes_per_event",),
@@ -726,6 +774,7 @@ _RATIOS = (
     "delivered_per_s",
     "ttft_p50_ms",
     "ttft_p99_ms",
+    "headers_p99_ms",
     "gap_p99_ms",
     "peak_rss_kib",
     "kib_per_stream",

@@ -19,8 +19,9 @@ import os
 import resource
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
@@ -60,6 +61,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=1,
         help="server processes sharing the port (SO_REUSEPORT) under a supervisor that restarts "
         "them and reloads the config on SIGHUP (default: 1, one process and no supervisor)",
+    )
+    serve.add_argument(
+        "--loop",
+        choices=("auto", "asyncio", "uvloop"),
+        default="asyncio",
+        help="event loop: the standard one (default), uvloop (the 'uvloop' extra), or auto "
+        "(uvloop when installed)",
     )
     serve.add_argument("--supervisor-fd", type=int, help=argparse.SUPPRESS)
     check = commands.add_parser("check-config", help="validate a config file without serving")
@@ -101,7 +109,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         if args.command == "serve":
-            return _serve(args.config, args.host, args.port, args.workers, args.supervisor_fd)
+            return _serve(
+                args.config, args.host, args.port, args.workers, args.supervisor_fd, args.loop
+            )
         if args.command == "check-config":
             return _check(args.file)
         if args.command == "ask":
@@ -145,12 +155,28 @@ def _worker_count(text: str) -> int:
     return count
 
 
+def _loop_runner(loop: str) -> Callable[[Coroutine[Any, Any, int]], int]:
+    """``asyncio.run``, or ``uvloop.run`` for ``--loop uvloop`` (and ``auto`` when installed)."""
+    if loop != "asyncio":
+        try:
+            import uvloop
+        except ImportError:
+            if loop == "uvloop":
+                raise ConfigError(
+                    "--loop", "uvloop installed (the 'uvloop' extra)", got="uvloop"
+                ) from None
+        else:
+            return uvloop.run
+    return asyncio.run
+
+
 def _serve(
     path: str,
     host: str | None,
     port: int | None,
     workers: int = 1,
     supervisor_fd: int | None = None,
+    loop: str = "asyncio",
 ) -> int:
     if supervisor_fd is not None:
         # A worker: SIGHUP is the supervisor's (a stray one must not end it), and its whole
@@ -174,7 +200,7 @@ def _serve(
     app.on_startup.append(_tune_gc)
     link = None if supervisor_fd is None else SupervisorLink(supervisor_fd)
     try:
-        return asyncio.run(_run(app, host, port, config, link))
+        return _loop_runner(loop)(_run(app, host, port, config, link))
     except OSError as exc:
         if exc.errno not in _LISTEN_ERRORS:
             raise

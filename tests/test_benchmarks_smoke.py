@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from benchmarks.loadgen import Reader, Record, SSEClient, Tally
+from benchmarks.report_fair import fair_targets
 
 REPO = Path(__file__).resolve().parent.parent
 HAS_FASTAPI = all(
@@ -54,7 +55,8 @@ def test_every_stream_of_every_run_is_complete(smoke: tuple[Path, dict[str, Any]
 
 def test_every_available_server_is_measured(smoke: tuple[Path, dict[str, Any]]) -> None:
     _out, results = smoke
-    expected = {"raw", "aiohttp-sse", "streamserver", "streamserver-object"}
+    expected = {"raw", "raw-yield", "aiohttp-sse", "streamserver", "streamserver-object"}
+    expected |= {"streamserver-uvloop"}
     expected |= {"fastapi"} if HAS_FASTAPI else set()
     expected |= {"streamserver-redis"} if HAS_REDIS else set()
     assert {run["server"] for run in results["runs"]} == expected
@@ -152,3 +154,16 @@ async def test_the_load_generator_never_counts_a_token_event_split_across_chunks
     body = b"".join(_chunk(e) for e in (_EVENTS[0], *split, *_EVENTS[2:])) + b"0\r\n\r\n"
     record = await _feed(body, 1000)
     assert record.tokens == 2  # too few, so the stream counts as incomplete, never the reverse
+
+
+def test_the_calibrated_workload_is_paced_at_the_measured_capacity(
+    smoke: tuple[Path, dict[str, Any]],
+) -> None:
+    _out, results = smoke
+    capacity = results["capacity"]["tokens_per_s"]
+    (workload,) = [w for w in results["workloads"] if w["name"] == "calibrated"]
+    assert capacity > 0
+    assert workload["connections"] == max(1, round(0.6 * capacity / workload["pace"]))
+    rows = {row["number"]: row for row in fair_targets(results)}
+    assert set(rows) == {"20.2", "20.3", "20.5"}
+    assert all(row["met"] is not None for row in rows.values()), rows  # every figure measured

@@ -278,3 +278,29 @@ def test_serve_raises_its_open_file_soft_limit_to_the_hard_limit(tmp_path):
     finally:
         process.terminate()
         process.communicate(timeout=15)
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop", None], ids=["asyncio", "uvloop", "default"])
+def test_serve_runs_on_the_event_loop_it_is_given(tmp_path, loop):
+    pytest.importorskip("uvloop")
+    port = free_port()
+    choice = [] if loop is None else ["--loop", loop]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "streamserver", "serve", "--config", str(serve_config(tmp_path)),
+         "--port", str(port), *choice],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        wait_for_health(port, process)
+        url = f"http://127.0.0.1:{port}/v1/stream?prompt=hi"
+        with urllib.request.urlopen(url, timeout=10) as response:
+            assert b"event: stream_end" in response.read()
+        maps = Path(f"/proc/{process.pid}/maps").read_text()
+        assert ("uvloop" in maps) is (loop == "uvloop")  # the standard loop stays the default
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=15)
+        assert process.returncode == 0, stderr
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()

@@ -32,9 +32,10 @@ _PING = b"9\r\n: ping\n\n\n\r\n"  # ": ping\n\n" as one chunk
 class StreamProtocol(asyncio.Protocol):
     """One connection: read one request head, then stream the answer."""
 
-    def __init__(self, tails: list[bytes], pace: float) -> None:
+    def __init__(self, tails: list[bytes], pace: float, yield_mask: int = 63) -> None:
         self.tails = tails
         self.pace = pace
+        self.yield_mask = yield_mask
         self.head = b""
         self.transport: asyncio.Transport | None = None
         self.task: asyncio.Task[None] | None = None
@@ -99,13 +100,14 @@ class StreamProtocol(asyncio.Protocol):
         gap = 1.0 / self.pace if self.pace > 0 else 0.0
         due = clock()
         n = len(tails)
+        mask = self.yield_mask
         for i in range(n):
             if gap:
                 delay = due - clock()
                 if delay > 0:
                     await asyncio.sleep(delay)
                 due += gap
-            elif not i & 63:
+            elif not i & mask:
                 await asyncio.sleep(0)
             if transport.is_closing():
                 return
@@ -136,23 +138,29 @@ def token_tails(n: int) -> list[bytes]:
     ]
 
 
-async def serve(host: str, port: int, n: int, pace: float) -> None:
-    """Serve until cancelled."""
+async def serve(host: str, port: int, n: int, pace: float, yield_every: int = 64) -> None:
+    """Serve until cancelled; unpaced, yield to the loop every ``yield_every`` tokens (a power of
+    two: 1 is the ``raw-yield`` floor, fair to a new stream; 64 the ``raw`` floor)."""
     tails = token_tails(n)
+    mask = yield_every - 1
+    assert yield_every > 0 and not yield_every & mask, "--yield-every must be a power of two"
     loop = asyncio.get_running_loop()
     server = await loop.create_server(
-        lambda: StreamProtocol(tails, pace), host, port, backlog=2048, reuse_address=True
+        lambda: StreamProtocol(tails, pace, mask), host, port, backlog=2048, reuse_address=True
     )
     async with server:
         await server.serve_forever()
 
 
 def main() -> None:
-    """``python -m benchmarks.servers.raw_asyncio --port P --tokens N --pace R``."""
+    """``python -m benchmarks.servers.raw_asyncio --port P --tokens N --pace R [--yield-every K]
+    [--loop uvloop]``."""
     args = workload.parse_args(__doc__ or "")
     workload.raise_file_limit()
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(args.host, args.port, args.tokens, args.pace))
+        workload.run(
+            serve(args.host, args.port, args.tokens, args.pace, args.yield_every), args.loop
+        )
 
 
 if __name__ == "__main__":

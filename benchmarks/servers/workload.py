@@ -15,7 +15,8 @@ import json
 import re
 import resource
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
+from typing import Any
 
 TEXT = (
     "Streaming changes how people experience a model. The first words arrive while the rest is "
@@ -101,7 +102,21 @@ def parse_args(description: str) -> argparse.Namespace:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--tokens", type=int, required=True, help="token events per stream")
     parser.add_argument("--pace", type=float, default=0.0, help="tokens per second; 0 = unpaced")
+    parser.add_argument(
+        "--yield-every", type=int, default=64, help="unpaced: yield to the loop every N tokens"
+    )
+    parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio")
     return parser.parse_args()
+
+
+def run(main: Coroutine[Any, Any, None], loop: str) -> None:
+    """Run ``main`` on the standard event loop or on uvloop (``--loop``)."""
+    if loop == "uvloop":
+        import uvloop
+
+        uvloop.run(main)
+    else:
+        asyncio.run(main)
 
 
 def raise_file_limit() -> None:

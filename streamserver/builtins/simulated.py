@@ -47,6 +47,12 @@ from .sim_structured import (
     results_answer,
 )
 
+BURST_TOKENS = 64
+"""Unpaced, a stream yields to the event loop after at most this many tokens..."""
+BURST_S = 0.0001
+"""...or once its burst has taken this long: 64 running streams hold a loop iteration for about
+64 × this, which bounds how long a new stream waits at each step before its first event."""
+
 _CORPUS = """\
 Streaming changes how people experience a model. The first words arrive while the rest is still \
 being written, so the answer feels alive instead of slow. A good server keeps that rhythm steady \
@@ -258,6 +264,7 @@ class SimulatedProvider:
         pace = self._pacer_for(loop).wait
         due = clock()
         count = 0
+        burst_end, burst_due = BURST_TOKENS, due + BURST_S
         cut_short = False
         for piece in pieces:
             if count == stop_at:
@@ -269,8 +276,12 @@ class SimulatedProvider:
                 if due > clock():
                     await pace(due)
                 due += gap + jitter * (2 * pace_rng.random() - 1) if jitter else gap
-            elif not count & 63:
-                await asyncio.sleep(0)  # flat out, but let the rest of the server breathe
+            elif count == burst_end or (not count & 3 and clock() > burst_due):
+                # Flat out, but in short bursts bounded by time as well as by count: a loop
+                # iteration holds one burst of every running stream, and a new stream's accept,
+                # request and first write each wait for one iteration (issue 20, point 2).
+                await asyncio.sleep(0)
+                burst_end, burst_due = count + BURST_TOKENS, clock() + BURST_S
             yield piece
             count += 1
         if fail_at is not None and count >= fail_at:
