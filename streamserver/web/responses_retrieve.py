@@ -44,6 +44,12 @@ def retrieve_handlers(path: str) -> dict[tuple[str, str], Handler]:
         service = request.app[SERVICE]
         stream = await _find(request, service, path)
         if request.query.get("stream", "false").lower() in ("true", "1"):
+            if stream.form != "sse":
+                raise StreamRejected(
+                    400,
+                    "not_a_streamed_response",
+                    "that response was not streamed: retrieve it without stream=true",
+                )
             start = 0
             after = request.query.get("starting_after")
             if after is not None:
@@ -125,8 +131,13 @@ def _oldest_kept(stream: Stream) -> int:
 
 
 def _response_of(item: bytes | str) -> dict[str, Any] | None:
-    """The ``response`` object one SSE event carries, if any."""
+    """The ``response`` object one event carries (an SSE event, or the JSON message of a
+    response that was not streamed), if any."""
     text = item.decode() if isinstance(item, bytes) else item
+    if text.startswith("{"):
+        payload = json.loads(text)
+        response = payload.get("response") if isinstance(payload, dict) else None
+        return response if isinstance(response, dict) else None
     for line in text.split("\n"):
         if line.startswith("data: ") and '"response": {' in line:
             payload = json.loads(line[6:])

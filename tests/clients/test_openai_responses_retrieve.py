@@ -139,3 +139,15 @@ async def test_retrieve_and_cancel_on_another_instance_through_redis(
     assert done.status == "completed"
     assert done.output_text == "".join(WORDS)
     assert cancelled.status == "cancelled"
+
+
+async def test_a_response_that_was_not_streamed_is_retrieved_whole_and_not_replayed(
+    openai_client: AsyncOpenAI,
+) -> None:
+    made = await openai_client.responses.create(model="scripted", input=script(["One ", "two"]))
+    got = await openai_client.responses.retrieve(made.id)
+
+    assert (got.status, got.output_text) == ("completed", "One two")
+    assert got.output_text == made.output_text
+    with pytest.raises(openai.BadRequestError):
+        await openai_client.responses.retrieve(made.id, stream=True)
