@@ -747,7 +747,8 @@ def openai_request(args: argparse.Namespace) -> bytes:
         "model": args.model,
         "stream": True,
         "max_tokens": args.tokens,
-        "messages": [{"role": "user", "content": " ".join(["tok"] * args.tokens)}],
+        # Distinct words: LiteLLM ends a stream that repeats one chunk 100 times as an error.
+        "messages": [{"role": "user", "content": " ".join(f"w{i}" for i in range(args.tokens))}],
     }
     if args.tools:
         body["tools"] = [{"type": "function", "function": {
