@@ -48,6 +48,12 @@ END_MARK = b"\nevent: stream_end\n"
 LAST_CHUNK = b"\r\n0\r\n\r\n"
 """The end of a chunked body: the previous chunk's CRLF, then the zero-size chunk."""
 _CARRY = len(END_MARK) - 1
+CHUNK_MARKS = (b'"content": "', b'"content":"', b'"arguments": "', b'"arguments":"')
+"""``--openai``: a chunk carries a token when one of these opens a string ..."""
+EMPTY_MARKS = (b'"content": ""', b'"content":""', b'"arguments": ""', b'"arguments":""')
+"""... that is not empty (the role chunk's ``content: ""``, a call's opening ``arguments: ""``)."""
+DONE_MARK = b"data: [DONE]"
+_OPENAI_CARRY = len(EMPTY_MARKS[0]) - 1
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # Linux; the module lacks the name
 _TIMESPEC = struct.Struct("qq")
@@ -209,6 +215,7 @@ class SSEClient(asyncio.Protocol):
         "done",
         "head",
         "in_body",
+        "openai",
         "reader",
         "record",
         "request",
@@ -227,7 +234,9 @@ class SSEClient(asyncio.Protocol):
         reader: Reader,
         sock: socket.socket,
         until_first: bool = False,
+        openai: bool = False,
     ) -> None:
+        self.openai = openai
         self.request = request
         self.record = record
         self.done = done
@@ -288,7 +297,10 @@ class SSEClient(asyncio.Protocol):
         carry = self.carry
         scan = carry + data
         # Marks that lie wholly inside the carried tail were counted with the previous read.
-        count = scan.count(TOKEN_MARK) - carry.count(TOKEN_MARK)
+        if self.openai:
+            count = _openai_count(scan) - _openai_count(carry)
+        else:
+            count = scan.count(TOKEN_MARK) - carry.count(TOKEN_MARK)
         if count:
             if record.first is None:
                 record.first = now
@@ -303,13 +315,13 @@ class SSEClient(asyncio.Protocol):
             record.last = now
             record.tokens += count
             self.tally.add(now, count)
-        if not record.ended and END_MARK in scan:
+        if not record.ended and (DONE_MARK if self.openai else END_MARK) in scan:
             record.ended = True
         if self.chunked and scan.endswith(LAST_CHUNK):
             record.terminated = True
             self._finish(now, None)
             return
-        self.carry = scan[-_CARRY:]
+        self.carry = scan[-(_OPENAI_CARRY if self.openai else _CARRY) :]
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.done.done():
@@ -337,6 +349,16 @@ class SSEClient(asyncio.Protocol):
         if self.transport is not None:
             self.transport.close()
         self.done.set_result(None)
+
+
+def _openai_count(data: bytes) -> int:
+    """Chunks in ``data`` that carry a content or tool-call arguments delta (``--openai``)."""
+    count = data.count
+    return (
+        count(CHUNK_MARKS[0]) + count(CHUNK_MARKS[1]) + count(CHUNK_MARKS[2])
+        + count(CHUNK_MARKS[3]) - count(EMPTY_MARKS[0]) - count(EMPTY_MARKS[1])
+        - count(EMPTY_MARKS[2]) - count(EMPTY_MARKS[3])
+    )  # fmt: skip
 
 
 class TickSelector(selectors.EpollSelector):
@@ -376,9 +398,13 @@ class LoadGenerator:
         self.host: str = args.host
         self.port: int = args.port
         self.request = (
-            f"GET {args.path} HTTP/1.1\r\nHost: {args.host}:{args.port}\r\n"
-            "Accept: text/event-stream\r\nCache-Control: no-cache\r\n\r\n"
-        ).encode()
+            openai_request(args)
+            if args.openai
+            else (
+                f"GET {args.path} HTTP/1.1\r\nHost: {args.host}:{args.port}\r\n"
+                "Accept: text/event-stream\r\nCache-Control: no-cache\r\n\r\n"
+            ).encode()
+        )
         self.records: list[Record] = []
         self.tally = Tally()
 
@@ -389,7 +415,9 @@ class LoadGenerator:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setblocking(False)
         sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
-        protocol = SSEClient(self.request, record, done, self.tally, self.reader, sock, until_first)
+        protocol = SSEClient(
+            self.request, record, done, self.tally, self.reader, sock, until_first, self.args.openai
+        )
         record.start = time.monotonic()
         self.tally.pending += 1
         try:
@@ -722,6 +750,28 @@ def server_summary(
     }
 
 
+def openai_request(args: argparse.Namespace) -> bytes:
+    """``--openai``: ``POST`` a streaming chat completion to ``--path`` asking for ``--tokens``
+    tokens (the fake upstream echoes the prompt; with ``--tools`` it answers with one tool call)."""
+    body: dict[str, Any] = {
+        "model": args.model,
+        "stream": True,
+        "max_tokens": args.tokens,
+        # Distinct words: LiteLLM ends a stream that repeats one chunk 100 times as an error.
+        "messages": [{"role": "user", "content": " ".join(f"w{i}" for i in range(args.tokens))}],
+    }
+    if args.tools:
+        body["tools"] = [{"type": "function", "function": {
+            "name": "echo", "parameters": {"type": "object", "properties": {}}}}]  # fmt: skip
+    payload = json.dumps(body).encode()
+    head = (
+        f"POST {args.path} HTTP/1.1\r\nHost: {args.host}:{args.port}\r\n"
+        "Accept: text/event-stream\r\nContent-Type: application/json\r\n"
+        f"Authorization: Bearer sk-bench\r\nContent-Length: {len(payload)}\r\n\r\n"
+    )
+    return head.encode() + payload
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--host", default="127.0.0.1")
@@ -754,6 +804,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--exclude-pid", type=int, action="append", default=[], help="another process of the run"
     )
     parser.add_argument("--sample-s", type=float, default=0.25)
+    parser.add_argument(
+        "--openai",
+        action="store_true",
+        help="POST a streaming chat completion; count OpenAI chunks with content or arguments",
+    )
+    parser.add_argument("--model", default="fake-model", help="the model --openai asks for")
+    parser.add_argument("--tools", action="store_true", help="--openai: offer a tool")
     return parser.parse_args(argv)
 
 

@@ -18,6 +18,9 @@ SERVER_LABELS = {
     "streamserver-redis": "streamserver, Redis store",
     "streamserver-object": "streamserver, object stream",
     "streamserver-uvloop": "streamserver on uvloop",
+    "upstream": "fake upstream, no relay",
+    "raw-relay": "raw aiohttp relay (floor)",
+    "litellm": "LiteLLM proxy",
 }
 # The reference figures for the baselines (same workloads, another run), for comparison.
 REFERENCE = {

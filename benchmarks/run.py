@@ -60,6 +60,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote_plus
 
+from . import relay
 from .report import targets, write_report
 from .servers.streamserver_config import OBJECT_PROMPT, object_tokens, write_config
 
@@ -76,7 +77,7 @@ RAW_YIELD = "raw-yield"
 UVLOOP = "streamserver-uvloop"
 """streamserver on uvloop, beside the same configuration on the standard loop."""
 FAIR = ("raw", RAW_YIELD, "streamserver", UVLOOP)
-ALL_SERVERS = (*WITH_REDIS, OBJECT, RAW_YIELD, UVLOOP)
+ALL_SERVERS = (*WITH_REDIS, OBJECT, RAW_YIELD, UVLOOP, *relay.RELAY_ONLY)
 SERVER_CPU, LOADGEN_CPU = "0", "1"
 REDIS_CPU = LOADGEN_CPU
 """Redis runs beside the load generator: on a 2-core machine the other choice is the server's
@@ -118,6 +119,12 @@ class Workload:
     """Paced at this fraction of the raw floor's capacity, measured first in the run (a probe
     of 4000 streams at this pace): the concurrency is set then (``Bench.calibrated``)."""
     json_answer: bool = False
+    openai: bool = False
+    """The relay workloads (``benchmarks/relay.py``): ``POST /v1/chat/completions``, every relay."""
+    tools: bool = False
+    """With ``openai``: the request offers a tool, the upstream answers with a fragmented call."""
+    upstream_pace: float = 0.0
+    """With ``relay``: the fake upstream's tokens per second per stream (0 = unpaced)."""
     """streamserver's answers are the object workload's JSON (``servers/streamserver_config.py``)."""
 
     @property
@@ -133,6 +140,49 @@ def object_workload(name: str, title: str, connections: int, streams: int, reps:
     return Workload(name, title.format(tokens=tokens), tokens, 0, connections,
                     streams_per_connection=streams, tick_ms=5, reps=reps,
                     servers=("streamserver", OBJECT), json_answer=True)  # fmt: skip
+
+
+def relay_workloads(smoke: bool) -> list[Workload]:
+    """Issue 20's relays (``benchmarks/relay.py``): text and tool-call streams unpaced, 32
+    concurrent × 256 tokens (LiteLLM: one stream per client, one repetition), and text at a paced
+    100 tokens/s per stream (3,200 tokens/s asked)."""
+    if smoke:
+        return [
+            Workload(
+                "relay-text",
+                "Smoke: relay text, 2 × 8 tokens",
+                8,
+                0,
+                2,
+                reps=1,
+                servers=relay.RELAYS,
+                relay=True,
+                openai=True,
+            ),
+            Workload(
+                "relay-tool",
+                "Smoke: relay a tool call, 2 × 8 fragments",
+                8,
+                0,
+                2,
+                reps=1,
+                servers=relay.RELAYS,
+                relay=True,
+                openai=True,
+                tools=True,
+            ),
+        ]
+    return [
+        Workload("relay-text", "Relay text: POST /v1/chat/completions, 32 concurrent × 256 "
+                 "tokens, unpaced", 256, 0, 32, streams_per_connection=4, reps=1, tick_ms=5,
+                 servers=relay.RELAYS, relay=True, openai=True),
+        Workload("relay-tool", "Relay a tool call: 32 concurrent × 256 argument fragments, "
+                 "unpaced", 256, 0, 32, streams_per_connection=4, reps=1, tick_ms=5,
+                 servers=relay.RELAYS, relay=True, openai=True, tools=True),
+        Workload("relay-paced", "Relay text paced: 32 concurrent × 256 tokens at 100 tokens/s",
+                 256, 100, 32, reps=1, tick_ms=5, servers=relay.RELAYS, relay=True, openai=True,
+                 upstream_pace=100),
+    ]  # fmt: skip
 
 
 def full_suite() -> list[Workload]:
@@ -163,6 +213,7 @@ def full_suite() -> list[Workload]:
         Workload("resume", "Resume across instances: a paced stream (24 tokens at 50 tokens/s) "
                  "started on A, cut, resumed with Last-Event-ID on B or on A", 24, 50, 1,
                  reps=1, servers=(REDIS,), resume_trials=40),
+        *relay_workloads(smoke=False),
         object_workload("object", "Object stream: 64 concurrent × a {tokens}-token JSON object "
                         "(format=object) against the same JSON as plain tokens, unpaced", 64, 6, 3),
     ]  # fmt: skip
@@ -179,6 +230,7 @@ def smoke_suite() -> list[Workload]:
                  reps=1, servers=("streamserver",), relay=True),
         Workload("resume", "Smoke: 3 resumes per place of a stream of 12 tokens at 100 tokens/s",
                  12, 100, 1, reps=1, servers=(REDIS,), resume_trials=3),
+        *relay_workloads(smoke=True),
         object_workload("object", "Smoke: 2 object streams of {tokens} tokens", 2, 1, 1),
         Workload("fair", "Smoke: fair, 4 streams × 8 tokens, unpaced", 8, 0, 4, reps=1,
                  tick_ms=5, servers=FAIR),
@@ -260,13 +312,13 @@ class Bench:
             command += ["--yield-every", "1"]
         return [*self.prefix(SERVER_CPU), self.python, *command], REPO
 
-    def start_upstream(self) -> subprocess.Popen[bytes]:
-        """``streamserver fake-upstream``, unpaced, on the load generator's CPU."""
+    def start_upstream(self, pace: float = 0.0) -> subprocess.Popen[bytes]:
+        """``streamserver fake-upstream`` (unpaced unless ``pace``) on the load generator's CPU."""
         self.upstream_port = free_port()
         command = ["-m", "streamserver", "fake-upstream", "--port", str(self.upstream_port)]
         return self.start(
             "fake-upstream",
-            [*self.prefix(LOADGEN_CPU), self.python, *command, "--tokens-per-second", "0"],
+            [*self.prefix(LOADGEN_CPU), self.python, *command, "--tokens-per-second", f"{pace:g}"],
             REPO,
             self.upstream_port,
         )
@@ -290,18 +342,23 @@ class Bench:
         upstream = redis_process = None
         try:
             if workload.relay:
-                upstream = self.start_upstream()
+                upstream = self.start_upstream(workload.upstream_pace)
             redis_url = None
             if server == REDIS:
                 redis_process, redis_url = self.start_redis()
             others = [p.pid for p in (upstream, redis_process) if p is not None]
             port = free_port()
-            command, cwd = self.server_command(server, workload, port, redis_url)
-            process = self.start(server, command, cwd, port)
+            if server == relay.UPSTREAM and upstream is not None:
+                process, port, others = upstream, self.upstream_port, []  # no relay: its own TTFT
+            elif server in relay.RELAY_ONLY:
+                process = self.start_relay(server, port)
+            else:
+                command, cwd = self.server_command(server, workload, port, redis_url)
+                process = self.start(server, command, cwd, port)
             try:
                 upstream_cpu = cpu_seconds(upstream.pid) if upstream else None
                 redis_cpu = cpu_seconds(redis_process.pid) if redis_process else None
-                run.loadgen = self.load(workload, port, process.pid, others)
+                run.loadgen = self.load(workload, port, process.pid, others, server)
                 if upstream is not None and upstream_cpu is not None:
                     after = cpu_seconds(upstream.pid)
                     if after is not None:
@@ -362,11 +419,28 @@ class Bench:
                 stop(process)
         return run
 
-    def start(self, name: str, command: list[str], cwd: Path, port: int) -> subprocess.Popen[bytes]:
+    def start_relay(self, server: str, port: int) -> subprocess.Popen[bytes]:
+        """The raw relay floor or the LiteLLM proxy, relaying the fake upstream."""
+        upstream = f"http://127.0.0.1:{self.upstream_port}/v1"
+        command, cwd, env = relay.command(
+            server, self.python, self.prefix(SERVER_CPU), port, upstream, self.workdir
+        )
+        wait = relay.LITELLM_START_S if server == relay.LITELLM else 30.0
+        return self.start(server, command, cwd, port, env=env, wait_s=wait)
+
+    def start(
+        self,
+        name: str,
+        command: list[str],
+        cwd: Path,
+        port: int,
+        env: dict[str, str] | None = None,
+        wait_s: float = 30.0,
+    ) -> subprocess.Popen[bytes]:
         log = open(self.workdir / f"{name}-{port}.log", "wb")  # noqa: SIM115 (lives with the process)
         # This checkout first on the path, wherever the process runs: else a streamserver
         # started in its temporary directory imports whichever one the venv has installed.
-        env = _env()
+        env = {**_env(), **env} if env else _env()
         process = subprocess.Popen(
             command,
             cwd=cwd,
@@ -376,7 +450,7 @@ class Bench:
             preexec_fn=_child_setup,
         )
         log.close()
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + wait_s
         while time.monotonic() < deadline:
             if process.poll() is not None:
                 raise BenchError(
@@ -387,7 +461,7 @@ class Bench:
             time.sleep(0.05)
         stop(process)
         raise BenchError(
-            f"{name} did not listen on port {port} within 30 s: {self.tail(name, port)}"
+            f"{name} did not listen on port {port} within {wait_s:g} s: {self.tail(name, port)}"
         )
 
     def tail(self, name: str, port: int) -> str:
@@ -396,7 +470,7 @@ class Bench:
         return text[-1500:].strip() or "(no output)"
 
     def load(
-        self, workload: Workload, port: int, server_pid: int, others: list[int]
+        self, workload: Workload, port: int, server_pid: int, others: list[int], server: str = ""
     ) -> dict[str, Any]:
         path = "/v1/stream?prompt=" + (
             "+".join(["tok"] * workload.tokens) if workload.relay else quote_plus(OBJECT_PROMPT)
@@ -413,6 +487,10 @@ class Bench:
             "--pause-ms", f"{workload.pause_ms:g}",
             *(f"--exclude-pid={pid}" for pid in others),
         ]  # fmt: skip
+        if workload.openai:
+            command += relay.loadgen_args(workload.tools)
+            spc = relay.streams_per_connection(server, workload.streams_per_connection)
+            command[command.index("--streams-per-connection") + 1] = str(spc)
         ramp_s = workload.connections / workload.ramp if workload.ramp else 0
         limit = ramp_s + workload.stream_timeout * workload.streams_per_connection + 60
         return self.subprocess_json(command, limit)
@@ -510,6 +588,8 @@ def _missing(server: str) -> str | None:
     """Why ``server`` cannot run here, or None."""
     if server == REDIS and shutil.which("redis-server") is None:
         return "redis-server is not installed (apt-get install redis-server)"
+    if server in relay.RELAY_ONLY:
+        return relay.missing(server)
     needs = {
         "fastapi": ("fastapi", "sse_starlette", "uvicorn", "httptools"),
         REDIS: ("redis",),

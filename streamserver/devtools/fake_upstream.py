@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
+import json
 import time
 from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from aiohttp import web
@@ -118,6 +120,10 @@ class FakeUpstream:
     streams: list[StreamRecord] = field(default_factory=list)
     api_key: str | None = None
     """If set, requests must carry ``Authorization: Bearer <api_key>`` (Anthropic: ``x-api-key``)."""
+    echo_tools: bool = False
+    """A request that offers ``tools`` and gets the default plan is answered with one call of its
+    first tool whose arguments, ``{"echo": "<the prompt>"}``, arrive in one fragment per prompt
+    token (``streamserver fake-upstream`` turns this on: a tool-call stream from the CLI)."""
 
     def queue(self, *plans: Plan) -> None:
         """Answer the next requests with these plans, in order."""
@@ -160,6 +166,8 @@ class FakeUpstream:
                 401, "Incorrect API key provided", "invalid_request_error", "invalid_api_key"
             )
         plan = self.plans.popleft() if self.plans else self.default
+        if plan is self.default and self.echo_tools and body.get("tools"):
+            plan = _tool_echo(plan, body)
         if plan.fault == "rate_limit":
             return _error(429, "Rate limit reached", "requests", "rate_limit_exceeded",
                           headers={"Retry-After": f"{plan.retry_after_s:g}"})  # fmt: skip
@@ -305,6 +313,22 @@ def _answer(plan: Plan, prompt: str, limit: int | None) -> Answer:
     return Answer(steps, finish, prompt_tokens, completion_tokens, plan.reasoning_field)
 
 
+def _tool_echo(plan: Plan, body: dict[str, Any]) -> Plan:
+    """``plan`` answering with one call of the request's first tool, its arguments the prompt's
+    tokens as JSON-string fragments: ``{"echo": "w0``, `` w1``, ..., `` wN"}`` (one per token)."""
+    tokens = tokenize(_last_user_text(body))
+    limit = body.get("max_completion_tokens") or body.get("max_tokens")
+    if limit is not None:
+        tokens = tokens[:limit]
+    pieces = [json.dumps(token)[1:-1] for token in tokens] or [""]
+    pieces[0] = '{"echo": "' + pieces[0]
+    pieces[-1] += '"}'
+    cuts = tuple(itertools.accumulate(len(piece) for piece in pieces[:-1]))
+    name = ((body["tools"][0] or {}).get("function") or {}).get("name", "echo")
+    call = PlannedCall("call_echo", name, "".join(pieces))
+    return replace(plan, tokens=[], tool_calls=[call], arguments_cut=cuts)
+
+
 def _last_user_text(body: dict[str, Any]) -> str:
     """The text of the request's last user message (its text parts, for a list of parts)."""
     users = [m.get("content", "") for m in body.get("messages", []) if m.get("role") == "user"]
@@ -343,7 +367,8 @@ def _anthropic_error(
 def run(host: str = "127.0.0.1", port: int = 8099, tokens_per_second: float = 30.0) -> None:
     """Serve a fake upstream until interrupted (``streamserver fake-upstream``)."""
     upstream = FakeUpstream(
-        default=Plan(ttft_s=0.2, gap_s=1 / tokens_per_second if tokens_per_second else 0)
+        default=Plan(ttft_s=0.2, gap_s=1 / tokens_per_second if tokens_per_second else 0),
+        echo_tools=True,
     )
     print(
         f"fake OpenAI upstream on http://{host}:{port}/v1 (models: {', '.join(upstream.models)})",
