@@ -26,12 +26,12 @@ $(VENV)/.installed: $(BIN)/python setup.cfg pyproject.toml
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed
-	@echo "make: installing the test tools: pytest, pytest-timeout, pytest-xdist, hypothesis, httpx, websockets, schemathesis, playwright, ruff, mypy, anthropic, jsonschema, langchain-openai (about 40 s the first time)"
+	@echo "make: installing the test tools: pytest, pytest-timeout, pytest-xdist, hypothesis, httpx, websockets, schemathesis, playwright, ruff, mypy, anthropic, jsonschema, langchain-openai, uvloop (about 40 s the first time)"
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $@
 
 $(VENV)/.installed-bench: $(VENV)/.installed
-	@echo "make: installing the benchmark baselines and the Redis client: fastapi, sse-starlette, uvicorn, httptools, matplotlib, redis"
+	@echo "make: installing the benchmark baselines and the Redis client: fastapi, sse-starlette, uvicorn, httptools, matplotlib, redis, uvloop, the LiteLLM proxy"
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	touch $@
 

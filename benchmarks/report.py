@@ -148,8 +148,9 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         add("18", "object stream: server CPU per token ≤ 2× a text token's", "not measured", None)
     from .report_fair import fair_targets
     from .report_redis import redis_targets  # it uses this module's formatting
+    from .report_relay import relay_targets
 
-    return rows + redis_targets(results) + fair_targets(results)
+    return rows + redis_targets(results) + relay_targets(results) + fair_targets(results)
 
 
 def _worst_pair_ratio(results: dict[str, Any], workload: str, a: str, b: str) -> float:

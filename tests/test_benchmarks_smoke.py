@@ -26,6 +26,7 @@ HAS_FASTAPI = all(
     importlib.util.find_spec(m) for m in ("fastapi", "sse_starlette", "uvicorn", "httptools")
 )
 HAS_MATPLOTLIB = importlib.util.find_spec("matplotlib") is not None
+HAS_LITELLM = importlib.util.find_spec("litellm") is not None
 HAS_REDIS = (
     shutil.which("redis-server") is not None and importlib.util.find_spec("redis") is not None
 )
@@ -56,12 +57,14 @@ def test_every_stream_of_every_run_is_complete(smoke: tuple[Path, dict[str, Any]
 def test_every_available_server_is_measured(smoke: tuple[Path, dict[str, Any]]) -> None:
     _out, results = smoke
     expected = {"raw", "raw-yield", "aiohttp-sse", "streamserver", "streamserver-object"}
-    expected |= {"streamserver-uvloop"}
+    expected |= {"streamserver-uvloop", "upstream", "raw-relay"}
+    expected |= {"litellm"} if HAS_LITELLM else set()
     expected |= {"fastapi"} if HAS_FASTAPI else set()
     expected |= {"streamserver-redis"} if HAS_REDIS else set()
     assert {run["server"] for run in results["runs"]} == expected
     assert ("fastapi" in results["skipped"]) is not HAS_FASTAPI
     assert ("streamserver-redis" in results["skipped"]) is not HAS_REDIS
+    assert ("litellm" in results["skipped"]) is not HAS_LITELLM
 
 
 def test_the_object_stream_runs_beside_text_of_its_length(

@@ -162,7 +162,7 @@ provider = "{route_provider}"
 max_tokens = {tokens + 1 if json_answer else tokens}
 """
     if upstream_url is not None:  # the relay workloads' route (benchmarks/relay.py)
-        text += f'\n[routes."/v1/chat/completions"]\nprovider = "{route_provider}"\n'
+        text += f'\n[routes."/v1/chat/completions"]\ntransport = "openai"\nprovider = "{route_provider}"\n'
     if json_answer:  # the object decides its length: it finishes with "stop", not "length"
         text += (
             f'\n[routes."/v1/stream".pin]\nseed = {OBJECT_SEED}\n'
