@@ -219,6 +219,11 @@ def full_suite() -> list[Workload]:
     ]  # fmt: skip
 
 
+LONG_WORKLOADS = ("slow", "paced-100", "paced-300", "paced-2000")
+"""What ``make bench`` (``--quick``) leaves out and ``make bench-full`` runs: the 10,000 slow
+streams (about 4 minutes: target 20.4) and the paced sweep (about 80 s, plotted only)."""
+
+
 def smoke_suite() -> list[Workload]:
     """``--smoke``: every server and every code path, tiny (correctness only, no timing)."""
     return [
@@ -747,6 +752,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run the streamserver benchmark suite.")
     parser.add_argument("--out", type=Path, default=RESULTS, help="results directory")
     parser.add_argument("--smoke", action="store_true", help="tiny workloads, correctness only")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"leave out {', '.join(LONG_WORKLOADS)} (make bench: under 10 minutes)",
+    )
     parser.add_argument("--only", nargs="*", help="workload names to run")
     parser.add_argument("--servers", nargs="*", choices=ALL_SERVERS, help="servers to run")
     parser.add_argument("--reps", type=int, help="override every workload's repetitions")
@@ -769,6 +779,8 @@ def main(argv: list[str] | None = None) -> int:
 
     pin = not args.no_pin and shutil.which("taskset") is not None and (os.cpu_count() or 1) >= 2
     workloads = smoke_suite() if args.smoke else full_suite()
+    if args.quick:
+        workloads = [w for w in workloads if w.name not in LONG_WORKLOADS]
     if args.only:
         workloads = [w for w in workloads if w.name in args.only]
     if args.servers:
