@@ -133,13 +133,18 @@ class StreamLog:
         assert self._archive is not None, "read before the oldest kept event"
         return [*self._archive.read(pos), *self._items]
 
+    @property
+    def oldest(self) -> int:
+        """The position of the oldest event still kept (retention trims the start)."""
+        archive = self._archive
+        if archive is not None and archive.base < archive.end:
+            return archive.base
+        return self._base
+
     def available(self, pos: int) -> bool:
         """Whether the events from ``pos`` on are still kept (a position past the end of a live
         stream is kept too: its reader waits for it)."""
-        archive = self._archive
-        if archive is not None and archive.base < archive.end:
-            return pos >= archive.base
-        return pos >= self._base
+        return pos >= self.oldest
 
     def wait(self, pos: int) -> Awaitable[None]:
         """Done once an event at ``pos`` exists or the log is closed."""

@@ -28,8 +28,8 @@ from ..errors import StreamRejected
 from ..request_input import parse_count
 from ..service import StreamService
 from ..streams import Stream
-from ..transports import sse
-from .keys import CONNECTIONS, SERVICE, Handler
+from .keys import SERVICE, Handler
+from .streams import replay
 
 _PREFIX = "resp_"
 _WAIT_S = 5.0
@@ -59,9 +59,7 @@ def retrieve_handlers(path: str) -> dict[tuple[str, str], Handler]:
                         400, "invalid_field", "'starting_after' must be a sequence number"
                     )
                 start = number + 1
-            if await service.resume_point(stream, start, "invalid_starting_after"):
-                return web.Response(status=204)
-            return await sse.send_stream(request, stream, start, request.app[CONNECTIONS].writers)
+            return await replay(request, service, stream, start, "invalid_starting_after")
         return web.json_response(await _latest(stream))
 
     async def cancel(request: web.Request) -> web.Response:
@@ -106,7 +104,7 @@ async def _latest(stream: Stream, *, until_end: bool = False) -> dict[str, Any]:
                 await asyncio.wait_for(log.wait(log.end), remaining)
             except TimeoutError:
                 break
-        items = log.read(_oldest_kept(stream))
+        items = log.read(log.oldest)
     finally:
         if reader is not None:
             stream.detach(reader)
@@ -115,19 +113,6 @@ async def _latest(stream: Stream, *, until_end: bool = False) -> dict[str, Any]:
         if response is not None:
             return response
     raise StreamRejected(404, "response_not_found", "that response's events are no longer kept")
-
-
-def _oldest_kept(stream: Stream) -> int:
-    """The first position of the stream's log still kept (retention may have trimmed the
-    start of a long one)."""
-    low, high = 0, stream.log.end
-    while low < high:
-        middle = (low + high) // 2
-        if stream.log.available(middle):
-            high = middle
-        else:
-            low = middle + 1
-    return low
 
 
 def _response_of(item: bytes | str) -> dict[str, Any] | None:

@@ -66,8 +66,16 @@ async def resume_stream(request: web.Request) -> web.StreamResponse:
                 400, "invalid_last_event_id", "Last-Event-ID must be '<this stream id>:<seq>'"
             )
         start = resumed[1] + 1
-    if await service.resume_point(stream, start, "invalid_last_event_id"):
-        return web.Response(status=204)
+    return await replay(request, service, stream, start, "invalid_last_event_id")
+
+
+async def replay(
+    request: web.Request, service: StreamService, stream: Stream, start: int, bad_code: str
+) -> web.StreamResponse:
+    """Send ``stream`` from log position ``start`` on and follow it live: 204 when nothing is
+    left to send, 410 when those events are gone, 400 with ``bad_code`` past its end."""
+    if await service.resume_point(stream, start, bad_code):
+        return web.Response(status=204)  # tells EventSource to stop reconnecting
     return await sse.send_stream(request, stream, start, request.app[CONNECTIONS].writers)
 
 
