@@ -31,7 +31,13 @@ from ..service import StreamService
 from ..settings import RouteSettings
 from ..streams import Stream
 from ..transports import sse
-from ..ui_messages import TRIGGERS, parse_chat_request
+from ..ui_messages import (
+    CALL_STATES,
+    PAGE_ONLY_PARTS,
+    RESULT_STATES,
+    TRIGGERS,
+    parse_chat_request,
+)
 from .keys import CONNECTIONS, SERVICE, Handler
 from .request import read_json_body
 
@@ -110,41 +116,95 @@ def chat_handlers(path: str, route: RouteSettings) -> dict[tuple[str, str], Hand
 
 
 _ERROR = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
-_UI_MESSAGE = {
-    "type": "object",
-    "required": ["role", "parts"],
-    "properties": {
-        "id": {"type": "string"},
-        "role": {"enum": ["system", "user", "assistant"]},
-        "parts": {"type": "array", "items": {"type": "object", "required": ["type"]}},
-    },
-}
 
 
-def openapi_paths(path: str) -> dict[str, Any]:
-    """The OpenAPI description of one ``ai-sdk`` route's three operations, by path."""
-    chat_id = {
-        "name": "chat_id",
-        "in": "path",
-        "required": True,
-        "schema": {"type": "string", "pattern": f"^{CONVERSATION_ID.pattern}$"},
-    }
-    body = {
+def chat_body(max_chars: int) -> dict[str, Any]:
+    """The JSON Schema of ``DefaultChatTransport``'s body: no more than ``parse_chat_request``
+    takes. The route's allowed overrides are added beside it (``openapi``)."""
+    return {
         "type": "object",
         "required": ["id", "messages", "trigger"],
         "properties": {
-            "id": chat_id["schema"],
-            "messages": {"type": "array", "minItems": 1, "items": _UI_MESSAGE},
+            "id": _CHAT_ID,
+            "messages": {
+                "type": "array",
+                "minItems": 1,
+                "items": ui_message_schema(max_chars),
+                # What the model is sent must hold a message: a chat of only empty replies is none.
+                "contains": {"properties": {"role": {"enum": ["system", "user"]}}},
+            },
             "trigger": {"enum": list(TRIGGERS)},
             "messageId": {"type": "string"},
         },
         "description": "DefaultChatTransport's body; other fields: the route's allowed overrides",
     }
+
+
+def ui_message_schema(max_chars: int) -> dict[str, Any]:
+    """One ``UIMessage``, with the parts each role may send (``ui_messages``): any other key of a
+    message or a part (``metadata``, ``providerMetadata``...) is ignored."""
+    text = _part("text", {"text": {"type": "string", "maxLength": max_chars}})
+    image = _part("file", {"mediaType": {"type": "string", "pattern": "^image/"},
+                           "url": {"type": "string"}})  # fmt: skip
+    page_only = {
+        "type": "object",
+        "required": ["type"],
+        "properties": {"type": {"anyOf": [{"enum": list(PAGE_ONLY_PARTS)},
+                                          {"type": "string", "pattern": "^data-"}]}},
+        "description": "shown by the page, not sent to the model again",
+    }  # fmt: skip
+    results = [
+        {"properties": {"state": {"enum": [s for s in CALL_STATES if s not in RESULT_STATES]}}},
+        {"properties": {"state": {"const": "output-available"}}},
+        {"required": ["errorText"],
+         "properties": {"state": {"const": "output-error"}, "errorText": {"type": "string"}}},
+        {"properties": {"state": {"const": "output-denied"}}},
+    ]  # fmt: skip
+    call = {"toolCallId": {"type": "string", "minLength": 1}, "state": {"enum": list(CALL_STATES)}}
+    tool = {**_part({"type": "string", "pattern": "^tool-."}, call), "anyOf": results}
+    dynamic = _part("dynamic-tool", {**call, "toolName": {"type": "string", "minLength": 1}})
+    dynamic["anyOf"] = results
+
+    def message(role: str, parts: list[dict[str, Any]], sent: list[dict[str, Any]]) -> Any:
+        listed: dict[str, Any] = {"type": "array", "items": {"anyOf": parts}}
+        if sent:  # a user's or system message needs something to send
+            listed["contains"] = {"anyOf": sent}
+        return {
+            "type": "object",
+            "required": ["role", "parts"],
+            "properties": {"id": {"type": "string"}, "role": {"const": role}, "parts": listed},
+        }
+
+    return {
+        "oneOf": [
+            message("system", [text, page_only], [text]),
+            message("user", [text, image, page_only], [text, image]),
+            message("assistant", [text, tool, dynamic, page_only], []),
+        ]
+    }
+
+
+def _part(kind: str | dict[str, Any], fields: dict[str, Any]) -> dict[str, Any]:
+    """A part of type ``kind`` (a name, or the schema of its names) whose ``fields`` are required."""
+    return {
+        "type": "object",
+        "required": ["type", *fields],
+        "properties": {"type": {"const": kind} if isinstance(kind, str) else kind, **fields},
+    }
+
+
+_CHAT_ID = {"type": "string", "pattern": f"^{CONVERSATION_ID.pattern}$"}
+
+
+def openapi_paths(path: str, body: dict[str, Any], sse: dict[str, Any]) -> dict[str, Any]:
+    """The OpenAPI description of one ``ai-sdk`` route's three operations, by path, whose POST
+    takes ``body`` (``chat_body`` with the route's overrides) and which answer ``sse`` (the
+    ``text/event-stream`` content every stream route has)."""
+    chat_id = {"name": "chat_id", "in": "path", "required": True, "schema": _CHAT_ID}
     errors = {
         str(status): {"description": "Refused", **_ERROR} for status in (400, 401, 413, 429, 503)
     }
-    stream = {"200": {"description": "The UI message stream (SSE)",
-                      "content": {"text/event-stream": {"schema": {"type": "string"}}}}}  # fmt: skip
+    stream = {"200": {"description": "The UI message stream (SSE)", "content": sse}}
     return {
         path: {
             "post": {

@@ -101,7 +101,8 @@ def build_spec(
         elif route.transport == "ws":
             paths[path] = {"get": _websocket(path, route)}
         elif route.transport == "ai-sdk":
-            paths.update(ai_sdk.openapi_paths(path))
+            body = _chat_body(route, config, models, honoured, tool_less)
+            paths.update(ai_sdk.openapi_paths(path, body, _SSE))
         else:
             paths[path] = {
                 method.lower(): _stream(route, method, config, models, honoured, tool_less)
@@ -468,6 +469,18 @@ def _responses(
             **_errors(400, 401, 404, 409, 413, 429, 502, 503),
         },
     }
+
+
+def _chat_body(
+    route: RouteSettings, config: Config, models: Models, honoured: Honoured, tool_less: Honoured
+) -> dict[str, Any]:
+    """An ``ai-sdk`` route's body: useChat's fields and the overrides the route allows (the
+    page's ``body`` option), nothing else."""
+    reach = schemas.reach(route, models, honoured)
+    offered, _ = schemas.documented_parameters(route, reach, honoured)
+    body = ai_sdk.chat_body(config.limits.max_prompt_chars)
+    body["properties"].update(_overrides(route, config, reach))
+    return schemas.with_parameters(body, route, offered, reach, tool_less)
 
 
 def _messages(

@@ -1,0 +1,75 @@
+"""The shipped server as a real process, and the schemathesis CLI against it: what the OpenAPI
+tests share (they are split across files so that the test workers run them side by side)."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+SHIPPED = (REPO / "config.toml").read_text(encoding="utf-8")
+CONFIG = Path(__file__).with_name("schemathesis.toml")
+"""Per-operation settings of the schemathesis runs (the refusals that depend on state)."""
+
+
+def start_server(tmp: Path, text: str):
+    """Run ``streamserver serve`` on ``text`` (the shipped config, adapted) on a free port in a
+    subprocess; yields its base URL, then stops it and checks its log holds no traceback."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    config = tmp / "config.toml"
+    text = text.replace("port = 8000", f"port = {port}").replace(
+        'plugins_dir = "plugins"', f'plugins_dir = "{tmp}"'
+    )
+    text = text.replace("ttft_ms = 300", "ttft_ms = 0").replace(
+        "tokens_per_second = 40", "tokens_per_second = 0"
+    )
+    text = text.replace("answer_tokens = 160", "answer_tokens = 20")
+    text = text.replace('path = "conversations.sqlite3"', f'path = "{tmp / "c.sqlite3"}"')
+    config.write_text(text + "\n", encoding="utf-8")
+    # The server's log goes to a file: it writes an access line per request, and a pipe nobody
+    # reads until the end fills up (64 KiB) and stalls the server mid-run.
+    log = tmp / "server.log"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "streamserver", "serve", "--config", str(config)],
+        stdout=subprocess.DEVNULL, stderr=log.open("w", encoding="utf-8"), text=True,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            urllib.request.urlopen(base + "/health", timeout=1).close()
+            break
+        except OSError:
+            if time.monotonic() > deadline or process.poll() is not None:
+                process.kill()
+                raise RuntimeError(f"server did not start: {log.read_text()}") from None
+            time.sleep(0.1)
+    yield base
+    process.terminate()
+    process.wait(timeout=30)
+    stderr = log.read_text(encoding="utf-8")
+    assert "Traceback" not in stderr, stderr
+
+
+def schemathesis(
+    server: str, cwd: Path, checks: str, phases: str, *, paths: str = "", examples: int = 15
+) -> subprocess.CompletedProcess:
+    """The schemathesis CLI (its pytest plugin does not support this pytest) over every HTTP
+    operation (or those whose path matches ``paths``): bounded examples per operation,
+    deterministic. The WebSocket routes are left out: a request valid by the document is a
+    handshake, and what follows is not HTTP."""
+    only = ["--include-path-regex", paths] if paths else []
+    return subprocess.run(
+        [str(Path(sys.executable).with_name("schemathesis")), "--config-file", str(CONFIG),
+         "run", f"{server}/openapi.json",
+         "--checks", checks, "--phases", phases, "--exclude-path-regex", "^/ws/", *only,
+         "--max-examples", str(examples), "--generation-deterministic", "--request-timeout", "10",
+         "--continue-on-failure", "--no-color", "--output-sanitize", "false"],
+        capture_output=True, text=True, timeout=400, cwd=cwd,
+    )  # fmt: skip
