@@ -22,7 +22,7 @@ from .encoding import encoder_for
 from .event_log import StreamLog
 from .record import StreamRecord
 from .stores import StoreUnavailable, StreamState, StreamStore, store_unavailable
-from .streams import Stream, StreamRegistry
+from .streams import Stream, StreamRegistry, minted_at
 from .types import StreamEnd, StreamFailure, StreamStart
 
 if TYPE_CHECKING:
@@ -37,6 +37,10 @@ POLL_S = 2.0
 """The longest a replica waits for its next events before it checks the owner's lease."""
 RETRY_S = 0.5
 """Between attempts at a read that failed."""
+PUBLISH_POLL_S = 0.005
+"""The first wait before asking the store again for a young stream it does not hold yet."""
+SKEW_S = 5.0
+"""An id minted further ahead of this instance's clock than this is not a young stream's."""
 LOST = StreamFailure(
     "stream_lost",
     "the instance that ran this stream stopped before it ended; start the request again",
@@ -91,7 +95,7 @@ class Replicas:
         if found is not None:
             return found
         try:
-            state = await self.store.state(stream_id)
+            state = await self._state(stream_id)
             if state is None or (key_id is not None and state.stream.key_id != key_id):
                 return None
             replica = self._replica(state)
@@ -118,6 +122,25 @@ class Replicas:
             ),
         )
         return replica
+
+    async def _state(self, stream_id: str) -> StreamState | None:
+        """The stream's state in the store. An id made less than ``lease_s`` ago that the store
+        does not hold yet may be a stream whose owner has not published it (it does with its
+        first write, in its next round trip, retried for up to ``lease_s``): a client that got
+        the id and came here at once waits for it (store polls, backing off), not a 404. Any
+        other unknown id is ``None`` at once."""
+        state = await self.store.state(stream_id)
+        made = minted_at(stream_id)
+        if state is not None or made is None:
+            return state
+        pause = PUBLISH_POLL_S
+        while (remaining := made + self.lease_s - time.time()) > 0 and made < time.time() + SKEW_S:
+            await asyncio.sleep(min(pause, remaining))
+            pause = min(pause * 2, POLL_S / 8)
+            state = await self.store.state(stream_id)
+            if state is not None:
+                return state
+        return None
 
     def _replica(self, state: StreamState) -> Stream:
         shared = state.stream

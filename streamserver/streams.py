@@ -5,7 +5,10 @@ for a reader to come back, and the registry that finds, retains and evicts them.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import secrets
+import time
 from array import array
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Literal, TypeAlias
@@ -18,6 +21,31 @@ if TYPE_CHECKING:
     from .stores import SharedStream
 
 CancelReason: TypeAlias = Literal["cancelled", "client_gone", "shutdown", "limit", "upstream_idle"]
+
+_ID_PREFIX = "st_"
+_ID_CHARS = 24
+"""The characters after the prefix: 18 bytes in URL-safe base64 (no padding)."""
+
+
+def new_stream_id() -> str:
+    """A fresh stream id: the time it was made (milliseconds, 6 bytes) then 12 random bytes (96
+    bits: unguessable), URL- and SSE-id-safe. The time lets another instance tell an id it has
+    not seen yet from one that never was (``minted_at``)."""
+    stamp = int(time.time() * 1000).to_bytes(6, "big")
+    return _ID_PREFIX + base64.urlsafe_b64encode(stamp + secrets.token_bytes(12)).decode()
+
+
+def minted_at(stream_id: str) -> float | None:
+    """When ``new_stream_id`` made ``stream_id`` (seconds since the epoch); ``None`` if it is not
+    of that shape."""
+    if len(stream_id) != len(_ID_PREFIX) + _ID_CHARS or not stream_id.startswith(_ID_PREFIX):
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(stream_id[len(_ID_PREFIX) :])
+    except (binascii.Error, ValueError):
+        return None
+    return int.from_bytes(raw[:6], "big") / 1000
+
 
 DeliveryReport: TypeAlias = Callable[["Stream", int, int], None]
 """Told ``(stream, tokens newly delivered, tokens replayed)`` when a reader leaves or resumes."""
@@ -244,8 +272,8 @@ class StreamRegistry:
         each."""
 
     def new_id(self) -> str:
-        """A fresh, unguessable stream id (URL- and SSE-id-safe)."""
-        return "st_" + secrets.token_urlsafe(12)
+        """A fresh, unguessable stream id (``new_stream_id``)."""
+        return new_stream_id()
 
     def add(self, stream: Stream, run: Callable[[], asyncio.Task[None]]) -> None:
         """Track ``stream`` and start its generation task (made by ``run``)."""

@@ -405,3 +405,39 @@ async def stored_events(app, stream_id: str) -> None:
             return
         await asyncio.sleep(0.01)
     raise AssertionError(f"the store never had events of {stream_id}")
+
+
+async def test_a_read_elsewhere_before_the_owner_has_published_the_stream_waits_for_it(
+    serve, redis_url
+):
+    # The owner publishes a stream with its first write, one round trip after the start; a
+    # client that got the id and went to another instance at once must not get a 404. Redis's
+    # CLIENT PAUSE WRITE holds the owner's writes (the reads of the other instance go on).
+    import time
+
+    import redis.asyncio as redis
+
+    from streamserver.streams import new_stream_id
+
+    a, b = await serve(shared_config(redis_url)), await serve(shared_config(redis_url))
+    assert (await a.sse("/v1/stream", params={"prompt": "warm"})).status == 200
+    client = redis.Redis.from_url(redis_url)
+    try:
+        await client.execute_command("CLIENT", "PAUSE", 600, "WRITE")
+        stream_id, head = await read_some(a, "/v1/stream", 2, params={"prompt": "hi"})
+        assert await client.exists(f"streamserver:{{{stream_id}}}:m") == 0  # not published yet
+        whole = await b.sse(f"/v1/streams/{stream_id}")
+    finally:
+        await client.aclose()
+    assert whole.status == 200
+    assert [e.data for e in whole.events[:2]] == [e.data for e in head]
+    assert whole.events[-1].event == "stream_end"
+
+    # An id nobody minted is a 404 at once; one minted now that never starts, after lease_s.
+    started = time.monotonic()
+    assert (await b.http.get("/v1/streams/st_nobody")).status_code == 404
+    assert (await b.http.get(f"/v1/streams/st_{'A' * 24}")).status_code == 404  # minted in 1970
+    assert time.monotonic() - started < 0.5
+    started = time.monotonic()
+    assert (await b.http.get(f"/v1/streams/{new_stream_id()}")).status_code == 404
+    assert 0.9 < time.monotonic() - started < 3  # lease_s = 1
