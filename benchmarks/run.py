@@ -67,6 +67,9 @@ from .servers.streamserver_config import OBJECT_PROMPT, object_tokens, write_con
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
 SERVERS = ("raw", "aiohttp-sse", "fastapi", "streamserver")
+PROBE_STREAMS = 400
+"""The calibration probe's streams (20k tok/s at 50 tokens/s: about a third of what the raw floor
+carries on one core here)."""
 REDIS = "streamserver-redis"
 """streamserver with the Redis stream store (on a redis-server of its own)."""
 OBJECT = "streamserver-object"
@@ -117,7 +120,7 @@ class Workload:
     """Not a load: this many cut-and-resume trials per place (``benchmarks/resume.py``)."""
     calibrate: float = 0.0
     """Paced at this fraction of the raw floor's capacity, measured first in the run (a probe
-    of 4000 streams at this pace): the concurrency is set then (``Bench.calibrated``)."""
+    at a load it carries): the concurrency is set then (``Bench.calibrated``)."""
     json_answer: bool = False
     openai: bool = False
     """The relay workloads (``benchmarks/relay.py``): ``POST /v1/chat/completions``, every relay."""
@@ -535,17 +538,23 @@ class Bench:
 
     def calibrated(self, workload: Workload) -> Workload:
         """``workload`` with its concurrency set to ``calibrate`` × the raw floor's capacity at its
-        pace, measured now: the delivered rate of an overload probe (4000 streams, or fewer in a
-        smoke run), divided by the pace."""
-        streams = max(4000 if workload.connections == 0 else workload.connections, 2)
-        probe = replace(workload, name="calibrate", connections=streams, ramp=2000, calibrate=0.0)
+        pace, measured now. The capacity is the rate at which the floor's core would be fully
+        busy: a probe at a load it carries (``PROBE_STREAMS`` at the pace, or the smoke run's
+        own count), its delivered rate over its core's busy share (kernel work included). An
+        overload probe overstates it: a server that falls behind sends several tokens per write
+        (raw delivered 91.5k tok/s to 4000 paced streams, then ran 92% busy at 55k)."""
+        streams = workload.connections or PROBE_STREAMS
+        probe = replace(workload, name="calibrate", connections=streams, calibrate=0.0)
         run = self.measured(probe, "raw", 0)
-        capacity = run.loadgen.get("delivered_per_s") or run.loadgen.get("tokens_per_s") or 0.0
+        rate = run.loadgen.get("delivered_per_s") or run.loadgen.get("tokens_per_s") or 0.0
+        busy = run.loadgen.get("core_busy", {}).get("cpu" + SERVER_CPU) or 0.0
+        capacity = rate / busy if self.pin and busy > 0.05 else rate
         connections = max(1, round(workload.calibrate * capacity / workload.pace))
-        print(f"  calibrated: raw delivered {capacity:,.0f} tok/s at {streams} streams; "
-              f"{workload.calibrate:.0%} of it is {connections} streams", flush=True)  # fmt: skip
-        saturated = capacity < 0.95 * streams * workload.pace  # else the capacity is a floor
-        self.capacity = {"probe_streams": streams, "tokens_per_s": capacity, "saturated": saturated}
+        print(f"  calibrated: raw delivered {rate:,.0f} tok/s to {streams} streams, its core "
+              f"{busy:.0%} busy: capacity {capacity:,.0f} tok/s; {workload.calibrate:.0%} of it "
+              f"is {connections} streams", flush=True)  # fmt: skip
+        self.capacity = {"probe_streams": streams, "probe_tokens_per_s": rate,
+                         "probe_core_busy": busy, "tokens_per_s": capacity}  # fmt: skip
         title = f"{workload.title} ({connections} concurrent = {workload.calibrate:.0%} of " \
             f"{capacity:,.0f} tok/s)"  # fmt: skip
         return replace(workload, connections=connections, title=title)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -116,6 +116,16 @@ class PrometheusSink(MetricsSink):
         self._children: dict[tuple[str, str, str], _Children] = {}
         """Labelled metrics per (route, provider, model): ``labels()`` takes a lock and builds
         keys on every call, which was a third of a short stream's cost in the sinks."""
+        self._labelled: dict[tuple[Any, ...], Any] = {}
+        """The other labelled children a stream touches (usage, delivered), by metric and labels."""
+
+    def _child(self, metric: Any, *labels: str) -> Any:
+        """``metric.labels(*labels)``, looked up once."""
+        key = (id(metric), *labels)
+        child = self._labelled.get(key)
+        if child is None:
+            child = self._labelled[key] = metric.labels(*labels)
+        return child
 
     def _of(self, info: StreamStart) -> _Children:
         key = (info.route, info.provider, info.model)
@@ -154,10 +164,11 @@ class PrometheusSink(MetricsSink):
         usage = summary.usage
         if usage is not None:
             source = "estimated" if usage.estimated else "upstream"
-            self.usage.labels(info.provider, summary.model, "prompt", source).inc(
+            usage_of = self._child
+            usage_of(self.usage, info.provider, summary.model, "prompt", source).inc(
                 usage.prompt_tokens
             )
-            self.usage.labels(info.provider, summary.model, "completion", source).inc(
+            usage_of(self.usage, info.provider, summary.model, "completion", source).inc(
                 usage.completion_tokens
             )
         if summary.tool_calls:
@@ -174,9 +185,9 @@ class PrometheusSink(MetricsSink):
         """Count tokens delivered and replayed."""
         key = (info.route, info.provider, info.model)
         if delivered:
-            self.delivered.labels(*key).inc(delivered)
+            self._child(self.delivered, *key).inc(delivered)
         if replayed:
-            self.replayed.labels(*key).inc(replayed)
+            self._child(self.replayed, *key).inc(replayed)
 
     def request_rejected(self, route: str, status: int, code: str) -> None:
         """Count a refusal by route, status and code."""

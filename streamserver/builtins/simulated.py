@@ -201,6 +201,7 @@ class SimulatedProvider:
         self._rng = random.Random()
         """Shared by this provider's unseeded streams (a generator each would be 2.5 KiB)."""
         self._pacer: _Pacer | None = None
+        _sentence_pool()  # built now (tens of ms), not in the first request's loop iteration
 
     def _pacer_for(self, loop: asyncio.AbstractEventLoop) -> _Pacer:
         if self._pacer is None or self._pacer.loop is not loop:
@@ -228,7 +229,15 @@ class SimulatedProvider:
         """Refuse what the model cannot meet before the stream starts (a forced call on a model
         that calls no tools, an unknown ``reasoning_effort``, a tool's or a ``response_format``'s
         schema no value satisfies): the
-        response is planned once, with a throwaway generator, and dropped."""
+        response is planned once, with a throwaway generator, and dropped. A plain text
+        request has nothing that can fail: it is not planned."""
+        if (
+            request.model not in (TOOLS_MODEL, REASONER_MODEL)
+            and not request.forces_call
+            and not request.response_format
+            and not request.sampling.get("stop")
+        ):
+            return
         _Script(request, random.Random(0), 1)
 
     def _generators(self, request: GenerationRequest) -> tuple[random.Random, random.Random]:
