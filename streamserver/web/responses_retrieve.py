@@ -5,8 +5,9 @@ A response's id is ``resp_<stream id>``, and its events' ``sequence_number`` is 
 the stream's log, so:
 
 - ``GET {route}/{id}`` is the latest Response object the stream has sent (``response.created`` or
-  ``in_progress`` while it runs, with no output yet; ``response.completed``, ``incomplete`` or
-  ``failed``, with all of it, once it has ended);
+  ``in_progress`` while it runs, with its output items as far as they have formed: the events
+  since applied to it; ``response.completed``, ``incomplete`` or ``failed``, with all of it,
+  once it has ended);
 - ``GET {route}/{id}?stream=true`` replays the semantic events from the start and follows live,
   ``&starting_after=N`` after sequence number N (a resume, exactly as ``Last-Event-ID``);
 - ``POST {route}/{id}/cancel`` cancels the generation (on whichever instance runs it) and answers
@@ -108,11 +109,56 @@ async def _latest(stream: Stream, *, until_end: bool = False) -> dict[str, Any]:
     finally:
         if reader is not None:
             stream.detach(reader)
-    for item in reversed(items):
-        response = _response_of(item)
+    for at in range(len(items) - 1, -1, -1):
+        response = _response_of(items[at])
         if response is not None:
+            if response.get("status") == "in_progress" and at + 1 < len(items):
+                response["output"] = _formed(list(response.get("output") or ()), items[at + 1 :])
             return response
     raise StreamRejected(404, "response_not_found", "that response's events are no longer kept")
+
+
+def _formed(output: list[Any], items: list[bytes | str]) -> list[Any]:
+    """``output`` with the events that followed it applied: the output items of a response that
+    is still running as far as they have formed (text, reasoning summary and arguments so far),
+    as OpenAI's retrieve of an in-progress response shows them."""
+    for item in items:
+        text = item.decode() if isinstance(item, bytes) else item
+        for line in text.split("\n"):
+            if not line.startswith("data: {"):
+                continue
+            event = json.loads(line[6:])
+            kind, index = event.get("type"), event.get("output_index")
+            if not isinstance(index, int) or not 0 <= index <= len(output):
+                continue
+            if kind in ("response.output_item.added", "response.output_item.done"):
+                output[index : index + 1] = [event["item"]]
+                continue
+            if index == len(output):
+                continue  # an event of an item whose start is no longer kept
+            formed = output[index]
+            if kind in ("response.content_part.added", "response.content_part.done"):
+                _put(formed.setdefault("content", []), event.get("content_index"), event["part"])
+            elif kind in ("response.reasoning_summary_part.added",
+                          "response.reasoning_summary_part.done"):  # fmt: skip
+                _put(formed.setdefault("summary", []), event.get("summary_index"), event["part"])
+            elif kind == "response.output_text.delta":
+                _extend(formed.get("content"), event.get("content_index"), event["delta"])
+            elif kind == "response.reasoning_summary_text.delta":
+                _extend(formed.get("summary"), event.get("summary_index"), event["delta"])
+            elif kind == "response.function_call_arguments.delta":
+                formed["arguments"] = formed.get("arguments", "") + event["delta"]
+    return output
+
+
+def _put(parts: list[Any], index: object, part: Any) -> None:
+    if isinstance(index, int) and 0 <= index <= len(parts):
+        parts[index : index + 1] = [part]
+
+
+def _extend(parts: object, index: object, delta: str) -> None:
+    if isinstance(parts, list) and isinstance(index, int) and 0 <= index < len(parts):
+        parts[index]["text"] = parts[index].get("text", "") + delta
 
 
 def _response_of(item: bytes | str) -> dict[str, Any] | None:

@@ -151,3 +151,34 @@ async def test_a_response_that_was_not_streamed_is_retrieved_whole_and_not_repla
     assert got.output_text == made.output_text
     with pytest.raises(openai.BadRequestError):
         await openai_client.responses.retrieve(made.id, stream=True)
+
+
+async def test_a_response_in_progress_is_retrieved_with_its_output_as_far_as_it_has_formed(
+    serve: ServeFactory,
+) -> None:
+    # Reasoning done, a message done, a call whose arguments are half written: retrieve shows
+    # each as the events so far make it (the SDK parses every item), then the cancel ends it.
+    app = streamserver.create_app(base_config(resume={"grace_s": 30}, **SCRIPTED))
+    web = await serve(app=app)
+    deltas = [{"reasoning": "thinking "}, {"reasoning": "hard"}, "Hello ", "world",
+              {"tool": 0, "id": "call_1", "name": "f", "arguments": '{"a"'},
+              {"tool": 0, "arguments": ": 1"}]  # fmt: skip
+    async with AsyncOpenAI(base_url=web.base_url + "/v1", api_key="k", max_retries=0) as client:
+        stream = await client.responses.create(
+            model="scripted", input=script(deltas, then="hang"), stream=True
+        )
+        events = []
+        async for event in stream:
+            events.append(event)
+            if event.type == "response.function_call_arguments.delta" and event.delta == ": 1":
+                break
+        running = await client.responses.retrieve(events[0].response.id)
+        await client.responses.cancel(running.id)
+        await stream.close()
+
+    assert running.status == "in_progress"
+    reasoning, message, call = running.output
+    assert reasoning.type == "reasoning" and reasoning.summary[0].text == "thinking hard"
+    assert message.type == "message" and message.content[0].text == "Hello world"
+    assert (call.type, call.status, call.name) == ("function_call", "in_progress", "f")
+    assert call.arguments == '{"a": 1'
