@@ -200,6 +200,9 @@ def full_suite() -> list[Workload]:
                  ramp=1000, series="paced", servers=WITH_REDIS),
         Workload("calibrated", "Calibrated paced: 150 tokens at 50 tokens/s", 150, 50, 0,
                  ramp=1000, reps=1, servers=("raw", "streamserver"), calibrate=0.6),
+        Workload("starts", "Starts: 2000 one-token streams, a connection each, at most 20 "
+                 "waiting for their headers", 1, 0, 2000, max_pending=20,
+                 servers=("raw", "aiohttp-sse", "streamserver")),
         Workload("paced-100", "Paced sweep: 100 concurrent × 150 tokens at 50 tokens/s", 150, 50,
                  100, ramp=1000, reps=1, series="paced"),
         Workload("paced-300", "Paced sweep: 300 concurrent × 150 tokens at 50 tokens/s", 150, 50,
@@ -244,6 +247,8 @@ def smoke_suite() -> list[Workload]:
                  tick_ms=5, servers=FAIR),
         Workload("calibrated", "Smoke: calibrated, 8 tokens at 200 tokens/s (probe: 4 streams)",
                  8, 200, 4, ramp=1000, reps=1, servers=("raw", "streamserver"), calibrate=0.6),
+        Workload("starts", "Smoke: starts, 8 one-token streams, a connection each", 1, 0, 8,
+                 max_pending=2, reps=1, servers=("raw", "aiohttp-sse", "streamserver")),
     ]  # fmt: skip
 
 

@@ -170,3 +170,4 @@ def test_the_calibrated_workload_is_paced_at_the_measured_capacity(
     rows = {row["number"]: row for row in fair_targets(results)}
     assert set(rows) == {"20.2", "20.3", "20.5"}
     assert all(row["met"] is not None for row in rows.values()), rows  # every figure measured
+    assert "a stream's start (one token, a connection) costs" in rows["20.3"]["figure"]
