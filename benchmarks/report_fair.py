@@ -42,7 +42,7 @@ def fair_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         add("20.2", target, "not measured", None)
 
     starts = start_costs(s.get("starts", {}))
-    if rows and starts:
+    if starts and rows[-1]["met"] is not None:  # what a new stream's headers wait for
         rows[-1]["figure"] += f"; {starts}"
 
     calibrated = s.get("calibrated", {})

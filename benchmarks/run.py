@@ -553,13 +553,19 @@ class Bench:
         run = self.measured(probe, "raw", 0)
         rate = run.loadgen.get("delivered_per_s") or run.loadgen.get("tokens_per_s") or 0.0
         busy = run.loadgen.get("core_busy", {}).get("cpu" + SERVER_CPU) or 0.0
-        capacity = rate / busy if self.pin and busy > 0.05 else rate
+        measured = self.pin and 0.05 < busy < 0.9  # else the probe's rate (a lower bound)
+        capacity = rate / busy if measured else rate
+        if not measured:
+            print(f"  calibrated: the floor's core busy share ({busy:.0%}) is not usable "
+                  f"(unpinned, or the probe saturated it): its delivered rate is taken as the "
+                  "capacity, a lower bound", flush=True)  # fmt: skip
         connections = max(1, round(workload.calibrate * capacity / workload.pace))
         print(f"  calibrated: raw delivered {rate:,.0f} tok/s to {streams} streams, its core "
               f"{busy:.0%} busy: capacity {capacity:,.0f} tok/s; {workload.calibrate:.0%} of it "
               f"is {connections} streams", flush=True)  # fmt: skip
         self.capacity = {"probe_streams": streams, "probe_tokens_per_s": rate,
-                         "probe_core_busy": busy, "tokens_per_s": capacity}  # fmt: skip
+                         "probe_core_busy": busy, "tokens_per_s": capacity,
+                         "from_busy_share": measured}  # fmt: skip
         title = f"{workload.title} ({connections} concurrent = {workload.calibrate:.0%} of " \
             f"{capacity:,.0f} tok/s)"  # fmt: skip
         return replace(workload, connections=connections, title=title)

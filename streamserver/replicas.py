@@ -41,6 +41,11 @@ PUBLISH_POLL_S = 0.005
 """The first wait before asking the store again for a young stream it does not hold yet."""
 SKEW_S = 5.0
 """An id minted further ahead of this instance's clock than this is not a young stream's."""
+YOUNG_S = 2.0
+"""How long (at most ``lease_s``) a replica waits for a young id the store does not hold: its
+owner publishes it in one round trip of its writer, well within this."""
+MAX_YOUNG_WAITS = 256
+"""Young ids waited for at once, at most; beyond, an unknown id is a 404 at once."""
 LOST = StreamFailure(
     "stream_lost",
     "the instance that ran this stream stopped before it ended; start the request again",
@@ -77,6 +82,8 @@ class Replicas:
         """Replicas being made, by stream id (and the caller they are checked for)."""
         self.opened = 0
         """Replicas made since start."""
+        self._young = 0
+        """Requests waiting for a young id to appear in the store (``_state``)."""
 
     async def find(self, stream_id: str, key_id: str | None = None) -> Stream | None:
         """A replica of a stream another instance runs (or ran), or ``None`` if the store has
@@ -124,22 +131,30 @@ class Replicas:
         return replica
 
     async def _state(self, stream_id: str) -> StreamState | None:
-        """The stream's state in the store. An id made less than ``lease_s`` ago that the store
+        """The stream's state in the store. An id made less than ``YOUNG_S`` ago that the store
         does not hold yet may be a stream whose owner has not published it (it does with its
-        first write, in its next round trip, retried for up to ``lease_s``): a client that got
-        the id and came here at once waits for it (store polls, backing off), not a 404. Any
-        other unknown id is ``None`` at once."""
+        first write, in its writer's next round trip): a client that got the id and came here
+        at once waits for it (store polls, backing off), not a 404. Any other unknown id is
+        ``None`` at once, and so is a young one beyond ``MAX_YOUNG_WAITS`` waiting already: the
+        id's time is not a secret, so a made-up young id costs a bounded wait, never more."""
         state = await self.store.state(stream_id)
         made = minted_at(stream_id)
-        if state is not None or made is None:
+        if state is not None or made is None or self._young >= MAX_YOUNG_WAITS:
             return state
-        pause = PUBLISH_POLL_S
-        while (remaining := made + self.lease_s - time.time()) > 0 and made < time.time() + SKEW_S:
-            await asyncio.sleep(min(pause, remaining))
-            pause = min(pause * 2, POLL_S / 8)
-            state = await self.store.state(stream_id)
-            if state is not None:
-                return state
+        until = min(made, time.time()) + min(self.lease_s, YOUNG_S)
+        if made > time.time() + SKEW_S:
+            return None
+        self._young += 1
+        try:
+            pause = PUBLISH_POLL_S
+            while (remaining := until - time.time()) > 0:
+                await asyncio.sleep(min(pause, remaining))
+                pause = min(pause * 2, POLL_S / 8)
+                state = await self.store.state(stream_id)
+                if state is not None:
+                    return state
+        finally:
+            self._young -= 1
         return None
 
     def _replica(self, state: StreamState) -> Stream:

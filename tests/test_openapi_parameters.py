@@ -47,6 +47,7 @@ def test_every_request_parameter_is_documented_where_the_providers_honour_it(rec
     ]  # fmt: skip
 
 
+@pytest.mark.timeout(300)  # a shared machine: well under it alone
 def test_schemathesis_finds_every_documented_request_parameter_accepted(recording_server, tmp_path):
     # The stream routes only (the Messages API's too), with more examples: the parameters and
     # messages are what changed.

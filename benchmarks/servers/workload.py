@@ -51,8 +51,8 @@ def token_text(i: int) -> str:
 
 
 def new_stream_id() -> str:
-    """An id like streamserver's (same length on the wire)."""
-    return "st_" + secrets.token_urlsafe(12)
+    """An id like streamserver's (same length on the wire: ``st_`` and 24 characters)."""
+    return "st_" + secrets.token_urlsafe(18)
 
 
 def start_data(stream_id: str) -> str:

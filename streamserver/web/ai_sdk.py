@@ -130,11 +130,13 @@ def chat_body(max_chars: int) -> dict[str, Any]:
                 "type": "array",
                 "minItems": 1,
                 "items": ui_message_schema(max_chars),
-                # What the model is sent must hold a message: a chat of only empty replies is none.
+                # What the model is sent must hold a message: a chat of only empty replies is none
+                # (stricter than the code, which takes a chat of replies with text: no client
+                # sends one).
                 "contains": {"properties": {"role": {"enum": ["system", "user"]}}},
             },
             "trigger": {"enum": list(TRIGGERS)},
-            "messageId": {"type": "string"},
+            "messageId": {"type": ["string", "null"]},
         },
         "description": "DefaultChatTransport's body; other fields: the route's allowed overrides",
     }
