@@ -87,3 +87,12 @@ def schemathesis(
          "--continue-on-failure", "--no-color", "--output-sanitize", "false"],
         capture_output=True, text=True, timeout=400, cwd=cwd,
     )  # fmt: skip
+
+
+def assert_coverage(server: str, cwd: Path, paths: str, operations: int) -> None:
+    """Schemathesis's coverage phase on the operations whose path matches ``paths`` (there are
+    ``operations`` of them) finds no 5xx and no undocumented answer."""
+    result = schemathesis(server, cwd, CONFORMANCE, "coverage", paths=paths)
+
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
+    assert f"Tested: {operations}" in result.stdout
