@@ -141,9 +141,10 @@ class Replicas:
         made = minted_at(stream_id)
         if state is not None or made is None or self._young >= MAX_YOUNG_WAITS:
             return state
-        until = min(made, time.time()) + min(self.lease_s, YOUNG_S)
-        if made > time.time() + SKEW_S:
+        now = time.time()
+        if made > now + SKEW_S:
             return None
+        until = min(made, now) + min(self.lease_s, YOUNG_S)
         self._young += 1
         try:
             pause = PUBLISH_POLL_S

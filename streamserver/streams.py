@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import binascii
 import secrets
 import time
 from array import array
@@ -42,7 +41,7 @@ def minted_at(stream_id: str) -> float | None:
         return None
     try:
         raw = base64.urlsafe_b64decode(stream_id[len(_ID_PREFIX) :])
-    except (binascii.Error, ValueError):
+    except ValueError:  # binascii.Error, or a character outside ASCII
         return None
     return int.from_bytes(raw[:6], "big") / 1000
 

@@ -164,13 +164,9 @@ class PrometheusSink(MetricsSink):
         usage = summary.usage
         if usage is not None:
             source = "estimated" if usage.estimated else "upstream"
-            usage_of = self._child
-            usage_of(self.usage, info.provider, summary.model, "prompt", source).inc(
-                usage.prompt_tokens
-            )
-            usage_of(self.usage, info.provider, summary.model, "completion", source).inc(
-                usage.completion_tokens
-            )
+            for kind, count in (("prompt", usage.prompt_tokens),
+                                ("completion", usage.completion_tokens)):  # fmt: skip
+                self._child(self.usage, info.provider, summary.model, kind, source).inc(count)
         if summary.tool_calls:
             self.tool_calls.labels(info.provider, summary.model).inc(len(summary.tool_calls))
         children.duration.observe(summary.duration_s)
