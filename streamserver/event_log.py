@@ -15,6 +15,7 @@ import asyncio
 from array import array
 from bisect import bisect_right
 from collections.abc import Awaitable, Callable, Generator
+from functools import partial
 from typing import Any, TypeAlias, cast
 
 import lz4.block
@@ -162,6 +163,47 @@ class StreamLog:
         if reader.pos < self.end or self.closed:
             return _READY
         return self._park(reader, tap)
+
+    def watch(self, pos: int, tap: Tap, closed: Callable[[], None]) -> Reader:
+        """Follow the log from ``pos`` for good, with no task: ``tap`` takes the events already
+        there now and each new one as it is appended, and must accept every one; ``closed`` is
+        called once, soon after the log closes (not after ``unwatch``).
+
+        The watcher is an uncounted reader (a store's mirror): it has taken each event by the
+        time its tap returns, so it never holds the producer back, and what it costs per stream
+        is a future and a callback instead of a task and its frame.
+        """
+        reader = self.attach(pos, counted=False)
+        if pos < self.end:
+            for item in self.read(pos):
+                tap(item)
+            self.advance(reader, self.end)
+        loop = asyncio.get_running_loop()
+        if self.closed:
+            self.detach(reader)
+            loop.call_soon(closed)
+            return reader
+        reader.tap = tap
+        reader.waiter = loop.create_future()
+        reader.waiter.add_done_callback(partial(self._watch_ended, reader, closed))
+        self._parked.append(reader)
+        return reader
+
+    def _watch_ended(
+        self, reader: Reader, closed: Callable[[], None], waiter: asyncio.Future[None]
+    ) -> None:
+        if not waiter.cancelled():  # woken by close(), not stopped by unwatch()
+            self.detach(reader)
+            closed()
+
+    def unwatch(self, reader: Reader) -> None:
+        """Stop a watcher before the log closes."""
+        waiter, reader.waiter = reader.waiter, None
+        if waiter is not None:
+            waiter.cancel()
+        if reader in self._parked:
+            self._parked.remove(reader)
+        self.detach(reader)
 
     async def _park(self, reader: Reader, tap: Tap | None) -> None:
         reader.waiter = asyncio.get_running_loop().create_future()

@@ -37,6 +37,7 @@ from .streams import Stream, StreamRegistry
 
 if TYPE_CHECKING:
     from .config import Config
+    from .event_log import Reader
 
 log = logging.getLogger("streamserver.shared")
 
@@ -52,7 +53,7 @@ class _Mirrored:
 
     __slots__ = (
         "close_taken", "closed", "dirty", "eager", "failing_since", "pending", "publish",
-        "shared", "start", "stream", "task", "unsent", "written",
+        "reader", "shared", "start", "stream", "unsent", "written",
     )  # fmt: skip
 
     def __init__(self, stream: Stream, shared: SharedStreams) -> None:
@@ -73,7 +74,8 @@ class _Mirrored:
         self.eager = False
         """Another instance follows it: written in the iteration its events were logged."""
         self.failing_since: float | None = None
-        self.task: asyncio.Task[None] | None = None
+        self.reader: Reader | None = None
+        """Its watch of the stream's log (``StreamLog.watch``): no task per stream."""
         self.publish: SharedStream | None = None
         """Not published yet: its first write publishes it."""
 
@@ -84,6 +86,10 @@ class _Mirrored:
             self.dirty = True
             self.shared.queue(self)
         return True
+
+    def log_closed(self) -> None:
+        """``StreamLog.watch``'s ``closed``."""
+        self.shared._log_closed(self)
 
     def take(self) -> list[Appended]:
         """What to write now: the unconfirmed writes, then what was logged since."""
@@ -247,7 +253,8 @@ class SharedStreams:
             await self.store.mark_lost(stream_id, 0)
 
     def mirror(self, stream: Stream) -> None:
-        """Write ``stream``'s log to the store as it grows (call before its task first runs)."""
+        """Write ``stream``'s log to the store as it grows (call before its task first runs), as
+        the log's watcher: the events go from its appends to the writer's next batch."""
         mirrored = _Mirrored(stream, self)
         self._mirrored[stream.id] = mirrored
         mirrored.publish = self._unpublished.pop(stream.id, None)
@@ -255,30 +262,18 @@ class SharedStreams:
             mirrored.dirty = True
             self._dirty.append(mirrored)
             self._wake.set()
-        reader = stream.log.attach(0, counted=False)
-        mirrored.task = self._spawn(self._mirror(mirrored, reader), f"mirror {stream.id}")
+        mirrored.reader = stream.log.watch(0, mirrored.tap, mirrored.log_closed)
 
-    async def _mirror(self, mirrored: _Mirrored, reader: Any) -> None:
-        stream_log = mirrored.stream.log
-        try:
-            while True:
-                if reader.pos < stream_log.end:
-                    for item in stream_log.read(reader.pos):
-                        mirrored.tap(item)
-                    stream_log.advance(reader, stream_log.end)
-                if stream_log.closed:
-                    mirrored.closed = True
-                    mirrored.eager = True  # its end goes out now
-                    if mirrored in self._lazy:
-                        self._lazy.remove(mirrored)
-                        mirrored.dirty = False
-                    if not mirrored.dirty:
-                        mirrored.dirty = True
-                        self.queue(mirrored)
-                    return
-                await stream_log.follow(reader, mirrored.tap)
-        finally:
-            stream_log.detach(reader)
+    def _log_closed(self, mirrored: _Mirrored) -> None:
+        """The stream's log closed: its end goes out now."""
+        mirrored.closed = True
+        mirrored.eager = True
+        if mirrored in self._lazy:
+            self._lazy.remove(mirrored)
+            mirrored.dirty = False
+        if not mirrored.dirty:
+            mirrored.dirty = True
+            self.queue(mirrored)
 
     def queue(self, mirrored: _Mirrored) -> None:
         """``mirrored`` has new events: write them this iteration, or at the next lazy round."""
@@ -365,8 +360,8 @@ class SharedStreams:
                 if mirrored in queue:
                     queue.remove(mirrored)
             mirrored.dirty = False
-        if mirrored.task is not None and not mirrored.closed:
-            mirrored.task.cancel()
+        if mirrored.reader is not None and not mirrored.closed:
+            mirrored.stream.log.unwatch(mirrored.reader)
         mirrored.stream.remote_readers = None
 
     async def _renew_loop(self) -> None:

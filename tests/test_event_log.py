@@ -7,6 +7,7 @@ synchronously (appends, ``attach``/``advance``/``detach``, ``close``), against a
 
 from __future__ import annotations
 
+import asyncio
 import tracemalloc
 
 from hypothesis import given, settings
@@ -114,3 +115,64 @@ def test_retained_events_every_reader_has_written_are_kept_compressed() -> None:
         assert log.read(1000) == [event(i) for i in range(1000, count)]
     assert size[False] > 120 * count
     assert size[True] < 40 * count
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    before=st.lists(EVENTS, max_size=5),
+    batches=st.lists(st.lists(EVENTS, max_size=6), max_size=8),
+    stop_at=st.none() | st.integers(0, 8),
+)
+async def test_a_watcher_takes_every_event_once_in_order_with_no_task(
+    before: list[bytes], batches: list[list[bytes]], stop_at: int | None
+) -> None:
+    # A store's mirror: it takes what the log held when it began, then each append as it
+    # happens, beside a client that reads the ordinary way and one parked waiting (woken by
+    # each batch's first append); it never holds the producer back, and hears of the close once,
+    # unless it was stopped first.
+    log = StreamLog(4, retain=True, compress=True)
+    for item in before:
+        log.append(item)
+    client = log.attach(0)
+    taken: list[bytes | str] = []
+    closes: list[int] = []
+    tasks = len(asyncio.all_tasks())
+    watcher = log.watch(0, lambda item: taken.append(item) or True, lambda: closes.append(1))
+    assert len(asyncio.all_tasks()) == tasks
+    appended = list(before)
+    for index, batch in enumerate(batches):
+        if index == stop_at:
+            log.unwatch(watcher)
+        waiting = asyncio.ensure_future(log.wait(log.end))
+        await asyncio.sleep(0)  # parked
+        for item in batch:
+            log.append(item)
+            appended.append(item)
+        if stop_at is None or index < stop_at:
+            assert watcher.pos == log.end
+        assert log.read(client.pos) == appended[client.pos :]
+        log.advance(client, log.end)  # the client catches up: only it sets the floor
+        assert not log.full
+        if not batch:
+            waiting.cancel()
+        await asyncio.gather(waiting, return_exceptions=True)
+    stopped = stop_at is not None and stop_at < len(batches)
+    log.close()
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    expected = appended[: len(before) + sum(map(len, batches[:stop_at]))] if stopped else appended
+    assert taken == expected
+    assert closes == ([] if stopped else [1])
+    assert log.readers == 1  # the watcher never counted as a client, and has left
+    assert watcher not in log._readers
+
+
+async def test_a_watcher_of_a_closed_log_takes_it_all_and_hears_of_the_close() -> None:
+    log = StreamLog(4, retain=False)
+    log.append(b"a")
+    log.close()
+    taken: list[bytes | str] = []
+    closes: list[int] = []
+    log.watch(0, lambda item: taken.append(item) or True, lambda: closes.append(1))
+    await asyncio.sleep(0)
+    assert (taken, closes) == ([b"a"], [1])
