@@ -146,3 +146,50 @@ async def test_a_reader_that_reads_nothing_for_5s_holds_the_producer_still(serve
     assert held_after_5s == held_after_1s  # and so did what the log holds
     assert unread <= 64 + 1
     assert tokens == 300_000  # then the reader got every token
+
+
+def awaiting(task: asyncio.Task[object]) -> list[str]:
+    """The qualified names of the coroutines (and generators) ``task`` is suspended in, outermost
+    first."""
+    names = []
+    frame_holder: object = task.get_coro()
+    while frame_holder is not None:
+        code = getattr(frame_holder, "cr_code", None) or getattr(frame_holder, "gi_code", None)
+        if code is None:
+            break
+        names.append(code.co_qualname)
+        frame_holder = getattr(frame_holder, "cr_await", None) or getattr(
+            frame_holder, "gi_yieldfrom", None
+        )
+    return names
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("GET", "/v1/stream", None),
+        ("POST", "/v1/chat/completions", {"messages": [{"role": "user", "content": "x"}]}),
+    ],
+)
+async def test_a_live_stream_holds_no_frame_of_the_error_middleware(serve, method, path, body):
+    # A frame held for a stream's whole life is memory paid by every open stream: the middleware
+    # that shapes aiohttp's own 404/405 hands a stream route's request straight on.
+    app = streamserver.create_app(base_config(**SCRIPTED))
+    client = await serve(app=app)
+    request = {"params": {"prompt": script(["a"], then="hang"), "model": "scripted"}}
+    if body is not None:
+        request = {"json": {**body, "model": "scripted", "stream": True,
+                            "messages": [{"role": "user", "content": script(["a"], then="hang")}]}}  # fmt: skip
+    async with client.http.stream(method, path, **request) as response:
+        assert response.status_code == 200
+        async for _ in response.aiter_bytes():
+            break
+        handlers = [
+            names for t in asyncio.all_tasks() if "Application._handle" in (names := awaiting(t))
+        ]
+        assert handlers, "no request task found"
+        for names in handlers:
+            assert not any("http_errors" in name for name in names), names
+    missing = await client.http.get("/v1/nope")
+    assert missing.status_code == 404
+    assert missing.json()["error"]["code"] == "not_found"  # the others still get the JSON shape

@@ -38,6 +38,7 @@ from .guard import (
     json_http_errors,
     openai_error,
     preflight,
+    raises_no_http_errors,
 )
 from .keys import CONFIG, CONNECTIONS, PLUGIN_ROUTES, SERVICE, Handler
 
@@ -78,12 +79,15 @@ def setup(app: web.Application, config: ConfigSource) -> Config:
         starts_streams: bool = False,
         guard: bool = True,
         key_header: str | None = None,
+        serves_streams: bool = False,
     ) -> None:
         # ``guard = False``: the handler admits and refuses itself (the SSE stream handler).
         if guard:
             handler = guarded(
                 path, handler, shape=shape, starts_streams=starts_streams, key_header=key_header
             )
+        if serves_streams:  # a stream's whole life: no middleware frame (it raises no HTTP 4xx)
+            raises_no_http_errors(handler)
         app.router.add_route(method, path, handler)
         methods.setdefault(path, set()).add(method)
 
@@ -94,27 +98,29 @@ def setup(app: web.Application, config: ConfigSource) -> Config:
             add("GET", path, sockets.socket_handler(path, route))
         elif route.transport == "openai":
             handler = openai_api.chat_completions_handler(path, route)
-            add("POST", path, handler, shape=openai_error, starts_streams=True)
+            add("POST", path, handler, shape=openai_error, starts_streams=True, serves_streams=True)
         elif route.transport == "responses":
             handler = responses_api.responses_handler(path, route)
-            add("POST", path, handler, shape=openai_error, starts_streams=True)
+            add("POST", path, handler, shape=openai_error, starts_streams=True, serves_streams=True)
             for (method, route_path), handler in responses_retrieve.retrieve_handlers(path).items():
                 add(method, route_path, handler, shape=openai_error)
         elif route.transport == "anthropic":
             handler = messages_api.messages_handler(path, route)
             add("POST", path, handler, shape=anthropic_error, starts_streams=True,
-                key_header="x-api-key")  # fmt: skip
+                key_header="x-api-key", serves_streams=True)  # fmt: skip
         elif route.transport == "ai-sdk":
             for (method, route_path), handler in ai_sdk.chat_handlers(path, route).items():
-                add(method, route_path, handler, starts_streams=method == "POST")
+                streaming = method == "POST"
+                add(method, route_path, handler, starts_streams=streaming, serves_streams=streaming)
         else:
             for method in route.methods:
-                add(method, path, streams.stream_handler(path, route), guard=False)
+                handler = streams.stream_handler(path, route)
+                add(method, path, handler, guard=False, serves_streams=True)
     add("GET", "/health", admin.health)
     add("GET", "/v1/stream/metrics", admin.stream_metrics)
     add("GET", "/v1/models", openai_api.models, shape=openai_error)
     add("GET", "/v1/stream/options", admin.stream_options)
-    add("GET", "/v1/streams/{stream_id}", streams.resume_stream)
+    add("GET", "/v1/streams/{stream_id}", streams.resume_stream, serves_streams=True)
     add("DELETE", "/v1/streams/{stream_id}", streams.cancel_stream)
     add("POST", "/v1/tickets", admin.issue_ticket)
     app.router.add_get("/openapi.json", admin.openapi_document)

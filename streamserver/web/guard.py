@@ -11,7 +11,8 @@ whole life of every stream): it calls ``admit`` and ``refuse`` itself.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import weakref
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
@@ -116,9 +117,32 @@ def refuse(
     return shape(error)
 
 
+_RAISES_NO_HTTP_ERRORS: weakref.WeakSet[Handler] = weakref.WeakSet()
+"""Route handlers that answer every refusal themselves (``raises_no_http_errors``)."""
+
+
+def raises_no_http_errors(handler: Handler) -> Handler:
+    """Mark a route handler that raises none of aiohttp's ``HTTPException``s (it answers its
+    refusals itself): ``json_http_errors`` hands its requests straight on, so a stream it serves
+    holds no frame of the middleware's for its whole life."""
+    _RAISES_NO_HTTP_ERRORS.add(handler)
+    return handler
+
+
 @web.middleware
-async def json_http_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Give aiohttp's own 4xx (404, 405, 413) the contract's JSON error shape."""
+def json_http_errors(request: web.Request, handler: Handler) -> Awaitable[web.StreamResponse]:
+    """Give aiohttp's own 4xx (404, 405, 413, a WebSocket route without an upgrade) the contract's
+    JSON error shape.
+
+    Not a coroutine itself: the request of a route that raises none (``raises_no_http_errors``:
+    the stream routes) goes to its handler with no frame of ours in between.
+    """
+    if request.match_info.handler in _RAISES_NO_HTTP_ERRORS:
+        return handler(request)
+    return _shaped_http_errors(request, handler)
+
+
+async def _shaped_http_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except web.HTTPException as exc:
