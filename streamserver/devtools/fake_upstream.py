@@ -223,16 +223,20 @@ class FakeUpstream:
             if plan.ttft_s:
                 await out.flush()
                 await asyncio.sleep(plan.ttft_s)
+            loop = asyncio.get_running_loop()
+            # Paced on a schedule (delta i at i gaps after the first), not by a sleep per gap:
+            # each write's time and each wake-up's lateness would add up to a slower pace.
+            paced_from, first = loop.time(), 0
             for i, step in enumerate(steps):
-                if (
-                    plan.fault is not None
-                    and i == plan.after_tokens
-                    and await self._fault(plan, out, wire, request)
-                ):
-                    return response
+                if plan.fault is not None and i == plan.after_tokens:
+                    if await self._fault(plan, out, wire, request):
+                        return response
+                    paced_from, first = loop.time(), i - 1  # a stall shifts the rest
                 if plan.gap_s and i:
                     await out.flush()
-                    await asyncio.sleep(plan.gap_s)
+                    await asyncio.sleep(
+                        max(0.0, paced_from + (i - first) * plan.gap_s - loop.time())
+                    )
                 await out.send(wire.step(step))
                 record.tokens_sent += 1
             ending = plan.fault is not None and plan.after_tokens >= len(steps)
