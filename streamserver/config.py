@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
+import re
 import socket
 import tomllib
 from collections.abc import Mapping
@@ -118,6 +119,8 @@ PART_KINDS = (
     PartKind("stream_stores", "resume", choice="store"),
     PartKind("limit_stores", "limits", choice="store"),
 )
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+"""An HTTP field name (RFC 9110's token)."""
 _NAMED_SECTIONS = {k.section for k in PART_KINDS if k.choice is None}
 _ALL_SECTIONS = {*_SECTIONS, *_NAMED_SECTIONS, "routes"}
 
@@ -220,6 +223,9 @@ def _validate(
         raise ConfigError(
             "cors.origins", 'a list of origins without "*" when allow_credentials = true'
         )
+    odd = [name for name in cors.allow_headers if name != "*" and not _HEADER_NAME.fullmatch(name)]
+    if odd:
+        raise ConfigError("cors.allow_headers", f'header names or "*", not {odd[0]!r}')
     refuse_open_host(server.host, sections["auth"].mode)
     plugin_settings: PluginsSettings = sections["plugins"]
 

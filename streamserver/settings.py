@@ -152,6 +152,9 @@ class CorsSettings:
     origins: tuple[str, ...] = ()
     allow_credentials: bool = False
     max_age_s: Annotated[int, AT_LEAST_ZERO] = 600
+    allow_headers: tuple[str, ...] = ()
+    """Request headers a page may send beyond the ones always allowed (the API's own and what the
+    OpenAI, Anthropic and AI SDK clients send: ``guard.CORS_REQUEST_HEADERS``); ``["*"]``: any."""
 
 
 @dataclass(frozen=True, slots=True)

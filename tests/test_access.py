@@ -363,3 +363,40 @@ async def test_prometheus_metrics_need_a_key_unless_listed_as_public(serve, keys
         await secured.http.get("/metrics", headers=auth("sk-bob-9876543210"))
     ).status_code == 200
     assert (await public.http.get("/metrics")).status_code == 200
+
+
+async def test_a_preflight_allows_the_headers_the_api_and_the_browser_sdks_send(serve):
+    client = await serve(base_config(cors={"origins": ["https://app.example"]}))
+    asked = ("content-type, authorization, idempotency-key, x-stainless-lang, "
+             "x-stainless-retry-count, x-api-key, anthropic-version, "
+             "anthropic-dangerous-direct-browser-access, x-team")  # fmt: skip
+    preflight = await client.http.options("/v1/chat/completions", headers={
+        "Origin": "https://app.example", "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": asked})  # fmt: skip
+    allowed = {
+        h.strip().lower() for h in preflight.headers["Access-Control-Allow-Headers"].split(",")
+    }
+    streamed = await client.http.get("/v1/models", headers={"Origin": "https://app.example"})
+
+    assert preflight.status_code == 204
+    assert set(asked.replace(" ", "").split(",")) - allowed == {"x-team"}  # not listed: refused
+    assert "Access-Control-Request-Headers" in preflight.headers["Vary"]
+    exposed = streamed.headers["Access-Control-Expose-Headers"]
+    assert "X-Stream-ID" in exposed and "Retry-After" in exposed
+
+
+@pytest.mark.parametrize("extra", [["X-Team"], ["*"]])
+async def test_cors_allow_headers_adds_request_headers(serve, extra):
+    client = await serve(
+        base_config(cors={"origins": ["https://app.example"], "allow_headers": extra})
+    )
+    preflight = await client.http.options("/v1/stream", headers={
+        "Origin": "https://app.example", "Access-Control-Request-Method": "GET",
+        "Access-Control-Request-Headers": "x-team"})  # fmt: skip
+
+    assert "x-team" in preflight.headers["Access-Control-Allow-Headers"].lower()
+
+
+def test_a_cors_allow_headers_entry_that_is_not_a_header_name_is_a_config_error():
+    with pytest.raises(streamserver.ConfigError, match=r"cors\.allow_headers.*'x team'"):
+        streamserver.load_config(base_config(cors={"allow_headers": ["x team"]}))

@@ -156,6 +156,36 @@ async def _shaped_http_errors(request: web.Request, handler: Handler) -> web.Str
         return contract_error(StreamRejected(exc.status, code, message, headers=headers))
 
 
+CORS_REQUEST_HEADERS = frozenset({
+    "authorization", "content-type", "last-event-id", "idempotency-key", "traceparent",
+    "tracestate", "x-api-key", "anthropic-version", "anthropic-beta",
+    "anthropic-dangerous-direct-browser-access", "openai-organization", "openai-project",
+})  # fmt: skip
+"""Request headers a page on an allowed origin may always send: the API's own (the key, the resume
+point, ``Idempotency-Key``, the trace context) and what the OpenAI and Anthropic SDKs send from a
+browser, with every ``x-stainless-*`` one (their platform, retry count and timeout)."""
+_ALWAYS_ALLOWED = "Authorization, Content-Type, Last-Event-ID, Idempotency-Key"
+_EXPOSED = "X-Stream-ID, Retry-After, X-Vercel-AI-UI-Message-Stream"
+"""Response headers a page may read beyond the safelisted ones: the stream's id, how long to wait
+after a 429 or 503 (the SDKs' retries read it), the AI SDK's protocol header."""
+
+
+def allowed_request_headers(cors: CorsSettings, requested: str | None) -> str:
+    """A preflight's ``Access-Control-Allow-Headers``: those of ``requested`` (the preflight's
+    ``Access-Control-Request-Headers``) that a page may send, after the API's own."""
+    extra = {name.lower() for name in cors.allow_headers}
+    names = (name.strip().lower() for name in (requested or "").split(","))
+    allowed = [
+        name
+        for name in names
+        if name in CORS_REQUEST_HEADERS
+        or name.startswith("x-stainless-")
+        or name in extra
+        or ("*" in extra and name)
+    ]
+    return ", ".join(dict.fromkeys([_ALWAYS_ALLOWED, *allowed]))
+
+
 def cors_headers(cors: CorsSettings, origin: str | None) -> dict[str, str]:
     """The CORS response headers for a request from ``origin`` (none if it is not allowed)."""
     if not origin or not cors.origins:
@@ -165,7 +195,7 @@ def cors_headers(cors: CorsSettings, origin: str | None) -> dict[str, str]:
     allowed = origin if cors.allow_credentials or "*" not in cors.origins else "*"
     headers = {
         "Access-Control-Allow-Origin": allowed,
-        "Access-Control-Expose-Headers": "X-Stream-ID",
+        "Access-Control-Expose-Headers": _EXPOSED,
         "Vary": "Origin",
     }
     if cors.allow_credentials:
@@ -187,10 +217,12 @@ def preflight(cors: CorsSettings, methods: str) -> Handler:
         headers = cors_headers(cors, request.headers.get("Origin"))
         if not headers:
             return web.Response(status=403)
+        requested = request.headers.get("Access-Control-Request-Headers")
         headers.update({
             "Access-Control-Allow-Methods": methods,
-            "Access-Control-Allow-Headers": "Authorization, Content-Type, Last-Event-ID",
+            "Access-Control-Allow-Headers": allowed_request_headers(cors, requested),
             "Access-Control-Max-Age": str(cors.max_age_s),
+            "Vary": "Origin, Access-Control-Request-Headers",  # the answer reflects them
         })  # fmt: skip
         return web.Response(status=204, headers=headers)
 

@@ -26,8 +26,10 @@ HERE = Path(__file__).resolve().parent
 
 AI_SDK = "ai@6"
 """The AI SDK's major version under test. ``ai`` 7 needs Node.js 22; the machines have Node.js 20."""
-PAGE_PACKAGES = ("@ai-sdk/react@3", "react@19", "react-dom@19", "esbuild@0")
-"""For the ``useChat`` page a browser test builds: ``@ai-sdk/react`` 3 is the one built on ``ai`` 6."""
+PAGE_PACKAGES = ("@ai-sdk/react@3", "react@19", "react-dom@19", "esbuild@0", "openai@6",
+                 "@anthropic-ai/sdk@1")  # fmt: skip
+"""For the pages the browser tests build: the ``useChat`` page (``@ai-sdk/react`` 3 is the one built
+on ``ai`` 6), and the OpenAI and Anthropic SDKs' own page (``test_browser_sdks.py``)."""
 TYPESCRIPT = "typescript@5"
 """For the one check the SDK's runtime schema cannot make: its chunk objects are loose (they let an
 unknown key through), its ``UIMessageChunk`` type is exact."""
