@@ -57,7 +57,10 @@ async def page_origin(sdk_bundle: bytes) -> AsyncIterator[str]:
 
 @pytest.mark.parametrize("allowed", [True, False])
 async def test_the_sdks_stream_from_a_page_on_an_allowed_origin_only(
-    serve: ServeFactory, page_origin: str, browser: Browser, allowed: bool  # noqa: F811
+    serve: ServeFactory,
+    page_origin: str,
+    browser: Browser,
+    allowed: bool,  # noqa: F811
 ) -> None:
     origins = [page_origin] if allowed else ["https://elsewhere.example"]
     client = await serve(base_config(cors={"origins": origins}))
