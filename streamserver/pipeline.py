@@ -484,6 +484,7 @@ class StreamRun:
             error=failure,
             tool_calls=self._tool_calls,
             reasoning_tokens=self._reasoning_tokens,
+            stop_sequence=ended.stop_sequence if reason == "stop" else None,
         )
         try:
             if failure is None:
@@ -522,9 +523,11 @@ def _checked(finish: Finish) -> Finish:
         usage = Usage(_count(usage.prompt_tokens), _count(usage.completion_tokens), True)
     reason = finish.reason if type(finish.reason) is str and finish.reason else "stop"
     model = finish.model if type(finish.model) is str else None
-    if usage is finish.usage and reason is finish.reason and model is finish.model:
+    stop = finish.stop_sequence if type(finish.stop_sequence) is str else None
+    if (usage is finish.usage and reason is finish.reason and model is finish.model
+            and stop is finish.stop_sequence):  # fmt: skip
         return finish
-    return Finish(reason, model, usage)
+    return Finish(reason, model, usage, stop)
 
 
 def _is_content(delta: Delta) -> bool:

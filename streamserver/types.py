@@ -148,6 +148,9 @@ class Finish:
     reason: str = "stop"
     model: str | None = None
     usage: Usage | None = None
+    stop_sequence: str | None = None
+    """The stop sequence (of the request's ``stop``) that ended the text, when the provider says
+    which one (the Messages API, the simulated model); the reason is ``stop`` then."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -322,6 +325,8 @@ class StreamEnd:
     """The tool calls the model made, whole, in index order."""
     reasoning_tokens: int = 0
     """Of ``tokens``, the reasoning deltas."""
+    stop_sequence: str | None = None
+    """The stop sequence that ended the text, when the provider said which (``Finish``)."""
 
     @property
     def tokens_per_second(self) -> float:

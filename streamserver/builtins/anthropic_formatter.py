@@ -38,8 +38,11 @@ _STOP = Event("message_stop", '{"type": "message_stop"}')
 _PING = Event("ping", '{"type": "ping"}')
 
 
-def stop_reason(finish_reason: str) -> str:
-    """A stream's finish reason as a Messages API ``stop_reason``."""
+def stop_reason(finish_reason: str, stop_sequence: str | None = None) -> str:
+    """A stream's finish reason as a Messages API ``stop_reason`` (``stop_sequence`` when the
+    provider said which one ended it)."""
+    if stop_sequence is not None:
+        return "stop_sequence"
     return STOP_REASONS.get(finish_reason, "end_turn")
 
 
@@ -134,8 +137,9 @@ class AnthropicFormatter:
 
     def end(self, summary: StreamEnd) -> Sequence[Event]:
         """``message_delta`` with the stop reason and the usage, then ``message_stop``."""
+        reason = stop_reason(summary.finish_reason, summary.stop_sequence)
         delta = {"type": "message_delta",
-                 "delta": {"stop_reason": stop_reason(summary.finish_reason), "stop_sequence": None},
+                 "delta": {"stop_reason": reason, "stop_sequence": summary.stop_sequence},
                  "usage": anthropic_usage(summary.usage)}  # fmt: skip
         return (Event("message_delta", json_text(delta)), _STOP)
 

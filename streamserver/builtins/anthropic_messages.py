@@ -251,6 +251,7 @@ def message_parts(message: Mapping[str, Any], model: str) -> list[Delta]:
                 STOP_REASONS.get(stop, stop),
                 message.get("model") or model,
                 Usage(usage.get("input_tokens") or 0, usage.get("output_tokens") or 0),
+                message.get("stop_sequence") if stop == "stop_sequence" else None,
             )
         )
     except (AttributeError, TypeError, orjson.JSONEncodeError):

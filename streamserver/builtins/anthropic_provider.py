@@ -123,6 +123,7 @@ class AnthropicProvider(SDKProvider):
                         yield part
                     return
                 reason: Any = "stop"
+                stop_sequence: Any = None
                 model, input_tokens, output_tokens = request.model, 0, 0
                 # content block index -> [its place among the tool calls, any arguments sent?]
                 calls: dict[Any, list[Any]] = {}
@@ -178,13 +179,17 @@ class AnthropicProvider(SDKProvider):
                                     "input_tokens", 0
                                 )
                             elif kind == "message_delta":
-                                stop = (payload.get("delta") or _NO_DELTA).get("stop_reason")
+                                delta = payload.get("delta") or _NO_DELTA
+                                stop = delta.get("stop_reason")
                                 reason = STOP_REASONS.get(stop, stop or reason)
+                                if stop == "stop_sequence":
+                                    stop_sequence = delta.get("stop_sequence")
                                 output_tokens = (payload.get("usage") or _NO_DELTA).get(
                                     "output_tokens", output_tokens
                                 )
                             elif kind == "message_stop":
-                                yield Finish(reason, model, Usage(input_tokens, output_tokens))
+                                usage = Usage(input_tokens, output_tokens)
+                                yield Finish(reason, model, usage, stop_sequence)
                                 return
                             elif kind == "error":
                                 _raise_error(payload)

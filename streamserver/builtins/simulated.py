@@ -298,19 +298,25 @@ class SimulatedProvider:
                 "provider_error",
                 f"the simulated model failed after {count} tokens (fail_after_tokens)",
             )
-        reason = "length" if cut_short else script.reason
-        yield Finish(reason, request.model, Usage(prompt_tokens, count))
+        if cut_short:
+            yield Finish("length", request.model, Usage(prompt_tokens, count))
+        else:
+            usage = Usage(prompt_tokens, count)
+            yield Finish(script.reason, request.model, usage, script.stop_sequence)
 
 
 class _Script:
     """What one response says, decided before its first token: its deltas and finish reason."""
 
-    __slots__ = ("deltas", "reason")
+    __slots__ = ("deltas", "reason", "stop_sequence")
     deltas: Iterator[Delta]
     reason: str
+    stop_sequence: str | None
+    """The request's stop sequence the text ended at, once its deltas have found it."""
 
     def __init__(self, request: GenerationRequest, rng: random.Random, answer_tokens: int) -> None:
         self.reason = "stop"
+        self.stop_sequence = None
         model = request.model
         tools = model == TOOLS_MODEL
         if not tools and request.forces_call:  # the core refuses it first (tool_models)
@@ -332,7 +338,7 @@ class _Script:
             text = _answer(rng, answer_tokens, opening or "")
         stops = _stop_sequences(request.sampling.get("stop"))
         if stops:
-            text = _before_stop(text, stops)
+            text = _before_stop(text, stops, self)
         if model == REASONER_MODEL:
             thinking = [Reasoning(piece) for piece in tokenize(reasoning_for(request, rng))]
             self.deltas = _chain(thinking, text)
@@ -366,8 +372,9 @@ def _stop_sequences(stop: Any) -> tuple[str, ...]:
     return tuple(s for s in stop if isinstance(s, str) and s)
 
 
-def _before_stop(pieces: Iterator[str], stops: tuple[str, ...]) -> Iterator[str]:
-    """``pieces`` up to the first stop sequence (left out), however the pieces cut it.
+def _before_stop(pieces: Iterator[str], stops: tuple[str, ...], script: _Script) -> Iterator[str]:
+    """``pieces`` up to the first stop sequence (left out, and told to ``script``), however the
+    pieces cut it.
 
     A piece is held back while a stop sequence could still begin in it: until the text after it
     is as long as the longest sequence minus one, so any match ending later is seen whole first.
@@ -378,9 +385,9 @@ def _before_stop(pieces: Iterator[str], stops: tuple[str, ...]) -> Iterator[str]
     for piece in pieces:
         held.append(piece)
         text += piece
-        found = [i for i in (text.find(s) for s in stops) if i >= 0]
+        found = [(i, s) for s in stops if (i := text.find(s)) >= 0]
         if found:
-            cut = min(found)
+            cut, script.stop_sequence = min(found)
             for kept in held:
                 if cut <= 0:
                     break

@@ -50,6 +50,8 @@ class Answer:
     prompt_tokens: int
     completion_tokens: int
     reasoning_field: str = "reasoning_content"
+    stop_sequence: str | None = None
+    """The stop sequence the text ended at (Anthropic says which; OpenAI says ``stop``)."""
 
     def joined(self, kind: StepKind) -> str:
         """All the pieces of one kind, joined."""
@@ -258,7 +260,8 @@ class AnthropicWire:
     def closing(self, answer: Answer) -> bytes:
         """The last block's end, ``message_delta`` (stop reason, usage) and ``message_stop``."""
         stop = stop_reason(answer)
-        delta = {"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": None},
+        delta = {"type": "message_delta",
+                 "delta": {"stop_reason": stop, "stop_sequence": answer.stop_sequence},
                  "usage": {"output_tokens": answer.completion_tokens}}  # fmt: skip
         return (
             self._close()
@@ -296,6 +299,7 @@ class AnthropicWire:
             last = kind
         message = self._message(answer, blocks)
         message["stop_reason"] = stop_reason(answer)
+        message["stop_sequence"] = answer.stop_sequence
         message["usage"] = {"input_tokens": answer.prompt_tokens,
                             "output_tokens": answer.completion_tokens}  # fmt: skip
         return message
@@ -305,4 +309,6 @@ def stop_reason(answer: Answer) -> str:
     """The answer's finish reason as Anthropic says it (a refusal stops with ``refusal``)."""
     if any(step.kind == "refusal" for step in answer.steps):
         return "refusal"
+    if answer.stop_sequence is not None:
+        return "stop_sequence"
     return ANTHROPIC_STOP_REASONS.get(answer.finish_reason, answer.finish_reason)

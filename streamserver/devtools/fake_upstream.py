@@ -72,6 +72,9 @@ class Plan:
     finish_reason: str | None = None
     """In OpenAI's words; ``None``: ``tool_calls`` when the plan has calls, else ``stop``
     (``length`` when ``max_tokens`` cut the text). Anthropic gets its own words for it."""
+    stop_sequence: str | None = None
+    """The answer ended at this stop sequence: Anthropic's ``stop_reason: "stop_sequence"`` with
+    it (OpenAI's ``stop``)."""
     packed: bool = False
     """Send the events in as few network writes as the pacing and faults allow (all at once for
     an unpaced answer), instead of one write per delta."""
@@ -314,7 +317,8 @@ def _answer(plan: Plan, prompt: str, limit: int | None) -> Answer:
         5,
         sum(1 for step in steps if step.kind not in ("call", "raw")),
     )
-    return Answer(steps, finish, prompt_tokens, completion_tokens, plan.reasoning_field)
+    return Answer(steps, finish, prompt_tokens, completion_tokens, plan.reasoning_field,
+                  plan.stop_sequence if finish == "stop" else None)  # fmt: skip
 
 
 def _tool_echo(plan: Plan, body: dict[str, Any]) -> Plan:

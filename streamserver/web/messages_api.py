@@ -75,7 +75,9 @@ async def _message(stream: Stream) -> web.Response:
         "role": "assistant",
         "model": info.model,
         "content": content,
-        "stop_reason": stop_reason(summary.finish_reason if summary is not None else "stop"),
-        "stop_sequence": None,
+        "stop_reason": stop_reason(summary.finish_reason, summary.stop_sequence)
+        if summary is not None
+        else "end_turn",
+        "stop_sequence": summary.stop_sequence if summary is not None else None,
         "usage": anthropic_usage(summary.usage if summary is not None else None),
     })  # fmt: skip

@@ -181,6 +181,26 @@ async def test_sim_reasoner_thinks_in_a_thinking_block_before_its_text(
     assert final.content[1].text  # type: ignore[union-attr]
 
 
+@pytest.mark.parametrize("streamed", [True, False])
+async def test_a_stop_sequence_ends_the_text_and_is_reported_as_the_stop_reason(
+    client: AsyncAnthropic, streamed: bool
+) -> None:
+    fields: dict[str, Any] = {
+        "model": "echo", "max_tokens": 256, "stop_sequences": ["never", "STOP"],
+        "messages": [{"role": "user", "content": "say one two STOP three"}],
+    }  # fmt: skip
+    if streamed:
+        async with client.messages.stream(**fields) as stream:
+            final = await stream.get_final_message()
+    else:
+        final = await client.messages.create(**fields)
+    plain = await client.messages.create(**{**fields, "stop_sequences": ["never"]})
+
+    assert "".join(b.text for b in final.content if b.type == "text") == "say one two "
+    assert (final.stop_reason, final.stop_sequence) == ("stop_sequence", "STOP")
+    assert (plain.stop_reason, plain.stop_sequence) == ("end_turn", None)
+
+
 async def test_thinking_disabled_gives_no_thinking_block(client: AsyncAnthropic) -> None:
     message = await client.messages.create(
         model="sim-reasoner", max_tokens=256, thinking={"type": "disabled"},

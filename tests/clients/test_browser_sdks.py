@@ -59,8 +59,8 @@ async def page_origin(sdk_bundle: bytes) -> AsyncIterator[str]:
 async def test_the_sdks_stream_from_a_page_on_an_allowed_origin_only(
     serve: ServeFactory,
     page_origin: str,
-    browser: Browser,
-    allowed: bool,  # noqa: F811
+    browser: Browser,  # noqa: F811
+    allowed: bool,
 ) -> None:
     origins = [page_origin] if allowed else ["https://elsewhere.example"]
     client = await serve(base_config(cors={"origins": origins}))

@@ -160,3 +160,25 @@ async def test_a_text_only_answer_is_one_text_block(chain: Chain, client: AsyncA
 
     assert content(final) == [{"type": "text", "text": "".join(TEXT_ONLY)}]
     assert final.stop_reason == "end_turn"
+
+
+@pytest.mark.parametrize("streamed", [True, False])
+async def test_the_stop_sequence_that_ended_the_text_is_reported_when_the_upstream_says_it(
+    chain: Chain, client: AsyncAnthropic, streamed: bool
+) -> None:
+    # Anthropic says which stop sequence ended the text; OpenAI says only "stop" (end_turn).
+    chain.plan(tokens=TEXT_ONLY, stop_sequence="###")
+    fields = ask(chain, stop_sequences=["###", "END"])
+    if streamed:
+        async with client.messages.stream(**fields) as stream:
+            final = await stream.get_final_message()
+    else:
+        final = await client.messages.create(**fields)
+
+    assert content(final) == [{"type": "text", "text": "".join(TEXT_ONLY)}]
+    if chain.anthropic:
+        assert (final.stop_reason, final.stop_sequence) == ("stop_sequence", "###")
+    else:
+        assert (final.stop_reason, final.stop_sequence) == ("end_turn", None)
+    sent = chain.bodies()[-1]
+    assert sent.get("stop_sequences" if chain.anthropic else "stop") == ["###", "END"]
