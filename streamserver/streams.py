@@ -97,7 +97,6 @@ class Stream:
         self.route = route
         self.form = form
         """The message form of its log's items (``"sse"`` bytes, ``"json"`` text messages)."""
-        """What its log holds: ``sse`` events (bytes) or ``ws`` messages (text)."""
         self.log = log
         self.key_id = key_id
         self.grace_s = grace_s
