@@ -166,8 +166,9 @@ class StreamLog:
 
     def watch(self, pos: int, tap: Tap, closed: Callable[[], None]) -> Reader:
         """Follow the log from ``pos`` for good, with no task: ``tap`` takes the events already
-        there now and each new one as it is appended, and must accept every one; ``closed`` is
-        called once, soon after the log closes (not after ``unwatch``).
+        there now and each new one as it is appended, and must accept every one (a declined
+        event would end the watch unheard); ``closed`` is called once, soon after the log closes,
+        unless ``unwatch`` came first, even between the close and the call.
 
         The watcher is an uncounted reader (a store's mirror): it has taken each event by the
         time its tap returns, so it never holds the producer back, and what it costs per stream
@@ -178,22 +179,22 @@ class StreamLog:
             for item in self.read(pos):
                 tap(item)
             self.advance(reader, self.end)
-        loop = asyncio.get_running_loop()
+        waiter = asyncio.get_running_loop().create_future()
+        waiter.add_done_callback(partial(self._watch_ended, reader, closed))
         if self.closed:
-            self.detach(reader)
-            loop.call_soon(closed)
+            waiter.set_result(None)  # ``closed`` runs soon, unless unwatched first
             return reader
         reader.tap = tap
-        reader.waiter = loop.create_future()
-        reader.waiter.add_done_callback(partial(self._watch_ended, reader, closed))
+        reader.waiter = waiter
         self._parked.append(reader)
         return reader
 
     def _watch_ended(
         self, reader: Reader, closed: Callable[[], None], waiter: asyncio.Future[None]
     ) -> None:
-        if not waiter.cancelled():  # woken by close(), not stopped by unwatch()
-            self.detach(reader)
+        # Woken by close() and not unwatched since (an unwatch between the close and this
+        # callback has detached the reader already).
+        if not waiter.cancelled() and self.closed and self.detach(reader):
             closed()
 
     def unwatch(self, reader: Reader) -> None:

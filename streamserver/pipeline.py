@@ -524,6 +524,7 @@ def _checked(finish: Finish) -> Finish:
     reason = finish.reason if type(finish.reason) is str and finish.reason else "stop"
     model = finish.model if type(finish.model) is str else None
     stop = finish.stop_sequence if type(finish.stop_sequence) is str else None
+    stop = stop or None  # an empty one says nothing
     if (usage is finish.usage and reason is finish.reason and model is finish.model
             and stop is finish.stop_sequence):  # fmt: skip
         return finish

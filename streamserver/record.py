@@ -16,6 +16,8 @@ from typing import Any
 
 from .types import StreamEnd, StreamFailure, ToolCall, Usage
 
+_SUMMARY_FIELDS = frozenset(field.name for field in dataclasses.fields(StreamEnd))
+
 
 class StreamRecord:
     """The segments a stream emitted, in order, as parallel lists, and its summary."""
@@ -83,6 +85,9 @@ class StreamRecord:
         summary = data.get("summary")
         if summary is not None:
             usage, error = summary.get("usage"), summary.get("error")
+            # Only the fields this version knows: an instance of a newer one may have written it
+            # (a rolling upgrade shares a Redis store).
+            summary = {k: v for k, v in summary.items() if k in _SUMMARY_FIELDS}
             record.summary = StreamEnd(**{
                 **summary,
                 "usage": None if usage is None else Usage(**usage),

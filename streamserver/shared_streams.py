@@ -80,7 +80,7 @@ class _Mirrored:
         """Not published yet: its first write publishes it."""
 
     def tap(self, item: bytes | str) -> bool:
-        """``StreamLog.follow``'s tap: collect, and queue the stream for the writer once."""
+        """``StreamLog.watch``'s tap: collect, and queue the stream for the writer once."""
         self.pending.append(item)
         if not self.dirty:
             self.dirty = True

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import tracemalloc
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -176,3 +177,22 @@ async def test_a_watcher_of_a_closed_log_takes_it_all_and_hears_of_the_close() -
     log.watch(0, lambda item: taken.append(item) or True, lambda: closes.append(1))
     await asyncio.sleep(0)
     assert (taken, closes) == ([b"a"], [1])
+
+
+@pytest.mark.parametrize("already_closed", [False, True])
+async def test_a_watcher_unwatched_between_the_close_and_its_callback_hears_nothing(
+    already_closed: bool,
+) -> None:
+    # The close wakes the watcher's future; its callback runs a loop step later. A store that
+    # stops mirroring in between (the writer task's own step) must not hear of the close.
+    log = StreamLog(4, retain=False)
+    closes: list[int] = []
+    if already_closed:
+        log.close()
+    watcher = log.watch(0, lambda item: True, lambda: closes.append(1))
+    log.close()
+    log.unwatch(watcher)
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    assert closes == []
+    assert watcher not in log._readers

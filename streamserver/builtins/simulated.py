@@ -373,8 +373,8 @@ def _stop_sequences(stop: Any) -> tuple[str, ...]:
 
 
 def _before_stop(pieces: Iterator[str], stops: tuple[str, ...], script: _Script) -> Iterator[str]:
-    """``pieces`` up to the first stop sequence (left out, and told to ``script``), however the
-    pieces cut it.
+    """``pieces`` up to the first stop sequence to complete (left out, and told to ``script``),
+    however the pieces cut the text.
 
     A piece is held back while a stop sequence could still begin in it: until the text after it
     is as long as the longest sequence minus one, so any match ending later is seen whole first.
@@ -385,9 +385,12 @@ def _before_stop(pieces: Iterator[str], stops: tuple[str, ...], script: _Script)
     for piece in pieces:
         held.append(piece)
         text += piece
-        found = [(i, s) for s in stops if (i := text.find(s)) >= 0]
+        # The match that ends first (as a model sees it complete, token by token), the longest
+        # of those ending together: the same whatever the pieces.
+        found = [(i + len(s), -len(s), s) for s in stops if (i := text.find(s)) >= 0]
         if found:
-            cut, script.stop_sequence = min(found)
+            end, _, script.stop_sequence = min(found)
+            cut = end - len(script.stop_sequence)
             for kept in held:
                 if cut <= 0:
                     break

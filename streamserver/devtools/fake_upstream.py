@@ -234,7 +234,7 @@ class FakeUpstream:
                 if plan.fault is not None and i == plan.after_tokens:
                     if await self._fault(plan, out, wire, request):
                         return response
-                    paced_from, first = loop.time(), i - 1  # a stall shifts the rest
+                    paced_from, first = loop.time(), max(i - 1, 0)  # a stall shifts the rest
                 if plan.gap_s and i:
                     await out.flush()
                     await asyncio.sleep(

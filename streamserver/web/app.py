@@ -103,15 +103,16 @@ def setup(app: web.Application, config: ConfigSource) -> Config:
             handler = responses_api.responses_handler(path, route)
             add("POST", path, handler, shape=openai_error, starts_streams=True, serves_streams=True)
             for (method, route_path), handler in responses_retrieve.retrieve_handlers(path).items():
-                add(method, route_path, handler, shape=openai_error)
+                add(method, route_path, handler, shape=openai_error, serves_streams=method == "GET")
         elif route.transport == "anthropic":
             handler = messages_api.messages_handler(path, route)
             add("POST", path, handler, shape=anthropic_error, starts_streams=True,
                 key_header="x-api-key", serves_streams=True)  # fmt: skip
         elif route.transport == "ai-sdk":
             for (method, route_path), handler in ai_sdk.chat_handlers(path, route).items():
-                streaming = method == "POST"
-                add(method, route_path, handler, starts_streams=streaming, serves_streams=streaming)
+                starts = method == "POST"  # a GET resumes one: it serves a stream too
+                add(method, route_path, handler, starts_streams=starts,
+                    serves_streams=method != "DELETE")  # fmt: skip
         else:
             for method in route.methods:
                 handler = streams.stream_handler(path, route)

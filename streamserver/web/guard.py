@@ -164,7 +164,7 @@ CORS_REQUEST_HEADERS = frozenset({
 """Request headers a page on an allowed origin may always send: the API's own (the key, the resume
 point, ``Idempotency-Key``, the trace context) and what the OpenAI and Anthropic SDKs send from a
 browser, with every ``x-stainless-*`` one (their platform, retry count and timeout)."""
-_ALWAYS_ALLOWED = "Authorization, Content-Type, Last-Event-ID, Idempotency-Key"
+_ALWAYS_ALLOWED = ("authorization", "content-type", "last-event-id", "idempotency-key")
 _EXPOSED = "X-Stream-ID, Retry-After, X-Vercel-AI-UI-Message-Stream"
 """Response headers a page may read beyond the safelisted ones: the stream's id, how long to wait
 after a 429 or 503 (the SDKs' retries read it), the AI SDK's protocol header."""
@@ -183,7 +183,7 @@ def allowed_request_headers(cors: CorsSettings, requested: str | None) -> str:
         or name in extra
         or ("*" in extra and name)
     ]
-    return ", ".join(dict.fromkeys([_ALWAYS_ALLOWED, *allowed]))
+    return ", ".join(dict.fromkeys([*_ALWAYS_ALLOWED, *allowed]))
 
 
 def cors_headers(cors: CorsSettings, origin: str | None) -> dict[str, str]:

@@ -355,12 +355,45 @@ async def test_a_stop_sequence_that_never_comes_changes_nothing():
     ),
     st.lists(st.text("ab \n🙂stopxyz", min_size=1, max_size=4), min_size=1, max_size=3),
 )
-async def test_stop_cuts_any_text_at_the_first_occurrence_of_any_sequence(text, stops):
+async def test_stop_cuts_any_text_at_the_first_sequence_to_complete(text, stops):
     said = await say(ECHO_PROVIDER, request(text, "echo", sampling={"stop": stops}))
 
-    found = [text.find(s) for s in stops if s in text]
-    assert said.text == (text[: min(found)] if found else text)
+    text_before, matched = first_stop(text, stops)
+    assert said.text == text_before
+    assert said.finish is not None and said.finish.stop_sequence == matched
     assert all(isinstance(d, str) and d for d in said.deltas[:-1])
+
+
+def first_stop(text: str, stops: list[str]) -> tuple[str, str | None]:
+    """The text before the stop sequence that completes first (the longest of those completing
+    together), and that sequence; the whole text and None if none occurs."""
+    found = [(text.find(s) + len(s), -len(s), s) for s in stops if s in text]
+    if not found:
+        return text, None
+    end, _, matched = min(found)
+    return text[: end - len(matched)], matched
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.text("abc d🙂", max_size=14),
+    st.lists(st.text("abc d🙂", min_size=1, max_size=4), min_size=1, max_size=3),
+    st.lists(st.integers(1, 5), min_size=1, max_size=14),
+)
+def test_where_the_stop_falls_does_not_depend_on_how_the_pieces_cut_the_text(text, stops, sizes):
+    from streamserver.builtins.simulated import _before_stop, _Script
+
+    pieces, rest = [], text
+    for size in sizes * (len(text) + 1):
+        if not rest:
+            break
+        pieces.append(rest[:size])
+        rest = rest[size:]
+    script = _Script.__new__(_Script)
+    script.stop_sequence = None
+    said = "".join(_before_stop(iter(pieces), tuple(stops), script))
+
+    assert (said, script.stop_sequence) == first_stop(text, stops)
 
 
 # Through the server
