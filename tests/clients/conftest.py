@@ -178,6 +178,19 @@ class NodeAISDK:
             return ""
         return f"{out.decode()}\nchecked file ({checked}):\n{source}"
 
+    def bundle(self, name: str, *options: str) -> bytes:
+        """``tests/clients/<name>`` bundled for a page by esbuild (from npm) with the installed
+        packages and esbuild's ``options``; fails with esbuild's own output."""
+        source = self.folder / name
+        source.write_text((HERE / name).read_text())
+        bundle = source.with_suffix(".bundle.js")
+        esbuild = str(self.folder / "node_modules" / ".bin" / "esbuild")
+        command = [esbuild, source.name, "--bundle", "--log-level=warning", *options,
+                   f"--outfile={bundle.name}"]  # fmt: skip
+        done = subprocess.run(command, cwd=self.folder, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, f"esbuild failed:\n{done.stdout}\n{done.stderr}"
+        return bundle.read_bytes()
+
     async def _run(self, command: list[str], stdin: str) -> str:
         process = await asyncio.create_subprocess_exec(
             *command,

@@ -4,7 +4,6 @@ the streams arrive whole, and the page can read the stream's id."""
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import AsyncIterator
 
 import pytest
@@ -14,7 +13,7 @@ from conftest import ServeFactory, base_config
 from playwright.async_api import Browser
 from test_demo_page import NEEDS_CHROMIUM, browser  # noqa: F401  (browser: the fixture)
 
-from .conftest import HERE, NodeAISDK
+from .conftest import NodeAISDK
 
 pytestmark = NEEDS_CHROMIUM
 
@@ -24,15 +23,7 @@ PROMPT = "Say hello from a page on another origin"
 @pytest.fixture(scope="session")
 def sdk_bundle(ai_sdk: NodeAISDK) -> bytes:
     """``browser_sdks.js`` bundled for the browser by esbuild with the installed SDKs."""
-    source = ai_sdk.folder / "browser_sdks.js"
-    source.write_text((HERE / "browser_sdks.js").read_text())
-    bundle = ai_sdk.folder / "browser_sdks.bundle.js"
-    esbuild = str(ai_sdk.folder / "node_modules" / ".bin" / "esbuild")
-    command = [esbuild, source.name, "--bundle", "--platform=browser", "--log-level=warning",
-               f"--outfile={bundle.name}"]  # fmt: skip
-    done = subprocess.run(command, cwd=ai_sdk.folder, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, f"esbuild failed:\n{done.stdout}\n{done.stderr}"
-    return bundle.read_bytes()
+    return ai_sdk.bundle("browser_sdks.js", "--platform=browser")
 
 
 @pytest.fixture

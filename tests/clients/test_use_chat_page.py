@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,7 @@ from test_demo_page import NEEDS_CHROMIUM, browser  # noqa: F401  (browser: the 
 
 import streamserver
 
-from .conftest import HERE, NodeAISDK
+from .conftest import NodeAISDK
 
 pytestmark = NEEDS_CHROMIUM
 
@@ -39,15 +38,8 @@ PAGE_HTML = """<!doctype html>
 @pytest.fixture(scope="session")
 def page_bundle(ai_sdk: NodeAISDK) -> bytes:
     """``use_chat_page.jsx`` bundled by esbuild (from npm) with the installed packages."""
-    source = ai_sdk.folder / "use_chat_page.jsx"
-    source.write_text((HERE / "use_chat_page.jsx").read_text())
-    bundle = ai_sdk.folder / "use_chat_page.js"
-    esbuild = str(ai_sdk.folder / "node_modules" / ".bin" / "esbuild")
-    command = [esbuild, source.name, "--bundle", "--jsx=automatic", "--log-level=warning",
-               '--define:process.env.NODE_ENV="production"', f"--outfile={bundle.name}"]  # fmt: skip
-    done = subprocess.run(command, cwd=ai_sdk.folder, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, f"esbuild failed:\n{done.stdout}\n{done.stderr}"
-    return bundle.read_bytes()
+    return ai_sdk.bundle("use_chat_page.jsx", "--jsx=automatic",
+                         '--define:process.env.NODE_ENV="production"')  # fmt: skip
 
 
 @pytest.fixture
