@@ -34,6 +34,7 @@ from .types import (
     Outcome,
     PartKind,
     Reasoning,
+    ReasoningSignature,
     StreamEnd,
     StreamFailure,
     ToolCall,
@@ -323,7 +324,22 @@ class StreamRun:
             return True
         if isinstance(delta, Finish):
             self._ended_with = _checked(delta)
+        elif kind is ReasoningSignature:
+            assert isinstance(delta, ReasoningSignature)
+            self._sign_reasoning(delta.signature)
         return False
+
+    def _sign_reasoning(self, signature: str) -> None:
+        """After the reasoning it signs (held text flushed first); rare: once a thinking block."""
+        if type(signature) is not str or not signature:
+            return
+        if self._kind == "reasoning":
+            self._flush()
+        if self._record is not None:
+            self._record.signature = signature
+        sign = getattr(self.plan.formatter, "reasoning_signature", None)  # optional
+        if sign is not None:
+            self._emit_events(sign(signature))
 
     def _switch(self, kind: PartKind) -> None:
         """Close the kind of content open now (its buffer flushed) and open ``kind``."""

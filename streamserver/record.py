@@ -22,7 +22,8 @@ _SUMMARY_FIELDS = frozenset(field.name for field in dataclasses.fields(StreamEnd
 class StreamRecord:
     """The segments a stream emitted, in order, as parallel lists, and its summary."""
 
-    __slots__ = ("call_positions", "positions", "reasoning", "summary", "texts", "tool_calls")
+    __slots__ = ("call_positions", "positions", "reasoning", "signature", "summary", "texts",
+                 "tool_calls")  # fmt: skip
 
     def __init__(self) -> None:
         self.positions: list[int] = []
@@ -32,6 +33,8 @@ class StreamRecord:
         """Each segment's text, as the buffer released it."""
         self.reasoning: list[str] = []
         """Each reasoning segment, in order."""
+        self.signature = ""
+        """The last signature the provider gave the reasoning (``ReasoningSignature``)."""
         self.tool_calls: list[ToolCall] = []
         """The whole tool calls, in index order (complete once generation has ended)."""
         self.call_positions: list[int] = []
@@ -68,6 +71,7 @@ class StreamRecord:
             "positions": self.positions,
             "texts": self.texts,
             "reasoning": self.reasoning,
+            "signature": self.signature,
             "tool_calls": [dataclasses.asdict(call) for call in self.tool_calls],
             "call_positions": self.call_positions,
             "summary": None if summary is None else dataclasses.asdict(summary),
@@ -80,6 +84,7 @@ class StreamRecord:
         record.positions = list(data["positions"])
         record.texts = list(data["texts"])
         record.reasoning = list(data["reasoning"])
+        record.signature = data.get("signature", "")  # absent from an older version's
         record.tool_calls = [ToolCall(**call) for call in data["tool_calls"]]
         record.call_positions = list(data["call_positions"])
         summary = data.get("summary")

@@ -164,6 +164,15 @@ class Reasoning:
 
 
 @dataclass(frozen=True, slots=True)
+class ReasoningSignature:
+    """The signature of the reasoning just streamed: Anthropic signs each thinking block, and a
+    client sends the block back with it on its next turn (else Anthropic refuses a thinking turn
+    that called tools). Only a formatter that has a word for it says it (``anthropic``)."""
+
+    signature: str
+
+
+@dataclass(frozen=True, slots=True)
 class ToolCallDelta:
     """A piece of a tool call, as upstreams stream them.
 
@@ -178,9 +187,10 @@ class ToolCallDelta:
     arguments: str = ""
 
 
-Delta: TypeAlias = "str | Reasoning | ToolCallDelta | Finish"
-"""What a provider's iterator yields: text as ``str`` (the fast path), ``Reasoning`` and
-``ToolCallDelta`` parts, then at most one ``Finish``."""
+Delta: TypeAlias = "str | Reasoning | ReasoningSignature | ToolCallDelta | Finish"
+"""What a provider's iterator yields: text as ``str`` (the fast path), ``Reasoning`` (with the
+``ReasoningSignature`` a provider may add after it) and ``ToolCallDelta`` parts, then at most one
+``Finish``."""
 
 PartKind: TypeAlias = Literal["text", "reasoning", "tool_call"]
 """The kinds of content a stream carries, in the order the provider produced them."""

@@ -41,6 +41,8 @@ async def test_blocks_tool_uses_and_results_reach_the_provider_in_order(recorded
         ]},
         {"role": "assistant", "content": [
             {"type": "thinking", "thinking": "hm", "signature": "sig"},
+            {"type": "thinking", "thinking": "unsigned: another provider's", "signature": ""},
+            {"type": "redacted_thinking", "data": "opaque"},
             {"type": "text", "text": "Let me check."},
             {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"city": "Paris"}},
         ]},
@@ -61,8 +63,13 @@ async def test_blocks_tool_uses_and_results_reach_the_provider_in_order(recorded
             {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PIXEL}"}},
             {"type": "image_url", "image_url": {"url": "https://example.com/a.png"}},
         )),
-        Message("assistant", "Let me check.",
-                (ToolCall("toolu_1", "get_weather", '{"city": "Paris"}', 0),)),
+        # Anthropic's signed thinking kept as it came (its provider sends it back), the unsigned
+        # block left out.
+        Message("assistant", (
+            {"type": "thinking", "thinking": "hm", "signature": "sig"},
+            {"type": "redacted_thinking", "data": "opaque"},
+            {"type": "text", "text": "Let me check."},
+        ), (ToolCall("toolu_1", "get_weather", '{"city": "Paris"}', 0),)),
         Message("tool", "18 °C", tool_call_id="toolu_1"),
         Message("user", ({"type": "text", "text": "And tomorrow?"},)),
     )  # fmt: skip
@@ -135,3 +142,15 @@ async def test_a_retry_with_the_same_idempotency_key_gets_the_same_message(recor
     assert first.status_code == again.status_code == 200
     assert first.json() == again.json()
     assert len(provider.requests) == 1
+
+
+def test_an_openai_upstream_gets_no_thinking_block_of_anthropics():
+    from streamserver.builtins.openai_provider import _message
+
+    signed = {"type": "thinking", "thinking": "hm", "signature": "sig"}
+    text = {"type": "text", "text": "Let me check."}
+    image = {"type": "image_url", "image_url": {"url": "https://example.com/a.png"}}
+
+    assert _message(Message("assistant", (signed, text)))["content"] == "Let me check."
+    assert _message(Message("assistant", (signed, text, image)))["content"] == [text, image]
+    assert _message(Message("user", (text, image)))["content"] == [text, image]  # untouched

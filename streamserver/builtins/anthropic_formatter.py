@@ -108,7 +108,7 @@ class AnthropicFormatter:
             self.open = self.blocks
             block = {"type": block_type, name: ""}
             if block_type == "thinking":
-                block["signature"] = ""  # the SDK's ThinkingBlock has one; nothing to sign here
+                block["signature"] = ""  # a signature_delta gives it, when the provider signs
             events.append(self._block_start(block))
             self.delta_head = (
                 f'{{"type": "content_block_delta", "index": {self.open}, '
@@ -119,6 +119,15 @@ class AnthropicFormatter:
     def segment(self, text: str, tokens: int) -> str:
         """A ``text_delta`` (the hot path: one concatenation)."""
         return self.delta_head + quote(text) + "}}"
+
+    def reasoning_signature(self, signature: str) -> Sequence[Event]:
+        """A ``signature_delta`` in the thinking block open now (the provider's, passed on: the
+        client sends the block back with it)."""
+        if self.open is None:
+            return ()
+        data = {"type": "content_block_delta", "index": self.open,
+                "delta": {"type": "signature_delta", "signature": signature}}  # fmt: skip
+        return (Event("content_block_delta", json_text(data)),)
 
     def reasoning(self, text: str) -> Sequence[Event]:
         """A ``thinking_delta``."""

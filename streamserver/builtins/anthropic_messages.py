@@ -21,6 +21,7 @@ from ..types import (  # fmt: skip
     GenerationRequest,
     Message,
     Reasoning,
+    ReasoningSignature,
     ToolCall,
     ToolCallDelta,
     Usage,
@@ -241,6 +242,8 @@ def message_parts(message: Mapping[str, Any], model: str) -> list[Delta]:
                 parts.append(block["text"])
             elif kind == "thinking" and block.get("thinking"):
                 parts.append(Reasoning(block["thinking"]))
+                if block.get("signature") and isinstance(block["signature"], str):
+                    parts.append(ReasoningSignature(block["signature"]))
             elif kind == "tool_use":
                 parts.append(tool_use_start(block, position, "{}"))
                 position += 1

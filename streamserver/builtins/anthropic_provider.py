@@ -6,7 +6,8 @@ handles auth and timeouts, the pipeline retries a failure before the first token
 the body goes out through ``client.post`` as it is, the stream's raw bytes are decoded by our SSE
 decoder, and closing the iterator closes the upstream response.
 
-Parts: ``text_delta`` is text, ``thinking_delta`` is ``Reasoning``, a ``tool_use`` block is a
+Parts: ``text_delta`` is text, ``thinking_delta`` is ``Reasoning`` (its ``signature_delta`` a
+``ReasoningSignature``), a ``tool_use`` block is a
 ``ToolCallDelta`` (its index: its place among the answer's tool calls) and its
 ``input_json_delta``s are the argument fragments. The request's translation is in
 ``anthropic_messages.py``; the parameters Anthropic has no word for (``seed``, the penalties,
@@ -25,7 +26,15 @@ from ..errors import ConfigError, ProviderError
 from ..hookspecs import Register, hookimpl
 from ..schema import AT_LEAST_ONE, AT_LEAST_ZERO
 from ..sse_decoder import SSEDecoder
-from ..types import Delta, Finish, GenerationRequest, Reasoning, ToolCallDelta, Usage
+from ..types import (
+    Delta,
+    Finish,
+    GenerationRequest,
+    Reasoning,
+    ReasoningSignature,
+    ToolCallDelta,
+    Usage,
+)
 from .anthropic_messages import (  # fmt: skip
     HONOURED,
     MIN_THINKING_BUDGET,
@@ -144,6 +153,10 @@ class AnthropicProvider(SDKProvider):
                                     thinking = delta.get("thinking")
                                     if thinking and type(thinking) is str:
                                         yield Reasoning(thinking)
+                                elif delta_kind == "signature_delta":
+                                    signature = delta.get("signature")
+                                    if signature and type(signature) is str:
+                                        yield ReasoningSignature(signature)
                                 elif delta_kind == "input_json_delta":
                                     call = calls.get(payload.get("index"))
                                     fragment = delta.get("partial_json")

@@ -169,9 +169,18 @@ class OpenAIProvider(SDKProvider):
 _NO_DELTA: Mapping[str, Any] = MappingProxyType({})
 
 
+_ANTHROPIC_ONLY = frozenset({"thinking", "redacted_thinking"})
+"""Content parts only Anthropic takes back (its signed thinking, kept by the Messages route)."""
+
+
 def _message(message: Message) -> dict[str, Any]:
-    """One message in OpenAI's shape: content parts untouched, tool calls and results named."""
+    """One message in OpenAI's shape: content parts untouched (but Anthropic's thinking blocks,
+    left out), tool calls and results named."""
     content = message.content
+    if not isinstance(content, str) and any(p.get("type") in _ANTHROPIC_ONLY for p in content):
+        content = tuple(p for p in content if p.get("type") not in _ANTHROPIC_ONLY)
+        if all(p.get("type") == "text" for p in content):  # text alone: a string, as it came
+            content = "".join(str(p.get("text", "")) for p in content)
     out: dict[str, Any] = {
         "role": message.role,
         "content": content if isinstance(content, str) else [plain(p) for p in content],

@@ -30,7 +30,15 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from ..tokens import tokenize
-from .fake_formats import Answer, AnthropicWire, OpenAIWire, PlannedCall, Step, fragments
+from .fake_formats import (
+    SIGNATURE,
+    Answer,
+    AnthropicWire,
+    OpenAIWire,
+    PlannedCall,
+    Step,
+    fragments,
+)
 
 __all__ = ["FakeUpstream", "Plan", "PlannedCall", "Received", "StreamRecord", "run"]
 
@@ -203,6 +211,9 @@ class FakeUpstream:
                                     headers={"retry-after": f"{plan.retry_after_s:g}"})  # fmt: skip
         if plan.fault == "server_error":
             return _anthropic_error(500, "api_error", "Internal server error")
+        refused = _unsigned_thinking(body)
+        if refused is not None:
+            return _anthropic_error(400, "invalid_request_error", refused)
         answer = _answer(plan, _last_user_text(body), body.get("max_tokens"))
         wire = AnthropicWire(f"msg_fake{len(self.requests)}", body.get("model", self.models[0]))
         if plan.whole_json or not body.get("stream"):
@@ -363,6 +374,29 @@ def _error(
 ) -> web.Response:
     body = {"error": {"message": message, "type": kind, "param": None, "code": code}}
     return web.json_response(body, status=status, headers=headers)
+
+
+def _unsigned_thinking(body: dict[str, Any]) -> str | None:
+    """What Anthropic says of a thinking request whose thinking blocks it would refuse: one not
+    signed by it (here: not ``SIGNATURE``), or a last assistant turn that called tools without
+    the thinking block before its calls; None if it would take it."""
+    messages = body.get("messages") or []
+    for i, message in enumerate(messages):
+        content = message.get("content") if isinstance(message, dict) else None
+        for j, block in enumerate(content if isinstance(content, list) else ()):
+            thinking = isinstance(block, dict) and block.get("type") == "thinking"
+            if thinking and block.get("signature") != SIGNATURE:
+                return f"messages.{i}.content.{j}: Invalid `signature` in `thinking` block"
+    if (body.get("thinking") or {}).get("type") != "enabled":
+        return None
+    last = next((m for m in reversed(messages) if m.get("role") == "assistant"), None)
+    content = last.get("content") if last is not None else None
+    if not isinstance(content, list) or not any(b.get("type") == "tool_use" for b in content):
+        return None
+    if content[0].get("type") in ("thinking", "redacted_thinking"):
+        return None
+    return ("messages: a final assistant message must start with a thinking block when "
+            "`thinking` is enabled and it has tool_use blocks")  # fmt: skip
 
 
 def _anthropic_error(

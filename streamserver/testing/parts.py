@@ -13,7 +13,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..devtools.fake_formats import PlannedCall
-from ..types import Delta, Finish, GenerationRequest, PartKind, Reasoning, ToolCallDelta
+from ..types import (
+    Delta,
+    Finish,
+    GenerationRequest,
+    PartKind,
+    Reasoning,
+    ReasoningSignature,
+    ToolCallDelta,
+)
 
 
 @dataclass
@@ -26,6 +34,8 @@ class Gathered:
     """Rebuilt by index: the first delta's id and name, every fragment's arguments joined."""
     indexes: list[int] = field(default_factory=list)
     finish: Finish | None = None
+    signatures: list[str] = field(default_factory=list)
+    """Each ``ReasoningSignature``, in order."""
     kinds: list[PartKind] = field(default_factory=list)
     """The kinds of content in the order they came, each run of one kind once (an empty text
     or reasoning delta carries no content and counts for none)."""
@@ -36,8 +46,9 @@ class Gathered:
 
 
 def gather_parts(parts: Iterable[Delta]) -> Gathered:
-    """Gather ``parts`` (text as ``str``, ``Reasoning``, ``ToolCallDelta``, at most one ``Finish``,
-    last). A call's first delta must carry its id: later ones may name only its index."""
+    """Gather ``parts`` (text as ``str``, ``Reasoning`` and its ``ReasoningSignature``,
+    ``ToolCallDelta``, at most one ``Finish``, last). A call's first delta must carry its id:
+    later ones may name only its index."""
     got = Gathered()
     calls: dict[int, list[Any]] = {}
     for part in parts:
@@ -51,6 +62,10 @@ def gather_parts(parts: Iterable[Delta]) -> Gathered:
             kind = "reasoning"
             got.reasoning += part.text
             empty = not part.text
+        elif isinstance(part, ReasoningSignature):
+            assert got.kinds and got.kinds[-1] == "reasoning", "a signature of no reasoning"
+            got.signatures.append(part.signature)
+            continue
         elif isinstance(part, ToolCallDelta):
             kind, empty = "tool_call", False
             if part.index not in calls:

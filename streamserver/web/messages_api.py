@@ -56,7 +56,8 @@ async def _message(stream: Stream) -> web.Response:
         return anthropic_error(rejection(summary.error))  # a failed stream, not a refused request
     content: list[dict[str, Any]] = []
     if record.reasoning:
-        content.append({"type": "thinking", "thinking": "".join(record.reasoning), "signature": ""})
+        content.append({"type": "thinking", "thinking": "".join(record.reasoning),
+                        "signature": record.signature})  # fmt: skip
     text = record.text()
     if text:
         content.append({"type": "text", "text": text})

@@ -11,9 +11,11 @@ reaches it as it was sent, but for the limits said below.
 - ``thinking`` becomes ``reasoning_effort``: ``disabled`` is ``none``; an ``enabled`` budget is
   the largest effort whose budget it reaches (``minimal`` 1024 tokens, ``low`` 2048, ``medium``
   8192, ``high`` 16384 and above), since a provider is asked for an effort, not a budget.
-- ``thinking`` and ``redacted_thinking`` blocks of an assistant message are left out, as the
-  chat completions route leaves ``reasoning_content`` out: they are what the model said before,
-  and no provider takes them back but Anthropic, which checks their signature.
+- ``thinking`` and ``redacted_thinking`` blocks of an assistant message that Anthropic signed are
+  kept as they came, as content parts: the ``anthropic`` provider sends them back (Anthropic
+  refuses a thinking turn that called tools without them), every other provider leaves them out,
+  as the chat completions route leaves ``reasoning_content`` out. An unsigned one (another
+  provider's reasoning) is left out here.
 - A ``tool_result``'s ``is_error`` and any block's ``cache_control`` are accepted and not carried
   (the chat completions shape has no word for them).
 """
@@ -139,7 +141,11 @@ def _assistant(blocks: list[Any], at: str) -> dict[str, Any]:
         where = f"{at}.content.{j}"
         if _is_block(block, "tool_use"):
             calls.append(_tool_use(block, where))
-        elif not (_is_block(block, "thinking") or _is_block(block, "redacted_thinking")):
+        elif _is_block(block, "thinking") or _is_block(block, "redacted_thinking"):
+            signed = _signed_thinking(block, where)
+            if signed is not None:
+                parts.append(signed)
+        else:
             parts.append(_part(block, where))
     # Text blocks alone are the text (a chat completions reply's content is a string).
     texts = [part["text"] for part in parts if part["type"] == "text"]
@@ -148,6 +154,22 @@ def _assistant(blocks: list[Any], at: str) -> dict[str, Any]:
     if calls:
         message["tool_calls"] = calls
     return message
+
+
+def _signed_thinking(block: dict[str, Any], where: str) -> dict[str, Any] | None:
+    """A thinking block Anthropic signed, as it came (its fields only), to go back to it; an
+    unsigned one (another provider's reasoning, or none to check) is left out."""
+    if block["type"] == "redacted_thinking":
+        data = block.get("data")
+        if not isinstance(data, str):
+            raise invalid(f"{where}.data: must be a string (the redacted thinking)")
+        return {"type": "redacted_thinking", "data": data}
+    thinking, signature = block.get("thinking"), block.get("signature")
+    if not isinstance(thinking, str) or not isinstance(signature, (str, type(None))):
+        raise invalid(f"{where}: a thinking block has a string thinking and signature")
+    if not signature:
+        return None
+    return {"type": "thinking", "thinking": thinking, "signature": signature}
 
 
 def _is_str(value: object) -> bool:

@@ -358,4 +358,4 @@ async def test_a_fault_inside_a_tool_call_ends_the_stream_with_its_error(
         async for part in anthropic_provider().stream(ask()):
             parts.append(part)
     assert raised.value.code in codes
-    assert len(parts) == 4  # reasoning, text, the call's start, its first fragment
+    assert len(parts) == 5  # reasoning, its signature, text, the call's start, its first fragment

@@ -116,16 +116,20 @@ def openai_conversation(first_user: str, results: list[tuple[str, str]]) -> list
     ]  # fmt: skip
 
 
-def anthropic_conversation(first_user: str, results: list[tuple[str, str]]) -> list[dict[str, Any]]:
+def anthropic_conversation(
+    first_user: str, results: list[tuple[str, str]], thinking: dict[str, Any] | None = None
+) -> list[dict[str, Any]]:
     """The same turn in Messages API words: the calls as ``tool_use`` blocks (their parsed input),
-    the results as ``tool_result`` blocks of one user message."""
+    the results as ``tool_result`` blocks of one user message; ``thinking``: the signed thinking
+    block the reply began with."""
     uses = [
         {"type": "tool_use", "id": call_id, "name": name, "input": json.loads(arguments)}
         for call_id, name, arguments in CALLS
     ]
     return [
         {"role": "user", "content": first_user},
-        {"role": "assistant", "content": [{"type": "text", "text": TEXT}, *uses]},
+        {"role": "assistant",
+         "content": [*([thinking] if thinking else []), {"type": "text", "text": TEXT}, *uses]},
         {"role": "user", "content": [
             {"type": "tool_result", "tool_use_id": call_id, "content": content}
             for call_id, content in results
@@ -141,8 +145,14 @@ def anthropic_tools(tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
     ]
 
 
-def received_conversation(chain: Chain, first_user: str, results: list[tuple[str, str]]) -> Any:
-    """What this variant's upstream must receive as ``messages``."""
+def received_conversation(
+    chain: Chain,
+    first_user: str,
+    results: list[tuple[str, str]],
+    thinking: dict[str, Any] | None = None,
+) -> Any:
+    """What this variant's upstream must receive as ``messages`` (``thinking``: the signed
+    thinking block an Anthropic upstream gets back)."""
     if chain.anthropic:
-        return anthropic_conversation(first_user, results)
+        return anthropic_conversation(first_user, results, thinking)
     return openai_conversation(first_user, results)

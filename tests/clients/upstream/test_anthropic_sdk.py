@@ -14,17 +14,24 @@ from typing import Any
 import pytest
 from anthropic import AsyncAnthropic
 
+from streamserver.devtools.fake_formats import SIGNATURE
+
 from ..conftest import CALLS, REASONING, TEXT, TOOLS
 from .conftest import TEXT_ONLY, USAGE, Chain, anthropic_tools, received_conversation
 
 QUESTION = "Weather in Paris, and look up 1, 2, 3?"
 ANSWER = ["Paris: 18 °C; ", "found 1, 2, 3."]
-EXPECTED_CONTENT = [
-    {"type": "thinking", "thinking": "".join(REASONING), "signature": ""},
-    {"type": "text", "text": TEXT},
-    *({"type": "tool_use", "id": call_id, "name": name, "input": json.loads(arguments)}
-      for call_id, name, arguments in CALLS),
-]  # fmt: skip
+
+
+def expected_content(chain: Chain) -> list[dict[str, Any]]:
+    """The answer's blocks; its thinking signed by an Anthropic upstream (as it signed it)."""
+    return [
+        {"type": "thinking", "thinking": "".join(REASONING),
+         "signature": SIGNATURE if chain.anthropic else ""},
+        {"type": "text", "text": TEXT},
+        *({"type": "tool_use", "id": call_id, "name": name, "input": json.loads(arguments)}
+          for call_id, name, arguments in CALLS),
+    ]  # fmt: skip
 
 
 @pytest.fixture
@@ -68,13 +75,15 @@ async def test_create_stream_rebuilds_what_the_upstream_sent(
 ) -> None:
     chain.plan_tools()
     stream = await client.messages.create(**ask(chain, tools=anthropic_tools(TOOLS)), stream=True)
-    thinking, text, inputs = "", "", {}
+    thinking, text, inputs, signatures = "", "", {}, []
     last = None
     async for event in stream:
         if event.type == "content_block_delta":
             delta = event.delta
             if delta.type == "thinking_delta":
                 thinking += delta.thinking
+            elif delta.type == "signature_delta":
+                signatures.append(delta.signature)
             elif delta.type == "text_delta":
                 text += delta.text
             elif delta.type == "input_json_delta":
@@ -83,6 +92,7 @@ async def test_create_stream_rebuilds_what_the_upstream_sent(
             last = event
 
     assert thinking == "".join(REASONING)
+    assert signatures == ([SIGNATURE] if chain.anthropic else [])
     assert text == TEXT
     assert list(inputs.values()) == [arguments for _, _, arguments in CALLS]
     assert last is not None and last.delta.stop_reason == "tool_use"
@@ -99,7 +109,7 @@ async def test_the_stream_helpers_final_message_is_what_the_upstream_sent(
         final = await stream.get_final_message()
 
     assert "".join(text) == TEXT
-    assert content(final) == EXPECTED_CONTENT
+    assert content(final) == expected_content(chain)
     assert final.stop_reason == "tool_use"
     usage_is_the_upstreams(final)
 
@@ -110,7 +120,7 @@ async def test_the_non_streamed_message_is_what_the_upstream_sent(
     chain.plan_tools()
     message = await client.messages.create(**ask(chain, tools=anthropic_tools(TOOLS)))
 
-    assert content(message) == EXPECTED_CONTENT
+    assert content(message) == expected_content(chain)
     assert message.stop_reason == "tool_use"
     usage_is_the_upstreams(message)
     tools_sent(chain, chain.bodies()[-1])
@@ -147,7 +157,9 @@ async def test_the_tool_results_reach_the_upstream_as_a_valid_conversation(
     assert "".join(text) == "".join(ANSWER)
     first_body, body = chain.bodies()
     # The SDK parsed each call's input: its JSON text comes back re-encoded, the same value.
-    expected = received_conversation(chain, QUESTION, results)
+    # Anthropic gets its signed thinking block back first (it refuses the turn without it).
+    signed = {"type": "thinking", "thinking": "".join(REASONING), "signature": SIGNATURE}
+    expected = received_conversation(chain, QUESTION, results, signed if chain.anthropic else None)
     assert arguments_parsed(body["messages"]) == arguments_parsed(expected)
     tools_sent(chain, first_body)
     tools_sent(chain, body)
