@@ -67,6 +67,7 @@ class StreamRun:
         "_reasoning_tokens",
         "_record",
         "_segments",
+        "_signed",
         "_started",
         "_text_out",
         "_timer",
@@ -113,6 +114,8 @@ class StreamRun:
         # Structured parts: the kind of content open now, the buffer holding it (the timer and
         # the size cap release that one) and where its segments go.
         self._kind: PartKind | None = None
+        self._signed = False
+        """The reasoning open now was signed (``ReasoningSignature``): more is a new block."""
         self._buffer = plan.buffer
         self._out: Callable[[str], None] = self._text_out
         self._boundary = getattr(plan.formatter, "boundary", None)  # optional: Formatter.boundary
@@ -305,7 +308,8 @@ class StreamRun:
             assert isinstance(delta, Reasoning)
             if not delta.text:
                 return False
-            if self._kind != "reasoning":
+            if self._kind != "reasoning" or self._signed:
+                self._signed = False
                 self._switch("reasoning")
             self._reasoning_tokens += 1
             if passthrough:
@@ -330,13 +334,14 @@ class StreamRun:
         return False
 
     def _sign_reasoning(self, signature: str) -> None:
-        """After the reasoning it signs (held text flushed first); rare: once a thinking block."""
-        if type(signature) is not str or not signature:
+        """After the reasoning it signs (held text flushed first), which it closes: reasoning
+        after it is a block of its own. Rare: once a thinking block; none outside one."""
+        if type(signature) is not str or not signature or self._kind != "reasoning":
             return
-        if self._kind == "reasoning":
-            self._flush()
+        self._flush()
+        self._signed = True
         if self._record is not None:
-            self._record.signature = signature
+            self._record.signatures.append((len(self._record.reasoning), signature))
         sign = getattr(self.plan.formatter, "reasoning_signature", None)  # optional
         if sign is not None:
             self._emit_events(sign(signature))

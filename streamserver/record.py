@@ -22,7 +22,7 @@ _SUMMARY_FIELDS = frozenset(field.name for field in dataclasses.fields(StreamEnd
 class StreamRecord:
     """The segments a stream emitted, in order, as parallel lists, and its summary."""
 
-    __slots__ = ("call_positions", "positions", "reasoning", "signature", "summary", "texts",
+    __slots__ = ("call_positions", "positions", "reasoning", "signatures", "summary", "texts",
                  "tool_calls")  # fmt: skip
 
     def __init__(self) -> None:
@@ -33,8 +33,9 @@ class StreamRecord:
         """Each segment's text, as the buffer released it."""
         self.reasoning: list[str] = []
         """Each reasoning segment, in order."""
-        self.signature = ""
-        """The last signature the provider gave the reasoning (``ReasoningSignature``)."""
+        self.signatures: list[tuple[int, str]] = []
+        """Each signature the provider gave the reasoning (``ReasoningSignature``), with how many
+        reasoning segments came before it: each closes a thinking block."""
         self.tool_calls: list[ToolCall] = []
         """The whole tool calls, in index order (complete once generation has ended)."""
         self.call_positions: list[int] = []
@@ -64,6 +65,17 @@ class StreamRecord:
             return tuple(self.tool_calls)
         return tuple(self.tool_calls[: bisect_right(self.call_positions, below)])
 
+    def thinking_blocks(self) -> list[tuple[str, str]]:
+        """The reasoning as (text, signature) blocks: one per signature, then what came after
+        the last one (unsigned)."""
+        blocks, start = [], 0
+        for end, signature in self.signatures:
+            blocks.append(("".join(self.reasoning[start:end]), signature))
+            start = end
+        if start < len(self.reasoning):
+            blocks.append(("".join(self.reasoning[start:]), ""))
+        return blocks
+
     def to_data(self) -> dict[str, Any]:
         """The record as JSON-able data (a shared store keeps it beside a stream's log)."""
         summary = self.summary
@@ -71,7 +83,7 @@ class StreamRecord:
             "positions": self.positions,
             "texts": self.texts,
             "reasoning": self.reasoning,
-            "signature": self.signature,
+            "signatures": self.signatures,
             "tool_calls": [dataclasses.asdict(call) for call in self.tool_calls],
             "call_positions": self.call_positions,
             "summary": None if summary is None else dataclasses.asdict(summary),
@@ -84,7 +96,8 @@ class StreamRecord:
         record.positions = list(data["positions"])
         record.texts = list(data["texts"])
         record.reasoning = list(data["reasoning"])
-        record.signature = data.get("signature", "")  # absent from an older version's
+        # Absent from an older version's record.
+        record.signatures = [(int(n), str(s)) for n, s in data.get("signatures", ())]
         record.tool_calls = [ToolCall(**call) for call in data["tool_calls"]]
         record.call_positions = list(data["call_positions"])
         summary = data.get("summary")

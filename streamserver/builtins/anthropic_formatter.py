@@ -68,6 +68,8 @@ class AnthropicFormatter:
         """Content blocks started so far (the next block's index)."""
         self.open: int | None = None
         """The index of the text or thinking block open now."""
+        self.thinking = False
+        """The block open now is a thinking block."""
         self.delta_head = ""
         """``{"type": "content_block_delta", "index": i, "delta": {"type": "text_delta", "text": ``
         of the open block, joined once per block (a segment is then one concatenation)."""
@@ -105,7 +107,7 @@ class AnthropicFormatter:
             self.tool_blocks.clear()
         elif starting != "tool_call":
             block_type, delta_type, name = _DELTA_KINDS[starting]
-            self.open = self.blocks
+            self.open, self.thinking = self.blocks, block_type == "thinking"
             block = {"type": block_type, name: ""}
             if block_type == "thinking":
                 block["signature"] = ""  # a signature_delta gives it, when the provider signs
@@ -123,8 +125,8 @@ class AnthropicFormatter:
     def reasoning_signature(self, signature: str) -> Sequence[Event]:
         """A ``signature_delta`` in the thinking block open now (the provider's, passed on: the
         client sends the block back with it)."""
-        if self.open is None:
-            return ()
+        if self.open is None or not self.thinking:
+            return ()  # no thinking block open: nothing it signs
         data = {"type": "content_block_delta", "index": self.open,
                 "delta": {"type": "signature_delta", "signature": signature}}  # fmt: skip
         return (Event("content_block_delta", json_text(data)),)

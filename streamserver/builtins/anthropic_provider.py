@@ -165,7 +165,7 @@ class AnthropicProvider(SDKProvider):
                                             raise malformed("tool input that is not JSON text")
                                         call[1] = True
                                         yield ToolCallDelta(call[0], arguments=fragment)
-                                # signature_delta, citations_delta: nothing a client reads
+                                # citations_delta: nothing a client reads
                             elif kind == "content_block_start":
                                 block = payload.get("content_block") or _NO_DELTA
                                 block_kind = block.get("type")

@@ -380,9 +380,9 @@ def _unsigned_thinking(body: dict[str, Any]) -> str | None:
     """What Anthropic says of a thinking request whose thinking blocks it would refuse: one not
     signed by it (here: not ``SIGNATURE``), or a last assistant turn that called tools without
     the thinking block before its calls; None if it would take it."""
-    messages = body.get("messages") or []
+    messages = [m for m in body.get("messages") or () if isinstance(m, dict)]
     for i, message in enumerate(messages):
-        content = message.get("content") if isinstance(message, dict) else None
+        content = message.get("content")
         for j, block in enumerate(content if isinstance(content, list) else ()):
             thinking = isinstance(block, dict) and block.get("type") == "thinking"
             if thinking and block.get("signature") != SIGNATURE:
@@ -391,9 +391,10 @@ def _unsigned_thinking(body: dict[str, Any]) -> str | None:
         return None
     last = next((m for m in reversed(messages) if m.get("role") == "assistant"), None)
     content = last.get("content") if last is not None else None
-    if not isinstance(content, list) or not any(b.get("type") == "tool_use" for b in content):
+    blocks = [b for b in content if isinstance(b, dict)] if isinstance(content, list) else []
+    if not any(b.get("type") == "tool_use" for b in blocks):
         return None
-    if content[0].get("type") in ("thinking", "redacted_thinking"):
+    if blocks[0].get("type") in ("thinking", "redacted_thinking"):
         return None
     return ("messages: a final assistant message must start with a thinking block when "
             "`thinking` is enabled and it has tool_use blocks")  # fmt: skip

@@ -9,7 +9,8 @@ The last user message is a JSON script::
     {"deltas": ["a", "", "b\\n"], "gap_ms": 0, "then": "end" | "fail" | "hang", "finish": "stop"}
 
 A delta is text (a string), or a structured part: ``{"reasoning": "..."}`` yields
-``Reasoning``, ``{"tool": 0, "id": "call_1", "name": "f", "arguments": "{\\"a\\""}`` a
+``Reasoning`` (``{"signature": "..."}`` its ``ReasoningSignature``),
+``{"tool": 0, "id": "call_1", "name": "f", "arguments": "{\\"a\\""}`` a
 ``ToolCallDelta`` (``id``, ``name`` and ``arguments`` each optional).
 
 ``then = "fail"`` raises a ``ProviderError`` after the deltas; ``"hang"`` waits forever (until the
@@ -33,6 +34,7 @@ from ..types import (
     Finish,
     GenerationRequest,
     Reasoning,
+    ReasoningSignature,
     ToolCallDelta,
     Usage,
 )
@@ -103,6 +105,8 @@ def scripted_part(item: str | dict[str, Any]) -> Delta:
         return item
     if "reasoning" in item:
         return Reasoning(item["reasoning"])
+    if "signature" in item:
+        return ReasoningSignature(item["signature"])
     return ToolCallDelta(item["tool"], item.get("id"), item.get("name"), item.get("arguments", ""))
 
 

@@ -55,9 +55,8 @@ async def _message(stream: Stream) -> web.Response:
     if summary is not None and summary.error is not None:
         return anthropic_error(rejection(summary.error))  # a failed stream, not a refused request
     content: list[dict[str, Any]] = []
-    if record.reasoning:
-        content.append({"type": "thinking", "thinking": "".join(record.reasoning),
-                        "signature": record.signature})  # fmt: skip
+    content += [{"type": "thinking", "thinking": thinking, "signature": signature}
+                for thinking, signature in record.thinking_blocks()]  # fmt: skip
     text = record.text()
     if text:
         content.append({"type": "text", "text": text})

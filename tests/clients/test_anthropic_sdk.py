@@ -317,3 +317,26 @@ async def test_a_cancelled_stream_ends_its_turn_with_the_text_so_far(
     assert content(final) == [{"type": "text", "text": "Partial answer"}]
     assert final.stop_reason == "end_turn"
     assert final.id == "msg_" + stream_id
+
+
+@pytest.mark.parametrize("streamed", [True, False])
+async def test_each_signed_thinking_block_is_its_own_block_with_its_signature(
+    client: AsyncAnthropic, streamed: bool
+) -> None:
+    # Interleaved thinking: a signature closes its block, so the client can send each back as
+    # Anthropic signed it; one outside any thinking (after text) signs nothing.
+    deltas = [{"reasoning": "First, "}, {"reasoning": "think."}, {"signature": "sig-1"},
+              {"reasoning": "Then more."}, {"signature": "sig-2"}, "The answer.",
+              {"signature": "stray"}]  # fmt: skip
+    fields = {"model": "scripted", "max_tokens": 1024, "messages": user(deltas)}
+    if streamed:
+        async with client.messages.stream(**fields) as stream:
+            final = await stream.get_final_message()
+    else:
+        final = await client.messages.create(**fields)
+
+    assert [block.model_dump(exclude_none=True) for block in final.content] == [
+        {"type": "thinking", "thinking": "First, think.", "signature": "sig-1"},
+        {"type": "thinking", "thinking": "Then more.", "signature": "sig-2"},
+        {"type": "text", "text": "The answer."},
+    ]

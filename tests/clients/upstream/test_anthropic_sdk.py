@@ -145,8 +145,11 @@ async def test_the_tool_results_reach_the_upstream_as_a_valid_conversation(
         ]},
     ]  # fmt: skip
     chain.plan(tokens=ANSWER)
+    # With thinking on, Anthropic refuses this turn unless its signed thinking block comes first.
+    thinking = {"type": "enabled", "budget_tokens": 1024}
     second = await client.messages.create(
-        **ask(chain, messages=messages, tools=anthropic_tools(TOOLS)), stream=True
+        **ask(chain, messages=messages, tools=anthropic_tools(TOOLS), thinking=thinking),
+        stream=True,
     )
     text = [
         event.delta.text
