@@ -27,7 +27,8 @@ import json
 import math
 import random
 import sys
-from collections.abc import AsyncIterator, Collection, Iterable, Iterator, Sequence
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -50,8 +51,13 @@ from .sim_structured import (
 BURST_TOKENS = 64
 """Unpaced, a stream yields to the event loop after at most this many tokens..."""
 BURST_S = 0.0001
-"""...or once its burst has taken this long: 64 running streams hold a loop iteration for about
-64 × this, which bounds how long a new stream waits at each step before its first event."""
+"""...or once its burst has taken this long."""
+TURNS_PER_ITERATION = 5
+"""Unpaced streams' bursts one loop iteration runs (about 0.5 ms of them): the others wait for a
+later one, in turn. Whatever the concurrency, a new stream's accept, request and first write
+each wait about that long, not one burst of every running stream (issue 20, point 2). A new
+stream's first burst and a stream woken by its socket's drain do not wait their turn: it bounds
+the bursts that yielded, not every burst."""
 
 _CORPUS = """\
 Streaming changes how people experience a model. The first words arrive while the rest is still \
@@ -128,7 +134,10 @@ def _sentence_pool() -> list[tuple[tuple[str, ...], tuple[str, ...]]]:
 
 
 class _Pacer:
-    """Wakes the streams of one event loop that are due in the same millisecond with one timer.
+    """How the streams of one event loop wait: paced ones for their due time, unpaced ones for
+    their turn.
+
+    Paced, the streams due in the same millisecond are woken by one timer.
 
     ``asyncio.sleep`` per token costs a future, a timer handle pushed into the loop's heap and
     popped from it (a Python ``__lt__`` call per comparison) and a cancel. Here a token costs a
@@ -136,13 +145,24 @@ class _Pacer:
     paced tasks alone took 8-9 µs of CPU per token with ``asyncio.sleep`` and 3.8 with this.
     A stream is woken at the first millisecond boundary at or after its due time, never early;
     the loop rounds its own timeouts to milliseconds anyway.
+
+    Unpaced, a stream yields after each burst, and the next loop iteration takes at most
+    ``TURNS_PER_ITERATION`` bursts; the streams over that wait for a later iteration in the order
+    they yielded. Bursts stay as long (what they save per token is kept), but a loop iteration
+    holds about ``TURNS_PER_ITERATION × BURST_S`` of them instead of one per running stream.
     """
 
-    __slots__ = ("loop", "slots")
+    __slots__ = ("ahead", "loop", "slots", "ticking", "turns")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self.slots: dict[int, list[asyncio.Future[None]]] = {}
+        self.turns: deque[asyncio.Future[None]] = deque()
+        """Unpaced streams waiting for an iteration with room, first come first."""
+        self.ahead = 0
+        """Bursts the next loop iteration already runs."""
+        self.ticking = False
+        """``_tick`` is due as the first callback of the next iteration."""
 
     def wait(self, due: float) -> asyncio.Future[None]:
         """A future that is done once the loop's clock has reached ``due``."""
@@ -159,6 +179,35 @@ class _Pacer:
         for future in self.slots.pop(slot):
             if not future.done():  # a cancelled stream's
                 future.set_result(None)
+
+    def turn(self) -> Awaitable[None]:
+        """Wait for this stream's next burst: the next loop iteration if it has room and no
+        stream is waiting, else a later one."""
+        if not self.ticking:
+            self.ticking = True
+            self.loop.call_soon(self._tick)
+        if self.ahead < TURNS_PER_ITERATION and not self.turns:
+            self.ahead += 1
+            return asyncio.sleep(0)
+        future = self.loop.create_future()
+        self.turns.append(future)
+        return future
+
+    def _tick(self) -> None:
+        # The first callback of each iteration while unpaced streams run (scheduled first in
+        # the one before): what was scheduled for this iteration runs now; count the next one's.
+        turns = self.turns
+        if not self.ahead and not turns:
+            self.ticking = False
+            return
+        self.loop.call_soon(self._tick)
+        ahead = 0
+        while turns and ahead < TURNS_PER_ITERATION:
+            future = turns.popleft()
+            if not future.done():  # a cancelled stream's
+                future.set_result(None)  # its task runs in the next iteration
+                ahead += 1
+        self.ahead = ahead
 
 
 @dataclass(frozen=True, slots=True)
@@ -270,7 +319,8 @@ class SimulatedProvider:
             await asyncio.sleep(options.ttft_ms / 1000)
         loop = asyncio.get_running_loop()
         clock = loop.time
-        pace = self._pacer_for(loop).wait
+        pacer = self._pacer_for(loop)
+        pace, turn = pacer.wait, pacer.turn
         due = clock()
         count = 0
         burst_end, burst_due = BURST_TOKENS, due + BURST_S
@@ -286,10 +336,9 @@ class SimulatedProvider:
                     await pace(due)
                 due += gap + jitter * (2 * pace_rng.random() - 1) if jitter else gap
             elif count == burst_end or (not count & 3 and clock() > burst_due):
-                # Flat out, but in short bursts bounded by time as well as by count: a loop
-                # iteration holds one burst of every running stream, and a new stream's accept,
-                # request and first write each wait for one iteration (issue 20, point 2).
-                await asyncio.sleep(0)
+                # Flat out, but in short bursts bounded by time as well as by count, taking
+                # turns on the loop with the other unpaced streams.
+                await turn()
                 burst_end, burst_due = count + BURST_TOKENS, clock() + BURST_S
             yield piece
             count += 1

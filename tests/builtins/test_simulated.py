@@ -11,6 +11,7 @@ through an HTTP route. Its structured models have their own files: ``test_sim_to
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import time
 
@@ -21,6 +22,7 @@ from hypothesis import strategies as st
 from sim_helpers import QUESTION, request, say, simulated
 
 from streamserver import ProviderError
+from streamserver.builtins import simulated as simulated_module
 from streamserver.types import REQUEST_PARAMETERS, Finish, GenerationRequest, Message, Provider
 
 ECHOED = "Echo keeps\r\nevery character: spaces  , tabs\t, 🙂 and data: lines.\n"
@@ -234,6 +236,81 @@ async def test_flat_out_generation_still_lets_other_tasks_run():
         ticker.cancel()
 
     assert ticks >= 10
+
+
+class _CountingLoop(asyncio.SelectorEventLoop):
+    """The standard loop, counting its iterations."""
+
+    iterations = 0
+
+    def _run_once(self) -> None:
+        self.iterations += 1
+        super()._run_once()
+
+
+def _bursts(streams: int, tokens: int) -> dict[int, list[int]]:
+    """Run ``streams`` unpaced streams of ``tokens`` tokens together on a counting loop: for each
+    stream, the loop iteration each token was produced in."""
+    provider = simulated(tokens_per_second=0, ttft_ms=0, answer_tokens=tokens)
+    loop = _CountingLoop()
+
+    async def one() -> list[int]:
+        return [loop.iterations async for _ in provider.stream(request(max_tokens=tokens))]
+
+    async def run() -> list[list[int]]:
+        return await asyncio.gather(*(one() for _ in range(streams)))
+
+    try:
+        produced = loop.run_until_complete(run())
+    finally:
+        loop.close()
+    return dict(enumerate(produced))
+
+
+def test_unpaced_streams_take_turns_a_loop_iteration_holds_a_few_bursts():
+    # 23 streams flat out: after its first burst (a new stream's first tokens do not wait),
+    # each iteration runs at most TURNS_PER_ITERATION of their bursts, so a new stream's accept
+    # or first write never waits behind all of them; and each stream gets its turn in order:
+    # none waits more than its share of iterations.
+    streams = 23
+    iterations = _bursts(streams, 600)
+    running: dict[int, set[int]] = {}
+    for stream, produced in iterations.items():
+        assert len(produced) >= 600
+        for iteration in produced:
+            if iteration != produced[0]:
+                running.setdefault(iteration, set()).add(stream)
+    assert max(len(s) for s in running.values()) <= simulated_module.TURNS_PER_ITERATION
+    share = -(-streams // simulated_module.TURNS_PER_ITERATION)
+    for produced in iterations.values():
+        bursts = sorted(set(produced))
+        assert max(b - a for a, b in itertools.pairwise(bursts)) <= share + 1
+
+
+def test_a_few_unpaced_streams_each_run_in_every_loop_iteration():
+    iterations = _bursts(simulated_module.TURNS_PER_ITERATION, 400)
+    for produced in iterations.values():
+        bursts = sorted(set(produced))
+        assert len(bursts) > 2
+        assert all(b - a == 1 for a, b in itertools.pairwise(bursts))
+
+
+async def test_a_cancelled_stream_waiting_its_turn_gives_it_up():
+    provider = simulated(tokens_per_second=0, ttft_ms=0, answer_tokens=3000)
+    tasks = [asyncio.create_task(generate(provider, request(max_tokens=3000))) for _ in range(12)]
+    for _ in range(3):
+        await asyncio.sleep(0)
+    for task in tasks[::2]:
+        task.cancel()
+    done = await asyncio.gather(*tasks, return_exceptions=True)
+
+    assert [isinstance(d, asyncio.CancelledError) for d in done] == [True, False] * 6
+    assert all(len(d[0]) == 3000 for d in done[1::2])  # type: ignore[index]
+    pacer = provider._pacer
+    assert pacer is not None
+    for _ in range(3):
+        await asyncio.sleep(0)
+    assert not pacer.turns and not pacer.ticking
 
 
 # Failure and limits
