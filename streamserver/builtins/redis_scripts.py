@@ -69,6 +69,13 @@ KEYS: meta, claim; ARGV: stream id (or '' without a key), meta JSON, live_ms, -,
 (The claim and the meta are on two slots: like the list of finished streams, this needs a
 standalone Redis, not Cluster.)"""
 
+RENEW = """
+for i = 1, #KEYS do redis.call('PEXPIRE', KEYS[i], ARGV[1]) end
+return 1
+"""
+"""Keep one running stream's keys for ``live_ms`` more: one call and one reply per stream, not
+one per key. KEYS: meta, log, sizes, readers; ARGV: live_ms."""
+
 MARK_LOST = """
 if redis.call('HGET', KEYS[1], 'state') ~= 'live' then return 0 end
 local at = tonumber(redis.call('HGET', KEYS[1], 'w') or '0')

@@ -139,3 +139,44 @@ async def test_a_first_write_publishes_its_stream_and_a_retry_of_it_changes_noth
     state = await store.state("st_first")
     assert state is not None and state.closed
     assert await stored(store, "st_first") == events(0, 5)
+
+
+async def test_one_write_of_many_streams_stores_each_whole_and_in_order(store):
+    # The writer's batch of every stream with new events (a lazy round of hundreds), packed a
+    # slice at a time: each stream's events, WebSocket text as UTF-8, its end and its record.
+    ids = [f"st_many{i}" for i in range(300)]
+    first = [Appended(i, 0, events(0, 2), publish=shared(i)) for i in ids]
+    assert await store.write(first) == [True] * 300
+    text = [f"é 🙂 {n}" for n in range(3)]
+    second = [
+        Appended(i, 2, list(text) if n % 2 else events(2, 3), closed=n % 3 == 0,
+                 record={"n": n} if n % 3 == 0 else None)
+        for n, i in enumerate(ids)
+    ]  # fmt: skip
+    assert await store.write(second) == [True] * 300
+
+    for n, stream_id in enumerate(ids):
+        later = [t.encode() for t in text] if n % 2 else events(2, 3)
+        assert await stored(store, stream_id) == events(0, 2) + later
+        state = await store.state(stream_id)
+        assert state is not None and state.closed == (n % 3 == 0) and state.end == 5
+        if n % 3 == 0:
+            assert state.record == {"n": n}
+
+
+async def test_a_renewal_keeps_every_owned_stream_alive_and_forgets_the_others(store):
+    client = store.connection.client
+    for stream_id in ("st_kept", "st_gone"):
+        await store.write([Appended(stream_id, 0, events(0, 1), publish=shared(stream_id))])
+        for key in await client.keys(f"streamserver:{{{stream_id}}}:*"):
+            await client.pexpire(key, 5_000)
+
+    await store.renew(["st_kept"], [])
+
+    kept = await client.keys("streamserver:{st_kept}:*")
+    assert len(kept) == 3 and all([await client.pttl(key) > 5_000 for key in kept])
+    assert all(
+        [await client.pttl(key) <= 5_000 for key in await client.keys("streamserver:{st_gone}:*")]
+    )
+    assert await client.pttl(f"streamserver:i:{store.instance_id}") > 0  # the lease
+    assert list(store._packed) == ["st_kept"]
