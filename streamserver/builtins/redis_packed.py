@@ -2,9 +2,10 @@
 stream store's hot path (the owner's writer sends one such batch per loop iteration).
 
 Shaped for speed: redis-py's pipeline packs every command and parses every reply through several
-layers of Python, about 13 µs of CPU per ``XADD`` of a write here, against 7 µs packed as RESP
-with one ``%`` format each and read straight from the pooled connection. The replies are the
-same values redis-py's pipeline returns without response callbacks (hiredis parses them).
+layers of Python; here a command is RESP bytes (``bulk``, ``bulk_int``: a caller packs what never
+changes once and formats the rest with one ``%``), the batch goes out in one write on a pooled
+connection, and its replies are read under one timeout. The replies are the same values
+redis-py's pipeline returns without response callbacks (hiredis parses them).
 """
 
 from __future__ import annotations
