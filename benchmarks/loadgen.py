@@ -406,6 +406,8 @@ class LoadGenerator:
             ).encode()
         )
         self.records: list[Record] = []
+        self.clients: list[list[Record]] = []
+        """Each client's records, in the order it ran them."""
         self.tally = Tally()
 
     async def stream(self, record: Record, until_first: bool = False) -> None:
@@ -438,11 +440,14 @@ class LoadGenerator:
                 transport.abort()
 
     async def client(self) -> None:
+        mine: list[Record] = []
+        self.clients.append(mine)
         for i in range(self.args.streams_per_connection):
             if i and self.args.pause_ms:
                 await asyncio.sleep(self.args.pause_ms / 1000)
             record = Record()
             self.records.append(record)
+            mine.append(record)
             await self.stream(record)
 
     async def run(self) -> dict[str, Any]:
@@ -502,13 +507,14 @@ class LoadGenerator:
         cpu = (usage1.ru_utime + usage1.ru_stime) - (usage0.ru_utime + usage0.ru_stime)
         summary = self.summary(wall)
         summary["ramp_s"] = round(ramped, 3)
-        firsts = [r.first for r in self.records if r.first is not None]
-        live = [r for r in self.records if r.first is not None]
-        if firsts:
-            # How long every stream was live at once: from the last first token to the first end.
-            last_first = max(firsts)
-            summary["all_live_s"] = round(max(0.0, min(r.finished for r in live) - last_first), 3)
-            summary["delivered_per_s"] = self.delivered(last_first, min(r.last for r in live))
+        # Each client is live from its first stream's first token to its last stream's end.
+        live = [c for c in self.clients if c[0].first is not None]
+        if live:
+            # How long every client was live at once: from the last first token to the first end.
+            last_first = max(c[0].first or 0.0 for c in live)
+            ended = min(c[-1].finished for c in live)
+            summary["all_live_s"] = round(max(0.0, ended - last_first), 3)
+            summary["delivered_per_s"] = self.delivered(last_first, min(c[-1].last for c in live))
         summary["loadgen_cpu"] = round(cpu / wall, 4) if wall > 0 else None
         summary["loadgen_cpu_s"] = round(cpu, 3)
         summary["loadgen_user_s"] = round(usage1.ru_utime - usage0.ru_utime, 3)
@@ -539,8 +545,8 @@ class LoadGenerator:
         return summary
 
     def delivered(self, start: float, end: float) -> float | None:
-        """Tokens per second received while every stream was live (from the last stream's first
-        token to the first stream's last), in whole 10 ms bins; None if that was under 0.5 s."""
+        """Tokens per second received while every client was live (from the last client's first
+        token to the first client's last), in whole 10 ms bins; None if that was under 0.5 s."""
         t0 = self.tally.t0
         low, high = math.ceil((start - t0) * 100), math.floor((end - t0) * 100)
         if high - low < 50:

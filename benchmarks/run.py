@@ -70,6 +70,8 @@ SERVERS = ("raw", "aiohttp-sse", "fastapi", "streamserver")
 PROBE_STREAMS = 400
 """The calibration probe's streams (20k tok/s at 50 tokens/s: about a third of what the raw floor
 carries on one core here)."""
+CALIBRATED_ROUNDS = 3
+"""Streams each client of the calibrated workload runs in turn: a ramp, then a steady state."""
 REDIS = "streamserver-redis"
 """streamserver with the Redis stream store (on a redis-server of its own)."""
 OBJECT = "streamserver-object"
@@ -199,7 +201,8 @@ def full_suite() -> list[Workload]:
         Workload("paced", "Paced: 1000 concurrent × 150 tokens at 50 tokens/s", 150, 50, 1000,
                  ramp=1000, series="paced", servers=WITH_REDIS),
         Workload("calibrated", "Calibrated paced: 150 tokens at 50 tokens/s", 150, 50, 0,
-                 ramp=1000, reps=1, servers=("raw", "streamserver"), calibrate=0.6),
+                 ramp=1000, reps=1, servers=("raw", "aiohttp-sse", "streamserver"),
+                 calibrate=0.6),
         Workload("starts", "Starts: 2000 one-token streams, a connection each, at most 20 "
                  "waiting for their headers", 1, 0, 2000, max_pending=20,
                  servers=("raw", "aiohttp-sse", "streamserver")),
@@ -246,7 +249,8 @@ def smoke_suite() -> list[Workload]:
         Workload("fair", "Smoke: fair, 4 streams × 8 tokens, unpaced", 8, 0, 4, reps=1,
                  tick_ms=5, servers=FAIR),
         Workload("calibrated", "Smoke: calibrated, 8 tokens at 200 tokens/s (probe: 4 streams)",
-                 8, 200, 4, ramp=1000, reps=1, servers=("raw", "streamserver"), calibrate=0.6),
+                 8, 200, 4, ramp=1000, reps=1, servers=("raw", "aiohttp-sse", "streamserver"),
+                 calibrate=0.6),
         Workload("starts", "Smoke: starts, 8 one-token streams, a connection each", 1, 0, 8,
                  max_pending=2, reps=1, servers=("raw", "aiohttp-sse", "streamserver")),
     ]  # fmt: skip
@@ -560,15 +564,22 @@ class Bench:
                   f"(unpinned, or the probe saturated it): its delivered rate is taken as the "
                   "capacity, a lower bound", flush=True)  # fmt: skip
         connections = max(1, round(workload.calibrate * capacity / workload.pace))
+        # Streams arrive at the rate that keeps that many live (concurrency over a stream's
+        # length), each client running its streams back to back: the first round is the ramp,
+        # the later ones the steady state. Opened all at 1000 a second instead, the ramp alone
+        # is an overload (1,000 starts a second at ~1 ms of CPU each), whatever the token load.
+        arrivals = connections * workload.pace / workload.tokens
         print(f"  calibrated: raw delivered {rate:,.0f} tok/s to {streams} streams, its core "
               f"{busy:.0%} busy: capacity {capacity:,.0f} tok/s; {workload.calibrate:.0%} of it "
-              f"is {connections} streams", flush=True)  # fmt: skip
+              f"is {connections} streams, arriving at {arrivals:,.0f} a second", flush=True)  # fmt: skip
         self.capacity = {"probe_streams": streams, "probe_tokens_per_s": rate,
                          "probe_core_busy": busy, "tokens_per_s": capacity,
-                         "from_busy_share": measured}  # fmt: skip
+                         "from_busy_share": measured, "arrivals_per_s": arrivals}  # fmt: skip
         title = f"{workload.title} ({connections} concurrent = {workload.calibrate:.0%} of " \
-            f"{capacity:,.0f} tok/s)"  # fmt: skip
-        return replace(workload, connections=connections, title=title)
+            f"{capacity:,.0f} tok/s, arriving at {arrivals:,.0f} a second, " \
+            f"{CALIBRATED_ROUNDS} in turn per client)"  # fmt: skip
+        return replace(workload, connections=connections, title=title, ramp=arrivals,
+                       streams_per_connection=CALIBRATED_ROUNDS)  # fmt: skip
 
     def measured(self, workload: Workload, server: str, rep: int) -> Run:
         """One run. While other processes on the machine took more than ``DISTURBED`` of a CPU
