@@ -57,7 +57,7 @@ bench: $(VENV)/.installed-bench
 	@echo "make: the benchmark suite without the 10,000 slow streams and the paced sweep (about 9 minutes; make bench-full runs them too)"
 	$(BIN)/python -m benchmarks.run --quick
 
-# Every workload, every target (about 14 minutes).
+# Every workload, every target (9-16 minutes, by machine).
 bench-full: $(VENV)/.installed-bench
 	$(BIN)/python -m benchmarks.run
 

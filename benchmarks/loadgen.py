@@ -508,7 +508,9 @@ class LoadGenerator:
         summary = self.summary(wall)
         summary["ramp_s"] = round(ramped, 3)
         # Each client is live from its first stream's first token to its last stream's end.
-        live = [c for c in self.clients if c[0].first is not None]
+        # A client whose last stream got no token or no end is left out (that run fails anyway):
+        # its zero would empty the window.
+        live = [c for c in self.clients if c[0].first is not None and c[-1].last and c[-1].finished]
         if live:
             # How long every client was live at once: from the last first token to the first end.
             last_first = max(c[0].first or 0.0 for c in live)

@@ -375,7 +375,9 @@ def render(results: dict[str, Any]) -> str:
         "uvicorn and the raw floor use 2048, streamserver what `streamserver serve` sets.",
         "- The load generator opens one connection per stream (as EventSource does), ramped at "
         "1000 connections/s in the paced runs (2000/s for 2000 streams) and 2000/s in the "
-        "10,000-stream run (which also "
+        "10,000-stream run; in the calibrated run the streams arrive at concurrency over a "
+        "stream's length a second, each client running three in turn on its connection (the "
+        "10,000-stream run also "
         "keeps at most 100 connections waiting for their response head, so that no server's "
         "listen queue overflows), and counts events on raw bytes (no HTTP client library); once a "
         "response head has arrived, every body is read from one epoll set in a tight loop. It "
@@ -394,9 +396,9 @@ def render(results: dict[str, Any]) -> str:
         "complete.",
         "- Throughput (unpaced) is tokens received / wall time from the first connection to the "
         "last stream's end. Delivered rate (paced) is the tokens received per second while every "
-        "stream was live (from the last stream's first token to the first stream's last token, "
-        "which the ramp of at most 1 s leaves about 2 s long), against the asked rate, "
-        "concurrency × pace; `-` when the streams were never all live at once for 0.5 s. It can "
+        "client had a stream live (from the last client's first token to the first client's "
+        "last token: with one stream per client, the ramp of at most 1 s leaves about 2 s), "
+        "against the asked rate, concurrency × pace; `-` when that never lasted 0.5 s. It can "
         "pass 100% when a server that fell behind catches up (tokens are paced against a "
         "schedule, so late ones go out at once): how late they were is in the TTFT and gap "
         "columns.",

@@ -63,7 +63,8 @@ def fair_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
             figure += (
                 f"; aiohttp-sse's minimal handler, the framework alone: TTFT p99 "
                 f"{_ms(sse['ttft_p99_ms'])} = {sse['ttft_p99_ms'] / floor['ttft_p99_ms']:.2f}× "
-                f"raw's, gap p99 {_ms(sse.get('gap_p99_ms'))}"
+                f"raw's, gap p99 {_ms(sse.get('gap_p99_ms'))}, "
+                f"{sse.get('complete', 0):,}/{sse.get('streams', 0):,} complete"
             )
         arrivals = (results.get("capacity") or {}).get("arrivals_per_s")
         if arrivals:

@@ -171,7 +171,19 @@ def test_the_calibrated_workload_is_paced_at_the_measured_capacity(
     (workload,) = [w for w in results["workloads"] if w["name"] == "calibrated"]
     assert capacity > 0
     assert workload["connections"] == max(1, round(0.6 * capacity / workload["pace"]))
+    # Steady-state arrivals: as many a second as keeps that many live, three streams per client.
+    arrivals = workload["connections"] * workload["pace"] / workload["tokens"]
+    assert workload["ramp"] == pytest.approx(arrivals)
+    assert results["capacity"]["arrivals_per_s"] == pytest.approx(arrivals)
+    assert workload["streams_per_connection"] == 3
+    runs = [r for r in results["runs"] if r["workload"] == "calibrated"]
+    assert {r["server"] for r in runs} == {"raw", "aiohttp-sse", "streamserver"}
+    assert all(r["loadgen"]["streams"] == 3 * workload["connections"] for r in runs)
+    # The probe's busy share is never below its server's own CPU share.
+    assert results["capacity"]["probe_busy"] >= results["capacity"]["probe_server_cpu"]
     rows = {row["number"]: row for row in fair_targets(results)}
     assert set(rows) == {"20.2", "20.3", "20.5"}
     assert all(row["met"] is not None for row in rows.values()), rows  # every figure measured
     assert "a stream's start (one token, a connection) costs" in rows["20.3"]["figure"]
+    assert "aiohttp-sse's minimal handler, the framework alone" in rows["20.3"]["figure"]
+    assert "streams arrived at" in rows["20.3"]["figure"]

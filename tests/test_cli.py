@@ -304,3 +304,19 @@ def test_serve_runs_on_the_event_loop_it_is_given(tmp_path, loop):
         if process.poll() is None:
             process.kill()
             process.communicate()
+
+
+async def test_serve_freezes_what_start_up_loaded_and_keeps_young_collections_small():
+    import gc
+
+    from streamserver.cli import GC_THRESHOLDS, _tune_gc
+
+    before = gc.get_threshold()
+    try:
+        await _tune_gc(None)  # type: ignore[arg-type]  # the app is not looked at
+        assert gc.get_threshold() == GC_THRESHOLDS
+        assert GC_THRESHOLDS[0] <= 1_000  # a young collection walks every live stream's frames
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
