@@ -15,8 +15,9 @@ Per stream it records the time to first token (from the moment the request is se
 connect and send is reported apart as ``connect_ms``), the
 gaps between token arrivals (events that arrive in one read have a gap of 0), the events received
 and whether the stream ended properly. A stream is *complete* when the status was 200, exactly
-``--tokens`` token events arrived, the ``stream_end`` event arrived and the response ended with its
-final chunk. The summary reports its own CPU use (``loadgen_cpu``: CPU seconds per wall second of
+``--tokens`` token events arrived, the ``stream_end`` event arrived (with ``--openai``, ``[DONE]``;
+with ``--tools`` too, the ``tool_calls`` finish of a call that arrived whole) and the response ended
+with its final chunk. The summary reports its own CPU use (``loadgen_cpu``: CPU seconds per wall second of
 the measured phase) and how long its loop passes took (``loop_busy_ms``), and, given
 ``--server-pid``, the server's CPU time and memory read from ``/proc`` at the start and end of that
 phase and every ``--sample-s`` in between.
@@ -53,6 +54,9 @@ CHUNK_MARKS = (b'"content": "', b'"content":"', b'"arguments": "', b'"arguments"
 EMPTY_MARKS = (b'"content": ""', b'"content":""', b'"arguments": ""', b'"arguments":""')
 """... that is not empty (the role chunk's ``content: ""``, a call's opening ``arguments: ""``)."""
 DONE_MARK = b"data: [DONE]"
+CALLS_FINISHED = (b'"finish_reason": "tool_calls"', b'"finish_reason":"tool_calls"')
+"""``--openai --tools``: the end of a stream whose call arrived whole (a relay that cut it, at
+``max_tokens`` say, finishes with ``length``)."""
 _OPENAI_CARRY = len(EMPTY_MARKS[0]) - 1
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # Linux; the module lacks the name
@@ -211,8 +215,10 @@ class SSEClient(asyncio.Protocol):
 
     __slots__ = (
         "carry",
+        "carry_len",
         "chunked",
         "done",
+        "end_marks",
         "head",
         "in_body",
         "openai",
@@ -235,8 +241,13 @@ class SSEClient(asyncio.Protocol):
         sock: socket.socket,
         until_first: bool = False,
         openai: bool = False,
+        tools: bool = False,
     ) -> None:
         self.openai = openai
+        self.end_marks = (CALLS_FINISHED if tools else (DONE_MARK,)) if openai else (END_MARK,)
+        self.carry_len = max(
+            _OPENAI_CARRY if openai else _CARRY, *(len(mark) - 1 for mark in self.end_marks)
+        )
         self.request = request
         self.record = record
         self.done = done
@@ -315,13 +326,13 @@ class SSEClient(asyncio.Protocol):
             record.last = now
             record.tokens += count
             self.tally.add(now, count)
-        if not record.ended and (DONE_MARK if self.openai else END_MARK) in scan:
+        if not record.ended and any(mark in scan for mark in self.end_marks):
             record.ended = True
         if self.chunked and scan.endswith(LAST_CHUNK):
             record.terminated = True
             self._finish(now, None)
             return
-        self.carry = scan[-(_OPENAI_CARRY if self.openai else _CARRY) :]
+        self.carry = scan[-self.carry_len :]
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.done.done():
@@ -418,7 +429,15 @@ class LoadGenerator:
         sock.setblocking(False)
         sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
         protocol = SSEClient(
-            self.request, record, done, self.tally, self.reader, sock, until_first, self.args.openai
+            self.request,
+            record,
+            done,
+            self.tally,
+            self.reader,
+            sock,
+            until_first,
+            self.args.openai,
+            self.args.openai and self.args.tools,
         )
         record.start = time.monotonic()
         self.tally.pending += 1
@@ -592,7 +611,7 @@ class LoadGenerator:
             elif r.tokens != expected:
                 problems[f"{r.tokens} tokens instead of {expected}"] += 1
             elif not r.ended:
-                problems["no stream_end event"] += 1
+                problems["no tool_calls finish" if merges else "no stream_end event"] += 1
             elif not r.terminated:
                 problems["no final chunk"] += 1
         tokens = sum(r.tokens for r in records)

@@ -44,6 +44,9 @@ from .types import (
 
 log = logging.getLogger("streamserver.pipeline")
 
+_CONTENT_PARTS = frozenset({Reasoning, ToolCallDelta})
+"""The parts other than text that count as tokens (a ``Finish`` or a signature does not)."""
+
 
 class StreamRun:
     """Runs one stream's generation into its log; ``run()`` is the stream's task."""
@@ -238,7 +241,9 @@ class StreamRun:
                 await asyncio.sleep(delay)
 
     async def _relay(self, deltas: AsyncIterator[Delta]) -> bool:
-        """Relay ``deltas`` into the log; False once ``max_tokens`` is reached."""
+        """Relay ``deltas`` into the log; False at a delta past ``max_tokens``, which is not
+        relayed. A provider that stops at ``max_tokens`` itself (an upstream asked for it) has
+        its own finish reason and usage relayed: the cap cuts only what goes past it."""
         plan = self.plan
         log_ = self.stream.log
         buffer = plan.buffer
@@ -257,6 +262,8 @@ class StreamRun:
             if type(delta) is str:
                 if not delta:
                     continue
+                if tokens >= max_tokens:
+                    return self._cut()
                 if not in_text:  # the first text, or text again after another part
                     self._switch("text")
                     in_text = True
@@ -281,6 +288,8 @@ class StreamRun:
                         self._timer.cancel()
                         self._timer = None
             else:
+                if tokens >= max_tokens and type(delta) in _CONTENT_PARTS:
+                    return self._cut()
                 if not self._part(delta, passthrough):  # a Finish, or an empty part
                     continue
                 in_text = False
@@ -288,14 +297,16 @@ class StreamRun:
                     self._first_token()
                 tokens += 1
                 self._tokens = tokens
-            if tokens >= max_tokens:
-                self._ended_with = Finish("length", plan.request.model)
-                return False
             if log_.end - log_.floor >= high_water:  # the slowest reader is far behind
                 self._waiting = True
                 await log_.writable()
                 self._waiting = False
         return True
+
+    def _cut(self) -> bool:
+        """End at ``max_tokens`` with ``length``; the provider is closed."""
+        self._ended_with = Finish("length", self.plan.request.model)
+        return False
 
     def _first_token(self) -> None:
         self._ttft = time.monotonic() - self._started

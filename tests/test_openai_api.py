@@ -10,7 +10,7 @@ import openai
 import pytest
 from conftest import SCRIPTED, base_config, script, upstream_config
 
-from streamserver.devtools.fake_upstream import Plan
+from streamserver.devtools.fake_upstream import Plan, PlannedCall
 
 
 @pytest.fixture
@@ -82,6 +82,49 @@ async def test_max_tokens_gives_finish_reason_length(base_url):
 
     assert completion.choices[0].message.content == "one two"
     assert completion.choices[0].finish_reason == "length"
+
+
+async def test_an_answer_that_ends_at_max_tokens_keeps_the_upstreams_finish_and_usage(
+    serve, upstream
+):
+    # A text token, a call's start and its three fragments: five deltas, as asked. The upstream
+    # stops there itself; the server's cap must not cut it first and report "length" with an
+    # estimate in place of the upstream's own finish reason and usage.
+    fake, url = upstream
+    call = PlannedCall("call_1", "lookup", '{"q": "x"}')
+    fake.queue(Plan(tokens=["Hi"], tool_calls=[call], arguments_cut=(3, 7), usage=(9, 5)))
+    client = await serve(upstream_config(url))
+    sdk = openai.AsyncOpenAI(base_url=client.base_url + "/v1", api_key="unused")
+    stream = await sdk.chat.completions.create(
+        model="fake-model", messages=[{"role": "user", "content": "x"}], stream=True,
+        max_tokens=5, stream_options={"include_usage": True},
+    )  # fmt: skip
+    chunks = [chunk async for chunk in stream]
+    await sdk.close()
+
+    fragments = [
+        c.choices[0].delta.tool_calls[0].function.arguments
+        for c in chunks
+        if c.choices and c.choices[0].delta.tool_calls
+    ]
+    assert "".join(fragments) == '{"q": "x"}'
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "tool_calls"
+    assert (chunks[-1].usage.prompt_tokens, chunks[-1].usage.completion_tokens) == (9, 5)
+    assert fake.requests[-1].body["max_tokens"] == 5
+
+
+async def test_a_delta_past_max_tokens_is_cut_with_length(serve):
+    client = await serve(base_config(**SCRIPTED))
+    sdk = openai.AsyncOpenAI(base_url=client.base_url + "/v1", api_key="unused")
+    stream = await sdk.chat.completions.create(
+        model="scripted", messages=[{"role": "user", "content": script(["a", "b", "c"])}],
+        stream=True, max_tokens=2,
+    )  # fmt: skip
+    chunks = [chunk async for chunk in stream]
+    await sdk.close()
+
+    assert "".join(c.choices[0].delta.content or "" for c in chunks) == "ab"
+    assert chunks[-1].choices[0].finish_reason == "length"
 
 
 async def test_an_unknown_model_raises_not_found(base_url):

@@ -326,7 +326,7 @@ def _answer(plan: Plan, prompt: str, limit: int | None) -> Answer:
     steps += [Step("raw", data) for data in plan.raw]
     prompt_tokens, completion_tokens = plan.usage or (
         5,
-        sum(1 for step in steps if step.kind not in ("call", "raw")),
+        sum(1 for step in steps if step.kind != "raw"),
     )
     return Answer(steps, finish, prompt_tokens, completion_tokens, plan.reasoning_field,
                   plan.stop_sequence if finish == "stop" else None)  # fmt: skip
@@ -337,8 +337,8 @@ def _tool_echo(plan: Plan, body: dict[str, Any]) -> Plan:
     tokens as JSON-string fragments: ``{"echo": "w0``, `` w1``, ..., `` wN"}`` (one per token)."""
     tokens = tokenize(_last_user_text(body))
     limit = body.get("max_completion_tokens") or body.get("max_tokens")
-    if limit is not None:
-        tokens = tokens[:limit]
+    if limit is not None:  # the call's opening chunk (its name) is a token, as a real model's
+        tokens = tokens[: max(limit - 1, 0)]
     pieces = [json.dumps(token)[1:-1] for token in tokens] or [""]
     pieces[0] = '{"echo": "' + pieces[0]
     pieces[-1] += '"}'
