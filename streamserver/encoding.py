@@ -61,11 +61,17 @@ class SSEEncoder:
         )
 
     def event(self, seq: int, event: Event) -> bytes:
-        """Any event; multi-line data becomes several ``data:`` lines, as the spec rebuilds it."""
+        """Any event; multi-line data becomes several ``data:`` lines, as the spec rebuilds it.
+        One line of data (a JSON chunk: a tool call's fragment, a reasoning delta) and no
+        ``retry:`` is one f-string, as ``segment`` writes a token: the same bytes."""
+        data, name = event.data, event.name
+        if seq and "\n" not in data and "\r" not in data:
+            head = f"\nevent: {name}\ndata: " if name else "\ndata: "
+            return f"{self._id_prefix}{seq}{head}{data}\n\n".encode("utf-8", "backslashreplace")
         lines = [f"{self._id_prefix}{seq}"]
-        if event.name:
-            lines.append(f"event: {event.name}")
-        lines.extend(f"data: {line}" for line in _LINE_BREAK.split(event.data))
+        if name:
+            lines.append(f"event: {name}")
+        lines.extend(f"data: {line}" for line in _LINE_BREAK.split(data))
         if seq == 0 and self._retry:
             lines.append(f"retry: {self._retry}")
         lines.append("\n")

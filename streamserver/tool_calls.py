@@ -42,6 +42,12 @@ class ToolCalls:
     def add(self, delta: ToolCallDelta) -> Sequence[Event]:
         """Take one piece; the events that say it, to write now."""
         call = self._calls.get(delta.index)
+        if call is not None and not delta.name:  # a fragment of an open call: once per fragment
+            if not delta.arguments:
+                return _NONE
+            call.arguments.append(delta.arguments)
+            fragment = self._fragment
+            return _NONE if fragment is None else fragment(delta.index, delta.arguments)
         events: Sequence[Event] = _NONE
         if call is None:
             call_id = delta.id or f"call_{self._stream_id}_{delta.index}"

@@ -8,7 +8,7 @@ plain, and refused with ``upstream_malformed`` where it is not (see ``ToolCalls`
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -32,16 +32,14 @@ def delta_parts(delta: Mapping[str, Any], calls: ToolCalls) -> list[Delta]:
     return parts
 
 
-def later_parts(delta: Mapping[str, Any], calls: ToolCalls) -> list[Delta]:
-    """A delta's refusal (relayed as text: it is what the model said), then its tool calls."""
-    parts: list[Delta] = []
-    refusal = delta.get("refusal")
-    if refusal and type(refusal) is str:
-        parts.append(refusal)
+def later_parts(delta: Mapping[str, Any], calls: ToolCalls) -> Sequence[Delta]:
+    """A delta's refusal (relayed as text: it is what the model said), then its tool calls.
+    Once per fragment of a call's arguments: no list but the one returned."""
     entries = delta.get("tool_calls")
-    if entries:
-        parts.extend(calls.deltas(entries))
-    return parts
+    refusal = delta.get("refusal")
+    if not refusal or type(refusal) is not str:
+        return calls.deltas(entries) if entries else ()
+    return [refusal, *calls.deltas(entries)] if entries else [refusal]
 
 
 class ToolCalls:
@@ -61,10 +59,11 @@ class ToolCalls:
         self.last = 0
         self.last_id: str | None = None
 
-    def deltas(self, entries: Any) -> Iterator[ToolCallDelta]:
+    def deltas(self, entries: Any) -> list[ToolCallDelta]:
         """The ``ToolCallDelta`` of each entry of one delta's ``tool_calls``."""
         if not isinstance(entries, list):
             raise malformed("tool_calls that are not a list")
+        found: list[ToolCallDelta] = []
         for entry in entries:
             if not isinstance(entry, dict):
                 raise malformed("a tool call that is not an object")
@@ -90,7 +89,8 @@ class ToolCalls:
                 self.last_id = call_id
             self.last = index
             if started or name or arguments:
-                yield ToolCallDelta(index, call_id, name, arguments)
+                found.append(ToolCallDelta(index, call_id, name, arguments))
+        return found
 
     def finish_reason(self, reason: str) -> str:
         """``tool_calls`` for an answer that made calls but says ``stop`` (Ollama, some
