@@ -20,6 +20,7 @@ AOF (``appendonly yes``) when conversations must outlive a Redis restart.
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
 import time
 from collections.abc import Sequence
@@ -79,6 +80,8 @@ class RedisConversationStore:
     """Shared by every instance (``serve --workers`` accepts it)."""
 
     def __init__(self, options: object = None) -> None:
+        if importlib.util.find_spec("redis") is None:  # an extra: say so at start-up
+            raise ConfigError("", "an installed Redis client: pip install 'streamserver[redis]'")
         self._connection: RedisConnection | None = None
         self._loop_id = 0
         self._scripts: dict[str, AsyncScript] = {}

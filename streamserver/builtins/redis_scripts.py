@@ -1,4 +1,4 @@
-"""The Lua scripts of the ``redis`` stream store (``redis_streams.py``): each runs atomically in
+"""The Lua scripts of the ``redis`` stream store (``redis_stream_store.py``): each runs atomically in
 Redis, so what they check and what they change cannot be interleaved with another instance's
 writes. Keys and arguments are listed with each."""
 

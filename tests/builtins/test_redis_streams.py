@@ -8,7 +8,7 @@ import asyncio
 import pytest
 from conftest import base_config
 
-from streamserver.builtins.redis_streams import RedisStreams
+from streamserver.builtins.redis_stream_store import RedisStreams
 from streamserver.config import load_config
 from streamserver.stores import Appended, SharedStream
 
