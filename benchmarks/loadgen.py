@@ -244,9 +244,13 @@ class SSEClient(asyncio.Protocol):
         tools: bool = False,
     ) -> None:
         self.openai = openai
-        self.end_marks = (CALLS_FINISHED if tools else (DONE_MARK,)) if openai else (END_MARK,)
+        # What must arrive for the stream to have ended: one of each group's marks.
+        self.end_marks = [(DONE_MARK,), CALLS_FINISHED] if tools else [(DONE_MARK,)]
+        if not openai:
+            self.end_marks = [(END_MARK,)]
         self.carry_len = max(
-            _OPENAI_CARRY if openai else _CARRY, *(len(mark) - 1 for mark in self.end_marks)
+            _OPENAI_CARRY if openai else _CARRY,
+            *(len(mark) - 1 for group in self.end_marks for mark in group),
         )
         self.request = request
         self.record = record
@@ -326,8 +330,10 @@ class SSEClient(asyncio.Protocol):
             record.last = now
             record.tokens += count
             self.tally.add(now, count)
-        if not record.ended and any(mark in scan for mark in self.end_marks):
-            record.ended = True
+        if not record.ended:
+            marks = self.end_marks
+            marks[:] = [group for group in marks if not any(mark in scan for mark in group)]
+            record.ended = not marks
         if self.chunked and scan.endswith(LAST_CHUNK):
             record.terminated = True
             self._finish(now, None)
@@ -611,7 +617,9 @@ class LoadGenerator:
             elif r.tokens != expected:
                 problems[f"{r.tokens} tokens instead of {expected}"] += 1
             elif not r.ended:
-                problems["no tool_calls finish" if merges else "no stream_end event"] += 1
+                problems[
+                    "no [DONE] and tool_calls finish" if merges else "no stream_end event"
+                ] += 1
             elif not r.terminated:
                 problems["no final chunk"] += 1
         tokens = sum(r.tokens for r in records)

@@ -44,9 +44,6 @@ from .types import (
 
 log = logging.getLogger("streamserver.pipeline")
 
-_CONTENT_PARTS = frozenset({Reasoning, ToolCallDelta})
-"""The parts other than text that count as tokens (a ``Finish`` or a signature does not)."""
-
 
 class StreamRun:
     """Runs one stream's generation into its log; ``run()`` is the stream's task."""
@@ -241,9 +238,10 @@ class StreamRun:
                 await asyncio.sleep(delay)
 
     async def _relay(self, deltas: AsyncIterator[Delta]) -> bool:
-        """Relay ``deltas`` into the log; False at a delta past ``max_tokens``, which is not
-        relayed. A provider that stops at ``max_tokens`` itself (an upstream asked for it) has
-        its own finish reason and usage relayed: the cap cuts only what goes past it."""
+        """Relay ``deltas`` into the log; False once ``max_tokens`` is reached. A provider that
+        was given the cap (the request's ``max_tokens``) stops there itself: its own finish
+        reason and usage are relayed, and only a delta past the cap is cut. One that was not
+        told (the cap is ``limits.max_tokens`` alone) is cut at the cap, not waited for."""
         plan = self.plan
         log_ = self.stream.log
         buffer = plan.buffer
@@ -256,6 +254,7 @@ class StreamRun:
         passthrough = getattr(buffer, "passthrough", False)  # optional: Buffer.passthrough
         high_water = log_.high_water
         in_text = self._kind == "text"
+        told = plan.request.max_tokens is not None  # the provider stops at the cap itself
         # Hot loop. Shaped for speed: locals only, no per-token hook, no allocation beyond
         # what the buffer, formatter and encoder need.
         async for delta in deltas:
@@ -288,7 +287,7 @@ class StreamRun:
                         self._timer.cancel()
                         self._timer = None
             else:
-                if tokens >= max_tokens and type(delta) in _CONTENT_PARTS:
+                if tokens >= max_tokens and _is_content(delta):
                     return self._cut()
                 if not self._part(delta, passthrough):  # a Finish, or an empty part
                     continue
@@ -297,6 +296,8 @@ class StreamRun:
                     self._first_token()
                 tokens += 1
                 self._tokens = tokens
+            if tokens >= max_tokens and not told:
+                return self._cut()
             if log_.end - log_.floor >= high_water:  # the slowest reader is far behind
                 self._waiting = True
                 await log_.writable()
@@ -495,7 +496,9 @@ class StreamRun:
         if self._calls:
             self._end_calls()
         plan = self.plan
-        ended = self._ended_with or Finish("stop", plan.request.model)
+        # A provider that ends without a Finish: "length" if it stopped at the cap.
+        reached = self._tokens >= plan.max_tokens
+        ended = self._ended_with or Finish("length" if reached else "stop", plan.request.model)
         if outcome == "cancelled" or outcome == "client_gone":
             reason = "cancelled"
         elif failure is not None:

@@ -66,7 +66,7 @@ class StreamService:
         self._new_buffers: dict[str, Callable[[], Buffer]] = {}
         self.instance_id = secrets.token_hex(8)
         """This process's id in the shared stores (a stream's owner, a lease)."""
-        store: StreamStore = _make(
+        store: StreamStore = make_part(
             config.stream_store, f"resume.{config.stream_store.name}", config.file
         )
         self.shared = (
@@ -83,16 +83,18 @@ class StreamService:
     async def open(cls, config: Config) -> StreamService:
         """Create provider instances and sinks; check every route's model against its provider."""
         providers = {
-            name: _make(part, f"providers.{name}", config.file)
+            name: make_part(part, f"providers.{name}", config.file)
             for name, part in config.providers.items()
         }
         sinks: list[MetricsSink] = [
-            _make(part, f"metrics.{part.name}", config.file) for part in config.sinks
+            make_part(part, f"metrics.{part.name}", config.file) for part in config.sinks
         ]
-        store: ConversationStore = _make(
+        store: ConversationStore = make_part(
             config.conversation_store, f"conversations.{config.conversations.store}", config.file
         )
-        limits: LimitStore = _make(config.limit_store, f"limits.{config.limits.store}", config.file)
+        limits: LimitStore = make_part(
+            config.limit_store, f"limits.{config.limits.store}", config.file
+        )
         service = cls(config, providers, sinks, store, limits)
         try:
             opening = getattr(store, "open", None)  # optional: ConversationStore.open
@@ -543,7 +545,7 @@ def _same_request(stream: Stream, idempotency: tuple[str, str], path: str) -> St
     return stream
 
 
-def _make(part: Part, section: str, file: str | None) -> Any:
+def make_part(part: Part, section: str, file: str | None) -> Any:
     """Call a registered factory with its validated options. A factory's ``ConfigError`` names keys
     relative to its own section; this puts the section and file in front."""
     factory: Any = part.registration.factory

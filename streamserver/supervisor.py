@@ -34,6 +34,7 @@ from typing import Any
 from . import server_log
 from .config import Config, Part, load_config
 from .errors import ConfigError
+from .service import make_part
 from .version import __version__
 from .worker_link import Worker
 
@@ -78,7 +79,8 @@ def check_workers(config: Config, workers: int) -> None:
         )
     for key, (attribute, what) in _SHARED.items():
         part: Part = getattr(config, attribute)
-        if not getattr(part.registration.factory(part.options), "distributed", False):
+        section = f"{key.partition('.')[0]}.{part.name}"
+        if not getattr(make_part(part, section, config.file), "distributed", False):
             raise ConfigError(
                 key,
                 f'a store the workers share with --workers {workers}: "redis", with a [redis] '

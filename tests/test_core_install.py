@@ -1,38 +1,65 @@
 """``pip install streamserver`` without extras is enough to serve: the shipped config (what
-``make run`` serves) starts and streams with every optional package hidden from import, and a
-config that asks for one says which extra to install, with exit 2.
+``make run`` serves) starts and streams on a Python that sees only streamserver's install
+requirements, and a config that asks for an extra's store says which extra to install, exit 2.
 
-The suite's own environment has every extra installed, so a top-level import of one in a
-built-in plugin would pass every other test and still break ``make run`` on a fresh machine."""
+The suite's own environment has every extra (and every test tool) installed, so a top-level
+import of one in a built-in plugin would pass every other test and still break ``make run`` on a
+fresh machine."""
 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import urllib.request
+from importlib import metadata
 from pathlib import Path
 
 import pytest
 from conftest import REPO
+from packaging.requirements import Requirement
 from test_cli import free_port, wait_for_health
 
-EXTRAS = ("redis", "hiredis", "anthropic", "opentelemetry", "uvloop", "pytest", "hypothesis",
-          "httpx", "httpx_sse", "langchain_openai", "langchain_core")  # fmt: skip
-"""Top-level packages of the extras (``redis``, ``anthropic``, ``otel``, ``uvloop``, ``testing``)."""
+
+def core_distributions() -> set[str]:
+    """streamserver's install requirements and theirs, without extras (normalised names)."""
+    found: set[str] = set()
+    todo = ["streamserver"]
+    while todo:
+        name = _normal(todo.pop())
+        if name in found:
+            continue
+        found.add(name)
+        for line in metadata.requires(name) or ():
+            requirement = Requirement(line)
+            if requirement.marker is None or requirement.marker.evaluate({"extra": ""}):
+                todo.append(requirement.name)
+    return found - {"streamserver"}  # the repository itself goes on PYTHONPATH
 
 
 def without_extras(tmp_path: Path) -> dict[str, str]:
-    """The environment of a Python that sees this venv's site-packages minus the extras: a folder
-    of links to every other entry, on ``PYTHONPATH`` with the repository (``-S``: no site)."""
+    """The environment of a Python that sees only what ``pip install streamserver`` installs: a
+    folder of links to those packages of this venv (their modules, metadata and bundled
+    libraries), on ``PYTHONPATH`` with the repository (``-S``: no site-packages of its own)."""
+    core = core_distributions()
+    modules = {
+        top for top, names in metadata.packages_distributions().items()
+        if any(_normal(name) in core for name in names)
+    }  # fmt: skip
     site = Path(next(p for p in sys.path if p.endswith("site-packages")))
     view = tmp_path / "site-packages"
     view.mkdir()
     for entry in site.iterdir():
-        top = entry.name.split("-")[0].split(".")[0].lower()
-        if top not in EXTRAS and not entry.name.endswith(".pth"):
+        stem = entry.name.split(".")[0]
+        dist = entry.name.split("-")[0] if entry.name.endswith(".dist-info") else stem
+        if stem in modules or _normal(dist) in core:
             (view / entry.name).symlink_to(entry)
     return {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{view}"}
+
+
+def _normal(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 def streamserver(*args: str) -> list[str]:
@@ -77,4 +104,22 @@ def test_a_store_whose_extra_is_missing_names_the_extra_and_exits_2(tmp_path, se
     assert result.returncode == 2, result.stderr
     assert "pip install 'streamserver[redis]'" in result.stderr
     assert f"{section}.redis" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_workers_on_stores_whose_extra_is_missing_name_the_section_and_exit_2(tmp_path):
+    config = tmp_path / "workers.toml"
+    config.write_text(
+        f'[server]\nplugins_dir = "none"\nport = {free_port()}\n'
+        '[redis]\nurl = "redis://127.0.0.1:1/0"\n[resume]\nstore = "redis"\n'
+        '[conversations]\nstore = "redis"\n[limits]\nstore = "redis"\n',
+        encoding="utf-8",
+    )
+    result = subprocess.run(
+        streamserver("serve", "--workers", "2", "--config", str(config)),
+        env=without_extras(tmp_path), cwd=tmp_path, capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+
+    assert result.returncode == 2, result.stderr
+    assert "workers.toml: resume.redis: expected an installed Redis client" in result.stderr
     assert "Traceback" not in result.stderr

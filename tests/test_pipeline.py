@@ -99,6 +99,39 @@ async def test_max_tokens_stops_the_provider(serve):
     assert provider.closed
 
 
+async def test_a_provider_that_stops_at_max_tokens_keeps_its_own_finish(serve):
+    # Told the cap, the provider stops there itself: its finish and usage stand; an empty
+    # reasoning delta after the cap is no content and cuts nothing.
+    client = await serve(base_config(**SCRIPTED))
+    prompt = script(["a", "b", {"reasoning": ""}], finish="stop")
+
+    got = await client.sse(
+        "/v1/stream", params={"prompt": prompt, "model": "scripted", "max_tokens": "2"}
+    )
+
+    end = got.json()[-1]
+    assert [e["content"] for e in got.json() if "content" in e] == ["a", "b"]
+    assert end["finish_reason"] == "stop"
+    assert end["usage"]["estimated"] is False
+
+
+async def test_a_provider_not_told_the_cap_is_cut_at_it_without_waiting(serve):
+    # No max_tokens in the request: the cap is limits.max_tokens, which the provider never saw,
+    # so the stream ends at the cap instead of waiting for a delta that may never come.
+    app = streamserver.create_app(base_config(**SCRIPTED, limits={"max_tokens": 2}))
+    client = await serve(app=app)
+    prompt = script(["a", "b"], then="hang")
+
+    got = await asyncio.wait_for(
+        client.sse("/v1/stream", params={"prompt": prompt, "model": "scripted"}), 10
+    )
+
+    end = got.json()[-1]
+    assert [e["content"] for e in got.json() if "content" in e] == ["a", "b"]
+    assert end["finish_reason"] == "length"
+    assert app[SERVICE].providers["scripted"].closed
+
+
 async def test_route_max_tokens_is_the_default_for_requests(serve):
     config = base_config(
         routes={"/s": {"formatter": "events", "max_tokens": 3, "allow": ["model"]}}
