@@ -123,3 +123,39 @@ def test_workers_on_stores_whose_extra_is_missing_name_the_section_and_exit_2(tm
     assert result.returncode == 2, result.stderr
     assert "workers.toml: resume.redis: expected an installed Redis client" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+AT_REST = """
+import asyncio, sys
+import aiohttp
+from aiohttp import web
+import streamserver
+
+async def main():
+    runner = web.AppRunner(streamserver.create_app(sys.argv[1]))
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"http://127.0.0.1:{port}/v1/stream?prompt=hi&max_tokens=3") as r:
+            assert b"event: stream_end" in await r.read()
+    await runner.cleanup()
+    print(" ".join(sorted({name.partition(".")[0] for name in sys.modules})))
+
+asyncio.run(main())
+"""
+
+
+def test_a_text_stream_loads_neither_redis_py_nor_the_json_schema_validators(tmp_path):
+    # Each is several MB resident in every worker: loaded by the first stream (or store) that
+    # needs it, not at start-up.
+    result = subprocess.run(
+        [sys.executable, "-c", AT_REST, str(REPO / "config.toml")],
+        cwd=tmp_path, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    loaded = set(result.stdout.split())
+
+    assert "streamserver" in loaded
+    assert not loaded & {"redis", "opentelemetry", "jsonschema", "jsonschema_rs"}

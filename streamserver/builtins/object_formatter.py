@@ -24,10 +24,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import jsonschema
-import jsonschema_rs
 import orjson
-from jsonschema.exceptions import best_match
 
 from ..errors import StreamRejected
 from ..hookspecs import Register, hookimpl
@@ -62,6 +59,9 @@ class SchemaCheck:
     __slots__ = ("fast", "full")
 
     def __init__(self, schema: Any) -> None:
+        import jsonschema
+        import jsonschema_rs
+
         cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
         cls.check_schema(schema)
         self.full = cls(schema)
@@ -78,6 +78,8 @@ class SchemaCheck:
         found = list(self.full.iter_errors(value))
         if not found:
             return []
+        from jsonschema.exceptions import best_match
+
         best = best_match(found)
         ordered = [best, *(e for e in found if e is not best)][:MAX_ERRORS]
         return [{"path": e.json_path, "message": e.message} for e in ordered]
@@ -99,6 +101,10 @@ def schema_validator(response_format: Mapping[str, Any] | None) -> SchemaCheck |
     schema = (response_format.get("json_schema") or {}).get("schema")
     if schema is None:
         return None
+    # Here, not at start-up: the two validators are ~6 MB resident, paid by a server once a
+    # stream asks for a schema (its first such stream waits ~25 ms for the import).
+    import jsonschema
+
     try:
         return _validator(json.dumps(schema, sort_keys=True))
     except jsonschema.SchemaError as exc:
