@@ -245,9 +245,9 @@ class SSEClient(asyncio.Protocol):
     ) -> None:
         self.openai = openai
         # What must arrive for the stream to have ended: one of each group's marks.
-        self.end_marks = [(DONE_MARK,), CALLS_FINISHED] if tools else [(DONE_MARK,)]
-        if not openai:
-            self.end_marks = [(END_MARK,)]
+        self.end_marks = (
+            [(END_MARK,)] if not openai else [(DONE_MARK,), *([CALLS_FINISHED] if tools else [])]
+        )
         self.carry_len = max(
             _OPENAI_CARRY if openai else _CARRY,
             *(len(mark) - 1 for group in self.end_marks for mark in group),

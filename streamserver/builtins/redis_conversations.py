@@ -20,7 +20,6 @@ AOF (``appendonly yes``) when conversations must outlive a Redis restart.
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import json
 import time
 from collections.abc import Sequence
@@ -35,6 +34,7 @@ from ..conversations import (
 )
 from ..errors import ConfigError
 from ..hookspecs import Register, hookimpl
+from .redis_extra import require_redis
 
 if TYPE_CHECKING:
     from redis.commands.core import AsyncScript
@@ -80,8 +80,7 @@ class RedisConversationStore:
     """Shared by every instance (``serve --workers`` accepts it)."""
 
     def __init__(self, options: object = None) -> None:
-        if importlib.util.find_spec("redis") is None:  # an extra: say so at start-up
-            raise ConfigError("", "an installed Redis client: pip install 'streamserver[redis]'")
+        require_redis()  # an extra: say so at start-up
         self._connection: RedisConnection | None = None
         self._loop_id = 0
         self._scripts: dict[str, AsyncScript] = {}

@@ -30,14 +30,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib.util
 import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ..errors import ConfigError
 from ..hookspecs import Register, hookimpl
 from ..stores import StoreUnavailable
+from .redis_extra import require_redis
 
 if TYPE_CHECKING:
     from ..config import Config
@@ -131,8 +130,7 @@ class RedisLimits:
     distributed = True
 
     def __init__(self) -> None:
-        if importlib.util.find_spec("redis") is None:  # an extra: say so at start-up
-            raise ConfigError("", "an installed Redis client: pip install 'streamserver[redis]'")
+        require_redis()  # an extra: say so at start-up
         self._connection: RedisConnection | None = None
         self._loop_id = 0
         self._per_minute = 0.0

@@ -6,16 +6,13 @@ server that does not configure the store neither needs it installed nor pays for
 
 from __future__ import annotations
 
-import importlib.util
-
-from ..errors import ConfigError
 from ..hookspecs import Register, hookimpl
 from ..stores import StreamStore
+from .redis_extra import require_redis
 
 
 def _store(options: object) -> StreamStore:
-    if importlib.util.find_spec("redis") is None:  # an extra: say so at start-up
-        raise ConfigError("", "an installed Redis client: pip install 'streamserver[redis]'")
+    require_redis()  # an extra: say so at start-up
     from .redis_stream_store import RedisStreams
 
     return RedisStreams()
