@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -45,7 +46,11 @@ LAZY_S = 0.5
 """How often the events of a stream that nobody elsewhere follows are written: at 50 tokens a
 second, one store entry holds 25 of them instead of one. Only a resume elsewhere reads them, and
 it follows what is not there yet (the owner then writes the rest at once), so a longer round
-costs a resume nothing; at 0.1 s Redis spent 4.0 µs of CPU per paced token, at 0.5 s 2.4."""
+costs a resume nothing; at 0.1 s Redis spent 4.0 µs of CPU per paced token, at 0.5 s 2.4.
+Each stream keeps its own round (``LAZY_S`` after its first event not written), so the writes of
+a thousand streams spread over the round instead of landing in one burst every ``LAZY_S``."""
+_LAZY_TICK_S = 0.02
+"""The lazy writes due within this much of each other go in one write."""
 _RETRY_S = 0.5
 """Between attempts at a write (or a replica's read) that failed."""
 
@@ -54,8 +59,8 @@ class _Mirrored:
     """One owned stream's events not yet written to the store."""
 
     __slots__ = (
-        "close_taken", "closed", "dirty", "eager", "failing_since", "pending", "publish",
-        "reader", "shared", "start", "stream", "unsent", "written",
+        "close_taken", "closed", "dirty", "eager", "failing_since", "lazy_due", "pending",
+        "publish", "reader", "shared", "start", "stream", "unsent", "written",
     )  # fmt: skip
 
     def __init__(self, stream: Stream, shared: SharedStreams) -> None:
@@ -75,6 +80,8 @@ class _Mirrored:
         """Queued for the writer (now or at the next lazy round)."""
         self.eager = False
         """Another instance follows it: written in the iteration its events were logged."""
+        self.lazy_due = 0.0
+        """When its lazy write is due (the loop's clock), while it waits for one; else 0."""
         self.failing_since: float | None = None
         self.reader: Reader | None = None
         """Its watch of the stream's log (``StreamLog.watch``): no task per stream."""
@@ -123,11 +130,12 @@ class SharedStreams:
         self._mirrored: dict[str, _Mirrored] = {}
         self._dirty: list[_Mirrored] = []
         """Streams to write at the end of this iteration."""
-        self._lazy: list[_Mirrored] = []
-        """Streams to write at the next lazy round (every ``LAZY_S``)."""
+        self._lazy: deque[tuple[float, _Mirrored]] = deque()
+        """Streams waiting for their lazy write, with its due time, in that order (an entry
+        whose due time is no longer the stream's own left the queue: ``_unlazy``)."""
+        self._lazy_timer: asyncio.TimerHandle | None = None
         self._wake = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
-        self._rounds: asyncio.Task[None] | None = None
         self._writing = False
         """A write is in flight (or its batch waits to be retried)."""
         self._renewer: asyncio.Task[None] | None = None
@@ -154,7 +162,6 @@ class SharedStreams:
         await self.store.open(self.config, self.instance_id, self._notice)
         loop = asyncio.get_running_loop()
         self._writer = loop.create_task(self._write_loop(), name="stream store writer")
-        self._rounds = loop.create_task(self._lazy_rounds(), name="stream store rounds")
         self._renewer = loop.create_task(self._renew_loop(), name="stream store lease")
 
     async def close(self) -> None:
@@ -163,7 +170,9 @@ class SharedStreams:
         deadline = time.monotonic() + self.config.redis.timeout_s
         while (self._dirty or self._writing) and time.monotonic() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.01)  # bounded: at most the store's timeout
-        tasks = [t for t in (self._writer, self._rounds, self._renewer, *self._tasks) if t]
+        if self._lazy_timer is not None:
+            self._lazy_timer.cancel()
+        tasks = [t for t in (self._writer, self._renewer, *self._tasks) if t]
         for task in tasks:
             task.cancel()
         if tasks:  # bounded: a task that lost its cancel in a library must not hang the stop
@@ -270,32 +279,49 @@ class SharedStreams:
         """The stream's log closed: its end goes out now."""
         mirrored.closed = True
         mirrored.eager = True
-        if mirrored in self._lazy:
-            self._lazy.remove(mirrored)
-            mirrored.dirty = False
+        self._unlazy(mirrored)
         if not mirrored.dirty:
             mirrored.dirty = True
             self.queue(mirrored)
 
     def queue(self, mirrored: _Mirrored) -> None:
-        """``mirrored`` has new events: write them this iteration, or at the next lazy round."""
+        """``mirrored`` has new events: write them this iteration, or ``LAZY_S`` from now."""
         if not mirrored.eager:
-            self._lazy.append(mirrored)
+            loop = asyncio.get_running_loop()
+            mirrored.lazy_due = due = loop.time() + LAZY_S
+            self._lazy.append((due, mirrored))
+            if self._lazy_timer is None:
+                self._lazy_timer = loop.call_at(due, self._lazy_round)
             return
         self._dirty.append(mirrored)
         if not self._wake.is_set():
             self._wake.set()
 
-    def _flush_lazy(self) -> None:
-        if self._lazy:
-            self._dirty.extend(self._lazy)
-            self._lazy = []
-            self._wake.set()
+    def _unlazy(self, mirrored: _Mirrored) -> None:
+        """``mirrored`` no longer waits for its lazy write (its entry is skipped when due)."""
+        if mirrored.lazy_due:
+            mirrored.lazy_due = 0.0
+            mirrored.dirty = False
 
-    async def _lazy_rounds(self) -> None:
-        while True:
-            await asyncio.sleep(LAZY_S)
-            self._flush_lazy()
+    def _lazy_round(self) -> None:
+        """The timer at the first due time: write every stream due by then (or within a tick),
+        and set the timer for the next."""
+        self._lazy_timer = None
+        loop = asyncio.get_running_loop()
+        self._flush_lazy(loop.time() + _LAZY_TICK_S)
+        if self._lazy:
+            self._lazy_timer = loop.call_at(self._lazy[0][0], self._lazy_round)
+
+    def _flush_lazy(self, until: float = float("inf")) -> None:
+        """Queue for the writer every lazy stream due by ``until``."""
+        lazy, dirty = self._lazy, self._dirty
+        while lazy and lazy[0][0] <= until:
+            due, mirrored = lazy.popleft()
+            if mirrored.lazy_due == due:  # else it left the queue meanwhile
+                mirrored.lazy_due = 0.0
+                dirty.append(mirrored)
+        if dirty and not self._wake.is_set():
+            self._wake.set()
 
     async def _write_loop(self) -> None:
         while True:
@@ -358,9 +384,11 @@ class SharedStreams:
         mirrored.pending = []
         mirrored.unsent = []
         if mirrored.dirty:
-            for queue in (self._dirty, self._lazy):
-                if mirrored in queue:
-                    queue.remove(mirrored)
+            if mirrored.lazy_due:
+                self._unlazy(mirrored)
+            else:
+                with contextlib.suppress(ValueError):
+                    self._dirty.remove(mirrored)
             mirrored.dirty = False
         if mirrored.reader is not None and not mirrored.closed:
             mirrored.stream.log.unwatch(mirrored.reader)
@@ -391,9 +419,7 @@ class SharedStreams:
             mirrored = self._mirrored.get(stream_id)
             if mirrored is not None and not mirrored.eager:
                 mirrored.eager = True
-                if mirrored.dirty and mirrored in self._lazy:  # what waits goes out now
-                    self._lazy.remove(mirrored)
-                    mirrored.dirty = False
+                self._unlazy(mirrored)  # what waits goes out now
                 if mirrored.pending and not mirrored.dirty:
                     mirrored.dirty = True
                     self.queue(mirrored)

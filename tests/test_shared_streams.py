@@ -441,3 +441,36 @@ async def test_a_read_elsewhere_before_the_owner_has_published_the_stream_waits_
     started = time.monotonic()
     assert (await b.http.get(f"/v1/streams/{new_stream_id()}")).status_code == 404
     assert 0.9 < time.monotonic() - started < 3  # lease_s = 1
+
+
+async def test_each_stream_keeps_its_own_lazy_round_so_writes_spread_out(serve, redis_url):
+    # A stream nobody follows elsewhere is written LAZY_S after its first unwritten event: two
+    # streams started half a round apart are written half a round apart, not in one burst (at
+    # a thousand streams one burst held Redis, on the load generator's core, for tens of ms).
+    from streamserver.shared_streams import LAZY_S
+
+    app = streamserver.create_app(scripted_config(redis_url))
+    client = await serve(app=app)
+    store = app[SERVICE].shared.store
+    prompt = script(["x "] * 60, gap_ms=40, then="hang")
+    params = {"prompt": prompt, "model": "scripted"}
+    loop = asyncio.get_running_loop()
+    first, _ = await read_some(client, "/v1/stream", 2, params=params)
+    await asyncio.sleep(LAZY_S / 2)
+    second, _ = await read_some(client, "/v1/stream", 2, params=params)
+    writes: dict[str, list[float]] = {first: [], second: []}
+    ends = dict.fromkeys(writes, -1)
+    deadline = loop.time() + 3 * LAZY_S
+    while loop.time() < deadline:  # bounded: three rounds
+        for stream_id in writes:
+            state = await store.state(stream_id)
+            end = state.end if state is not None else -1
+            if end != ends[stream_id]:
+                ends[stream_id] = end
+                writes[stream_id].append(loop.time())
+        await asyncio.sleep(0.005)
+
+    later = {stream_id: times[1:] for stream_id, times in writes.items()}  # after the first read
+    assert all(len(times) >= 2 for times in later.values()), writes
+    closest = min(abs(a - b) for a in later[first] for b in later[second])
+    assert closest > LAZY_S / 5, writes
