@@ -70,6 +70,9 @@ SERVERS = ("raw", "aiohttp-sse", "fastapi", "streamserver")
 PROBE_STREAMS = 400
 """The calibration probe's streams (20k tok/s at 50 tokens/s: about a third of what the raw floor
 carries on one core here)."""
+PROBE_REPS = 3
+"""Probes of the floor's capacity; the median is taken (one probe read 49k, 86k and 99k tok/s in
+three runs on the same kind of machine, and the calibrated load follows it)."""
 CALIBRATED_ROUNDS = 3
 """Streams each client of the calibrated workload runs in turn: a ramp, then a steady state."""
 REDIS = "streamserver-redis"
@@ -201,7 +204,7 @@ def full_suite() -> list[Workload]:
         Workload("paced", "Paced: 1000 concurrent × 150 tokens at 50 tokens/s", 150, 50, 1000,
                  ramp=1000, series="paced", servers=WITH_REDIS),
         Workload("calibrated", "Calibrated paced: 150 tokens at 50 tokens/s", 150, 50, 0,
-                 ramp=1000, reps=1, servers=("raw", "aiohttp-sse", "streamserver"),
+                 ramp=1000, reps=1, servers=("raw", "aiohttp-sse", "streamserver", REDIS),
                  calibrate=0.6),
         Workload("starts", "Starts: 2000 one-token streams, a connection each, at most 20 "
                  "waiting for their headers", 1, 0, 2000, max_pending=20,
@@ -249,8 +252,8 @@ def smoke_suite() -> list[Workload]:
         Workload("fair", "Smoke: fair, 4 streams × 8 tokens, unpaced", 8, 0, 4, reps=1,
                  tick_ms=5, servers=FAIR),
         Workload("calibrated", "Smoke: calibrated, 8 tokens at 200 tokens/s (probe: 4 streams)",
-                 8, 200, 4, ramp=1000, reps=1, servers=("raw", "aiohttp-sse", "streamserver"),
-                 calibrate=0.6),
+                 8, 200, 4, ramp=1000, reps=1,
+                 servers=("raw", "aiohttp-sse", "streamserver", REDIS), calibrate=0.6),
         Workload("starts", "Smoke: starts, 8 one-token streams, a connection each", 1, 0, 8,
                  max_pending=2, reps=1, servers=("raw", "aiohttp-sse", "streamserver")),
     ]  # fmt: skip
@@ -554,15 +557,14 @@ class Bench:
         (raw delivered 91.5k tok/s to 4000 paced streams, then ran 92% busy at 55k)."""
         streams = workload.connections or PROBE_STREAMS
         probe = replace(workload, name="calibrate", connections=streams, calibrate=0.0)
-        run = self.measured(probe, "raw", 0)
-        rate = run.loadgen.get("delivered_per_s") or run.loadgen.get("tokens_per_s") or 0.0
-        core = run.loadgen.get("core_busy", {}).get("cpu" + SERVER_CPU) or 0.0
-        own = (run.loadgen.get("server") or {}).get("cpu_util") or 0.0
-        # The core is at least as busy as the one process pinned to it: its /proc/stat share has
-        # read lower here (2.5% in one probe whose server used about 20% of a CPU).
-        busy = max(core, own)
-        measured = self.pin and 0.05 < busy < 0.9  # else the probe's rate (a lower bound)
-        capacity = rate / busy if measured else rate
+        probes = sorted(
+            # A smoke run gives its own count of streams and probes once.
+            (self.probe(probe, rep) for rep in range(1 if workload.connections else PROBE_REPS)),
+            key=lambda p: p["tokens_per_s"],
+        )
+        median = probes[len(probes) // 2]
+        rate, core, own, busy = (median[k] for k in ("rate", "core", "own", "busy"))
+        capacity, measured = median["tokens_per_s"], median["from_busy_share"]
         if not measured:
             print(f"  calibrated: the floor's core busy share ({busy:.0%}) is not usable "
                   f"(unpinned, or the probe saturated it): its delivered rate is taken as the "
@@ -573,18 +575,35 @@ class Bench:
         # the later ones the steady state. Opened all at 1000 a second instead, the ramp alone
         # is an overload (1,000 starts a second at ~1 ms of CPU each), whatever the token load.
         arrivals = connections * workload.pace / workload.tokens
+        each = ", ".join(f"{p['tokens_per_s']:,.0f}" for p in probes)
         print(f"  calibrated: raw delivered {rate:,.0f} tok/s to {streams} streams, its core "
-              f"{busy:.0%} busy: capacity {capacity:,.0f} tok/s; {workload.calibrate:.0%} of it "
-              f"is {connections} streams, arriving at {arrivals:,.0f} a second", flush=True)  # fmt: skip
+              f"{busy:.0%} busy: capacity {capacity:,.0f} tok/s (the median of {each}); "
+              f"{workload.calibrate:.0%} of it is {connections} streams, arriving at "
+              f"{arrivals:,.0f} a second", flush=True)  # fmt: skip
         self.capacity = {"probe_streams": streams, "probe_tokens_per_s": rate,
                          "probe_core_busy": core, "probe_server_cpu": own,
                          "probe_busy": busy, "tokens_per_s": capacity,
-                         "from_busy_share": measured, "arrivals_per_s": arrivals}  # fmt: skip
+                         "from_busy_share": measured, "arrivals_per_s": arrivals,
+                         "probes": [p["tokens_per_s"] for p in probes]}  # fmt: skip
         title = f"{workload.title} ({connections} concurrent = {workload.calibrate:.0%} of " \
             f"{capacity:,.0f} tok/s, arriving at {arrivals:,.0f} a second, " \
             f"{CALIBRATED_ROUNDS} in turn per client)"  # fmt: skip
         return replace(workload, connections=connections, title=title, ramp=arrivals,
                        streams_per_connection=CALIBRATED_ROUNDS)  # fmt: skip
+
+    def probe(self, probe: Workload, rep: int) -> dict[str, Any]:
+        """One probe of the raw floor: its delivered rate, its core's busy share, and the
+        capacity they give (``from_busy_share``: else the rate itself, a lower bound)."""
+        run = self.measured(probe, "raw", rep)
+        rate = run.loadgen.get("delivered_per_s") or run.loadgen.get("tokens_per_s") or 0.0
+        core = run.loadgen.get("core_busy", {}).get("cpu" + SERVER_CPU) or 0.0
+        own = (run.loadgen.get("server") or {}).get("cpu_util") or 0.0
+        # The core is at least as busy as the one process pinned to it: its /proc/stat share has
+        # read lower here (2.5% in one probe whose server used about 20% of a CPU).
+        busy = max(core, own)
+        measured = bool(self.pin and 0.05 < busy < 0.9)  # else the probe's rate (a lower bound)
+        return {"rate": rate, "core": core, "own": own, "busy": busy, "from_busy_share": measured,
+                "tokens_per_s": rate / busy if measured else rate}  # fmt: skip
 
     def measured(self, workload: Workload, server: str, rep: int) -> Run:
         """One run. While other processes on the machine took more than ``DISTURBED`` of a CPU

@@ -91,11 +91,13 @@ def test_the_object_stream_runs_beside_text_of_its_length(
 def test_the_redis_store_runs_beside_the_memory_store(smoke: tuple[Path, dict[str, Any]]) -> None:
     _out, results = smoke
     runs = [run for run in results["runs"] if run["server"] == "streamserver-redis"]
-    assert {run["workload"] for run in runs} == {"throughput", "paced", "resume"}
+    assert {run["workload"] for run in runs} == {"throughput", "paced", "calibrated", "resume"}
     loads = [run for run in runs if run["workload"] != "resume"]
     assert all(run["redis_cpu_s"] is not None for run in loads)
-    for workload in ("throughput", "paced"):
+    for workload in ("throughput", "paced", "calibrated"):
         assert "vs_memory" in results["summary"][workload]["streamserver-redis"]
+    targets = [row["target"] for row in results["targets"] if row["number"] == "Redis"]
+    assert any(t.startswith("calibrated paced load") for t in targets), targets
 
 
 @pytest.mark.skipif(not HAS_REDIS, reason="needs redis-server and redis-py")
@@ -177,7 +179,9 @@ def test_the_calibrated_workload_is_paced_at_the_measured_capacity(
     assert results["capacity"]["arrivals_per_s"] == pytest.approx(arrivals)
     assert workload["streams_per_connection"] == 3
     runs = [r for r in results["runs"] if r["workload"] == "calibrated"]
-    assert {r["server"] for r in runs} == {"raw", "aiohttp-sse", "streamserver"}
+    redis = {"streamserver-redis"} if HAS_REDIS else set()
+    assert {r["server"] for r in runs} == {"raw", "aiohttp-sse", "streamserver", *redis}
+    assert results["capacity"]["probes"] == [capacity]  # a smoke run probes once
     assert all(r["loadgen"]["streams"] == 3 * workload["connections"] for r in runs)
     # The probe's busy share is never below its server's own CPU share.
     assert results["capacity"]["probe_busy"] >= results["capacity"]["probe_server_cpu"]
