@@ -383,13 +383,11 @@ class SharedStreams:
             return
         mirrored.pending = []
         mirrored.unsent = []
-        if mirrored.dirty:
-            if mirrored.lazy_due:
-                self._unlazy(mirrored)
-            else:
-                with contextlib.suppress(ValueError):
-                    self._dirty.remove(mirrored)
-            mirrored.dirty = False
+        if mirrored.dirty and not mirrored.lazy_due:
+            with contextlib.suppress(ValueError):  # a batch may have taken it already
+                self._dirty.remove(mirrored)
+        self._unlazy(mirrored)
+        mirrored.dirty = False
         if mirrored.reader is not None and not mirrored.closed:
             mirrored.stream.log.unwatch(mirrored.reader)
         mirrored.stream.remote_readers = None
